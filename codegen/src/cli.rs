@@ -1,0 +1,754 @@
+//! The `irnn` command line: `quantize`, `run`, `eval`, `inspect`, `pwl`, `gen`.
+//!
+//! Each subcommand is a thin shell over the library; errors are reported as one
+//! message naming the file and the offending layer, tensor or field, with a non-zero
+//! exit code. Output files are written atomically, so a failing command leaves none.
+
+use crate::float_ref::{FloatRunner, NoObserver};
+use crate::graph::{write_graph, Graph};
+use crate::interp::Interpreter;
+use crate::ir::{Activation, InputIr, LayerIr, Program};
+use crate::lower::lower;
+use crate::npy::{read_data, read_labels, DataFile, SeqData};
+use crate::pwl::FitMethod;
+use crate::quantize::{quantize, QuantizeOptions, RangeMethod};
+use crate::spec::FloatModel;
+use crate::util::write_atomic;
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+
+/// irnn: compile recurrent networks to integer-only code.
+#[derive(Parser, Debug)]
+#[command(name = "irnn", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum MethodArg {
+    Sweep,
+    Recursive,
+    Uniform,
+}
+
+impl From<MethodArg> for FitMethod {
+    fn from(m: MethodArg) -> Self {
+        match m {
+            MethodArg::Sweep => FitMethod::Sweep,
+            MethodArg::Recursive => FitMethod::Recursive,
+            MethodArg::Uniform => FitMethod::Uniform,
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum FunctionArg {
+    Sigmoid,
+    Tanh,
+    Exp,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Quantize a float model by calibration (post-training quantization).
+    Quantize {
+        /// The float model spec (JSON naming a safetensors file of PyTorch weights).
+        spec: PathBuf,
+        /// Calibration data: int32/int64 token ids [N, T] or [T], or float32 features [N, T, F].
+        #[arg(long)]
+        calib: PathBuf,
+        /// Output graph, NAME.irnn.json; the tensors go beside it as NAME.irnn.safetensors.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Take activation ranges at this percentile (e.g. 99.99) instead of min/max.
+        #[arg(long)]
+        percentile: Option<f64>,
+        /// PWL tolerance in output LSBs.
+        #[arg(long, default_value_t = 1.0)]
+        pwl_tolerance: f64,
+        /// PWL piece budget per table.
+        #[arg(long, default_value_t = 64)]
+        pwl_max_pieces: usize,
+        /// PWL fitting method.
+        #[arg(long, value_enum, default_value_t = MethodArg::Sweep)]
+        pwl_method: MethodArg,
+    },
+    /// Run the reference interpreter: int32 outputs per step, [N, T, O] or [T, O].
+    Run {
+        /// The quantized graph.
+        model: PathBuf,
+        /// Input data (.npy): token ids, float32 features (quantized with the model's
+        /// input parameters) or int8 features (taken as already quantized).
+        #[arg(long)]
+        data: PathBuf,
+        /// Output .npy (int32).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Compare the integer model with the float model.
+    Eval {
+        /// The quantized graph.
+        model: PathBuf,
+        /// The float model spec.
+        #[arg(long = "float")]
+        float_spec: PathBuf,
+        /// Evaluation data.
+        #[arg(long)]
+        data: PathBuf,
+        /// Class labels [N] (classifier: logits of the last step).
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Describe a quantized graph: layers, shapes, bit widths, scales, PWL tables, sizes.
+    Inspect {
+        /// The quantized graph.
+        model: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fit a PWL table and print its report, or the error-versus-pieces comparison.
+    Pwl {
+        /// Function to fit.
+        #[arg(long, value_enum, default_value_t = FunctionArg::Sigmoid)]
+        function: FunctionArg,
+        /// Fractional bits of the int16 input grid.
+        #[arg(long, default_value_t = 12)]
+        input_frac_bits: u32,
+        /// Tolerance in output LSBs.
+        #[arg(long, default_value_t = 1.0)]
+        tolerance: f64,
+        /// Piece budget.
+        #[arg(long, default_value_t = 64)]
+        max_pieces: usize,
+        /// Fitting method.
+        #[arg(long, value_enum, default_value_t = MethodArg::Sweep)]
+        method: MethodArg,
+        /// Print the error-versus-pieces table of all methods instead.
+        #[arg(long)]
+        compare: bool,
+        /// Print the fitted table as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Entry point of the `irnn` binary.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run_cli(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run_cli(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Quantize {
+            spec,
+            calib,
+            output,
+            percentile,
+            pwl_tolerance,
+            pwl_max_pieces,
+            pwl_method,
+        } => cmd_quantize(
+            &spec,
+            &calib,
+            &output,
+            QuantizeOptions {
+                range: match percentile {
+                    Some(p) if (50.0..=100.0).contains(&p) => RangeMethod::Percentile(p),
+                    Some(p) => bail!("--percentile {p}: must be between 50 and 100"),
+                    None => RangeMethod::MinMax,
+                },
+                pwl_tolerance_lsb: pwl_tolerance,
+                pwl_max_pieces,
+                pwl_method: pwl_method.into(),
+                ..QuantizeOptions::default()
+            },
+        ),
+        Command::Run { model, data, out } => cmd_run(&model, &data, &out),
+        Command::Eval {
+            model,
+            float_spec,
+            data,
+            labels,
+            json,
+        } => cmd_eval(&model, &float_spec, &data, labels.as_deref(), json),
+        Command::Inspect { model, json } => cmd_inspect(&model, json),
+        Command::Pwl {
+            function,
+            input_frac_bits,
+            tolerance,
+            max_pieces,
+            method,
+            compare,
+            json,
+        } => {
+            let function = match function {
+                FunctionArg::Sigmoid => Activation::Sigmoid,
+                FunctionArg::Tanh => Activation::Tanh,
+                FunctionArg::Exp => Activation::Exp,
+            };
+            if compare {
+                print!(
+                    "{}",
+                    crate::pwl::error_vs_pieces_markdown(function, input_frac_bits)
+                );
+                return Ok(());
+            }
+            let opts = crate::pwl::FitOptions {
+                function,
+                input_frac_bits,
+                output_frac_bits: 15,
+                tolerance_lsb: tolerance,
+                max_pieces,
+                method: method.into(),
+            };
+            let (table, report) = crate::pwl::fit(&opts).map_err(|e| anyhow!("{e}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&table)?);
+            } else {
+                println!(
+                    "{}: {} pieces, max error {:.3} LSB ({:.3e} absolute), method {:?}, tolerance {} LSB {}",
+                    table.short_name(),
+                    report.pieces,
+                    report.max_error_lsb,
+                    report.max_error_abs,
+                    report.method,
+                    tolerance,
+                    if report.tolerance_met { "met" } else { "NOT met" }
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `NAME.irnn.json` → `NAME.irnn.safetensors` (file name only).
+pub fn tensor_file_name_for(output: &Path) -> Result<String> {
+    let file_name = output
+        .file_name()
+        .and_then(|f| f.to_str())
+        .ok_or_else(|| anyhow!("{}: not a file name", output.display()))?;
+    let stem = file_name
+        .strip_suffix(".json")
+        .ok_or_else(|| anyhow!("{}: the output must end in .irnn.json", output.display()))?;
+    Ok(format!("{stem}.safetensors"))
+}
+
+fn cmd_quantize(spec: &Path, calib: &Path, output: &Path, opts: QuantizeOptions) -> Result<()> {
+    let tensor_name = tensor_file_name_for(output)?;
+    let model = FloatModel::load(spec)?;
+    let data = read_data(calib)?;
+    let (file, writer, report) = quantize(&model, &data, calib, &tensor_name, &opts)?;
+    write_graph(output, &file, &writer).map_err(|e| anyhow!("{e}"))?;
+    // Prove the written file loads and lowers before declaring success.
+    let graph = Graph::load(output)?;
+    lower(&graph)?;
+    eprintln!(
+        "quantized {} over {} calibration steps: {} layers, {} PWL tables",
+        model.name,
+        report.steps,
+        file.layers.len(),
+        report.tables.len()
+    );
+    for (name, pieces, err) in &report.tables {
+        eprintln!("  table {name}: {pieces} pieces, max error {err:.3} LSB");
+    }
+    eprintln!("wrote {}", output.display());
+    Ok(())
+}
+
+/// Loads and lowers a graph.
+pub fn load_program(path: &Path) -> Result<Program> {
+    let graph = Graph::load(path)?;
+    Ok(lower(&graph)?)
+}
+
+/// Quantizes a float feature with an affine int8 grid (round half away from zero).
+pub fn quantize_feature(x: f32, scale: f64, zero_point: i32) -> i8 {
+    ((x as f64 / scale).round() + zero_point as f64).clamp(-128.0, 127.0) as i8
+}
+
+/// Runs the interpreter over every sequence of `data`, resetting between sequences.
+/// Returns `n * t * output_size` int32 values.
+pub fn run_program(program: &Program, data: &DataFile, data_path: &Path) -> Result<Vec<i32>> {
+    let (n, t) = data.data.dims();
+    let out_size = program.output.size;
+    let mut out = Vec::with_capacity(n * t * out_size);
+    let mut it = Interpreter::new(program);
+    let mut buf = Vec::new();
+    for s in 0..n {
+        it.reset();
+        for step in 0..t {
+            let at = || format!("{}: sequence {s}, step {step}", data_path.display());
+            let y = match (&data.data, &program.input) {
+                (SeqData::Tokens { data, .. }, _) => it
+                    .step_token(data[s * t + step])
+                    .map_err(|e| anyhow!("{}: {e}", at()))?,
+                (
+                    SeqData::FeaturesF32 { f, data, .. },
+                    InputIr::Features {
+                        scale_info,
+                        zero_point,
+                        ..
+                    },
+                ) => {
+                    let off = (s * t + step) * f;
+                    buf.clear();
+                    buf.extend(
+                        data[off..off + f]
+                            .iter()
+                            .map(|&x| quantize_feature(x, *scale_info, *zero_point)),
+                    );
+                    it.step_features(&buf)
+                        .map_err(|e| anyhow!("{}: {e}", at()))?
+                }
+                (SeqData::FeaturesI8 { f, data, .. }, _) => {
+                    let off = (s * t + step) * f;
+                    it.step_features(&data[off..off + f])
+                        .map_err(|e| anyhow!("{}: {e}", at()))?
+                }
+                (SeqData::FeaturesF32 { .. }, InputIr::Tokens { .. }) => {
+                    bail!(
+                        "{}: the model takes token ids, not float features",
+                        data_path.display()
+                    )
+                }
+            };
+            out.extend_from_slice(y);
+        }
+    }
+    Ok(out)
+}
+
+fn cmd_run(model: &Path, data_path: &Path, out: &Path) -> Result<()> {
+    let program = load_program(model)?;
+    let data = read_data(data_path)?;
+    let values = run_program(&program, &data, data_path)?;
+    let (n, t) = data.data.dims();
+    let o = program.output.size;
+    let shape: Vec<usize> = if data.single {
+        vec![t, o]
+    } else {
+        vec![n, t, o]
+    };
+    let bytes = crate::npy::i32_npy_bytes(&shape, &values)?;
+    write_atomic(out, &bytes).with_context(|| format!("{}: cannot write", out.display()))?;
+    eprintln!(
+        "ran {} sequence(s) of {t} steps; wrote {} {shape:?} int32",
+        n,
+        out.display()
+    );
+    Ok(())
+}
+
+/// Runs the float model over `data`, returning `n * t * O` float outputs.
+pub fn run_float(model: &FloatModel, data: &DataFile, data_path: &Path) -> Result<Vec<f32>> {
+    let (n, t) = data.data.dims();
+    let mut runner = FloatRunner::new(model);
+    let mut out = Vec::new();
+    for s in 0..n {
+        runner.reset();
+        for step in 0..t {
+            let y = match &data.data {
+                SeqData::Tokens { data, .. } => {
+                    let tok = data[s * t + step];
+                    let vocab = match model.input {
+                        crate::spec::InputSpec::Tokens { vocab_size } => vocab_size,
+                        _ => bail!(
+                            "{}: the float model takes features, not token ids",
+                            data_path.display()
+                        ),
+                    };
+                    if tok < 0 || tok as u64 >= vocab as u64 {
+                        bail!(
+                            "{}: sequence {s}, step {step}: token id {tok} is outside the vocabulary 0..{vocab}",
+                            data_path.display()
+                        );
+                    }
+                    runner.step_token(tok as usize, &mut NoObserver)
+                }
+                SeqData::FeaturesF32 { f, data, .. } => {
+                    let off = (s * t + step) * f;
+                    runner.step_features(&data[off..off + f], &mut NoObserver)
+                }
+                SeqData::FeaturesI8 { .. } => bail!(
+                    "{}: the float model needs float32 features, not int8",
+                    data_path.display()
+                ),
+            };
+            out.extend_from_slice(y);
+        }
+    }
+    Ok(out)
+}
+
+fn log_softmax_bits(logits: &[f64], target: usize) -> f64 {
+    let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = logits.iter().map(|v| (v - max).exp()).sum();
+    let logp = logits[target] - max - sum.ln();
+    -logp / std::f64::consts::LN_2
+}
+
+fn argmax(xs: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, v) in xs.iter().enumerate() {
+        if *v > xs[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Results of `irnn eval`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvalResult {
+    /// Float model metrics.
+    pub float: serde_json::Value,
+    /// Integer model metrics.
+    pub integer: serde_json::Value,
+    /// Classifier: fraction of sequences where both predict the same class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<f64>,
+    /// Token model: fraction of steps where both give the same top-1 prediction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top1_agreement: Option<f64>,
+    /// Number of predictions evaluated.
+    pub predictions: usize,
+}
+
+/// Evaluates the integer model against the float model.
+pub fn evaluate(
+    program: &Program,
+    float_model: &FloatModel,
+    data: &DataFile,
+    data_path: &Path,
+    labels: Option<(&[i64], &Path)>,
+) -> Result<EvalResult> {
+    if program.output.size != float_model.output_size() {
+        bail!(
+            "the quantized model has {} outputs but the float model has {}; are they the same model?",
+            program.output.size,
+            float_model.output_size()
+        );
+    }
+    let ints = run_program(program, data, data_path)?;
+    let floats = run_float(float_model, data, data_path)?;
+    let (n, t) = data.data.dims();
+    let o = program.output.size;
+    let scale = program.output.scale_info;
+    let zp = program.output.zero_point as f64;
+    let deq = |i: usize| -> Vec<f64> {
+        ints[i * o..(i + 1) * o]
+            .iter()
+            .map(|&v| (v as f64 - zp) * scale)
+            .collect()
+    };
+    let flo = |i: usize| -> Vec<f64> {
+        floats[i * o..(i + 1) * o]
+            .iter()
+            .map(|&v| v as f64)
+            .collect()
+    };
+    match labels {
+        Some((labels, lpath)) => {
+            if labels.len() != n {
+                bail!(
+                    "{}: {} labels for {n} sequences in {}",
+                    lpath.display(),
+                    labels.len(),
+                    data_path.display()
+                );
+            }
+            let (mut fc, mut ic, mut agree) = (0usize, 0usize, 0usize);
+            for (s, &label) in labels.iter().enumerate() {
+                if label < 0 || label as u64 >= o as u64 {
+                    bail!(
+                        "{}: label {label} at index {s} is outside 0..{o}",
+                        lpath.display()
+                    );
+                }
+                let last = s * t + t - 1;
+                let pf = argmax(&flo(last));
+                let pi = argmax(&deq(last));
+                fc += (pf == label as usize) as usize;
+                ic += (pi == label as usize) as usize;
+                agree += (pf == pi) as usize;
+            }
+            Ok(EvalResult {
+                float: serde_json::json!({"accuracy": fc as f64 / n as f64}),
+                integer: serde_json::json!({"accuracy": ic as f64 / n as f64}),
+                agreement: Some(agree as f64 / n as f64),
+                top1_agreement: None,
+                predictions: n,
+            })
+        }
+        None => {
+            let SeqData::Tokens { data: toks, .. } = &data.data else {
+                bail!(
+                    "{}: without --labels, eval measures next-token bits per token and needs token data",
+                    data_path.display()
+                );
+            };
+            if t < 2 {
+                bail!(
+                    "{}: sequences need at least 2 steps to predict a next token",
+                    data_path.display()
+                );
+            }
+            let (mut fb, mut ib, mut agree, mut count) = (0f64, 0f64, 0usize, 0usize);
+            for s in 0..n {
+                for step in 0..t - 1 {
+                    let i = s * t + step;
+                    let target = toks[i + 1];
+                    if target < 0 || target as u64 >= o as u64 {
+                        bail!(
+                            "{}: token {target} cannot be a prediction target of a model with {o} outputs",
+                            data_path.display()
+                        );
+                    }
+                    let (lf, li) = (flo(i), deq(i));
+                    fb += log_softmax_bits(&lf, target as usize);
+                    ib += log_softmax_bits(&li, target as usize);
+                    agree += (argmax(&lf) == argmax(&li)) as usize;
+                    count += 1;
+                }
+            }
+            Ok(EvalResult {
+                float: serde_json::json!({"bits_per_token": fb / count as f64}),
+                integer: serde_json::json!({"bits_per_token": ib / count as f64}),
+                agreement: None,
+                top1_agreement: Some(agree as f64 / count as f64),
+                predictions: count,
+            })
+        }
+    }
+}
+
+fn cmd_eval(
+    model: &Path,
+    spec: &Path,
+    data_path: &Path,
+    labels: Option<&Path>,
+    json: bool,
+) -> Result<()> {
+    let program = load_program(model)?;
+    let float_model = FloatModel::load(spec)?;
+    let data = read_data(data_path)?;
+    let labels_v = match labels {
+        Some(p) => Some((read_labels(p)?, p)),
+        None => None,
+    };
+    let r = evaluate(
+        &program,
+        &float_model,
+        &data,
+        data_path,
+        labels_v.as_ref().map(|(l, p)| (l.as_slice(), *p)),
+    )?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    let get =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+    println!(
+        "model: {}  data: {}  predictions: {}",
+        program.name,
+        data_path.display(),
+        r.predictions
+    );
+    if let Some(a) = r.agreement {
+        let (f, i) = (get(&r.float, "accuracy"), get(&r.integer, "accuracy"));
+        println!("| model   | accuracy |");
+        println!("|---------|----------|");
+        println!("| float   | {:>7.2}% |", f * 100.0);
+        println!("| integer | {:>7.2}% |", i * 100.0);
+        println!("agreement (same predicted class): {:.2}%", a * 100.0);
+    } else {
+        let (f, i) = (
+            get(&r.float, "bits_per_token"),
+            get(&r.integer, "bits_per_token"),
+        );
+        println!("| model   | bits/token | vs float |");
+        println!("|---------|------------|----------|");
+        println!("| float   | {f:>10.4} |          |");
+        println!("| integer | {i:>10.4} | {:>+7.2}% |", (i / f - 1.0) * 100.0);
+        if let Some(a) = r.top1_agreement {
+            println!("top-1 agreement per step: {:.2}%", a * 100.0);
+        }
+    }
+    Ok(())
+}
+
+/// Sizes of a program: parameter bytes as int and as f32, and state bytes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sizes {
+    /// Bytes of integer parameters (weights, biases, multipliers, tables).
+    pub int_param_bytes: usize,
+    /// Bytes the same parameters take in f32.
+    pub float_param_bytes: usize,
+    /// Bytes of recurrent state (h int8 + c int16 per LSTM unit).
+    pub state_bytes: usize,
+}
+
+/// Computes the parameter and state sizes of a program.
+pub fn sizes(p: &Program) -> Sizes {
+    let mut int_b = 0;
+    let mut float_b = 0;
+    let mut state = 0;
+    for l in &p.layers {
+        match l {
+            LayerIr::Embedding(e) => {
+                int_b += e.table.len();
+                float_b += 4 * e.table.len();
+            }
+            LayerIr::Lstm(l) => {
+                let rows = 4 * l.hidden_size;
+                int_b += l.w_ih.len() + l.w_hh.len() + 4 * 2 * rows + 8 * 2 * rows;
+                float_b += 4 * (l.w_ih.len() + l.w_hh.len() + 2 * rows);
+                state += l.hidden_size * 3;
+            }
+            LayerIr::Linear(l) => {
+                int_b += l.weight.len() + 4 * l.out_size + 8 * l.out_size;
+                float_b += 4 * (l.weight.len() + l.out_size);
+            }
+        }
+    }
+    for t in &p.tables {
+        int_b += 12 * t.pieces();
+    }
+    Sizes {
+        int_param_bytes: int_b,
+        float_param_bytes: float_b,
+        state_bytes: state,
+    }
+}
+
+fn cmd_inspect(path: &Path, json: bool) -> Result<()> {
+    let graph = Graph::load(path)?;
+    let program = lower(&graph)?;
+    let s = sizes(&program);
+    let tables: Vec<serde_json::Value> = graph
+        .file
+        .tables
+        .iter()
+        .map(|(name, t)| {
+            let m = crate::pwl::measure(t);
+            serde_json::json!({
+                "name": name, "function": t.function.as_str(), "input_frac_bits": t.input_frac_bits,
+                "output_frac_bits": t.output_frac_bits, "pieces": t.pieces(),
+                "max_error_lsb": m.max_error_lsb, "max_error_abs": m.max_error_abs,
+            })
+        })
+        .collect();
+    if json {
+        let v = serde_json::json!({
+            "name": graph.file.name,
+            "hash": graph.hash,
+            "input": graph.file.input,
+            "layers": graph.file.layers,
+            "tables": tables,
+            "sizes": s,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "model {}  (format {} v{}, sha256 {})",
+        graph.file.name,
+        graph.file.format,
+        graph.file.version,
+        &graph.hash[..16]
+    );
+    match &graph.file.input {
+        crate::graph::GraphInput::Tokens { vocab_size } => {
+            println!("input: token ids 0..{vocab_size}")
+        }
+        crate::graph::GraphInput::Features { size, quant } => println!(
+            "input: int8[{size}] features, scale {:.6e}, zero point {}",
+            quant.scale, quant.zero_point
+        ),
+    }
+    println!("layers:");
+    for l in &graph.file.layers {
+        match l {
+            crate::graph::GraphLayer::Embedding {
+                name,
+                vocab_size,
+                dim,
+                output,
+                ..
+            } => println!(
+                "  {name:<12} embedding  [{vocab_size} x {dim}] int8 -> int8, scale {:.4e}, zp {}",
+                output.scale, output.zero_point
+            ),
+            crate::graph::GraphLayer::Lstm {
+                name,
+                input_size,
+                hidden_size,
+                gate_frac_bits,
+                gate_tables,
+                cell_frac_bits,
+                cell_table,
+                output,
+                ..
+            } => {
+                println!(
+                    "  {name:<12} lstm       in {input_size}, hidden {hidden_size}; int8 weights (per-row), int32 bias"
+                );
+                println!(
+                    "  {:<12}            gates int16 Q{}.{} / Q{}.{} / Q{}.{} / Q{}.{} (i f g o) via {}, {}, {}, {}",
+                    "",
+                    15 - gate_frac_bits[0], gate_frac_bits[0], 15 - gate_frac_bits[1], gate_frac_bits[1],
+                    15 - gate_frac_bits[2], gate_frac_bits[2], 15 - gate_frac_bits[3], gate_frac_bits[3],
+                    gate_tables[0], gate_tables[1], gate_tables[2], gate_tables[3]
+                );
+                println!(
+                    "  {:<12}            cell int16 Q{}.{} via {cell_table}; h int8 scale {:.4e}, zp {}",
+                    "", 15 - cell_frac_bits, cell_frac_bits, output.scale, output.zero_point
+                );
+            }
+            crate::graph::GraphLayer::Linear {
+                name,
+                in_size,
+                out_size,
+                output,
+                ..
+            } => println!(
+                "  {name:<12} linear     [{out_size} x {in_size}] int8 -> {:?}",
+                output
+            ),
+        }
+    }
+    println!("PWL tables:");
+    for t in &tables {
+        println!(
+            "  {:<16} {:>3} pieces  max error {:.3} LSB ({:.2e})",
+            t["name"].as_str().unwrap_or(""),
+            t["pieces"],
+            t["max_error_lsb"].as_f64().unwrap_or(f64::NAN),
+            t["max_error_abs"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    println!(
+        "parameters: {} bytes integer vs {} bytes f32 ({:.2}x smaller); state {} bytes",
+        s.int_param_bytes,
+        s.float_param_bytes,
+        s.float_param_bytes as f64 / s.int_param_bytes.max(1) as f64,
+        s.state_bytes
+    );
+    Ok(())
+}

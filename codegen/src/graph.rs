@@ -1,0 +1,552 @@
+//! The quantized graph format: `NAME.irnn.json` plus an integer safetensors file.
+//!
+//! The JSON holds the structure, every scale, zero point, bit width and PWL table; the
+//! safetensors file holds int8 weights, int32 biases and the f32 per-row weight scales.
+//! docs/FORMAT.md is the normative description; this module is its implementation.
+//! Loading validates everything a later pass relies on and reports all problems at
+//! once.
+
+use crate::error::{check_problems, LoadError, Problem};
+use crate::ir::PwlTable;
+use crate::tensors::{Tensor, TensorFile, TensorWriter};
+use crate::util::{resolve_relative, sha256_hex};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Value of the `format` field.
+pub const FORMAT_NAME: &str = "irnn-graph";
+/// The version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The `.irnn.json` document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphFile {
+    /// Always `"irnn-graph"`.
+    pub format: String,
+    /// Format version; this build reads version 1.
+    pub version: u32,
+    /// Model name.
+    pub name: String,
+    /// Path of the tensor file, relative to the JSON file.
+    pub tensors: String,
+    /// What one step consumes.
+    pub input: GraphInput,
+    /// Layers in execution order; each consumes the previous layer's output.
+    pub layers: Vec<GraphLayer>,
+    /// PWL tables by name, referenced from the layers.
+    pub tables: BTreeMap<String, PwlTable>,
+    /// Who wrote the file and how (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer: Option<serde_json::Value>,
+    /// Free-form metadata (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Affine int8 quantization: `real = scale · (code − zero_point)`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AffineQuant {
+    /// Real value of one code step; finite and > 0.
+    pub scale: f64,
+    /// Code of real 0, in `[-128, 127]`.
+    pub zero_point: i32,
+}
+
+/// The model input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GraphInput {
+    /// One token id per step.
+    Tokens {
+        /// Number of token ids.
+        vocab_size: usize,
+    },
+    /// One int8 feature vector per step.
+    Features {
+        /// Width.
+        size: usize,
+        /// How float features map to int8 codes.
+        quant: AffineQuant,
+    },
+}
+
+/// One layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GraphLayer {
+    /// Token id → int8 row.
+    Embedding {
+        /// Layer name.
+        name: String,
+        /// Rows.
+        vocab_size: usize,
+        /// Row width.
+        dim: usize,
+        /// I8 tensor `[vocab_size, dim]`.
+        table: String,
+        /// Quantization of the rows (and the layer output).
+        output: AffineQuant,
+    },
+    /// One unidirectional LSTM layer, gate order i, f, g, o.
+    Lstm {
+        /// Layer name.
+        name: String,
+        /// Input width `I`.
+        input_size: usize,
+        /// Hidden width `H`.
+        hidden_size: usize,
+        /// I8 tensor `[4H, I]`, symmetric per row.
+        w_ih: String,
+        /// F32 tensor `[4H]`: the scale of each row of `w_ih`.
+        w_ih_scale: String,
+        /// I8 tensor `[4H, H]`, symmetric per row.
+        w_hh: String,
+        /// F32 tensor `[4H]`.
+        w_hh_scale: String,
+        /// I32 tensor `[4H]`: `b_ih + b_hh` on the grid `s_x · w_ih_scale[r]`.
+        bias: String,
+        /// Fractional bits of each gate's int16 pre-activation (`0..=15`).
+        gate_frac_bits: [u32; 4],
+        /// Table names of the gate activations (sigmoid, sigmoid, tanh, sigmoid).
+        gate_tables: [String; 4],
+        /// Fractional bits of the int16 cell state (`0..=15`).
+        cell_frac_bits: u32,
+        /// Table name of tanh on the cell grid.
+        cell_table: String,
+        /// Quantization of the hidden state (the layer output).
+        output: AffineQuant,
+    },
+    /// Fully connected layer.
+    Linear {
+        /// Layer name.
+        name: String,
+        /// Input width.
+        in_size: usize,
+        /// Output width.
+        out_size: usize,
+        /// I8 tensor `[out, in]`, symmetric per row.
+        weight: String,
+        /// F32 tensor `[out]`.
+        weight_scale: String,
+        /// I32 tensor `[out]` on the grid `s_x · weight_scale[o]`.
+        bias: String,
+        /// Output type and quantization.
+        output: LinearOutputSpec,
+    },
+}
+
+impl GraphLayer {
+    /// The layer's name.
+    pub fn name(&self) -> &str {
+        match self {
+            GraphLayer::Embedding { name, .. }
+            | GraphLayer::Lstm { name, .. }
+            | GraphLayer::Linear { name, .. } => name,
+        }
+    }
+
+    /// Output width.
+    pub fn output_size(&self) -> usize {
+        match self {
+            GraphLayer::Embedding { dim, .. } => *dim,
+            GraphLayer::Lstm { hidden_size, .. } => *hidden_size,
+            GraphLayer::Linear { out_size, .. } => *out_size,
+        }
+    }
+
+    /// The op name as written in the file.
+    pub fn op(&self) -> &'static str {
+        match self {
+            GraphLayer::Embedding { .. } => "embedding",
+            GraphLayer::Lstm { .. } => "lstm",
+            GraphLayer::Linear { .. } => "linear",
+        }
+    }
+}
+
+/// Output of a linear layer.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "dtype", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LinearOutputSpec {
+    /// int32 codes, `real = scale · code`.
+    I32 {
+        /// Real value of one code.
+        scale: f64,
+    },
+    /// int8 codes, `real = scale · (code − zero_point)`.
+    I8 {
+        /// Real value of one code.
+        scale: f64,
+        /// Code of real 0.
+        zero_point: i32,
+    },
+}
+
+impl LinearOutputSpec {
+    /// The output scale.
+    pub fn scale(&self) -> f64 {
+        match self {
+            LinearOutputSpec::I32 { scale } | LinearOutputSpec::I8 { scale, .. } => *scale,
+        }
+    }
+}
+
+/// A loaded and validated graph with its tensors.
+pub struct Graph {
+    /// The JSON document.
+    pub file: GraphFile,
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The tensors.
+    pub tensors: TensorFile,
+    /// Hex SHA-256 over the JSON bytes and the tensor bytes.
+    pub hash: String,
+}
+
+/// Quantization of the vector a layer consumes (`None` for token input).
+pub fn input_quant_of(file: &GraphFile, index: usize) -> Option<AffineQuant> {
+    if index == 0 {
+        return match &file.input {
+            GraphInput::Tokens { .. } => None,
+            GraphInput::Features { quant, .. } => Some(*quant),
+        };
+    }
+    match file.layers.get(index - 1)? {
+        GraphLayer::Embedding { output, .. } | GraphLayer::Lstm { output, .. } => Some(*output),
+        GraphLayer::Linear { output, .. } => match output {
+            LinearOutputSpec::I8 { scale, zero_point } => Some(AffineQuant {
+                scale: *scale,
+                zero_point: *zero_point,
+            }),
+            LinearOutputSpec::I32 { .. } => None,
+        },
+    }
+}
+
+impl Graph {
+    /// Reads and validates `path` and the tensor file it names.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let json = std::fs::read(path).map_err(|e| LoadError::io(path, e))?;
+        let file: GraphFile =
+            serde_json::from_slice(&json).map_err(|e| LoadError::json(path, e))?;
+        if file.format != FORMAT_NAME {
+            return Err(LoadError::invalid(
+                path,
+                "format",
+                format!(
+                    "is \"{}\"; expected \"{FORMAT_NAME}\" (is this a float model spec? quantize it with `irnn quantize` first)",
+                    file.format
+                ),
+            ));
+        }
+        if file.version != FORMAT_VERSION {
+            return Err(LoadError::invalid(
+                path,
+                "version",
+                format!(
+                    "is {}; this build of irnn reads version {FORMAT_VERSION}",
+                    file.version
+                ),
+            ));
+        }
+        let tensor_path = resolve_relative(path, &file.tensors);
+        let tensors = TensorFile::open(&tensor_path)?;
+        let hash = sha256_hex(&[&json, tensors.bytes()]);
+        let graph = Graph {
+            file,
+            path: path.to_path_buf(),
+            tensors,
+            hash,
+        };
+        check_problems(path, graph.validate())?;
+        Ok(graph)
+    }
+
+    /// Every structural problem of the graph (empty when it is valid).
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let f = &self.file;
+        if f.layers.is_empty() {
+            problems.push(Problem::new("layers", "the graph has no layers"));
+        }
+        for (name, table) in &f.tables {
+            if let Err(msg) = crate::pwl::validate(table) {
+                problems.push(Problem::new(format!("tables.{name}"), msg));
+            }
+        }
+        let mut width: Option<usize> = match &f.input {
+            GraphInput::Tokens { vocab_size } => {
+                if *vocab_size == 0 {
+                    problems.push(Problem::new("input.vocab_size", "must be at least 1"));
+                }
+                None
+            }
+            GraphInput::Features { size, quant } => {
+                if *size == 0 {
+                    problems.push(Problem::new("input.size", "must be at least 1"));
+                }
+                check_affine(&mut problems, "input.quant", quant);
+                Some(*size)
+            }
+        };
+        let mut names = std::collections::BTreeSet::new();
+        for (index, layer) in f.layers.iter().enumerate() {
+            let loc = format!("layers[{index}] (\"{}\")", layer.name());
+            if !names.insert(layer.name().to_string()) {
+                problems.push(Problem::new(&loc, "duplicate layer name"));
+            }
+            match layer {
+                GraphLayer::Embedding {
+                    vocab_size,
+                    dim,
+                    table,
+                    output,
+                    ..
+                } => {
+                    match (&f.input, index) {
+                        (GraphInput::Tokens { vocab_size: v }, 0) => {
+                            if v != vocab_size {
+                                problems.push(Problem::new(
+                                    &loc,
+                                    format!(
+                                        "vocab_size {vocab_size} differs from input.vocab_size {v}"
+                                    ),
+                                ));
+                            }
+                        }
+                        _ => problems.push(Problem::new(
+                            &loc,
+                            "an embedding must be the first layer of a token model",
+                        )),
+                    }
+                    self.check_tensor_i8(&mut problems, &loc, table, &[*vocab_size, *dim]);
+                    check_affine(&mut problems, &format!("{loc}.output"), output);
+                    width = Some(*dim);
+                }
+                GraphLayer::Lstm {
+                    input_size,
+                    hidden_size,
+                    w_ih,
+                    w_ih_scale,
+                    w_hh,
+                    w_hh_scale,
+                    bias,
+                    gate_frac_bits,
+                    gate_tables,
+                    cell_frac_bits,
+                    cell_table,
+                    output,
+                    ..
+                } => {
+                    expect_width(&mut problems, &loc, width, *input_size);
+                    if *hidden_size == 0 {
+                        problems.push(Problem::new(&loc, "hidden_size must be at least 1"));
+                    }
+                    let rows = 4 * hidden_size;
+                    self.check_tensor_i8(&mut problems, &loc, w_ih, &[rows, *input_size]);
+                    self.check_tensor_i8(&mut problems, &loc, w_hh, &[rows, *hidden_size]);
+                    self.check_scales(&mut problems, &loc, w_ih_scale, rows);
+                    self.check_scales(&mut problems, &loc, w_hh_scale, rows);
+                    self.check_tensor_i32(&mut problems, &loc, bias, &[rows]);
+                    for (g, bits) in gate_frac_bits.iter().enumerate() {
+                        if *bits > 15 {
+                            problems.push(Problem::new(
+                                format!("{loc}.gate_frac_bits[{g}]"),
+                                format!("is {bits}; must be in 0..=15"),
+                            ));
+                        }
+                    }
+                    if *cell_frac_bits > 15 {
+                        problems.push(Problem::new(
+                            format!("{loc}.cell_frac_bits"),
+                            format!("is {cell_frac_bits}; must be in 0..=15"),
+                        ));
+                    }
+                    for (g, t) in gate_tables.iter().enumerate() {
+                        self.check_table_ref(
+                            &mut problems,
+                            &format!("{loc}.gate_tables[{g}]"),
+                            t,
+                            gate_frac_bits[g],
+                        );
+                    }
+                    self.check_table_ref(
+                        &mut problems,
+                        &format!("{loc}.cell_table"),
+                        cell_table,
+                        *cell_frac_bits,
+                    );
+                    check_affine(&mut problems, &format!("{loc}.output"), output);
+                    width = Some(*hidden_size);
+                }
+                GraphLayer::Linear {
+                    in_size,
+                    out_size,
+                    weight,
+                    weight_scale,
+                    bias,
+                    output,
+                    ..
+                } => {
+                    expect_width(&mut problems, &loc, width, *in_size);
+                    self.check_tensor_i8(&mut problems, &loc, weight, &[*out_size, *in_size]);
+                    self.check_scales(&mut problems, &loc, weight_scale, *out_size);
+                    self.check_tensor_i32(&mut problems, &loc, bias, &[*out_size]);
+                    match output {
+                        LinearOutputSpec::I32 { scale } => {
+                            check_scale(&mut problems, &format!("{loc}.output.scale"), *scale)
+                        }
+                        LinearOutputSpec::I8 { scale, zero_point } => check_affine(
+                            &mut problems,
+                            &format!("{loc}.output"),
+                            &AffineQuant {
+                                scale: *scale,
+                                zero_point: *zero_point,
+                            },
+                        ),
+                    }
+                    if index + 1 < f.layers.len() && matches!(output, LinearOutputSpec::I32 { .. })
+                    {
+                        problems.push(Problem::new(
+                            &loc,
+                            "only the last layer may produce int32 output; use dtype \"i8\" here",
+                        ));
+                    }
+                    width = Some(*out_size);
+                }
+            }
+        }
+        if let Some(last) = f.layers.last() {
+            if !matches!(last, GraphLayer::Linear { .. }) {
+                problems.push(Problem::new(
+                    format!("layer \"{}\"", last.name()),
+                    "the last layer must be a linear layer producing the model output",
+                ));
+            }
+        }
+        problems
+    }
+
+    fn check_tensor_i8(&self, p: &mut Vec<Problem>, loc: &str, name: &str, shape: &[usize]) {
+        match self.tensors.i8(name, loc) {
+            Ok(t) => check_shape(p, loc, name, &t, shape),
+            Err(e) => p.push(e),
+        }
+    }
+
+    fn check_tensor_i32(&self, p: &mut Vec<Problem>, loc: &str, name: &str, shape: &[usize]) {
+        match self.tensors.i32(name, loc) {
+            Ok(t) => check_shape(p, loc, name, &t, shape),
+            Err(e) => p.push(e),
+        }
+    }
+
+    fn check_scales(&self, p: &mut Vec<Problem>, loc: &str, name: &str, len: usize) {
+        match self.tensors.f32(name, loc) {
+            Ok(t) => {
+                check_shape(p, loc, name, &t, &[len]);
+                if let Some((i, v)) = t.data.iter().enumerate().find(|(_, v)| **v <= 0.0) {
+                    p.push(Problem::new(
+                        loc,
+                        format!("tensor \"{name}\" has a non-positive scale {v} at index {i}"),
+                    ));
+                }
+            }
+            Err(e) => p.push(e),
+        }
+    }
+
+    fn check_table_ref(&self, p: &mut Vec<Problem>, loc: &str, name: &str, frac_bits: u32) {
+        match self.file.tables.get(name) {
+            None => p.push(Problem::new(
+                loc,
+                format!("names table \"{name}\", which is not in \"tables\""),
+            )),
+            Some(t) if t.input_frac_bits != frac_bits => p.push(Problem::new(
+                loc,
+                format!(
+                    "table \"{name}\" was fitted for {} input fractional bits but this value has {frac_bits}",
+                    t.input_frac_bits
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+}
+
+fn check_shape<T>(p: &mut Vec<Problem>, loc: &str, name: &str, t: &Tensor<T>, shape: &[usize]) {
+    if let Err(e) = crate::tensors::expect_shape(t, name, shape, loc) {
+        p.push(e);
+    }
+}
+
+fn check_scale(p: &mut Vec<Problem>, loc: &str, scale: f64) {
+    if !(scale.is_finite() && scale > 0.0) {
+        p.push(Problem::new(
+            loc,
+            format!("scale {scale} must be finite and positive"),
+        ));
+    }
+}
+
+fn check_affine(p: &mut Vec<Problem>, loc: &str, q: &AffineQuant) {
+    check_scale(p, &format!("{loc}.scale"), q.scale);
+    if !(-128..=127).contains(&q.zero_point) {
+        p.push(Problem::new(
+            format!("{loc}.zero_point"),
+            format!(
+                "is {}; an int8 zero point must be in -128..=127",
+                q.zero_point
+            ),
+        ));
+    }
+}
+
+fn expect_width(p: &mut Vec<Problem>, loc: &str, have: Option<usize>, want: usize) {
+    match have {
+        Some(w) if w == want => {}
+        Some(w) => p.push(Problem::new(
+            loc,
+            format!("takes width {want} but the previous layer produces {w}"),
+        )),
+        None => p.push(Problem::new(
+            loc,
+            "needs an int8 vector input (token input goes through an embedding; int32 outputs end the model)",
+        )),
+    }
+}
+
+/// Writes a graph and its tensors: both files are written to temporary names first
+/// and renamed only when both are complete, so a failure leaves no partial output.
+pub fn write_graph(
+    json_path: &Path,
+    file: &GraphFile,
+    tensors: &TensorWriter,
+) -> Result<(), String> {
+    let tensor_path = resolve_relative(json_path, &file.tensors);
+    let tensor_bytes = tensors.to_bytes()?;
+    let mut json = serde_json::to_string_pretty(file).map_err(|e| e.to_string())?;
+    json.push('\n');
+    let dir_of = |p: &Path| match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let write_tmp = |path: &Path, bytes: &[u8]| -> Result<tempfile::NamedTempFile, String> {
+        use std::io::Write;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir_of(path))
+            .map_err(|e| format!("{}: cannot create a file there: {e}", path.display()))?;
+        tmp.write_all(bytes)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(tmp)
+    };
+    let t1 = write_tmp(&tensor_path, &tensor_bytes)?;
+    let t2 = write_tmp(json_path, json.as_bytes())?;
+    t1.persist(&tensor_path)
+        .map_err(|e| format!("{}: {}", tensor_path.display(), e.error))?;
+    t2.persist(json_path)
+        .map_err(|e| format!("{}: {}", json_path.display(), e.error))?;
+    Ok(())
+}

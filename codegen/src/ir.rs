@@ -1,0 +1,278 @@
+//! The integer IR: a quantized graph after lowering, with every scale folded into
+//! multiplier/shift pairs, every zero point folded into a bias and every activation a
+//! PWL table. The reference interpreter runs it; every back end writes it out.
+//!
+//! Nothing in a [`Program`] is floating point except informational fields (named
+//! `*_info`), which back ends may print in comments or `#define`s but never compute
+//! with.
+
+use irnn_runtime::{Pwl, Requant, Symmetry};
+use serde::{Deserialize, Serialize};
+
+/// A whole lowered model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    /// The model name as written in the graph (not sanitized).
+    pub name: String,
+    /// Hex SHA-256 of the graph JSON and its tensor file, for generated headers.
+    pub model_hash: String,
+    /// What one step consumes.
+    pub input: InputIr,
+    /// Layers in execution order; each consumes the previous one's output.
+    pub layers: Vec<LayerIr>,
+    /// PWL tables, referenced by index from the layers.
+    pub tables: Vec<PwlTable>,
+    /// What one step produces.
+    pub output: OutputIr,
+}
+
+/// The model input of one step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputIr {
+    /// One token id in `0..vocab_size`; out-of-range ids read a row of zero points.
+    Tokens {
+        /// Number of token ids.
+        vocab_size: usize,
+    },
+    /// An int8 feature vector quantized with `scale_info` and `zero_point`.
+    Features {
+        /// Width of the vector.
+        size: usize,
+        /// Zero point of the int8 features.
+        zero_point: i32,
+        /// Real value of one step of the int8 grid (informational).
+        scale_info: f64,
+    },
+}
+
+/// The model output of one step: `size` int32 values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputIr {
+    /// Number of output values.
+    pub size: usize,
+    /// Real value of one output code (informational; used to dequantize in tools).
+    pub scale_info: f64,
+    /// Zero point of the output (0 for int32 logits).
+    pub zero_point: i32,
+}
+
+/// One lowered layer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerIr {
+    /// Token id → int8 vector lookup.
+    Embedding(EmbeddingIr),
+    /// One direction of one LSTM layer.
+    Lstm(LstmIr),
+    /// Fully connected layer.
+    Linear(LinearIr),
+}
+
+impl LayerIr {
+    /// The layer's name from the graph.
+    pub fn name(&self) -> &str {
+        match self {
+            LayerIr::Embedding(l) => &l.name,
+            LayerIr::Lstm(l) => &l.name,
+            LayerIr::Linear(l) => &l.name,
+        }
+    }
+
+    /// Width of the layer's output vector.
+    pub fn output_size(&self) -> usize {
+        match self {
+            LayerIr::Embedding(l) => l.dim,
+            LayerIr::Lstm(l) => l.hidden_size,
+            LayerIr::Linear(l) => l.out_size,
+        }
+    }
+}
+
+/// Embedding lookup producing int8 vectors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmbeddingIr {
+    /// Layer name.
+    pub name: String,
+    /// Number of rows.
+    pub vocab_size: usize,
+    /// Row width.
+    pub dim: usize,
+    /// `[vocab_size, dim]` row-major.
+    pub table: Vec<i8>,
+    /// Zero point of the output (written for out-of-range tokens).
+    pub zero_point: i32,
+}
+
+/// One integer LSTM layer; see `irnn_runtime::kernels::lstm_step` for its semantics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LstmIr {
+    /// Layer name.
+    pub name: String,
+    /// Input width `I`.
+    pub input_size: usize,
+    /// Hidden width `H`.
+    pub hidden_size: usize,
+    /// `[4H, I]` row-major, gate order i, f, g, o.
+    pub w_ih: Vec<i8>,
+    /// `[4H, H]` row-major.
+    pub w_hh: Vec<i8>,
+    /// Input-side bias with the float bias and the input zero point folded in, `[4H]`.
+    pub bias_x: Vec<i32>,
+    /// Recurrent-side bias: the folded hidden zero point, `[4H]`.
+    pub bias_h: Vec<i32>,
+    /// Input accumulator → gate grid, `[4H]`.
+    pub req_x: Vec<Requant>,
+    /// Recurrent accumulator → gate grid, `[4H]`.
+    pub req_h: Vec<Requant>,
+    /// Table index per gate (i, f, g, o).
+    pub gate_tables: [usize; 4],
+    /// Fractional bits of each gate's int16 pre-activation.
+    pub gate_frac_bits: [u32; 4],
+    /// Table index of tanh on the cell grid.
+    pub cell_table: usize,
+    /// Fractional bits of the int16 cell state.
+    pub cell_frac_bits: u32,
+    /// Q0.30 (o · tanh c) → hidden int8 grid.
+    pub req_out: Requant,
+    /// Zero point of the hidden state (and of the layer output).
+    pub h_zero_point: i32,
+    /// Zero point of the layer input (already folded into `bias_x`; informational).
+    pub x_zero_point: i32,
+}
+
+/// A fully connected layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinearIr {
+    /// Layer name.
+    pub name: String,
+    /// Input width.
+    pub in_size: usize,
+    /// Output width.
+    pub out_size: usize,
+    /// `[out, in]` row-major.
+    pub weight: Vec<i8>,
+    /// Bias with the input zero point folded in, `[out]`.
+    pub bias: Vec<i32>,
+    /// Accumulator → output grid, `[out]`.
+    pub req: Vec<Requant>,
+    /// Output type.
+    pub output: LinearOutput,
+}
+
+/// What a linear layer writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinearOutput {
+    /// int32 values: `req(acc)`, no saturation beyond `i32`.
+    I32,
+    /// int8 values: `sat8(req(acc) + zero_point)`.
+    I8 {
+        /// Output zero point.
+        zero_point: i32,
+    },
+}
+
+/// Symmetry of a PWL table, in serializable form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableSymmetry {
+    /// The table covers the whole input domain.
+    None,
+    /// `f(-x) = -f(x)`.
+    Odd,
+    /// `f(-x) = total - f(x)`.
+    Complement,
+}
+
+/// The function a PWL table approximates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Logistic sigmoid.
+    Sigmoid,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// `exp(x)` for `x <= 0` (softmax after max subtraction).
+    Exp,
+}
+
+impl Activation {
+    /// The real function, in f64.
+    pub fn eval_f64(self, x: f64) -> f64 {
+        match self {
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::Tanh => x.tanh(),
+            Activation::Exp => x.exp(),
+        }
+    }
+
+    /// Lower-case name as used in file formats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+            Activation::Exp => "exp",
+        }
+    }
+}
+
+/// An owned, fitted PWL table (the integer data of `irnn_runtime::Pwl`) with the grid
+/// it was fitted on. This is also the serialized form in `.irnn.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PwlTable {
+    /// The approximated function.
+    pub function: Activation,
+    /// Fractional bits of the int16 input grid (x = code · 2^-input_frac_bits).
+    pub input_frac_bits: u32,
+    /// Fractional bits of the output grid (y = code · 2^-output_frac_bits).
+    pub output_frac_bits: u32,
+    /// Symmetry used to extend the table to negative inputs.
+    pub symmetry: TableSymmetry,
+    /// For [`TableSymmetry::Complement`]: output code of f(x) + f(-x).
+    #[serde(default)]
+    pub total: i32,
+    /// First input code of each piece.
+    pub starts: Vec<i32>,
+    /// Slopes, scaled by 2^frac_bits.
+    pub slopes: Vec<i32>,
+    /// Offsets at piece starts, scaled by 2^frac_bits, rounding constant included.
+    pub offsets: Vec<i32>,
+    /// Fractional bits of slopes and offsets.
+    pub frac_bits: u32,
+    /// Smallest output code.
+    pub out_min: i32,
+    /// Largest output code.
+    pub out_max: i32,
+}
+
+impl PwlTable {
+    /// Borrows the table as the runtime evaluator.
+    pub fn as_pwl(&self) -> Pwl<'_> {
+        Pwl {
+            symmetry: match self.symmetry {
+                TableSymmetry::None => Symmetry::None,
+                TableSymmetry::Odd => Symmetry::Odd,
+                TableSymmetry::Complement => Symmetry::Complement { total: self.total },
+            },
+            starts: &self.starts,
+            slopes: &self.slopes,
+            offsets: &self.offsets,
+            frac_bits: self.frac_bits,
+            out_min: self.out_min,
+            out_max: self.out_max,
+        }
+    }
+
+    /// Number of pieces.
+    pub fn pieces(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// A short name such as `sigmoid_q3_12` (function and input grid).
+    pub fn short_name(&self) -> String {
+        format!(
+            "{}_q{}_{}",
+            self.function.as_str(),
+            15u32.saturating_sub(self.input_frac_bits),
+            self.input_frac_bits
+        )
+    }
+}

@@ -1,0 +1,29 @@
+//! # irnn-codegen
+//!
+//! The irnn compiler core. It owns:
+//!
+//! - [`spec`]: the float model input (a JSON spec plus PyTorch weights in safetensors);
+//! - [`graph`]: the quantized graph format (`.irnn.json` plus integer safetensors);
+//! - [`quantize`]: calibration (post-training quantization) from float model to graph;
+//! - [`pwl`]: the adaptive piecewise-linear fit of sigmoid, tanh and exp;
+//! - [`ir`] and [`lower`]: the integer IR and the passes that fold scales, zero points
+//!   and tables into it;
+//! - [`interp`]: the reference interpreter (the ground truth) and [`float_ref`], the
+//!   same network in floating point;
+//! - [`npy`]: reading and writing `.npy` data;
+//! - the `irnn` command-line interface (in `main.rs`, on top of [`cli`]).
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod error;
+pub mod float_ref;
+pub mod graph;
+pub mod interp;
+pub mod ir;
+pub mod lower;
+pub mod npy;
+pub mod pwl;
+pub mod quantize;
+pub mod spec;
+pub mod tensors;
+pub mod util;

@@ -1,0 +1,390 @@
+//! Lowering: quantized graph → integer IR.
+//!
+//! The passes, in order, for each layer:
+//! 1. **fold scales**: every real ratio of scales becomes a [`Requant`] (a 32-bit
+//!    multiplier in `[2^30, 2^31)` and a power-of-two shift), computed in `f64`;
+//! 2. **fold zero points**: `b' = b − z_x · rowsum(W)` so the kernels multiply raw
+//!    int8 codes;
+//! 3. **bind tables**: PWL tables are validated and referenced by index;
+//! 4. **prove accumulators**: for every row, `|b'| + 128 · Σ|w|` must stay below 2^31,
+//!    or lowering refuses the model with the row named.
+//!
+//! The result is deterministic: the same graph always lowers to the same program.
+
+use crate::error::Problem;
+use crate::graph::{input_quant_of, AffineQuant, Graph, GraphInput, GraphLayer, LinearOutputSpec};
+use crate::ir::*;
+use irnn_runtime::Requant;
+use std::collections::BTreeMap;
+
+/// Lowering failed; every problem found is listed.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: cannot lower the model:{}", file, problems.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
+pub struct LowerError {
+    /// The graph file.
+    pub file: String,
+    /// What is wrong, per layer.
+    pub problems: Vec<Problem>,
+}
+
+/// Converts a real factor to a [`Requant`].
+///
+/// `real` must be finite and non-negative; 0 gives the zero factor. The mantissa is
+/// rounded half away from zero to 31 bits; if it rounds up to 2^31 it is halved and the
+/// exponent bumped. Factors whose shift would leave `[-31, 30]` are refused (a factor
+/// below 2^-32 maps every `i32` to 0 or ±1, which always indicates a broken scale).
+pub fn quantize_multiplier(real: f64) -> Result<Requant, String> {
+    if !real.is_finite() || real < 0.0 {
+        return Err(format!(
+            "scale ratio {real} is not a finite non-negative number"
+        ));
+    }
+    if real == 0.0 {
+        return Ok(Requant {
+            multiplier: 0,
+            shift: 0,
+        });
+    }
+    // real = q · 2^exp with q in [0.5, 1).
+    let mut exp = real.log2().floor() as i32 + 1;
+    let mut q = real / 2f64.powi(exp);
+    // Guard against log2 rounding at exact powers of two.
+    while q >= 1.0 {
+        q /= 2.0;
+        exp += 1;
+    }
+    while q < 0.5 {
+        q *= 2.0;
+        exp -= 1;
+    }
+    let mut m = (q * 2f64.powi(31)).round() as i64;
+    if m == 1i64 << 31 {
+        m /= 2;
+        exp += 1;
+    }
+    if !(-31..=30).contains(&exp) {
+        return Err(format!(
+            "scale ratio {real:e} needs a shift of {exp}, outside the supported range [-31, 30]"
+        ));
+    }
+    Ok(Requant {
+        multiplier: m as i32,
+        shift: exp,
+    })
+}
+
+/// The real value of a [`Requant`] (for reports and tests).
+pub fn requant_value(r: Requant) -> f64 {
+    r.multiplier as f64 / 2f64.powi(31) * 2f64.powi(r.shift)
+}
+
+struct Ctx<'a> {
+    graph: &'a Graph,
+    problems: Vec<Problem>,
+    table_index: BTreeMap<String, usize>,
+}
+
+impl Ctx<'_> {
+    fn req(&mut self, loc: &str, what: &str, real: f64) -> Requant {
+        match quantize_multiplier(real) {
+            Ok(r) => r,
+            Err(e) => {
+                self.problems
+                    .push(Problem::new(loc, format!("{what}: {e}")));
+                Requant::ONE
+            }
+        }
+    }
+
+    fn table(&mut self, name: &str) -> usize {
+        self.table_index.get(name).copied().unwrap_or(0)
+    }
+
+    fn i8(&mut self, name: &str, loc: &str) -> Vec<i8> {
+        match self.graph.tensors.i8(name, loc) {
+            Ok(t) => t.data,
+            Err(p) => {
+                self.problems.push(p);
+                Vec::new()
+            }
+        }
+    }
+
+    fn i32(&mut self, name: &str, loc: &str) -> Vec<i32> {
+        match self.graph.tensors.i32(name, loc) {
+            Ok(t) => t.data,
+            Err(p) => {
+                self.problems.push(p);
+                Vec::new()
+            }
+        }
+    }
+
+    fn f32(&mut self, name: &str, loc: &str) -> Vec<f32> {
+        match self.graph.tensors.f32(name, loc) {
+            Ok(t) => t.data,
+            Err(p) => {
+                self.problems.push(p);
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// `bias[r] − zero_point · Σ_j w[r, j]`, checked for `i32` range.
+fn fold_zero_points(
+    ctx: &mut Ctx<'_>,
+    loc: &str,
+    what: &str,
+    bias: &[i32],
+    w: &[i8],
+    cols: usize,
+    zero_point: i32,
+) -> Vec<i32> {
+    let rows = bias.len();
+    let mut out = Vec::with_capacity(rows);
+    for r in 0..rows {
+        let rowsum: i64 = w[r * cols..(r + 1) * cols].iter().map(|&v| v as i64).sum();
+        let folded = bias[r] as i64 - zero_point as i64 * rowsum;
+        if folded < i32::MIN as i64 || folded > i32::MAX as i64 {
+            ctx.problems.push(Problem::new(
+                loc,
+                format!("{what} row {r}: bias with folded zero point ({folded}) overflows int32"),
+            ));
+            out.push(0);
+        } else {
+            out.push(folded as i32);
+        }
+    }
+    out
+}
+
+/// Proves `|bias[r]| + 128 · Σ|w[r]| < 2^31` for every row.
+fn prove_accumulators(
+    ctx: &mut Ctx<'_>,
+    loc: &str,
+    what: &str,
+    bias: &[i32],
+    w: &[i8],
+    cols: usize,
+) {
+    for (r, b) in bias.iter().enumerate() {
+        let abs_sum: i64 = w[r * cols..(r + 1) * cols]
+            .iter()
+            .map(|&v| (v as i64).abs())
+            .sum();
+        let bound = (*b as i64).abs() + 128 * abs_sum;
+        if bound > i32::MAX as i64 {
+            ctx.problems.push(Problem::new(
+                loc,
+                format!(
+                    "{what} row {r}: the int32 accumulator can reach {bound}, beyond 2^31 − 1; \
+                     reduce the layer width or the weight range"
+                ),
+            ));
+            return;
+        }
+    }
+}
+
+/// Lowers a validated graph to the integer IR.
+pub fn lower(graph: &Graph) -> Result<Program, LowerError> {
+    let f = &graph.file;
+    let mut ctx = Ctx {
+        graph,
+        problems: Vec::new(),
+        table_index: BTreeMap::new(),
+    };
+    let mut tables = Vec::new();
+    for (i, (name, table)) in f.tables.iter().enumerate() {
+        ctx.table_index.insert(name.clone(), i);
+        tables.push(table.clone());
+    }
+    let input = match &f.input {
+        GraphInput::Tokens { vocab_size } => InputIr::Tokens {
+            vocab_size: *vocab_size,
+        },
+        GraphInput::Features { size, quant } => InputIr::Features {
+            size: *size,
+            zero_point: quant.zero_point,
+            scale_info: quant.scale,
+        },
+    };
+    let mut layers = Vec::new();
+    let mut output = OutputIr {
+        size: 0,
+        scale_info: 1.0,
+        zero_point: 0,
+    };
+    for (index, layer) in f.layers.iter().enumerate() {
+        let loc = format!("layer \"{}\"", layer.name());
+        let in_q = input_quant_of(f, index).unwrap_or(AffineQuant {
+            scale: 1.0,
+            zero_point: 0,
+        });
+        match layer {
+            GraphLayer::Embedding {
+                name,
+                vocab_size,
+                dim,
+                table,
+                output,
+            } => {
+                let table = ctx.i8(table, &loc);
+                layers.push(LayerIr::Embedding(EmbeddingIr {
+                    name: name.clone(),
+                    vocab_size: *vocab_size,
+                    dim: *dim,
+                    table,
+                    zero_point: output.zero_point,
+                }));
+            }
+            GraphLayer::Lstm {
+                name,
+                input_size,
+                hidden_size,
+                w_ih,
+                w_ih_scale,
+                w_hh,
+                w_hh_scale,
+                bias,
+                gate_frac_bits,
+                gate_tables,
+                cell_frac_bits,
+                cell_table,
+                output,
+            } => {
+                let (i_sz, h_sz) = (*input_size, *hidden_size);
+                let w_ih_v = ctx.i8(w_ih, &loc);
+                let w_hh_v = ctx.i8(w_hh, &loc);
+                let s_ih = ctx.f32(w_ih_scale, &loc);
+                let s_hh = ctx.f32(w_hh_scale, &loc);
+                let bias_v = ctx.i32(bias, &loc);
+                if !ctx.problems.is_empty() {
+                    continue;
+                }
+                let bias_x = fold_zero_points(
+                    &mut ctx,
+                    &loc,
+                    "w_ih",
+                    &bias_v,
+                    &w_ih_v,
+                    i_sz,
+                    in_q.zero_point,
+                );
+                let zeros = vec![0i32; 4 * h_sz];
+                let bias_h = fold_zero_points(
+                    &mut ctx,
+                    &loc,
+                    "w_hh",
+                    &zeros,
+                    &w_hh_v,
+                    h_sz,
+                    output.zero_point,
+                );
+                prove_accumulators(&mut ctx, &loc, "w_ih", &bias_x, &w_ih_v, i_sz);
+                prove_accumulators(&mut ctx, &loc, "w_hh", &bias_h, &w_hh_v, h_sz);
+                let mut req_x = Vec::with_capacity(4 * h_sz);
+                let mut req_h = Vec::with_capacity(4 * h_sz);
+                for r in 0..4 * h_sz {
+                    let gate_scale = 2f64.powi(-(gate_frac_bits[r / h_sz] as i32));
+                    let rx = in_q.scale * s_ih[r] as f64 / gate_scale;
+                    let rh = output.scale * s_hh[r] as f64 / gate_scale;
+                    req_x.push(ctx.req(&loc, &format!("input row {r}"), rx));
+                    req_h.push(ctx.req(&loc, &format!("recurrent row {r}"), rh));
+                }
+                let req_out = ctx.req(&loc, "hidden output", 2f64.powi(-30) / output.scale);
+                let gate_tables = [
+                    ctx.table(&gate_tables[0]),
+                    ctx.table(&gate_tables[1]),
+                    ctx.table(&gate_tables[2]),
+                    ctx.table(&gate_tables[3]),
+                ];
+                let cell_table = ctx.table(cell_table);
+                layers.push(LayerIr::Lstm(LstmIr {
+                    name: name.clone(),
+                    input_size: i_sz,
+                    hidden_size: h_sz,
+                    w_ih: w_ih_v,
+                    w_hh: w_hh_v,
+                    bias_x,
+                    bias_h,
+                    req_x,
+                    req_h,
+                    gate_tables,
+                    gate_frac_bits: *gate_frac_bits,
+                    cell_table,
+                    cell_frac_bits: *cell_frac_bits,
+                    req_out,
+                    h_zero_point: output.zero_point,
+                    x_zero_point: in_q.zero_point,
+                }));
+            }
+            GraphLayer::Linear {
+                name,
+                in_size,
+                out_size,
+                weight,
+                weight_scale,
+                bias,
+                output: out_spec,
+            } => {
+                let w = ctx.i8(weight, &loc);
+                let s_w = ctx.f32(weight_scale, &loc);
+                let b = ctx.i32(bias, &loc);
+                if !ctx.problems.is_empty() {
+                    continue;
+                }
+                let folded =
+                    fold_zero_points(&mut ctx, &loc, "weight", &b, &w, *in_size, in_q.zero_point);
+                prove_accumulators(&mut ctx, &loc, "weight", &folded, &w, *in_size);
+                let out_scale = out_spec.scale();
+                let mut req = Vec::with_capacity(*out_size);
+                for (o, s) in s_w.iter().enumerate() {
+                    req.push(ctx.req(
+                        &loc,
+                        &format!("row {o}"),
+                        in_q.scale * *s as f64 / out_scale,
+                    ));
+                }
+                let (lin_out, zp) = match out_spec {
+                    LinearOutputSpec::I32 { .. } => (LinearOutput::I32, 0),
+                    LinearOutputSpec::I8 { zero_point, .. } => (
+                        LinearOutput::I8 {
+                            zero_point: *zero_point,
+                        },
+                        *zero_point,
+                    ),
+                };
+                output = OutputIr {
+                    size: *out_size,
+                    scale_info: out_scale,
+                    zero_point: zp,
+                };
+                layers.push(LayerIr::Linear(LinearIr {
+                    name: name.clone(),
+                    in_size: *in_size,
+                    out_size: *out_size,
+                    weight: w,
+                    bias: folded,
+                    req,
+                    output: lin_out,
+                }));
+            }
+        }
+    }
+    if !ctx.problems.is_empty() {
+        return Err(LowerError {
+            file: graph.path.display().to_string(),
+            problems: ctx.problems,
+        });
+    }
+    Ok(Program {
+        name: f.name.clone(),
+        model_hash: graph.hash.clone(),
+        input,
+        layers,
+        tables,
+        output,
+    })
+}

@@ -1,0 +1,213 @@
+//! `.npy` input data (token ids or features) and output arrays.
+
+use crate::error::LoadError;
+use std::path::Path;
+
+/// Sequences read from a `.npy` file, always as `[n, t, ...]`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SeqData {
+    /// Token ids `[n, t]`.
+    Tokens {
+        /// Number of sequences.
+        n: usize,
+        /// Steps per sequence.
+        t: usize,
+        /// `n * t` ids.
+        data: Vec<i64>,
+    },
+    /// Float features `[n, t, f]`.
+    FeaturesF32 {
+        /// Number of sequences.
+        n: usize,
+        /// Steps per sequence.
+        t: usize,
+        /// Width.
+        f: usize,
+        /// `n * t * f` values, all finite.
+        data: Vec<f32>,
+    },
+    /// Already-quantized int8 features `[n, t, f]`.
+    FeaturesI8 {
+        /// Number of sequences.
+        n: usize,
+        /// Steps per sequence.
+        t: usize,
+        /// Width.
+        f: usize,
+        /// `n * t * f` codes.
+        data: Vec<i8>,
+    },
+}
+
+impl SeqData {
+    /// `(n, t)`.
+    pub fn dims(&self) -> (usize, usize) {
+        match self {
+            SeqData::Tokens { n, t, .. }
+            | SeqData::FeaturesF32 { n, t, .. }
+            | SeqData::FeaturesI8 { n, t, .. } => (*n, *t),
+        }
+    }
+}
+
+/// A data file and whether its leading `n` axis was absent (`[T]` or `[T, F]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataFile {
+    /// The sequences.
+    pub data: SeqData,
+    /// True when the file had no sequence axis; outputs then drop it too.
+    pub single: bool,
+}
+
+fn open(path: &Path) -> Result<npyz::NpyFile<std::io::BufReader<std::fs::File>>, LoadError> {
+    let file = std::fs::File::open(path).map_err(|e| LoadError::io(path, e))?;
+    npyz::NpyFile::new(std::io::BufReader::new(file))
+        .map_err(|e| LoadError::container(path, format!("not a readable .npy file: {e}")))
+}
+
+fn type_str(npy: &npyz::NpyFile<std::io::BufReader<std::fs::File>>) -> String {
+    match npy.dtype() {
+        npyz::DType::Plain(ts) => ts.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Reads token ids (`int32`/`int64`, `[N, T]` or `[T]`) or features (`float32` or
+/// `int8`, `[N, T, F]` or `[T, F]`).
+pub fn read_data(path: &Path) -> Result<DataFile, LoadError> {
+    let npy = open(path)?;
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let ts = type_str(&npy);
+    if shape.is_empty() || shape.contains(&0) {
+        return Err(LoadError::container(
+            path,
+            format!("the array is empty (shape {shape:?}); it needs at least one step"),
+        ));
+    }
+    if npy.order() == npyz::Order::Fortran && shape.len() > 1 {
+        return Err(LoadError::container(
+            path,
+            "the array is stored in Fortran order; save it C-contiguous (np.ascontiguousarray)",
+        ));
+    }
+    let kind = &ts[1..];
+    let bad = |what: &str| LoadError::container(path, what.to_string());
+    match kind {
+        "i4" | "i8" => {
+            let data: Vec<i64> = if kind == "i4" {
+                npy.into_vec::<i32>()
+                    .map_err(|e| bad(&format!("cannot read int32 data: {e}")))?
+                    .into_iter()
+                    .map(i64::from)
+                    .collect()
+            } else {
+                npy.into_vec::<i64>()
+                    .map_err(|e| bad(&format!("cannot read int64 data: {e}")))?
+            };
+            match shape.as_slice() {
+                [t] => Ok(DataFile {
+                    data: SeqData::Tokens { n: 1, t: *t, data },
+                    single: true,
+                }),
+                [n, t] => Ok(DataFile {
+                    data: SeqData::Tokens { n: *n, t: *t, data },
+                    single: false,
+                }),
+                _ => Err(bad(&format!(
+                    "token ids must have shape [N, T] or [T]; this array has shape {shape:?}"
+                ))),
+            }
+        }
+        "f4" | "i1" => {
+            let (n, t, f, single) = match shape.as_slice() {
+                [t, f] => (1, *t, *f, true),
+                [n, t, f] => (*n, *t, *f, false),
+                _ => return Err(bad(&format!(
+                    "features must have shape [N, T, F] or [T, F]; this array has shape {shape:?}"
+                ))),
+            };
+            if kind == "f4" {
+                let data = npy
+                    .into_vec::<f32>()
+                    .map_err(|e| bad(&format!("cannot read float32 data: {e}")))?;
+                if let Some(pos) = data.iter().position(|v| !v.is_finite()) {
+                    return Err(bad(&format!(
+                        "feature value at flat index {pos} is not finite ({})",
+                        data[pos]
+                    )));
+                }
+                Ok(DataFile {
+                    data: SeqData::FeaturesF32 { n, t, f, data },
+                    single,
+                })
+            } else {
+                let data = npy
+                    .into_vec::<i8>()
+                    .map_err(|e| bad(&format!("cannot read int8 data: {e}")))?;
+                Ok(DataFile {
+                    data: SeqData::FeaturesI8 { n, t, f, data },
+                    single,
+                })
+            }
+        }
+        _ => Err(bad(&format!(
+            "has dtype '{ts}'; expected int32/int64 token ids or float32/int8 features"
+        ))),
+    }
+}
+
+/// Reads integer class labels `[N]` (int32 or int64).
+pub fn read_labels(path: &Path) -> Result<Vec<i64>, LoadError> {
+    let npy = open(path)?;
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let ts = type_str(&npy);
+    if shape.len() != 1 || shape[0] == 0 {
+        return Err(LoadError::container(
+            path,
+            format!("labels must be a non-empty 1-D array [N]; this array has shape {shape:?}"),
+        ));
+    }
+    let err = |e: std::io::Error| LoadError::container(path, format!("cannot read labels: {e}"));
+    match &ts[1..] {
+        "i4" => Ok(npy
+            .into_vec::<i32>()
+            .map_err(err)?
+            .into_iter()
+            .map(i64::from)
+            .collect()),
+        "i8" => npy.into_vec::<i64>().map_err(err),
+        _ => Err(LoadError::container(
+            path,
+            format!("labels have dtype '{ts}'; expected int32 or int64"),
+        )),
+    }
+}
+
+/// Serializes an int32 array of the given shape as `.npy` bytes.
+pub fn i32_npy_bytes(shape: &[usize], data: &[i32]) -> std::io::Result<Vec<u8>> {
+    npy_bytes(shape, data)
+}
+
+/// Serializes a float32 array of the given shape as `.npy` bytes.
+pub fn f32_npy_bytes(shape: &[usize], data: &[f32]) -> std::io::Result<Vec<u8>> {
+    npy_bytes(shape, data)
+}
+
+fn npy_bytes<T: npyz::AutoSerialize + Copy>(
+    shape: &[usize],
+    data: &[T],
+) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    {
+        let shape_u64: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+        use npyz::WriterBuilder;
+        let mut w = npyz::WriteOptions::<T>::new()
+            .default_dtype()
+            .shape(&shape_u64)
+            .writer(&mut buf)
+            .begin_nd()?;
+        w.extend(data.iter().copied())?;
+        w.finish()?;
+    }
+    Ok(buf)
+}

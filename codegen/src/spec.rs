@@ -1,0 +1,455 @@
+//! The float model input: a JSON spec naming PyTorch tensors in a safetensors file.
+//!
+//! ```json
+//! { "name": "charlm", "weights": "charlm.safetensors",
+//!   "input": { "kind": "tokens", "vocab_size": 65 },
+//!   "layers": [ { "op": "embedding", "prefix": "embed" },
+//!               { "op": "lstm", "prefix": "rnn", "num_layers": 2 },
+//!               { "op": "linear", "prefix": "head" } ] }
+//! ```
+//!
+//! Tensor names are PyTorch's own state-dict names. Shapes come from the tensors and
+//! are cross-checked against each other and against the spec. See docs/FORMAT.md.
+
+use crate::error::{check_problems, LoadError, Problem};
+use crate::tensors::{expect_shape, TensorFile};
+use crate::util::resolve_relative;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The JSON spec as written by the user.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecFile {
+    /// Model name (becomes the generated code's prefix after sanitizing).
+    pub name: String,
+    /// Path of the safetensors weights, relative to the spec file.
+    pub weights: String,
+    /// What one step consumes.
+    pub input: InputSpec,
+    /// Layers in order.
+    pub layers: Vec<LayerSpec>,
+    /// Free-form metadata, carried into the quantized graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// The model input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum InputSpec {
+    /// One token id per step.
+    Tokens {
+        /// Number of token ids.
+        vocab_size: usize,
+    },
+    /// One float feature vector per step.
+    Features {
+        /// Width of the vector.
+        size: usize,
+    },
+}
+
+/// One layer entry of the spec.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LayerSpec {
+    /// `nn.Embedding`: `{prefix}.weight` `[V, D]`.
+    Embedding {
+        /// State-dict prefix.
+        prefix: String,
+    },
+    /// `nn.LSTM`: `{prefix}.weight_ih_l{k}` etc.
+    Lstm {
+        /// State-dict prefix.
+        prefix: String,
+        /// Number of stacked layers (default 1).
+        #[serde(default = "one")]
+        num_layers: usize,
+        /// Bidirectional LSTM (reverse tensors `_reverse`); not supported yet.
+        #[serde(default)]
+        bidirectional: bool,
+    },
+    /// `nn.Linear`: `{prefix}.weight` `[O, I]`, optional `{prefix}.bias` `[O]`.
+    Linear {
+        /// State-dict prefix.
+        prefix: String,
+    },
+}
+
+fn one() -> usize {
+    1
+}
+
+/// A loaded, validated float model.
+#[derive(Clone, Debug)]
+pub struct FloatModel {
+    /// Model name.
+    pub name: String,
+    /// The spec file it came from.
+    pub spec_path: PathBuf,
+    /// The input.
+    pub input: InputSpec,
+    /// Layers, with multi-layer LSTMs expanded into one entry per layer.
+    pub layers: Vec<FloatLayer>,
+    /// Metadata from the spec.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// A dense row-major f32 matrix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Matrix {
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns.
+    pub cols: usize,
+    /// `rows * cols` elements.
+    pub data: Vec<f32>,
+}
+
+impl Matrix {
+    /// Row `r`.
+    pub fn row(&self, r: usize) -> &[f32] {
+        &self.data[r * self.cols..(r + 1) * self.cols]
+    }
+}
+
+/// One float layer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FloatLayer {
+    /// Embedding table `[V, D]`.
+    Embedding {
+        /// Layer name (the prefix).
+        name: String,
+        /// The table.
+        weight: Matrix,
+    },
+    /// One LSTM layer (gate order i, f, g, o).
+    Lstm {
+        /// Layer name, `{prefix}.l{k}`.
+        name: String,
+        /// `[4H, I]`.
+        w_ih: Matrix,
+        /// `[4H, H]`.
+        w_hh: Matrix,
+        /// `[4H]`.
+        b_ih: Vec<f32>,
+        /// `[4H]`.
+        b_hh: Vec<f32>,
+    },
+    /// Linear layer.
+    Linear {
+        /// Layer name (the prefix).
+        name: String,
+        /// `[O, I]`.
+        weight: Matrix,
+        /// `[O]` (zeros when the file has no bias).
+        bias: Vec<f32>,
+    },
+}
+
+impl FloatLayer {
+    /// Layer name.
+    pub fn name(&self) -> &str {
+        match self {
+            FloatLayer::Embedding { name, .. }
+            | FloatLayer::Lstm { name, .. }
+            | FloatLayer::Linear { name, .. } => name,
+        }
+    }
+
+    /// Width of the layer's output.
+    pub fn output_size(&self) -> usize {
+        match self {
+            FloatLayer::Embedding { weight, .. } => weight.cols,
+            FloatLayer::Lstm { w_hh, .. } => w_hh.cols,
+            FloatLayer::Linear { weight, .. } => weight.rows,
+        }
+    }
+}
+
+impl FloatModel {
+    /// Loads and validates a spec and its weights. All problems found are reported
+    /// together.
+    pub fn load(spec_path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(spec_path).map_err(|e| LoadError::io(spec_path, e))?;
+        let spec: SpecFile =
+            serde_json::from_str(&text).map_err(|e| LoadError::json(spec_path, e))?;
+        let weights_path = resolve_relative(spec_path, &spec.weights);
+        let tensors = TensorFile::open(&weights_path)?;
+        Self::from_spec(spec_path, spec, &tensors)
+    }
+
+    /// Builds the model from a parsed spec and an open weights file.
+    pub fn from_spec(
+        spec_path: &Path,
+        spec: SpecFile,
+        tensors: &TensorFile,
+    ) -> Result<Self, LoadError> {
+        let mut problems = Vec::new();
+        let mut layers = Vec::new();
+        if spec.layers.is_empty() {
+            problems.push(Problem::new("layers", "the model has no layers"));
+        }
+        match &spec.input {
+            InputSpec::Tokens { vocab_size: 0 } => {
+                problems.push(Problem::new("input.vocab_size", "must be at least 1"))
+            }
+            InputSpec::Features { size: 0 } => {
+                problems.push(Problem::new("input.size", "must be at least 1"))
+            }
+            _ => {}
+        }
+        for (index, layer) in spec.layers.iter().enumerate() {
+            let at = |name: &str| format!("layers[{index}] (\"{name}\")");
+            match layer {
+                LayerSpec::Embedding { prefix } => {
+                    let loc = at(prefix);
+                    let name = format!("{prefix}.weight");
+                    match tensors
+                        .f32(&name, &loc)
+                        .and_then(|t| matrix(t, &name, &loc))
+                    {
+                        Ok(weight) => layers.push(FloatLayer::Embedding {
+                            name: prefix.clone(),
+                            weight,
+                        }),
+                        Err(p) => problems.push(p),
+                    }
+                }
+                LayerSpec::Lstm {
+                    prefix,
+                    num_layers,
+                    bidirectional,
+                } => {
+                    let loc = at(prefix);
+                    if *bidirectional {
+                        problems.push(Problem::new(
+                            &loc,
+                            "bidirectional LSTM is not supported yet; export a unidirectional one",
+                        ));
+                        continue;
+                    }
+                    if *num_layers == 0 {
+                        problems.push(Problem::new(&loc, "num_layers must be at least 1"));
+                        continue;
+                    }
+                    for k in 0..*num_layers {
+                        match load_lstm_layer(tensors, prefix, k, &loc) {
+                            Ok(l) => layers.push(l),
+                            Err(mut p) => problems.append(&mut p),
+                        }
+                    }
+                    let extra = format!("{prefix}.weight_ih_l{num_layers}");
+                    if tensors.contains(&extra) {
+                        problems.push(Problem::new(
+                            &loc,
+                            format!("the weights hold \"{extra}\": the LSTM has more than num_layers = {num_layers} layers"),
+                        ));
+                    }
+                }
+                LayerSpec::Linear { prefix } => {
+                    let loc = at(prefix);
+                    let wname = format!("{prefix}.weight");
+                    let bname = format!("{prefix}.bias");
+                    let weight = tensors
+                        .f32(&wname, &loc)
+                        .and_then(|t| matrix(t, &wname, &loc));
+                    let bias = if tensors.contains(&bname) {
+                        tensors.f32(&bname, &loc).map(Some)
+                    } else {
+                        Ok(None)
+                    };
+                    match (weight, bias) {
+                        (Ok(weight), Ok(bias)) => {
+                            let bias = match bias {
+                                Some(b) => {
+                                    if let Err(p) = expect_shape(&b, &bname, &[weight.rows], &loc) {
+                                        problems.push(p);
+                                        continue;
+                                    }
+                                    b.data
+                                }
+                                None => vec![0.0; weight.rows],
+                            };
+                            layers.push(FloatLayer::Linear {
+                                name: prefix.clone(),
+                                weight,
+                                bias,
+                            });
+                        }
+                        (w, b) => {
+                            problems.extend(w.err());
+                            problems.extend(b.err());
+                        }
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            check_chain(&spec.input, &layers, &mut problems);
+        }
+        check_problems(spec_path, problems)?;
+        Ok(FloatModel {
+            name: spec.name,
+            spec_path: spec_path.to_path_buf(),
+            input: spec.input,
+            layers,
+            metadata: spec.metadata,
+        })
+    }
+
+    /// Width of the final output.
+    pub fn output_size(&self) -> usize {
+        self.layers.last().map(|l| l.output_size()).unwrap_or(0)
+    }
+}
+
+fn matrix(t: crate::tensors::Tensor<f32>, name: &str, loc: &str) -> Result<Matrix, Problem> {
+    if t.shape.len() != 2 || t.shape[0] == 0 || t.shape[1] == 0 {
+        return Err(Problem::new(
+            loc,
+            format!(
+                "tensor \"{name}\" has shape {:?}; expected a non-empty matrix",
+                t.shape
+            ),
+        ));
+    }
+    Ok(Matrix {
+        rows: t.shape[0],
+        cols: t.shape[1],
+        data: t.data,
+    })
+}
+
+fn load_lstm_layer(
+    tensors: &TensorFile,
+    prefix: &str,
+    k: usize,
+    loc: &str,
+) -> Result<FloatLayer, Vec<Problem>> {
+    let names = [
+        format!("{prefix}.weight_ih_l{k}"),
+        format!("{prefix}.weight_hh_l{k}"),
+        format!("{prefix}.bias_ih_l{k}"),
+        format!("{prefix}.bias_hh_l{k}"),
+    ];
+    let mut problems = Vec::new();
+    let w_ih = tensors
+        .f32(&names[0], loc)
+        .and_then(|t| matrix(t, &names[0], loc));
+    let w_hh = tensors
+        .f32(&names[1], loc)
+        .and_then(|t| matrix(t, &names[1], loc));
+    let b_ih = tensors.f32(&names[2], loc);
+    let b_hh = tensors.f32(&names[3], loc);
+    let (w_ih, w_hh, b_ih, b_hh) = match (w_ih, w_hh, b_ih, b_hh) {
+        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+        (a, b, c, d) => {
+            problems.extend(a.err());
+            problems.extend(b.err());
+            problems.extend(c.err());
+            problems.extend(d.err());
+            return Err(problems);
+        }
+    };
+    let hidden = w_hh.cols;
+    if w_hh.rows != 4 * hidden {
+        problems.push(Problem::new(
+            loc,
+            format!(
+                "tensor \"{}\" has shape [{}, {}]; an LSTM with hidden size {hidden} needs [{}, {hidden}]",
+                names[1], w_hh.rows, w_hh.cols, 4 * hidden
+            ),
+        ));
+    }
+    if w_ih.rows != 4 * hidden {
+        problems.push(Problem::new(
+            loc,
+            format!(
+                "tensor \"{}\" has {} rows; expected 4 × hidden size = {}",
+                names[0],
+                w_ih.rows,
+                4 * hidden
+            ),
+        ));
+    }
+    for (t, n) in [(&b_ih, &names[2]), (&b_hh, &names[3])] {
+        if let Err(p) = expect_shape(t, n, &[4 * hidden], loc) {
+            problems.push(p);
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(FloatLayer::Lstm {
+        name: format!("{prefix}.l{k}"),
+        w_ih,
+        w_hh,
+        b_ih: b_ih.data,
+        b_hh: b_hh.data,
+    })
+}
+
+/// Cross-checks that each layer's input width matches the previous output.
+fn check_chain(input: &InputSpec, layers: &[FloatLayer], problems: &mut Vec<Problem>) {
+    let mut width = match input {
+        InputSpec::Tokens { .. } => None,
+        InputSpec::Features { size } => Some(*size),
+    };
+    for (index, layer) in layers.iter().enumerate() {
+        let loc = format!("layer \"{}\"", layer.name());
+        match layer {
+            FloatLayer::Embedding { weight, .. } => {
+                match input {
+                    InputSpec::Tokens { vocab_size } if index == 0 => {
+                        if weight.rows != *vocab_size {
+                            problems.push(Problem::new(
+                                &loc,
+                                format!(
+                                    "embedding has {} rows but input.vocab_size is {vocab_size}",
+                                    weight.rows
+                                ),
+                            ));
+                        }
+                    }
+                    _ => problems.push(Problem::new(
+                        &loc,
+                        "an embedding must be the first layer of a model with token input",
+                    )),
+                }
+                width = Some(weight.cols);
+            }
+            FloatLayer::Lstm { w_ih, w_hh, .. } => {
+                check_width(&loc, width, w_ih.cols, problems);
+                width = Some(w_hh.cols);
+            }
+            FloatLayer::Linear { weight, .. } => {
+                check_width(&loc, width, weight.cols, problems);
+                width = Some(weight.rows);
+            }
+        }
+    }
+    if let (InputSpec::Tokens { .. }, Some(first)) = (input, layers.first()) {
+        if !matches!(first, FloatLayer::Embedding { .. }) {
+            problems.push(Problem::new(
+                format!("layer \"{}\"", first.name()),
+                "a model with token input must start with an embedding",
+            ));
+        }
+    }
+}
+
+fn check_width(loc: &str, have: Option<usize>, want: usize, problems: &mut Vec<Problem>) {
+    match have {
+        Some(w) if w == want => {}
+        Some(w) => problems.push(Problem::new(
+            loc,
+            format!("takes inputs of width {want} but the previous layer produces {w}"),
+        )),
+        None => problems.push(Problem::new(
+            loc,
+            "needs a vector input; token input must go through an embedding first",
+        )),
+    }
+}

@@ -1,0 +1,118 @@
+//! Portable reference kernels built from the primitives: the integer semantics of each
+//! layer type, written once. The interpreter runs these; every generated back end
+//! (scalar or SIMD, Rust or C) must produce exactly the same values.
+
+use crate::pwl::Pwl;
+use crate::requant::{rounding_divide_by_pot, saturate_i16, saturate_i8, Requant};
+
+/// `acc[r] = bias[r] + Σ_j w[r·cols + j] · x[j]` with wrapping `i32` arithmetic.
+///
+/// The code generator proves before emitting a model that no row can overflow, so
+/// wrapping never happens for lowered models; it only keeps this function total.
+pub fn matvec_i8(w: &[i8], x: &[i8], bias: &[i32], acc: &mut [i32]) {
+    let cols = x.len();
+    for (r, out) in acc.iter_mut().enumerate() {
+        let mut sum = bias.get(r).copied().unwrap_or(0);
+        if let Some(row) = w.get(r * cols..(r + 1) * cols) {
+            for (&wv, &xv) in row.iter().zip(x) {
+                sum = sum.wrapping_add(wv as i32 * xv as i32);
+            }
+        }
+        *out = sum;
+    }
+}
+
+/// Gate pre-activation of one row: both partial accumulators rescaled to the gate's
+/// `i16` grid, added with saturation, then saturated to `i16`.
+#[inline(always)]
+pub fn gate_preactivation(acc_x: i32, req_x: Requant, acc_h: i32, req_h: Requant) -> i16 {
+    saturate_i16(req_x.apply(acc_x).saturating_add(req_h.apply(acc_h)))
+}
+
+/// The LSTM cell update for one unit.
+///
+/// `i`, `f`, `g` are Q0.15 gate activations (`g` from tanh), `c` the previous cell
+/// state on a `2^-cell_frac_bits` grid. Returns the new cell state:
+/// `sat16(rdbpot(f·c, 15) + rdbpot(i·g, 30 − cell_frac_bits))`.
+#[inline(always)]
+pub fn lstm_cell_update(i: i16, f: i16, g: i16, c: i16, cell_frac_bits: u32) -> i16 {
+    let forget = rounding_divide_by_pot(f as i32 * c as i32, 15);
+    let input = rounding_divide_by_pot(i as i32 * g as i32, 30 - cell_frac_bits.min(15));
+    saturate_i16(forget + input)
+}
+
+/// The LSTM output for one unit: `sat8(req_h(o · tanh_c) + h_zero_point)`, where `o`
+/// and `tanh_c` are Q0.15 and `req_h` rescales Q0.30 to the hidden state's scale.
+#[inline(always)]
+pub fn lstm_output(o: i16, tanh_c: i16, req_h: Requant, h_zero_point: i32) -> i8 {
+    saturate_i8(
+        req_h
+            .apply(o as i32 * tanh_c as i32)
+            .saturating_add(h_zero_point),
+    )
+}
+
+/// Borrowed parameters of one integer LSTM layer (gate order i, f, g, o as in PyTorch).
+#[derive(Clone, Copy, Debug)]
+pub struct LstmParams<'a> {
+    /// Input width `I`.
+    pub input_size: usize,
+    /// Hidden width `H`.
+    pub hidden_size: usize,
+    /// Input weights, `[4H, I]` row-major.
+    pub w_ih: &'a [i8],
+    /// Recurrent weights, `[4H, H]` row-major.
+    pub w_hh: &'a [i8],
+    /// Input-side bias with the input zero point folded in, `[4H]`.
+    pub bias_x: &'a [i32],
+    /// Recurrent-side bias (the folded hidden zero point), `[4H]`.
+    pub bias_h: &'a [i32],
+    /// Input-side accumulator to gate-grid factors, `[4H]`.
+    pub req_x: &'a [Requant],
+    /// Recurrent-side accumulator to gate-grid factors, `[4H]`.
+    pub req_h: &'a [Requant],
+    /// Activation tables of the four gates (sigmoid, sigmoid, tanh, sigmoid).
+    pub gate_tables: [Pwl<'a>; 4],
+    /// tanh table on the cell-state grid.
+    pub cell_tanh: Pwl<'a>,
+    /// Fractional bits of the cell state.
+    pub cell_frac_bits: u32,
+    /// Q0.30 → hidden-state factor.
+    pub req_out: Requant,
+    /// Hidden-state zero point.
+    pub h_zero_point: i32,
+}
+
+/// Scratch space for [`lstm_step`], sized `4H` each.
+#[derive(Debug)]
+pub struct LstmScratch<'a> {
+    /// Input-side accumulators.
+    pub acc_x: &'a mut [i32],
+    /// Recurrent-side accumulators.
+    pub acc_h: &'a mut [i32],
+    /// Gate activations (Q0.15).
+    pub gates: &'a mut [i16],
+}
+
+/// One time step of an integer LSTM layer: updates `h` (int8) and `c` (int16) in place.
+pub fn lstm_step(p: &LstmParams<'_>, x: &[i8], h: &mut [i8], c: &mut [i16], s: LstmScratch<'_>) {
+    let hidden = p.hidden_size;
+    matvec_i8(p.w_ih, &x[..p.input_size.min(x.len())], p.bias_x, s.acc_x);
+    matvec_i8(p.w_hh, h, p.bias_h, s.acc_h);
+    for r in 0..4 * hidden {
+        let pre = gate_preactivation(s.acc_x[r], p.req_x[r], s.acc_h[r], p.req_h[r]);
+        s.gates[r] = saturate_i16(p.gate_tables[r / hidden].eval(pre as i32));
+    }
+    for k in 0..hidden {
+        let (i, f, g, o) = (
+            s.gates[k],
+            s.gates[hidden + k],
+            s.gates[2 * hidden + k],
+            s.gates[3 * hidden + k],
+        );
+        let c_new = lstm_cell_update(i, f, g, c[k], p.cell_frac_bits);
+        c[k] = c_new;
+        let tanh_c = saturate_i16(p.cell_tanh.eval(c_new as i32));
+        h[k] = lstm_output(o, tanh_c, p.req_out, p.h_zero_point);
+    }
+}
