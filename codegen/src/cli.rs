@@ -112,6 +112,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a random float LSTM model (PyTorch names and init) and random data, for
+    /// benchmarks and experiments.
+    Synth {
+        /// Output directory.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Model name.
+        #[arg(long, default_value = "synth")]
+        name: String,
+        /// Token input with this vocabulary (an embedding of width --input); default: float features.
+        #[arg(long)]
+        vocab: Option<usize>,
+        /// Input (feature or embedding) width.
+        #[arg(long, default_value_t = 40)]
+        input: usize,
+        /// LSTM hidden size.
+        #[arg(long, default_value_t = 64)]
+        hidden: usize,
+        /// Stacked LSTM layers.
+        #[arg(long, default_value_t = 1)]
+        layers: usize,
+        /// Output width.
+        #[arg(long, default_value_t = 10)]
+        outputs: usize,
+        /// Sequences and steps of the random data written as data.npy.
+        #[arg(long, default_value_t = 8)]
+        sequences: usize,
+        /// Steps per sequence of data.npy.
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Fit a PWL table and print its report, or the error-versus-pieces comparison.
     Pwl {
         /// Function to fit.
@@ -178,6 +212,39 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             },
         ),
         Command::Run { model, data, out } => cmd_run(&model, &data, &out),
+        Command::Synth {
+            output,
+            name,
+            vocab,
+            input,
+            hidden,
+            layers,
+            outputs,
+            sequences,
+            steps,
+            seed,
+        } => {
+            if input == 0 || hidden == 0 || layers == 0 || outputs == 0 || sequences == 0 || steps == 0 {
+                bail!("--input, --hidden, --layers, --outputs, --sequences and --steps must be at least 1");
+            }
+            std::fs::create_dir_all(&output)
+                .with_context(|| format!("{}: cannot create directory", output.display()))?;
+            let spec = crate::synth::SynthSpec {
+                name,
+                vocab_size: vocab,
+                input_size: input,
+                hidden_size: hidden,
+                num_layers: layers,
+                output_size: outputs,
+                gain: 2.0,
+                seed,
+            };
+            let path = crate::synth::write_float_model(&output, &spec)?;
+            let data = crate::synth::random_data_npy(&spec, sequences, steps, 1.0, seed + 1)?;
+            write_atomic(&output.join("data.npy"), &data)?;
+            eprintln!("wrote {} and {}", path.display(), output.join("data.npy").display());
+            Ok(())
+        }
         Command::Eval {
             model,
             float_spec,

@@ -14,6 +14,8 @@
 //! - the `irnn` command-line interface (in `main.rs`, on top of [`cli`]).
 #![warn(missing_docs)]
 
+pub mod back;
+pub mod builder;
 pub mod cli;
 pub mod error;
 pub mod float_ref;
@@ -25,5 +27,6 @@ pub mod npy;
 pub mod pwl;
 pub mod quantize;
 pub mod spec;
+pub mod synth;
 pub mod tensors;
 pub mod util;

@@ -1,0 +1,113 @@
+//! Back ends: from a lowered [`Program`] to source files, in memory.
+//!
+//! One module per language, each with a single `write` entry point. [`generate`] is the
+//! core that the CLI (`irnn gen`), the build.rs [`crate::builder::Builder`] and the
+//! `include_model!` proc-macro all call; they only decide where the files go.
+//!
+//! Output is deterministic: the same program and options give byte-identical files,
+//! each starting with a header that names the generator version and the model hash.
+
+pub mod c;
+pub mod names;
+pub mod rust;
+
+use crate::ir::Program;
+
+/// Output language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lang {
+    /// Rust (`no_std`, depends on `irnn-runtime`).
+    Rust,
+    /// C99 (a `.h` and a `.c`, self-contained).
+    C,
+}
+
+/// Instruction-set target of the generated kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// Portable scalar code (always available).
+    Scalar,
+}
+
+/// How far loops over weights are unrolled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Unroll {
+    /// Loops with constant trip counts over static weight arrays.
+    None,
+    /// The inner (dot-product) loop is unrolled by a fixed factor.
+    Inner,
+    /// Straight-line code with weights as immediates: for small layers only.
+    Full,
+}
+
+/// Options of [`generate`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GenOptions {
+    /// Output language.
+    pub lang: Lang,
+    /// Kernel target.
+    pub target: Target,
+    /// Unrolling.
+    pub unroll: Unroll,
+}
+
+impl Default for GenOptions {
+    fn default() -> Self {
+        GenOptions {
+            lang: Lang::Rust,
+            target: Target::Scalar,
+            unroll: Unroll::None,
+        }
+    }
+}
+
+/// One generated file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GeneratedFile {
+    /// File name (no directory), e.g. `charlm.rs`, `charlm.h`.
+    pub name: String,
+    /// Full contents.
+    pub contents: String,
+}
+
+/// Generation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GenError {
+    /// The option combination is not available.
+    #[error("unsupported option: {0}")]
+    Unsupported(String),
+    /// A layer cannot be generated with these options (for example full unrolling of a
+    /// layer that is too large).
+    #[error("layer \"{layer}\": {message}")]
+    Layer {
+        /// Layer name.
+        layer: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A template failed to render (a bug in irnn).
+    #[error("internal error while rendering {template}: {message}")]
+    Template {
+        /// Template name.
+        template: String,
+        /// Renderer message.
+        message: String,
+    },
+    /// Generated Rust did not parse back (a bug in irnn).
+    #[error("internal error: generated Rust does not parse: {0}")]
+    RustSyntax(String),
+}
+
+/// Largest layer (weights) that `Unroll::Full` accepts.
+pub const FULL_UNROLL_MAX_WEIGHTS: usize = 16 * 1024;
+
+/// The generator version written into every file header.
+pub const GENERATOR: &str = concat!("irnn ", env!("CARGO_PKG_VERSION"));
+
+/// Generates all files for `program`.
+pub fn generate(program: &Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, GenError> {
+    match opts.lang {
+        Lang::Rust => rust::write(program, opts),
+        Lang::C => c::write(program, opts),
+    }
+}

@@ -1,0 +1,161 @@
+//! The one identifier sanitizer: model and layer names from a file become legal,
+//! non-keyword, unique identifiers in both C and Rust. Nothing from a model file
+//! reaches generated code except through here (names) or as numeric literals; comments
+//! that mention a name use [`comment_safe`].
+
+use std::collections::BTreeSet;
+
+/// Keywords and reserved words of C99/C11/C23 and Rust 2021 (strict and reserved),
+/// plus names the generated code itself uses.
+const RESERVED: &[&str] = &[
+    // C
+    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
+    "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
+    "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
+    "union", "unsigned", "void", "volatile", "while", "bool", "true", "false", "alignas",
+    "alignof", "nullptr", "static_assert", "thread_local", "typeof", "typeof_unqual",
+    "constexpr", "main", "errno", "assert", "NULL", "int8_t", "int16_t", "int32_t", "int64_t",
+    "uint8_t", "uint16_t", "uint32_t", "uint64_t", "size_t",
+    // Rust
+    "as", "async", "await", "crate", "dyn", "fn", "impl", "in", "let", "loop", "match", "mod",
+    "move", "mut", "pub", "ref", "self", "Self", "super", "trait", "type", "unsafe", "use",
+    "where", "abstract", "become", "box", "final", "macro", "override", "priv", "try",
+    "unsized", "virtual", "yield", "gen", "core", "std", "alloc",
+];
+
+/// Turns arbitrary text into a lower-case snake identifier that is legal in C and Rust:
+/// only `[a-z0-9_]`, not starting with a digit or an underscore, not a keyword, never
+/// empty. Different inputs may map to the same identifier; [`NameTable`] makes them
+/// unique.
+pub fn sanitize(raw: &str) -> String {
+    let mut out = String::new();
+    let mut last_underscore = false;
+    for ch in raw.chars() {
+        let c = ch.to_ascii_lowercase();
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+            last_underscore = false;
+        } else if !last_underscore && !out.is_empty() {
+            out.push('_');
+            last_underscore = true;
+        }
+    }
+    while out.ends_with('_') {
+        out.pop();
+    }
+    if out.is_empty() {
+        out.push_str("model");
+    }
+    if out.as_bytes()[0].is_ascii_digit() {
+        out.insert_str(0, "m_");
+    }
+    if out.len() > 48 {
+        out.truncate(48);
+        while out.ends_with('_') {
+            out.pop();
+        }
+    }
+    if is_reserved(&out) {
+        out.push_str("_m");
+    }
+    out
+}
+
+/// Whether `ident` collides with a keyword or a name the generators use.
+pub fn is_reserved(ident: &str) -> bool {
+    RESERVED.iter().any(|r| r.eq_ignore_ascii_case(ident))
+}
+
+/// Upper-case form for C macros and Rust constants.
+pub fn upper(ident: &str) -> String {
+    ident.to_ascii_uppercase()
+}
+
+/// Text that is safe inside a `/* ... */` or `//` comment on one line: printable ASCII
+/// only, with `*/`, `/*` and backslashes defused.
+pub fn comment_safe(raw: &str) -> String {
+    let mut s: String = raw
+        .chars()
+        .map(|c| if (' '..='~').contains(&c) && c != '\\' { c } else { '?' })
+        .collect();
+    while s.contains("*/") || s.contains("/*") {
+        s = s.replace("*/", "* /").replace("/*", "/ *");
+    }
+    if s.len() > 80 {
+        s.truncate(80);
+    }
+    s
+}
+
+/// Hands out unique sanitized identifiers.
+#[derive(Debug, Default, Clone)]
+pub struct NameTable {
+    used: BTreeSet<String>,
+}
+
+impl NameTable {
+    /// A table that already holds `taken`.
+    pub fn with_taken(taken: &[&str]) -> Self {
+        NameTable {
+            used: taken.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// A unique identifier for `raw`: [`sanitize`]d, suffixed `_2`, `_3`, … on
+    /// collision.
+    pub fn unique(&mut self, raw: &str) -> String {
+        let base = sanitize(raw);
+        let mut candidate = base.clone();
+        let mut k = 2;
+        while self.used.contains(&candidate) {
+            candidate = format!("{base}_{k}");
+            k += 1;
+        }
+        self.used.insert(candidate.clone());
+        candidate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_become_plain_identifiers() {
+        for raw in [
+            "a\"; system(\"rm -rf /\"); //",
+            "*/ #include <stdio.h> /*",
+            "line\nbreak",
+            "fn",
+            "struct",
+            "",
+            "9lives",
+            "__reserved",
+            "ünïcödé",
+            "r#type",
+        ] {
+            let s = sanitize(raw);
+            assert!(!s.is_empty());
+            assert!(s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{s}");
+            assert!(!s.starts_with('_') && !s.as_bytes()[0].is_ascii_digit(), "{s}");
+            assert!(!is_reserved(&s), "{s}");
+        }
+    }
+
+    #[test]
+    fn unique_names_do_not_collide() {
+        let mut t = NameTable::default();
+        let a = t.unique("rnn.l0");
+        let b = t.unique("rnn_l0");
+        let c = t.unique("RNN L0");
+        assert_eq!(a, "rnn_l0");
+        assert_eq!(b, "rnn_l0_2");
+        assert_eq!(c, "rnn_l0_3");
+    }
+
+    #[test]
+    fn comments_cannot_be_closed() {
+        let s = comment_safe("x */ evil(); /* y\n*/");
+        assert!(!s.contains("*/") && !s.contains("/*") && !s.contains('\n'));
+    }
+}

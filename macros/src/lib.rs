@@ -1,0 +1,1 @@
+//! `include_model!` (being written).

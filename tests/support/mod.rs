@@ -1,0 +1,117 @@
+//! Shared helpers of the end-to-end tests: building quantized models in temporary
+//! directories, locating the shipped models, and comparing outputs.
+#![allow(dead_code)]
+
+use irnn_codegen::graph::{write_graph, Graph};
+use irnn_codegen::ir::Program;
+use irnn_codegen::lower::lower;
+use irnn_codegen::npy::read_data;
+use irnn_codegen::quantize::{quantize, QuantizeOptions};
+use irnn_codegen::spec::FloatModel;
+use irnn_codegen::synth::{random_data_npy, write_float_model, SynthSpec};
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A quantized model built in a temporary directory.
+pub struct TestModel {
+    /// Keeps the directory alive.
+    pub dir: tempfile::TempDir,
+    /// The float spec.
+    pub spec: PathBuf,
+    /// The quantized graph.
+    pub graph: PathBuf,
+    /// Random input data (.npy) matching the model's input.
+    pub data: PathBuf,
+    /// The lowered program.
+    pub program: Program,
+}
+
+/// Quantizes the float model at `spec` with `calib` into `out_json`.
+pub fn quantize_files(spec: &Path, calib: &Path, out_json: &Path) -> Program {
+    let model = FloatModel::load(spec).expect("float model loads");
+    let data = read_data(calib).expect("calibration data loads");
+    let tensor_name = irnn_codegen::cli::tensor_file_name_for(out_json).expect("name");
+    let (file, writer, _) =
+        quantize(&model, &data, calib, &tensor_name, &QuantizeOptions::default()).expect("quantize");
+    write_graph(out_json, &file, &writer).expect("write graph");
+    lower(&Graph::load(out_json).expect("graph loads")).expect("lowers")
+}
+
+/// Builds a synthetic model: token input when `vocab` is `Some`, else features.
+pub fn synth_model(
+    name: &str,
+    vocab: Option<usize>,
+    input: usize,
+    hidden: usize,
+    layers: usize,
+    outputs: usize,
+    seed: u64,
+) -> TestModel {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = SynthSpec {
+        name: name.to_string(),
+        vocab_size: vocab,
+        input_size: input,
+        hidden_size: hidden,
+        num_layers: layers,
+        output_size: outputs,
+        gain: 2.0,
+        seed,
+    };
+    let spec_path = write_float_model(dir.path(), &spec).expect("write float model");
+    let data = dir.path().join("data.npy");
+    std::fs::write(&data, random_data_npy(&spec, 4, 64, 1.0, seed + 7).expect("npy")).expect("write");
+    let graph = dir.path().join(format!("{name}.irnn.json"));
+    let program = quantize_files(&spec_path, &data, &graph);
+    TestModel {
+        dir,
+        spec: spec_path,
+        graph,
+        data,
+        program,
+    }
+}
+
+/// The shipped character-level language model (spec, calibration data, test data).
+pub fn charlm_paths() -> (PathBuf, PathBuf, PathBuf) {
+    let d = repo_root().join("examples/charlm");
+    (d.join("charlm.json"), d.join("data/calib.npy"), d.join("data/test_small.npy"))
+}
+
+/// The shipped feature classifier (spec, calibration data, test data, labels).
+pub fn features_paths() -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let d = repo_root().join("examples/features");
+    (
+        d.join("features.json"),
+        d.join("data/calib.npy"),
+        d.join("data/test.npy"),
+        d.join("data/test_labels.npy"),
+    )
+}
+
+/// Path to the built `irnn` binary (cargo builds it for integration tests of a
+/// package that depends on irnn-codegen only when asked, so build it on demand).
+pub fn irnn_bin() -> PathBuf {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let root = repo_root();
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "irnn-codegen", "--bin", "irnn", "--profile", "test"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the irnn binary failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        target.join("debug").join("irnn")
+    })
+    .clone()
+}
