@@ -44,6 +44,24 @@ impl From<MethodArg> for FitMethod {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum LangArg {
+    Rust,
+    C,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum TargetArg {
+    Scalar,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum UnrollArg {
+    None,
+    Inner,
+    Full,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum FunctionArg {
     Sigmoid,
     Tanh,
@@ -111,6 +129,24 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Generate Rust or C source for a quantized model.
+    Gen {
+        /// The quantized graph.
+        model: PathBuf,
+        /// Output language.
+        #[arg(long, value_enum)]
+        lang: LangArg,
+        /// Instruction-set target.
+        #[arg(long, value_enum, default_value_t = TargetArg::Scalar)]
+        target: TargetArg,
+        /// Loop unrolling: none (constant-trip loops), inner (unrolled dot products) or
+        /// full (straight-line code, small layers only).
+        #[arg(long, value_enum, default_value_t = UnrollArg::None)]
+        unroll: UnrollArg,
+        /// Output directory (created if missing).
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Write a random float LSTM model (PyTorch names and init) and random data, for
     /// benchmarks and experiments.
@@ -212,6 +248,29 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             },
         ),
         Command::Run { model, data, out } => cmd_run(&model, &data, &out),
+        Command::Gen {
+            model,
+            lang,
+            target,
+            unroll,
+            output,
+        } => {
+            let opts = crate::back::GenOptions {
+                lang: match lang {
+                    LangArg::Rust => crate::back::Lang::Rust,
+                    LangArg::C => crate::back::Lang::C,
+                },
+                target: match target {
+                    TargetArg::Scalar => crate::back::Target::Scalar,
+                },
+                unroll: match unroll {
+                    UnrollArg::None => crate::back::Unroll::None,
+                    UnrollArg::Inner => crate::back::Unroll::Inner,
+                    UnrollArg::Full => crate::back::Unroll::Full,
+                },
+            };
+            cmd_gen(&model, &opts, &output)
+        }
         Command::Synth {
             output,
             name,
@@ -224,7 +283,13 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             steps,
             seed,
         } => {
-            if input == 0 || hidden == 0 || layers == 0 || outputs == 0 || sequences == 0 || steps == 0 {
+            if input == 0
+                || hidden == 0
+                || layers == 0
+                || outputs == 0
+                || sequences == 0
+                || steps == 0
+            {
                 bail!("--input, --hidden, --layers, --outputs, --sequences and --steps must be at least 1");
             }
             std::fs::create_dir_all(&output)
@@ -242,7 +307,11 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             let path = crate::synth::write_float_model(&output, &spec)?;
             let data = crate::synth::random_data_npy(&spec, sequences, steps, 1.0, seed + 1)?;
             write_atomic(&output.join("data.npy"), &data)?;
-            eprintln!("wrote {} and {}", path.display(), output.join("data.npy").display());
+            eprintln!(
+                "wrote {} and {}",
+                path.display(),
+                output.join("data.npy").display()
+            );
             Ok(())
         }
         Command::Eval {
@@ -334,6 +403,21 @@ fn cmd_quantize(spec: &Path, calib: &Path, output: &Path, opts: QuantizeOptions)
         eprintln!("  table {name}: {pieces} pieces, max error {err:.3} LSB");
     }
     eprintln!("wrote {}", output.display());
+    Ok(())
+}
+
+fn cmd_gen(model: &Path, opts: &crate::back::GenOptions, dir: &Path) -> Result<()> {
+    let program = load_program(model)?;
+    let files = crate::back::generate(&program, opts)
+        .with_context(|| format!("{}: cannot generate code", model.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create directory", dir.display()))?;
+    for f in &files {
+        let path = dir.join(&f.name);
+        write_atomic(&path, f.contents.as_bytes())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        eprintln!("wrote {} ({} bytes)", path.display(), f.contents.len());
+    }
     Ok(())
 }
 
@@ -663,7 +747,8 @@ fn cmd_eval(
 /// Sizes of a program: parameter bytes as int and as f32, and state bytes.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Sizes {
-    /// Bytes of integer parameters (weights, biases, multipliers, tables).
+    /// Bytes of integer parameters: weights, biases, requantization factors (4-byte
+    /// multiplier + 1-byte shift) and PWL tables (12 bytes a piece).
     pub int_param_bytes: usize,
     /// Bytes the same parameters take in f32.
     pub float_param_bytes: usize,
@@ -684,12 +769,12 @@ pub fn sizes(p: &Program) -> Sizes {
             }
             LayerIr::Lstm(l) => {
                 let rows = 4 * l.hidden_size;
-                int_b += l.w_ih.len() + l.w_hh.len() + 4 * 2 * rows + 8 * 2 * rows;
+                int_b += l.w_ih.len() + l.w_hh.len() + 4 * 2 * rows + 5 * 2 * rows + 5;
                 float_b += 4 * (l.w_ih.len() + l.w_hh.len() + 2 * rows);
                 state += l.hidden_size * 3;
             }
             LayerIr::Linear(l) => {
-                int_b += l.weight.len() + 4 * l.out_size + 8 * l.out_size;
+                int_b += l.weight.len() + 4 * l.out_size + 5 * l.out_size;
                 float_b += 4 * (l.weight.len() + l.out_size);
             }
         }

@@ -3,7 +3,7 @@
 //! against, bit for bit.
 
 use crate::ir::*;
-use irnn_runtime::kernels::{lstm_step, matvec_i8, LstmParams, LstmScratch};
+use irnn_runtime::kernels::{linear_i32, linear_i8, lstm_step, LstmParams, LstmScratch};
 use irnn_runtime::{saturate_i8, Pwl};
 
 /// Error for inputs the program cannot take.
@@ -190,29 +190,21 @@ impl<'p> Interpreter<'p> {
                     prev.clear();
                     prev.extend_from_slice(h);
                 }
-                (LayerIr::Linear(l), LayerState::Linear { acc, out8 }) => {
-                    matvec_i8(&l.weight, &prev, &l.bias, acc);
-                    match l.output {
-                        LinearOutput::I32 => {
-                            for (o, a) in acc.iter_mut().enumerate() {
-                                *a = l.req[o].apply(*a);
-                            }
-                            self.output.copy_from_slice(acc);
-                            prev.clear();
-                        }
-                        LinearOutput::I8 { zero_point } => {
-                            for (o, a) in acc.iter().enumerate() {
-                                out8[o] =
-                                    saturate_i8(l.req[o].apply(*a).saturating_add(zero_point));
-                            }
-                            prev.clear();
-                            prev.extend_from_slice(out8);
-                            for (dst, v) in self.output.iter_mut().zip(out8.iter()) {
-                                *dst = *v as i32;
-                            }
+                (LayerIr::Linear(l), LayerState::Linear { acc, out8 }) => match l.output {
+                    LinearOutput::I32 => {
+                        linear_i32(&l.weight, &prev, &l.bias, &l.req, acc);
+                        self.output.copy_from_slice(acc);
+                        prev.clear();
+                    }
+                    LinearOutput::I8 { zero_point } => {
+                        linear_i8(&l.weight, &prev, &l.bias, &l.req, zero_point, out8);
+                        prev.clear();
+                        prev.extend_from_slice(out8);
+                        for (dst, v) in self.output.iter_mut().zip(out8.iter()) {
+                            *dst = *v as i32;
                         }
                     }
-                }
+                },
                 _ => {}
             }
         }

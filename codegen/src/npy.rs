@@ -122,9 +122,11 @@ pub fn read_data(path: &Path) -> Result<DataFile, LoadError> {
             let (n, t, f, single) = match shape.as_slice() {
                 [t, f] => (1, *t, *f, true),
                 [n, t, f] => (*n, *t, *f, false),
-                _ => return Err(bad(&format!(
+                _ => {
+                    return Err(bad(&format!(
                     "features must have shape [N, T, F] or [T, F]; this array has shape {shape:?}"
-                ))),
+                )))
+                }
             };
             if kind == "f4" {
                 let data = npy

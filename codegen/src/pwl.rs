@@ -1397,19 +1397,13 @@ impl Grid {
             count
         }
         .max(1);
-        let step = end.div_ceil(chords).max(1);
-        let mut specs = Vec::new();
-        let mut k = 0usize;
-        loop {
-            let next = (k + step).min(end);
-            specs.push(Spec::Chord {
-                start: k,
-                end: next,
-            });
-            if next >= end {
-                break;
-            }
-            k = next;
+        // Knots at floor(j · end / chords): equal widths up to one input code.
+        let chords = chords.min(end.max(1));
+        let mut specs = Vec::with_capacity(chords + 1);
+        for j in 0..chords {
+            let start = j * end / chords;
+            let stop = ((j + 1) * end / chords).min(end);
+            specs.push(Spec::Chord { start, end: stop });
         }
         if has_tail {
             specs.push(Spec::Const {

@@ -77,7 +77,11 @@ pub fn write_float_model(dir: &Path, s: &SynthSpec) -> std::io::Result<PathBuf> 
     let mut layers = Vec::new();
     let input = match s.vocab_size {
         Some(v) => {
-            w.f32("embed.weight", &[v, s.input_size], &rand(v * s.input_size, 1.0));
+            w.f32(
+                "embed.weight",
+                &[v, s.input_size],
+                &rand(v * s.input_size, 1.0),
+            );
             layers.push(serde_json::json!({"op": "embedding", "prefix": "embed"}));
             serde_json::json!({"kind": "tokens", "vocab_size": v})
         }
@@ -86,14 +90,26 @@ pub fn write_float_model(dir: &Path, s: &SynthSpec) -> std::io::Result<PathBuf> 
     let h = s.hidden_size;
     for l in 0..s.num_layers {
         let i = if l == 0 { s.input_size } else { h };
-        w.f32(&format!("rnn.weight_ih_l{l}"), &[4 * h, i], &rand(4 * h * i, k));
-        w.f32(&format!("rnn.weight_hh_l{l}"), &[4 * h, h], &rand(4 * h * h, k));
+        w.f32(
+            &format!("rnn.weight_ih_l{l}"),
+            &[4 * h, i],
+            &rand(4 * h * i, k),
+        );
+        w.f32(
+            &format!("rnn.weight_hh_l{l}"),
+            &[4 * h, h],
+            &rand(4 * h * h, k),
+        );
         w.f32(&format!("rnn.bias_ih_l{l}"), &[4 * h], &rand(4 * h, k));
         w.f32(&format!("rnn.bias_hh_l{l}"), &[4 * h], &rand(4 * h, k));
     }
     layers.push(serde_json::json!({"op": "lstm", "prefix": "rnn", "num_layers": s.num_layers}));
     let kh = 1.0 / (h as f64).sqrt();
-    w.f32("head.weight", &[s.output_size, h], &rand(s.output_size * h, kh));
+    w.f32(
+        "head.weight",
+        &[s.output_size, h],
+        &rand(s.output_size * h, kh),
+    );
     w.f32("head.bias", &[s.output_size], &rand(s.output_size, kh));
     layers.push(serde_json::json!({"op": "linear", "prefix": "head"}));
     let spec = serde_json::json!({
@@ -102,9 +118,7 @@ pub fn write_float_model(dir: &Path, s: &SynthSpec) -> std::io::Result<PathBuf> 
         "input": input,
         "layers": layers,
     });
-    let bytes = w
-        .to_bytes()
-        .map_err(std::io::Error::other)?;
+    let bytes = w.to_bytes().map_err(std::io::Error::other)?;
     write_atomic(&dir.join(format!("{}.safetensors", s.name)), &bytes)?;
     let spec_path = dir.join(format!("{}.json", s.name));
     let mut text = serde_json::to_string_pretty(&spec)?;
@@ -115,7 +129,13 @@ pub fn write_float_model(dir: &Path, s: &SynthSpec) -> std::io::Result<PathBuf> 
 
 /// Random data for a synthetic model: token ids `[n, t]` (int32 `.npy`) or float
 /// features `[n, t, f]` in `[-amplitude, amplitude)` (float32 `.npy`).
-pub fn random_data_npy(s: &SynthSpec, n: usize, t: usize, amplitude: f64, seed: u64) -> std::io::Result<Vec<u8>> {
+pub fn random_data_npy(
+    s: &SynthSpec,
+    n: usize,
+    t: usize,
+    amplitude: f64,
+    seed: u64,
+) -> std::io::Result<Vec<u8>> {
     let mut rng = Rng::new(seed);
     match s.vocab_size {
         Some(v) => {

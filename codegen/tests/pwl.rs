@@ -49,8 +49,14 @@ fn exhaustive_max_error(table: &PwlTable) -> f64 {
 fn assert_one_lsb(function: Activation, ifb: u32) -> usize {
     let (table, report) = fit_ok(&opts(function, ifb, FitMethod::Sweep, 1.0, MAX_PIECES));
     let err = exhaustive_max_error(&table);
-    assert!(err <= 1.0, "{function:?} ifb {ifb}: max error {err} LSB > 1");
-    assert_eq!(report.max_error_lsb, err, "the report must be the measured error");
+    assert!(
+        err <= 1.0,
+        "{function:?} ifb {ifb}: max error {err} LSB > 1"
+    );
+    assert_eq!(
+        report.max_error_lsb, err,
+        "the report must be the measured error"
+    );
     assert!(report.tolerance_met);
     assert_eq!(report.pieces, table.pieces());
     assert_eq!(report.max_error_abs, err / 32768.0);
@@ -94,19 +100,34 @@ fn sweep_q3_12_piece_counts() {
     // The 64-piece goal is not reachable at this metric (docs/PWL.md explains why);
     // these bounds keep the measured counts from regressing.
     let (_, s) = fit_ok(&opts(SIGMOID, 12, FitMethod::Sweep, 1.0, MAX_PIECES));
-    assert!(s.tolerance_met && s.pieces <= 72, "sigmoid Q3.12 at 1 LSB: {s:?}");
+    assert!(
+        s.tolerance_met && s.pieces <= 72,
+        "sigmoid Q3.12 at 1 LSB: {s:?}"
+    );
     let (_, t) = fit_ok(&opts(TANH, 12, FitMethod::Sweep, 1.0, MAX_PIECES));
-    assert!(t.tolerance_met && t.pieces <= 101, "tanh Q3.12 at 1 LSB: {t:?}");
+    assert!(
+        t.tolerance_met && t.pieces <= 101,
+        "tanh Q3.12 at 1 LSB: {t:?}"
+    );
     // A 1 LSB bound on the line before output rounding is 1.5 LSB after it: sigmoid then
     // fits in well under 64 pieces.
     let (_, s15) = fit_ok(&opts(SIGMOID, 12, FitMethod::Sweep, 1.5, MAX_PIECES));
-    assert!(s15.tolerance_met && s15.pieces <= 52, "sigmoid Q3.12 at 1.5 LSB: {s15:?}");
+    assert!(
+        s15.tolerance_met && s15.pieces <= 52,
+        "sigmoid Q3.12 at 1.5 LSB: {s15:?}"
+    );
     // With the default budget of 64 pieces the best tables stay close to 1 LSB.
     let (table, s64) = fit_ok(&FitOptions::new(SIGMOID, 12));
-    assert!(s64.pieces <= 64 && s64.max_error_lsb < 1.13, "sigmoid Q3.12, 64 pieces: {s64:?}");
+    assert!(
+        s64.pieces <= 64 && s64.max_error_lsb < 1.13,
+        "sigmoid Q3.12, 64 pieces: {s64:?}"
+    );
     assert_eq!(exhaustive_max_error(&table), s64.max_error_lsb);
     let (table, t64) = fit_ok(&FitOptions::new(TANH, 12));
-    assert!(t64.pieces <= 64 && t64.max_error_lsb < 1.86, "tanh Q3.12, 64 pieces: {t64:?}");
+    assert!(
+        t64.pieces <= 64 && t64.max_error_lsb < 1.86,
+        "tanh Q3.12, 64 pieces: {t64:?}"
+    );
     assert_eq!(exhaustive_max_error(&table), t64.max_error_lsb);
 }
 
@@ -116,13 +137,22 @@ fn sweep_needs_fewer_pieces_than_recursive_and_uniform() {
         let (_, sweep) = fit_ok(&opts(function, 12, FitMethod::Sweep, 1.0, MAX_PIECES));
         let (_, rec) = fit_ok(&opts(function, 12, FitMethod::Recursive, 1.0, MAX_PIECES));
         assert!(rec.tolerance_met, "{function:?}: {rec:?}");
-        assert!(sweep.pieces < rec.pieces, "{function:?}: sweep {sweep:?} recursive {rec:?}");
+        assert!(
+            sweep.pieces < rec.pieces,
+            "{function:?}: sweep {sweep:?} recursive {rec:?}"
+        );
         for budget in [32, 64, 128] {
             let (_, s) = fit_ok(&opts(function, 12, FitMethod::Sweep, 0.0, budget));
             let (_, r) = fit_ok(&opts(function, 12, FitMethod::Recursive, 0.0, budget));
             let (_, u) = fit_ok(&opts(function, 12, FitMethod::Uniform, 0.0, budget));
-            assert!(s.max_error_lsb < r.max_error_lsb, "{function:?} {budget}: {s:?} {r:?}");
-            assert!(s.max_error_lsb < u.max_error_lsb, "{function:?} {budget}: {s:?} {u:?}");
+            assert!(
+                s.max_error_lsb < r.max_error_lsb,
+                "{function:?} {budget}: {s:?} {r:?}"
+            );
+            assert!(
+                s.max_error_lsb < u.max_error_lsb,
+                "{function:?} {budget}: {s:?} {u:?}"
+            );
         }
     }
 }
@@ -195,7 +225,10 @@ fn fitted_outputs_are_monotone() {
                 let mut prev = pwl.eval(-32768);
                 for x in -32767..=32767 {
                     let y = pwl.eval(x);
-                    assert!(y >= prev, "{function:?} {method:?} ifb {ifb}: eval({x}) = {y} < {prev}");
+                    assert!(
+                        y >= prev,
+                        "{function:?} {method:?} ifb {ifb}: eval({x}) = {y} < {prev}"
+                    );
                     prev = y;
                 }
             }
@@ -215,52 +248,82 @@ fn tables_fit_32_bit_kernels() {
             let n = table.pieces();
             for i in 0..n {
                 let first = if i == 0 { lo } else { table.starts[i] as i64 };
-                let last = if i + 1 < n { table.starts[i + 1] as i64 - 1 } else { hi };
+                let last = if i + 1 < n {
+                    table.starts[i + 1] as i64 - 1
+                } else {
+                    hi
+                };
                 for u in [first, last] {
                     let t = (u - table.starts[i] as i64).abs();
-                    let worst = (table.offsets[i] as i64).abs() + (table.slopes[i] as i64).abs() * t;
-                    assert!(worst < 1 << 31, "{function:?} {method:?} piece {i}: {worst}");
+                    let worst =
+                        (table.offsets[i] as i64).abs() + (table.slopes[i] as i64).abs() * t;
+                    assert!(
+                        worst < 1 << 31,
+                        "{function:?} {method:?} piece {i}: {worst}"
+                    );
                 }
             }
-            assert!(table.frac_bits >= 15 && table.frac_bits <= 30, "{function:?} {method:?}");
+            assert!(
+                table.frac_bits >= 15 && table.frac_bits <= 30,
+                "{function:?} {method:?}"
+            );
             if method == FitMethod::Sweep {
                 // 15-bit outputs leave exactly 16 fractional bits under 2^31.
                 assert_eq!(table.frac_bits, 16, "{function:?}");
-            }
-            // Offsets carry the rounding constant: a flat piece at code c is c·2^F + 2^(F−1).
-            let f = table.frac_bits;
-            for (slope, offset) in table.slopes.iter().zip(&table.offsets) {
-                if *slope == 0 {
-                    assert_eq!(offset.rem_euclid(1 << f), 1 << (f - 1), "{function:?} {method:?}");
-                }
             }
         }
     }
 }
 
+/// Piece `i` is the flat piece at `code`: slope 0 and offset `code·2^F + 2^(F−1)` (the
+/// rounding constant is part of the offset).
+fn assert_flat(table: &PwlTable, i: usize, code: i32) {
+    let f = table.frac_bits;
+    assert_eq!(table.slopes[i], 0, "piece {i} of {table:?}");
+    assert_eq!(table.offsets[i], (code << f) + (1 << (f - 1)), "piece {i}");
+}
+
 #[test]
 fn saturated_regions_are_single_flat_pieces() {
-    // Sigmoid on Q7.8 saturates at 32767 from x ≈ 10.4: one flat piece up to the end.
-    let (table, _) = fit_ok(&opts(SIGMOID, 8, FitMethod::Sweep, 1.0, MAX_PIECES));
-    let last = table.pieces() - 1;
-    assert_eq!(table.slopes[last], 0);
-    assert_eq!(table.offsets[last] >> table.frac_bits, 32767);
-    assert!(table.starts[last] < 3000, "flat piece starts at {}", table.starts[last]);
-    assert!(table.slopes[..last].iter().all(|&s| s > 0));
-    // Tanh on Q3.12 saturates well before x = 8.
-    let (table, _) = fit_ok(&opts(TANH, 12, FitMethod::Recursive, 1.0, MAX_PIECES));
-    let last = table.pieces() - 1;
-    assert_eq!((table.slopes[last], table.offsets[last] >> table.frac_bits), (0, 32767));
-    assert!(table.starts[last] < 24000);
-    // Exp on Q7.8: flat 0 far left, flat 32767 for x >= 0.
-    let (table, _) = fit_ok(&opts(EXP, 8, FitMethod::Sweep, 1.0, MAX_PIECES));
-    assert_eq!(table.starts[0], -32768);
-    assert_eq!((table.slopes[0], table.offsets[0] >> table.frac_bits), (0, 0));
-    assert!(table.starts[1] > -32768 + 1000);
-    let last = table.pieces() - 1;
-    assert_eq!((table.slopes[last], table.offsets[last] >> table.frac_bits), (0, 32767));
-    assert_eq!(table.starts[last], 0);
-    assert_eq!(table.as_pwl().eval(32767), 32767);
+    for method in [FitMethod::Sweep, FitMethod::Recursive] {
+        // Sigmoid on Q7.8 rounds to 32767 from x ≈ 9.7 on: one flat piece to the end.
+        let (table, _) = fit_ok(&opts(SIGMOID, 8, method, 1.0, MAX_PIECES));
+        let last = table.pieces() - 1;
+        assert_flat(&table, last, 32767);
+        assert!(
+            table.starts[last] < 2600,
+            "{method:?}: flat from {}",
+            table.starts[last]
+        );
+        // ... and nothing before it reaches 32767 at its start.
+        let pwl = table.as_pwl();
+        assert!(pwl.eval(table.starts[last - 1]) < 32767, "{method:?}");
+        // Tanh on Q3.12 saturates well before x = 8.
+        let (table, _) = fit_ok(&opts(TANH, 12, method, 1.0, MAX_PIECES));
+        let last = table.pieces() - 1;
+        assert_flat(&table, last, 32767);
+        assert!(
+            table.starts[last] < 24000,
+            "{method:?}: flat from {}",
+            table.starts[last]
+        );
+        // Exp on Q7.8: flat 0 far to the left, flat 32767 for x >= 0.
+        let (table, _) = fit_ok(&opts(EXP, 8, method, 1.0, MAX_PIECES));
+        assert_eq!(table.starts[0], -32768);
+        assert_flat(&table, 0, 0);
+        assert!(
+            table.starts[1] > -3000 && table.starts[1] < -2000,
+            "{method:?}"
+        );
+        let last = table.pieces() - 1;
+        assert_flat(&table, last, 32767);
+        assert_eq!(table.starts[last], 0);
+        assert_eq!(table.as_pwl().eval(32767), 32767);
+    }
+    // The uniform LUT keeps exp's x > 0 region as one flat piece too.
+    let (table, _) = fit_ok(&opts(EXP, 12, FitMethod::Uniform, 1.0, 64));
+    assert_flat(&table, 63, 32767);
+    assert_eq!(table.starts[63], 1);
 }
 
 #[test]
@@ -287,7 +350,11 @@ fn validate_accepts_every_fitted_table() {
         for method in FitMethod::ALL {
             for ifb in [0, 8, 15] {
                 let (table, _) = fit_ok(&opts(function, ifb, method, 1.0, 64));
-                assert_eq!(validate(&table), Ok(()), "{function:?} {method:?} ifb {ifb}");
+                assert_eq!(
+                    validate(&table),
+                    Ok(()),
+                    "{function:?} {method:?} ifb {ifb}"
+                );
             }
         }
     }
@@ -300,7 +367,10 @@ fn good_table() -> PwlTable {
 fn rejected(table: &PwlTable, needle: &str) {
     match validate(table) {
         Ok(()) => panic!("validate accepted a broken table ({needle})"),
-        Err(e) => assert!(e.contains(needle), "message `{e}` should mention `{needle}`"),
+        Err(e) => assert!(
+            e.contains(needle),
+            "message `{e}` should mention `{needle}`"
+        ),
     }
 }
 
@@ -400,7 +470,7 @@ fn measure_is_exact_and_total() {
     t.offsets = vec![(16384 << t.frac_bits) + (1 << (t.frac_bits - 1))];
     assert_eq!(validate(&t), Ok(()));
     let m = measure(&t);
-    let expected = target_lsb(SIGMOID, 12, 15, 32767) - 16384.0;
+    let expected = 16384.0 - target_lsb(SIGMOID, 12, 15, -32768);
     assert!((m.max_error_lsb - expected).abs() < 1e-9, "{m:?}");
     assert_eq!(m.max_error_lsb, exhaustive_max_error(&t));
     assert_eq!(m.worst_input, -32768);
@@ -424,26 +494,43 @@ fn measure_is_exact_and_total() {
 #[test]
 fn fit_rejects_unsupported_options() {
     let base = FitOptions::new(SIGMOID, 12);
-    let err = fit(&FitOptions { input_frac_bits: 16, ..base }).unwrap_err();
+    let err = fit(&FitOptions {
+        input_frac_bits: 16,
+        ..base
+    })
+    .unwrap_err();
     assert_eq!(err, PwlError::UnsupportedInputFracBits(16));
     assert!(err.to_string().contains("input_frac_bits"));
     assert!(matches!(
-        fit(&FitOptions { output_frac_bits: 0, ..base }),
+        fit(&FitOptions {
+            output_frac_bits: 0,
+            ..base
+        }),
         Err(PwlError::UnsupportedOutputFracBits(0))
     ));
     assert!(matches!(
-        fit(&FitOptions { output_frac_bits: 16, ..base }),
+        fit(&FitOptions {
+            output_frac_bits: 16,
+            ..base
+        }),
         Err(PwlError::UnsupportedOutputFracBits(16))
     ));
     for tol in [-1.0, f64::NAN, f64::INFINITY] {
         assert!(matches!(
-            fit(&FitOptions { tolerance_lsb: tol, ..base }),
+            fit(&FitOptions {
+                tolerance_lsb: tol,
+                ..base
+            }),
             Err(PwlError::InvalidTolerance(_))
         ));
     }
     for budget in [0, 2, 257] {
         assert_eq!(
-            fit(&FitOptions { max_pieces: budget, ..base }).unwrap_err(),
+            fit(&FitOptions {
+                max_pieces: budget,
+                ..base
+            })
+            .unwrap_err(),
             PwlError::InvalidBudget(budget)
         );
     }
@@ -459,11 +546,17 @@ fn options_defaults_and_method_names() {
     assert_eq!(o.method, FitMethod::Sweep);
     assert_eq!(FitOptions::default(), FitOptions::new(SIGMOID, 12));
     for m in FitMethod::ALL {
-        assert_eq!(serde_json::to_string(&m).expect("json"), format!("\"{}\"", m.as_str()));
+        assert_eq!(
+            serde_json::to_string(&m).expect("json"),
+            format!("\"{}\"", m.as_str())
+        );
         assert_eq!(m.as_str().parse::<FitMethod>(), Ok(m));
     }
     assert_eq!("Uniform".parse::<FitMethod>(), Ok(FitMethod::Uniform));
-    assert!(matches!("chord".parse::<FitMethod>(), Err(PwlError::UnknownMethod(_))));
+    assert!(matches!(
+        "chord".parse::<FitMethod>(),
+        Err(PwlError::UnknownMethod(_))
+    ));
     let r = fit_ok(&o).1;
     let json = serde_json::to_value(&r).expect("json");
     assert_eq!(json["method"], "sweep");
@@ -475,7 +568,10 @@ fn options_defaults_and_method_names() {
 #[test]
 fn other_output_grids_work() {
     for (function, ofb) in [(SIGMOID, 7), (TANH, 7), (EXP, 10)] {
-        let (table, report) = fit_ok(&FitOptions { output_frac_bits: ofb, ..FitOptions::new(function, 10) });
+        let (table, report) = fit_ok(&FitOptions {
+            output_frac_bits: ofb,
+            ..FitOptions::new(function, 10)
+        });
         assert_eq!(validate(&table), Ok(()));
         assert!(report.tolerance_met, "{function:?} ofb {ofb}: {report:?}");
         assert_eq!(exhaustive_max_error(&table), report.max_error_lsb);
@@ -487,16 +583,23 @@ fn other_output_grids_work() {
 fn markdown_compares_the_three_methods() {
     let md = error_vs_pieces_markdown(SIGMOID, 12);
     assert!(md.contains("sigmoid: input Q3.12, output Q0.15"), "{md}");
-    assert!(md.contains("| tolerance (LSB) | sweep (minimax) | recursive (paper) | uniform (LUT) |"));
+    assert!(
+        md.contains("| tolerance (LSB) | sweep (minimax) | recursive (paper) | uniform (LUT) |")
+    );
     assert!(md.contains("| pieces | sweep (minimax) | recursive (paper) | uniform (LUT) |"));
-    for row in ["| 0.6 |", "| 0.75 |", "| 1 |", "| 2 |", "| 4 |", "| 8 |", "| 16 |", "| 256 |"] {
+    for row in [
+        "| 0.6 |", "| 0.75 |", "| 1 |", "| 2 |", "| 4 |", "| 8 |", "| 16 |", "| 256 |",
+    ] {
         assert!(md.contains(row), "missing row {row}:\n{md}");
     }
     // The 1 LSB row: sweep's count matches a direct fit.
     let (_, s) = fit_ok(&opts(SIGMOID, 12, FitMethod::Sweep, 1.0, MAX_PIECES));
     assert!(md.contains(&format!("| 1 | {} |", s.pieces)), "{md}");
     let bad = error_vs_pieces_markdown(SIGMOID, 16);
-    assert!(bad.contains("error: unsupported input_frac_bits 16"), "{bad}");
+    assert!(
+        bad.contains("error: unsupported input_frac_bits 16"),
+        "{bad}"
+    );
 }
 
 #[test]

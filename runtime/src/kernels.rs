@@ -22,6 +22,43 @@ pub fn matvec_i8(w: &[i8], x: &[i8], bias: &[i32], acc: &mut [i32]) {
     }
 }
 
+/// `bias + Σ_j row[j] · x[j]` with wrapping `i32` arithmetic (see [`matvec_i8`]).
+#[inline(always)]
+pub fn dot_i8(row: &[i8], x: &[i8], bias: i32) -> i32 {
+    let mut sum = bias;
+    for (&wv, &xv) in row.iter().zip(x) {
+        sum = sum.wrapping_add(wv as i32 * xv as i32);
+    }
+    sum
+}
+
+/// A linear layer with int32 output: `out[o] = req[o](bias[o] + Σ_j w[o, j] · x[j])`.
+/// Rows beyond the shortest of `out`, `bias` and `req` are left untouched.
+pub fn linear_i32(w: &[i8], x: &[i8], bias: &[i32], req: &[Requant], out: &mut [i32]) {
+    let cols = x.len();
+    for (o, ((dst, b), r)) in out.iter_mut().zip(bias).zip(req).enumerate() {
+        let row = w.get(o * cols..(o + 1) * cols).unwrap_or(&[]);
+        *dst = r.apply(dot_i8(row, x, *b));
+    }
+}
+
+/// A linear layer with int8 output:
+/// `out[o] = sat8(req[o](bias[o] + Σ_j w[o, j] · x[j]) + zero_point)`.
+pub fn linear_i8(
+    w: &[i8],
+    x: &[i8],
+    bias: &[i32],
+    req: &[Requant],
+    zero_point: i32,
+    out: &mut [i8],
+) {
+    let cols = x.len();
+    for (o, ((dst, b), r)) in out.iter_mut().zip(bias).zip(req).enumerate() {
+        let row = w.get(o * cols..(o + 1) * cols).unwrap_or(&[]);
+        *dst = saturate_i8(r.apply(dot_i8(row, x, *b)).saturating_add(zero_point));
+    }
+}
+
 /// Gate pre-activation of one row: both partial accumulators rescaled to the gate's
 /// `i16` grid, added with saturation, then saturated to `i16`.
 #[inline(always)]
@@ -95,9 +132,22 @@ pub struct LstmScratch<'a> {
 }
 
 /// One time step of an integer LSTM layer: updates `h` (int8) and `c` (int16) in place.
+///
+/// If any slice has the wrong length for `p` the step does nothing (the interpreter and
+/// the generated code only ever pass correctly sized buffers).
 pub fn lstm_step(p: &LstmParams<'_>, x: &[i8], h: &mut [i8], c: &mut [i16], s: LstmScratch<'_>) {
     let hidden = p.hidden_size;
-    matvec_i8(p.w_ih, &x[..p.input_size.min(x.len())], p.bias_x, s.acc_x);
+    // Mis-sized buffers would be read with the wrong stride: leave the state untouched.
+    let rows = 4 * hidden;
+    if x.len() != p.input_size
+        || h.len() != hidden
+        || c.len() != hidden
+        || [s.acc_x.len(), s.acc_h.len(), s.gates.len()] != [rows; 3]
+        || [p.bias_x.len(), p.bias_h.len(), p.req_x.len(), p.req_h.len()] != [rows; 4]
+    {
+        return;
+    }
+    matvec_i8(p.w_ih, x, p.bias_x, s.acc_x);
     matvec_i8(p.w_hh, h, p.bias_h, s.acc_h);
     for r in 0..4 * hidden {
         let pre = gate_preactivation(s.acc_x[r], p.req_x[r], s.acc_h[r], p.req_h[r]);

@@ -79,13 +79,14 @@ impl Pwl<'_> {
         let value = if negative {
             match self.symmetry {
                 Symmetry::None => value,
-                Symmetry::Odd => -value,
-                Symmetry::Complement { total } => total as i64 - value,
+                Symmetry::Odd => value.saturating_neg(),
+                Symmetry::Complement { total } => (total as i64).saturating_sub(value),
             }
         } else {
             value
         };
-        let value = value.clamp(self.out_min as i64, self.out_max as i64);
+        // max-then-min instead of `clamp`, which panics when out_min > out_max.
+        let value = value.max(self.out_min as i64).min(self.out_max as i64);
         value as i32
     }
 

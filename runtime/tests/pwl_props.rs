@@ -338,11 +338,10 @@ fn pwl_documented_rounding_constant_gives_round_half_up() {
     assert_eq!(p.eval(i32::MIN), -1000);
 }
 
-// Known bugs in runtime/src/pwl.rs (not owned by the author of these tests). Remove the
-// `ignore` once `Pwl::eval` is fixed.
+// Regression tests: `Pwl::eval` must be total even for tables that never passed
+// validation.
 
 #[test]
-#[ignore = "pwl.rs bug: i64::clamp panics when out_min > out_max"]
 fn pwl_eval_total_when_out_min_exceeds_out_max() {
     let p = Pwl {
         symmetry: Symmetry::None,
@@ -357,7 +356,6 @@ fn pwl_eval_total_when_out_min_exceeds_out_max() {
 }
 
 #[test]
-#[ignore = "pwl.rs bug: -value / total - value overflow i64 when frac_bits = 0"]
 fn pwl_eval_negative_branch_does_not_overflow() {
     // u = |i32::MIN| saturates to i32::MAX; t = 2^32 − 1; value = −2^31 − 2^31·(2^32 − 1)
     // = i64::MIN exactly. The true result (+2^63, or total + 2^63) clamps to out_max.

@@ -38,8 +38,14 @@ pub fn quantize_files(spec: &Path, calib: &Path, out_json: &Path) -> Program {
     let model = FloatModel::load(spec).expect("float model loads");
     let data = read_data(calib).expect("calibration data loads");
     let tensor_name = irnn_codegen::cli::tensor_file_name_for(out_json).expect("name");
-    let (file, writer, _) =
-        quantize(&model, &data, calib, &tensor_name, &QuantizeOptions::default()).expect("quantize");
+    let (file, writer, _) = quantize(
+        &model,
+        &data,
+        calib,
+        &tensor_name,
+        &QuantizeOptions::default(),
+    )
+    .expect("quantize");
     write_graph(out_json, &file, &writer).expect("write graph");
     lower(&Graph::load(out_json).expect("graph loads")).expect("lowers")
 }
@@ -67,7 +73,11 @@ pub fn synth_model(
     };
     let spec_path = write_float_model(dir.path(), &spec).expect("write float model");
     let data = dir.path().join("data.npy");
-    std::fs::write(&data, random_data_npy(&spec, 4, 64, 1.0, seed + 7).expect("npy")).expect("write");
+    std::fs::write(
+        &data,
+        random_data_npy(&spec, 4, 64, 1.0, seed + 7).expect("npy"),
+    )
+    .expect("write");
     let graph = dir.path().join(format!("{name}.irnn.json"));
     let program = quantize_files(&spec_path, &data, &graph);
     TestModel {
@@ -82,7 +92,11 @@ pub fn synth_model(
 /// The shipped character-level language model (spec, calibration data, test data).
 pub fn charlm_paths() -> (PathBuf, PathBuf, PathBuf) {
     let d = repo_root().join("examples/charlm");
-    (d.join("charlm.json"), d.join("data/calib.npy"), d.join("data/test_small.npy"))
+    (
+        d.join("charlm.json"),
+        d.join("data/calib.npy"),
+        d.join("data/test_small.npy"),
+    )
 }
 
 /// The shipped feature classifier (spec, calibration data, test data, labels).
@@ -103,7 +117,16 @@ pub fn irnn_bin() -> PathBuf {
     ONCE.get_or_init(|| {
         let root = repo_root();
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "irnn-codegen", "--bin", "irnn", "--profile", "test"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "irnn-codegen",
+                "--bin",
+                "irnn",
+                "--profile",
+                "test",
+            ])
             .current_dir(&root)
             .status()
             .expect("cargo runs");

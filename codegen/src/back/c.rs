@@ -1,8 +1,1080 @@
-//! Placeholder while the back end is written.
-use super::{GenError, GenOptions, GeneratedFile};
-use crate::ir::Program;
+//! The C back end: a self-contained C99 `NAME.h` / `NAME.c` pair per model.
+//!
+//! The generated code reproduces the integer semantics of `irnn-runtime`
+//! (docs/NUMERICS.md) bit for bit: the requantization primitives and the PWL evaluator
+//! are transliterated into `static inline` functions with a model-specific prefix, and
+//! every layer becomes a `static` function in which every shape, multiplier, shift,
+//! zero point and PWL knot is a literal. The code uses `<stdint.h>` only: no heap, no
+//! libm, no floating point, no VLAs, no signed overflow and no right shift of a negative
+//! value (it runs clean under `-fsanitize=undefined`).
+//!
+//! The structure of the files lives in Tera templates under `templates/c/`; all numbers
+//! are formatted here, so the output is deterministic. Identifiers derived from the
+//! model come only from [`super::names`]; model text reaches comments only through
+//! [`comment_safe`] (plus a trigraph defuse, see [`c_comment`]).
+//!
+//! Generated API (`p` = sanitized model name, `P` = its upper-case form):
+//!
+//! ```c
+//! #define P_INPUT_SIZE ... /* feature width; vocabulary size for token models */
+//! #define P_VOCAB_SIZE ... /* token models only */
+//! #define P_OUTPUT_SIZE ...
+//! #define P_INPUT_ZERO_POINT, P_INPUT_SCALE_Q31, P_INPUT_SCALE_EXP,
+//!         P_OUTPUT_ZERO_POINT, P_OUTPUT_SCALE_Q31, P_OUTPUT_SCALE_EXP, P_STATE_BYTES
+//! typedef struct { ... } p_state_t;
+//! void p_reset(p_state_t *s);
+//! void p_step(p_state_t *s, int32_t token, int32_t *out);      /* token input */
+//! void p_step(p_state_t *s, const int8_t *x, int32_t *out);    /* feature input */
+//! void p_run(p_state_t *s, const int32_t *inputs, int32_t n_steps, int32_t *out);
+//! void p_run(p_state_t *s, const int8_t *inputs, int32_t n_steps, int32_t *out);
+//! ```
 
-/// Writes the files for `program`.
-pub fn write(_program: &Program, _opts: &GenOptions) -> Result<Vec<GeneratedFile>, GenError> {
-    Err(GenError::Unsupported("not written yet".into()))
+use super::names::{comment_safe, sanitize, upper, NameTable};
+use super::{GenError, GenOptions, GeneratedFile, Lang, Target, Unroll};
+use super::{FULL_UNROLL_MAX_WEIGHTS, GENERATOR};
+use crate::ir::{
+    EmbeddingIr, InputIr, LayerIr, LinearIr, LinearOutput, LstmIr, Program, PwlTable, TableSymmetry,
+};
+use irnn_runtime::Requant;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "c/macros.tera",
+        include_str!("../../../templates/c/macros.tera"),
+    ),
+    (
+        "c/primitives.c.tera",
+        include_str!("../../../templates/c/primitives.c.tera"),
+    ),
+    (
+        "c/header.h.tera",
+        include_str!("../../../templates/c/header.h.tera"),
+    ),
+    (
+        "c/source.c.tera",
+        include_str!("../../../templates/c/source.c.tera"),
+    ),
+];
+
+/// Dot products of `Unroll::Inner` are unrolled by this factor (the templates write
+/// four accumulators).
+const INNER_UNROLL: usize = 4;
+
+/// Values per line in array initializers.
+const PER_LINE: usize = 16;
+
+/// Terms per line in fully unrolled row expressions.
+const TERMS_PER_LINE: usize = 8;
+
+/// Writes `NAME.h` and `NAME.c` for `program`.
+pub fn write(program: &Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, GenError> {
+    if opts.lang != Lang::C {
+        return Err(GenError::Unsupported(
+            "the C back end only writes C (use back::generate)".into(),
+        ));
+    }
+    match opts.target {
+        Target::Scalar => {}
+    }
+    check_program(program, opts)?;
+    let ctx = build_context(program, opts)?;
+    let tera = templates()?;
+    let mut context =
+        tera::Context::from_serialize(&ctx).map_err(|e| template_error("context", e))?;
+    context.insert("banner", &ctx.banner_h);
+    let header = render(&tera, "c/header.h.tera", &context)?;
+    context.insert("banner", &ctx.banner_c);
+    let source = render(&tera, "c/source.c.tera", &context)?;
+    Ok(vec![
+        GeneratedFile {
+            name: ctx.header_file.clone(),
+            contents: tidy(&header),
+        },
+        GeneratedFile {
+            name: ctx.source_file.clone(),
+            contents: tidy(&source),
+        },
+    ])
+}
+
+fn templates() -> Result<tera::Tera, GenError> {
+    let mut tera = tera::Tera::default();
+    tera.autoescape_on(vec![]);
+    tera.add_raw_templates(TEMPLATES.iter().copied())
+        .map_err(|e| template_error("templates/c", e))?;
+    Ok(tera)
+}
+
+fn render(tera: &tera::Tera, name: &str, context: &tera::Context) -> Result<String, GenError> {
+    tera.render(name, context)
+        .map_err(|e| template_error(name, e))
+}
+
+fn template_error(template: &str, e: tera::Error) -> GenError {
+    // Tera keeps the useful part of the message in the source chain.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    GenError::Template {
+        template: template.to_string(),
+        message,
+    }
+}
+
+/// Trailing whitespace off every line, exactly one final newline.
+fn tidy(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.trim_end().lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Model text for a C block comment: [`comment_safe`], and no `??` either, because
+/// C99 trigraphs are replaced even inside comments (`??/` is a backslash that could
+/// splice the next line into the comment).
+pub fn c_comment(raw: &str) -> String {
+    let mut s = comment_safe(raw);
+    while s.contains("??") {
+        s = s.replace("??", "?.?");
+    }
+    s
+}
+
+fn layer_error(layer: &str, message: impl Into<String>) -> GenError {
+    GenError::Layer {
+        layer: layer.to_string(),
+        message: message.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Validation: everything the templates rely on. A program from `lower` passes; any
+// other program is refused with an error instead of producing wrong or broken C.
+// ---------------------------------------------------------------------------------
+
+/// Largest dimension or element count accepted (array sizes and indices are `int32_t`).
+const MAX_DIM: usize = i32::MAX as usize;
+
+fn check_len(layer: &str, what: &str, got: usize, want: Option<usize>) -> Result<(), GenError> {
+    match want {
+        Some(w) if w == got && w <= MAX_DIM => Ok(()),
+        Some(w) if w == got => Err(layer_error(
+            layer,
+            format!("{what} is too large ({got} values)"),
+        )),
+        Some(w) => Err(layer_error(
+            layer,
+            format!("{what} has {got} values; expected {w}"),
+        )),
+        None => Err(layer_error(layer, format!("{what}: the shape overflows"))),
+    }
+}
+
+fn check_dim(layer: &str, what: &str, n: usize) -> Result<(), GenError> {
+    if n == 0 {
+        Err(layer_error(layer, format!("{what} is 0")))
+    } else if n > MAX_DIM / 4 {
+        Err(layer_error(layer, format!("{what} ({n}) is too large")))
+    } else {
+        Ok(())
+    }
+}
+
+/// The accumulator bound of docs/NUMERICS.md §8, re-proved here: with it, every partial
+/// sum of a row fits in `int32_t` in any order, so the C accumulates in plain `int32_t`
+/// without signed overflow.
+fn check_accumulators(
+    layer: &str,
+    what: &str,
+    bias: &[i32],
+    w: &[i8],
+    cols: usize,
+) -> Result<(), GenError> {
+    for (r, b) in bias.iter().enumerate() {
+        let row = &w[r * cols..(r + 1) * cols];
+        let abs_sum: i64 = row.iter().map(|&v| (v as i64).abs()).sum();
+        let bound = (*b as i64).abs() + 128 * abs_sum;
+        if bound > i32::MAX as i64 {
+            return Err(layer_error(
+                layer,
+                format!("{what} row {r}: the int32 accumulator can reach {bound}, beyond 2^31 - 1"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_table(program: &Program, layer: &str, index: usize) -> Result<(), GenError> {
+    let Some(t) = program.tables.get(index) else {
+        return Err(layer_error(
+            layer,
+            format!(
+                "refers to PWL table {index}; the program has {}",
+                program.tables.len()
+            ),
+        ));
+    };
+    let n = t.starts.len();
+    if n == 0 || t.slopes.len() != n || t.offsets.len() != n {
+        return Err(layer_error(
+            layer,
+            format!(
+                "PWL table {index} has {} starts, {} slopes and {} offsets; expected the same \
+                 number, at least 1",
+                n,
+                t.slopes.len(),
+                t.offsets.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_program(program: &Program, opts: &GenOptions) -> Result<(), GenError> {
+    if program.layers.is_empty() {
+        return Err(GenError::Unsupported("the program has no layers".into()));
+    }
+    // Width of the int8 vector the next layer reads (None: no vector, e.g. token input).
+    let mut width: Option<usize> = match program.input {
+        InputIr::Tokens { vocab_size } => {
+            if vocab_size == 0 || vocab_size > MAX_DIM {
+                return Err(GenError::Unsupported(format!(
+                    "vocabulary size {vocab_size} is not supported"
+                )));
+            }
+            None
+        }
+        InputIr::Features { size, .. } => {
+            if size == 0 || size > MAX_DIM / 4 {
+                return Err(GenError::Unsupported(format!(
+                    "feature width {size} is not supported"
+                )));
+            }
+            Some(size)
+        }
+    };
+    let last = program.layers.len() - 1;
+    for (index, layer) in program.layers.iter().enumerate() {
+        let name = layer.name();
+        let needs_width = |width: Option<usize>, want: usize| -> Result<(), GenError> {
+            match width {
+                Some(w) if w == want => Ok(()),
+                Some(w) => Err(layer_error(
+                    name,
+                    format!("takes width {want} but the previous layer produces {w}"),
+                )),
+                None => Err(layer_error(
+                    name,
+                    "needs an int8 vector input (token input goes through an embedding first)",
+                )),
+            }
+        };
+        let weights = match layer {
+            LayerIr::Embedding(e) => {
+                match program.input {
+                    InputIr::Tokens { vocab_size } if index == 0 => {
+                        if vocab_size != e.vocab_size {
+                            return Err(layer_error(
+                                name,
+                                format!(
+                                    "vocab_size {} differs from the input vocabulary {vocab_size}",
+                                    e.vocab_size
+                                ),
+                            ));
+                        }
+                    }
+                    _ => {
+                        return Err(layer_error(
+                            name,
+                            "an embedding must be the first layer of a token model",
+                        ))
+                    }
+                }
+                check_dim(name, "dim", e.dim)?;
+                check_len(
+                    name,
+                    "table",
+                    e.table.len(),
+                    e.vocab_size.checked_mul(e.dim),
+                )?;
+                width = Some(e.dim);
+                0
+            }
+            LayerIr::Lstm(l) => {
+                needs_width(width, l.input_size)?;
+                check_dim(name, "input_size", l.input_size)?;
+                check_dim(name, "hidden_size", l.hidden_size)?;
+                let rows = 4 * l.hidden_size;
+                check_len(name, "w_ih", l.w_ih.len(), rows.checked_mul(l.input_size))?;
+                check_len(name, "w_hh", l.w_hh.len(), rows.checked_mul(l.hidden_size))?;
+                check_len(name, "bias_x", l.bias_x.len(), Some(rows))?;
+                check_len(name, "bias_h", l.bias_h.len(), Some(rows))?;
+                check_len(name, "req_x", l.req_x.len(), Some(rows))?;
+                check_len(name, "req_h", l.req_h.len(), Some(rows))?;
+                for t in l.gate_tables.iter().chain([&l.cell_table]) {
+                    check_table(program, name, *t)?;
+                }
+                check_accumulators(name, "w_ih", &l.bias_x, &l.w_ih, l.input_size)?;
+                check_accumulators(name, "w_hh", &l.bias_h, &l.w_hh, l.hidden_size)?;
+                width = Some(l.hidden_size);
+                l.w_ih.len() + l.w_hh.len()
+            }
+            LayerIr::Linear(l) => {
+                needs_width(width, l.in_size)?;
+                check_dim(name, "in_size", l.in_size)?;
+                check_dim(name, "out_size", l.out_size)?;
+                check_len(
+                    name,
+                    "weight",
+                    l.weight.len(),
+                    l.out_size.checked_mul(l.in_size),
+                )?;
+                check_len(name, "bias", l.bias.len(), Some(l.out_size))?;
+                check_len(name, "req", l.req.len(), Some(l.out_size))?;
+                check_accumulators(name, "weight", &l.bias, &l.weight, l.in_size)?;
+                width = match l.output {
+                    LinearOutput::I8 { .. } => Some(l.out_size),
+                    LinearOutput::I32 if index == last => None,
+                    LinearOutput::I32 => {
+                        return Err(layer_error(
+                            name,
+                            "only the last layer may produce int32 output",
+                        ))
+                    }
+                };
+                if index == last && l.out_size != program.output.size {
+                    return Err(layer_error(
+                        name,
+                        format!(
+                            "writes {} values but the program output has {}",
+                            l.out_size, program.output.size
+                        ),
+                    ));
+                }
+                l.weight.len()
+            }
+        };
+        if opts.unroll == Unroll::Full && weights > FULL_UNROLL_MAX_WEIGHTS {
+            return Err(layer_error(
+                name,
+                format!(
+                    "has {weights} weights; full unrolling takes at most {FULL_UNROLL_MAX_WEIGHTS} \
+                     per layer (use --unroll inner or none)"
+                ),
+            ));
+        }
+    }
+    if !matches!(program.layers[last], LayerIr::Linear(_)) {
+        return Err(layer_error(
+            program.layers[last].name(),
+            "the last layer must be a linear layer producing the model output",
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// Template context
+// ---------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct Ctx {
+    banner_h: String,
+    banner_c: String,
+    header_file: String,
+    source_file: String,
+    p: String,
+    pu: String,
+    guard: String,
+    unroll: &'static str,
+    token_input: bool,
+    vocab_size: usize,
+    input_size: usize,
+    output_size: usize,
+    input_zero_point: String,
+    output_zero_point: String,
+    input_scale: ScaleMacro,
+    output_scale: ScaleMacro,
+    state_bytes: usize,
+    state_members: Vec<String>,
+    lstm_states: Vec<LstmState>,
+    has_lstm: bool,
+    uses_sat8: bool,
+    has_complement: bool,
+    tables: Vec<TableCtx>,
+    layers: Vec<LayerCtx>,
+    step_input_param: String,
+    run_input_param: String,
+    step_doc: String,
+    run_doc: String,
+    step_body: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ScaleMacro {
+    q31: String,
+    exp: String,
+    comment: String,
+}
+
+#[derive(Serialize)]
+struct LstmState {
+    id: String,
+    hidden: usize,
+    h_reset: String,
+}
+
+#[derive(Serialize)]
+struct TableCtx {
+    index: usize,
+    desc: String,
+    pieces: usize,
+    starts: String,
+    slopes: String,
+    offsets: String,
+    symmetry: &'static str,
+    total: String,
+    shift: u32,
+    out_min: String,
+    out_max: String,
+}
+
+#[derive(Serialize)]
+struct DotCtx {
+    cols: usize,
+    main_end: usize,
+}
+
+impl DotCtx {
+    fn new(cols: usize) -> Self {
+        DotCtx {
+            cols,
+            main_end: cols - cols % INNER_UNROLL,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LstmRow {
+    acc_x: String,
+    acc_h: String,
+    mul_x: String,
+    shift_x: String,
+    mul_h: String,
+    shift_h: String,
+}
+
+#[derive(Serialize)]
+struct LinearRow {
+    acc: String,
+    mul: String,
+    shift: String,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum LayerCtx {
+    Embedding {
+        index: usize,
+        id: String,
+        comment: String,
+        vocab: usize,
+        dim: usize,
+        table: String,
+        zero_row: String,
+    },
+    Lstm {
+        index: usize,
+        id: String,
+        comment: String,
+        input: usize,
+        hidden: usize,
+        hidden2: usize,
+        hidden3: usize,
+        rows: usize,
+        w_ih: String,
+        w_hh: String,
+        bias_x: String,
+        bias_h: String,
+        mul_x: String,
+        shift_x: String,
+        mul_h: String,
+        shift_h: String,
+        dot_x: DotCtx,
+        dot_h: DotCtx,
+        full_rows: Vec<LstmRow>,
+        uses_x: bool,
+        uses_h: bool,
+        pwl_i: String,
+        pwl_f: String,
+        pwl_g: String,
+        pwl_o: String,
+        pwl_c: String,
+        cell_shift: u32,
+        out_mul: String,
+        out_shift: String,
+        h_zero_point: String,
+    },
+    Linear {
+        index: usize,
+        id: String,
+        comment: String,
+        in_size: usize,
+        out_size: usize,
+        i8: bool,
+        out_type: &'static str,
+        zero_point: String,
+        weight: String,
+        bias: String,
+        mul: String,
+        shift: String,
+        dot: DotCtx,
+        full_rows: Vec<LinearRow>,
+        uses_x: bool,
+    },
+}
+
+/// A C `int32_t`-safe decimal literal (`INT32_MIN` cannot be written as `-2147483648`,
+/// which is the negation of a `long` constant).
+fn lit(v: i32) -> String {
+    if v == i32::MIN {
+        "(-2147483647 - 1)".to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+/// A literal for use as a macro body: negative values in parentheses.
+fn macro_lit(v: i64) -> String {
+    if v == i32::MIN as i64 {
+        "(-2147483647 - 1)".to_string()
+    } else if v < 0 {
+        format!("({v})")
+    } else {
+        v.to_string()
+    }
+}
+
+/// Clamped as `multiply_by_quantized_multiplier` clamps it: the C primitive receives a
+/// shift in `[-31, 31]`, which fits the `int8_t` shift tables.
+fn clamp_shift(s: i32) -> i32 {
+    s.clamp(-31, 31)
+}
+
+fn sat8(v: i32) -> i32 {
+    v.clamp(i8::MIN as i32, i8::MAX as i32)
+}
+
+/// Comma-separated values, `PER_LINE` per line, indented.
+fn list<I: IntoIterator<Item = String>>(values: I, indent: &str) -> String {
+    let mut out = String::new();
+    for (k, v) in values.into_iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+            if k % PER_LINE == 0 {
+                out.push('\n');
+                out.push_str(indent);
+            } else {
+                out.push(' ');
+            }
+        } else {
+            out.push_str(indent);
+        }
+        out.push_str(&v);
+    }
+    out
+}
+
+fn list_i32(values: &[i32]) -> String {
+    list(values.iter().map(|&v| lit(v)), "    ")
+}
+
+/// Rows of a `[rows][cols]` array initializer.
+fn matrix_i8(values: &[i8], cols: usize) -> String {
+    let mut out = String::new();
+    for (r, row) in values.chunks(cols).enumerate() {
+        if r > 0 {
+            out.push_str(",\n");
+        }
+        out.push_str("    {\n");
+        out.push_str(&list(row.iter().map(|v| v.to_string()), "        "));
+        out.push_str("\n    }");
+    }
+    out
+}
+
+fn muls(req: &[Requant]) -> String {
+    list(req.iter().map(|r| lit(r.multiplier)), "    ")
+}
+
+fn shifts(req: &[Requant]) -> String {
+    list(req.iter().map(|r| clamp_shift(r.shift).to_string()), "    ")
+}
+
+/// `(int32_t)bias + w0 * v[0] - w1 * v[1] ...` over the nonzero weights (the
+/// accumulator bound makes the order and the skipped zero terms irrelevant).
+fn row_expr(bias: i32, row: &[i8], var: &str) -> String {
+    let mut out = format!("(int32_t){}", lit(bias));
+    let mut terms = 0usize;
+    for (j, &w) in row.iter().enumerate() {
+        if w == 0 {
+            continue;
+        }
+        terms += 1;
+        if terms % TERMS_PER_LINE == 0 {
+            out.push_str("\n          ");
+        }
+        let sign = if w < 0 { '-' } else { '+' };
+        let _ = write!(out, " {sign} {} * {var}[{j}]", (w as i32).abs());
+    }
+    out
+}
+
+/// `scale = q31 · 2^(exp − 31)` with `q31` in `[2^30, 2^31)`: the mantissa rounding of
+/// `lower::quantize_multiplier` without its shift-range limit (these are only
+/// `#define`s). Non-finite or non-positive scales give `(0, 0)`.
+fn scale_q31(real: f64) -> (i64, i32) {
+    if !(real.is_finite() && real > 0.0) {
+        return (0, 0);
+    }
+    let (mut q, mut e) = (real, 0i32);
+    // Multiplying by 2 or 1/2 is exact for every finite positive f64 in this range.
+    while q >= 1.0 {
+        q *= 0.5;
+        e += 1;
+    }
+    while q < 0.5 {
+        q *= 2.0;
+        e -= 1;
+    }
+    let mut m = (q * 2f64.powi(31)).round() as i64;
+    if m == 1i64 << 31 {
+        m /= 2;
+        e += 1;
+    }
+    (m, e)
+}
+
+fn scale_macro(real: f64, what: &str) -> ScaleMacro {
+    let (q31, exp) = scale_q31(real);
+    ScaleMacro {
+        q31: macro_lit(q31),
+        exp: macro_lit(exp as i64),
+        comment: format!("{what} {real:e}"),
+    }
+}
+
+fn table_ctx(index: usize, t: &PwlTable) -> TableCtx {
+    TableCtx {
+        index,
+        desc: format!(
+            "{}, {} pieces, input 2^-{} grid, output 2^-{} grid",
+            t.short_name(),
+            t.pieces(),
+            t.input_frac_bits,
+            t.output_frac_bits
+        ),
+        pieces: t.pieces(),
+        starts: list_i32(&t.starts),
+        slopes: list_i32(&t.slopes),
+        offsets: list_i32(&t.offsets),
+        symmetry: match t.symmetry {
+            TableSymmetry::None => "none",
+            TableSymmetry::Odd => "odd",
+            TableSymmetry::Complement => "complement",
+        },
+        total: lit(t.total),
+        shift: t.frac_bits.min(62),
+        out_min: lit(t.out_min),
+        out_max: lit(t.out_max),
+    }
+}
+
+fn embedding_ctx(index: usize, id: String, e: &EmbeddingIr) -> LayerCtx {
+    LayerCtx::Embedding {
+        index,
+        id,
+        comment: format!(
+            "embedding \"{}\" ({} x {}, zero point {})",
+            c_comment(&e.name),
+            e.vocab_size,
+            e.dim,
+            e.zero_point
+        ),
+        vocab: e.vocab_size,
+        dim: e.dim,
+        table: matrix_i8(&e.table, e.dim),
+        zero_row: list(
+            std::iter::repeat(sat8(e.zero_point).to_string()).take(e.dim),
+            "    ",
+        ),
+    }
+}
+
+fn lstm_ctx(index: usize, id: String, l: &LstmIr, p: &str, unroll: Unroll) -> LayerCtx {
+    let (i_sz, h_sz) = (l.input_size, l.hidden_size);
+    let rows = 4 * h_sz;
+    let full = unroll == Unroll::Full;
+    let full_rows = if full {
+        (0..rows)
+            .map(|r| LstmRow {
+                acc_x: row_expr(l.bias_x[r], &l.w_ih[r * i_sz..(r + 1) * i_sz], "xw"),
+                acc_h: row_expr(l.bias_h[r], &l.w_hh[r * h_sz..(r + 1) * h_sz], "hw"),
+                mul_x: lit(l.req_x[r].multiplier),
+                shift_x: clamp_shift(l.req_x[r].shift).to_string(),
+                mul_h: lit(l.req_h[r].multiplier),
+                shift_h: clamp_shift(l.req_h[r].shift).to_string(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let arr = |s: String| if full { String::new() } else { s };
+    let pwl = |t: usize| format!("{p}_pwl{t}");
+    LayerCtx::Lstm {
+        index,
+        id,
+        comment: format!(
+            "LSTM \"{}\" (input {i_sz}, hidden {h_sz}, gate grids 2^-{:?}, cell grid 2^-{}, \
+             hidden zero point {})",
+            c_comment(&l.name),
+            l.gate_frac_bits,
+            l.cell_frac_bits,
+            l.h_zero_point
+        ),
+        input: i_sz,
+        hidden: h_sz,
+        hidden2: 2 * h_sz,
+        hidden3: 3 * h_sz,
+        rows,
+        w_ih: arr(matrix_i8(&l.w_ih, i_sz)),
+        w_hh: arr(matrix_i8(&l.w_hh, h_sz)),
+        bias_x: arr(list_i32(&l.bias_x)),
+        bias_h: arr(list_i32(&l.bias_h)),
+        mul_x: arr(muls(&l.req_x)),
+        shift_x: arr(shifts(&l.req_x)),
+        mul_h: arr(muls(&l.req_h)),
+        shift_h: arr(shifts(&l.req_h)),
+        dot_x: DotCtx::new(i_sz),
+        dot_h: DotCtx::new(h_sz),
+        full_rows,
+        uses_x: l.w_ih.iter().any(|&w| w != 0),
+        uses_h: l.w_hh.iter().any(|&w| w != 0),
+        pwl_i: pwl(l.gate_tables[0]),
+        pwl_f: pwl(l.gate_tables[1]),
+        pwl_g: pwl(l.gate_tables[2]),
+        pwl_o: pwl(l.gate_tables[3]),
+        pwl_c: pwl(l.cell_table),
+        cell_shift: 30 - l.cell_frac_bits.min(15),
+        out_mul: lit(l.req_out.multiplier),
+        out_shift: clamp_shift(l.req_out.shift).to_string(),
+        h_zero_point: lit(l.h_zero_point),
+    }
+}
+
+fn linear_ctx(index: usize, id: String, l: &LinearIr, unroll: Unroll) -> LayerCtx {
+    let (n_in, n_out) = (l.in_size, l.out_size);
+    let full = unroll == Unroll::Full;
+    let full_rows = if full {
+        (0..n_out)
+            .map(|o| LinearRow {
+                acc: row_expr(l.bias[o], &l.weight[o * n_in..(o + 1) * n_in], "xw"),
+                mul: lit(l.req[o].multiplier),
+                shift: clamp_shift(l.req[o].shift).to_string(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let arr = |s: String| if full { String::new() } else { s };
+    let (i8_out, zero_point) = match l.output {
+        LinearOutput::I32 => (false, 0),
+        LinearOutput::I8 { zero_point } => (true, zero_point),
+    };
+    LayerCtx::Linear {
+        index,
+        id,
+        comment: format!(
+            "linear \"{}\" ({n_in} -> {n_out}, {} output)",
+            c_comment(&l.name),
+            if i8_out {
+                format!("int8, zero point {zero_point}")
+            } else {
+                "int32".to_string()
+            }
+        ),
+        in_size: n_in,
+        out_size: n_out,
+        i8: i8_out,
+        out_type: if i8_out { "int8_t" } else { "int32_t" },
+        zero_point: lit(zero_point),
+        weight: arr(matrix_i8(&l.weight, n_in)),
+        bias: arr(list_i32(&l.bias)),
+        mul: arr(muls(&l.req)),
+        shift: arr(shifts(&l.req)),
+        dot: DotCtx::new(n_in),
+        full_rows,
+        uses_x: l.weight.iter().any(|&w| w != 0),
+    }
+}
+
+fn unroll_name(u: Unroll) -> &'static str {
+    match u {
+        Unroll::None => "none",
+        Unroll::Inner => "inner",
+        Unroll::Full => "full",
+    }
+}
+
+fn banner(file: &str, program: &Program, opts: &GenOptions) -> String {
+    format!(
+        "/*\n * {file}: generated by {GENERATOR}. Do not edit.\n * model: {}\n * model hash: {}\n \
+         * options: lang c, target scalar, unroll {}\n *\n * Integer-only C99 (no floating \
+         point, no heap, no libm); bit-exact with the irnn\n * reference interpreter \
+         (docs/NUMERICS.md).\n */\n",
+        c_comment(&program.name),
+        c_comment(&program.model_hash),
+        unroll_name(opts.unroll),
+    )
+}
+
+fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> {
+    let p = sanitize(&program.name);
+    let pu = upper(&p);
+    let header_file = format!("{p}.h");
+    let source_file = format!("{p}.c");
+    // Layer identifiers: unique among themselves; they only ever appear as
+    // `{p}_{id}_{suffix}` or as `{id}_h` / `{id}_c` state members.
+    let mut names = NameTable::default();
+    let ids: Vec<String> = program
+        .layers
+        .iter()
+        .map(|l| names.unique(l.name()))
+        .collect();
+
+    let mut used_tables: Vec<usize> = Vec::new();
+    let mut layers = Vec::new();
+    let mut lstm_states = Vec::new();
+    let mut state_members = Vec::new();
+    let mut state_bytes = 0usize;
+    let mut uses_sat8 = false;
+    let mut step_body = Vec::new();
+    let token_input = matches!(program.input, InputIr::Tokens { .. });
+    // Expression of the int8 vector the next layer reads.
+    let mut current = "x".to_string();
+    if token_input {
+        step_body.push("const int8_t *x;".to_string());
+    }
+    let mut decls = Vec::new();
+    let mut calls = Vec::new();
+    for (index, (layer, id)) in program.layers.iter().zip(&ids).enumerate() {
+        match layer {
+            LayerIr::Embedding(e) => {
+                calls.push(format!(
+                    "x = (token >= 0 && token < {v}) ? {p}_{id}_table[token] : {p}_{id}_zero_row;",
+                    v = e.vocab_size
+                ));
+                current = "x".to_string();
+                layers.push(embedding_ctx(index, id.clone(), e));
+            }
+            LayerIr::Lstm(l) => {
+                for t in l.gate_tables.iter().chain([&l.cell_table]) {
+                    if !used_tables.contains(t) {
+                        used_tables.push(*t);
+                    }
+                }
+                uses_sat8 = true;
+                let h = l.hidden_size;
+                state_members.push(format!(
+                    "int8_t {id}_h[{h}]; /* layer {index}: hidden state (int8) */"
+                ));
+                state_members.push(format!(
+                    "int16_t {id}_c[{h}]; /* layer {index}: cell state (int16, 2^-{} grid) */",
+                    l.cell_frac_bits.min(15)
+                ));
+                state_bytes += 3 * h;
+                lstm_states.push(LstmState {
+                    id: id.clone(),
+                    hidden: h,
+                    h_reset: sat8(l.h_zero_point).to_string(),
+                });
+                calls.push(format!("{p}_{id}_step(s->{id}_h, s->{id}_c, {current});"));
+                current = format!("s->{id}_h");
+                layers.push(lstm_ctx(index, id.clone(), l, &p, opts.unroll));
+            }
+            LayerIr::Linear(l) => {
+                match l.output {
+                    LinearOutput::I32 => {
+                        calls.push(format!("{p}_{id}_step({current}, out);"));
+                    }
+                    LinearOutput::I8 { .. } => {
+                        uses_sat8 = true;
+                        let buf = format!("y{index}");
+                        decls.push(format!("int8_t {buf}[{}];", l.out_size));
+                        calls.push(format!("{p}_{id}_step({current}, {buf});"));
+                        if index == program.layers.len() - 1 {
+                            calls.push(format!(
+                                "for (k = 0; k < {}; ++k) {{ out[k] = {buf}[k]; }}",
+                                l.out_size
+                            ));
+                            decls.push("int32_t k;".to_string());
+                        }
+                        current = buf;
+                    }
+                }
+                layers.push(linear_ctx(index, id.clone(), l, opts.unroll));
+            }
+        }
+    }
+    step_body.extend(decls);
+    step_body.extend(calls);
+    if state_members.is_empty() {
+        state_members.push("int8_t unused; /* the model has no recurrent state */".to_string());
+        step_body.push("(void)s;".to_string());
+    }
+    used_tables.sort_unstable();
+    let tables: Vec<TableCtx> = used_tables
+        .iter()
+        .map(|&t| table_ctx(t, &program.tables[t]))
+        .collect();
+    let has_complement = used_tables
+        .iter()
+        .any(|&t| program.tables[t].symmetry == TableSymmetry::Complement);
+
+    let (input_size, vocab_size, input_zero_point, input_scale) = match program.input {
+        InputIr::Tokens { vocab_size } => (
+            vocab_size,
+            vocab_size,
+            0,
+            ScaleMacro {
+                q31: macro_lit(1 << 30),
+                exp: "1".into(),
+                comment: "token ids: no scale (1)".into(),
+            },
+        ),
+        InputIr::Features {
+            size,
+            zero_point,
+            scale_info,
+        } => (size, 0, zero_point, scale_macro(scale_info, "scale")),
+    };
+    let (step_input_param, run_input_param, step_doc, run_doc) = if token_input {
+        (
+            "int32_t token".to_string(),
+            "const int32_t *inputs".to_string(),
+            format!(
+                "one token id (ids outside 0..{pu}_VOCAB_SIZE read the embedding's zero-point row)"
+            ),
+            "n_steps token ids from inputs".to_string(),
+        )
+    } else {
+        (
+            "const int8_t *x".to_string(),
+            "const int8_t *inputs".to_string(),
+            format!("{pu}_INPUT_SIZE int8 features from x"),
+            format!("n_steps * {pu}_INPUT_SIZE int8 features from inputs"),
+        )
+    };
+    let banner_h = banner(&header_file, program, opts);
+    let banner_c = banner(&source_file, program, opts);
+    Ok(Ctx {
+        banner_h,
+        banner_c,
+        guard: format!("IRNN_{pu}_H"),
+        header_file,
+        source_file,
+        p,
+        pu,
+        unroll: unroll_name(opts.unroll),
+        token_input,
+        vocab_size,
+        input_size,
+        output_size: program.output.size,
+        input_zero_point: macro_lit(input_zero_point as i64),
+        output_zero_point: macro_lit(program.output.zero_point as i64),
+        input_scale,
+        output_scale: scale_macro(program.output.scale_info, "scale"),
+        state_bytes,
+        state_members,
+        lstm_states,
+        has_lstm: program.layers.iter().any(|l| matches!(l, LayerIr::Lstm(_))),
+        uses_sat8,
+        has_complement,
+        tables,
+        layers,
+        step_input_param,
+        run_input_param,
+        step_doc,
+        run_doc,
+        step_body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Suffixes of per-layer identifiers (`{p}_{layer}_{suffix}`). No suffix may be a
+    /// proper `_`-suffix of another, so two distinct layer identifiers can never produce
+    /// the same C identifier (checked by a unit test).
+    const LAYER_SUFFIXES: &[&str] = &[
+        "table", "zero_row", "w_ih", "w_hh", "bias_x", "bias_h", "mul_x", "shift_x", "mul_h",
+        "shift_h", "weight", "bias", "mul", "shift", "step",
+    ];
+
+    #[test]
+    fn layer_suffixes_cannot_collide() {
+        for a in LAYER_SUFFIXES {
+            for b in LAYER_SUFFIXES {
+                if a != b {
+                    assert!(!a.ends_with(&format!("_{b}")), "{a} ends with _{b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scale_q31_matches_quantize_multiplier() {
+        for real in [
+            1.0,
+            0.75,
+            0.32768,
+            1e-3,
+            123.456,
+            3.0e-7,
+            1.0 - 2f64.powi(-40),
+        ] {
+            let r = crate::lower::quantize_multiplier(real).unwrap();
+            assert_eq!(scale_q31(real), (r.multiplier as i64, r.shift), "{real}");
+        }
+        let (m, e) = scale_q31(1e-20);
+        assert!((1i64 << 30..1i64 << 31).contains(&m) && e < -31);
+        assert_eq!(scale_q31(0.0), (0, 0));
+        assert_eq!(scale_q31(f64::NAN), (0, 0));
+    }
+
+    #[test]
+    fn comments_defuse_trigraphs() {
+        let s = c_comment("a??/\nb ??= */ ???/");
+        assert!(!s.contains("??") && !s.contains("*/"), "{s}");
+    }
+
+    #[test]
+    fn literals_are_c_safe() {
+        assert_eq!(lit(i32::MIN), "(-2147483647 - 1)");
+        assert_eq!(lit(-5), "-5");
+        assert_eq!(macro_lit(-5), "(-5)");
+        assert_eq!(
+            row_expr(-3, &[0, 2, -128], "xw"),
+            "(int32_t)-3 + 2 * xw[1] - 128 * xw[2]"
+        );
+    }
 }

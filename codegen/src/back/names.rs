@@ -9,18 +9,104 @@ use std::collections::BTreeSet;
 /// plus names the generated code itself uses.
 const RESERVED: &[&str] = &[
     // C
-    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
-    "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
-    "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
-    "union", "unsigned", "void", "volatile", "while", "bool", "true", "false", "alignas",
-    "alignof", "nullptr", "static_assert", "thread_local", "typeof", "typeof_unqual",
-    "constexpr", "main", "errno", "assert", "NULL", "int8_t", "int16_t", "int32_t", "int64_t",
-    "uint8_t", "uint16_t", "uint32_t", "uint64_t", "size_t",
+    "auto",
+    "break",
+    "case",
+    "char",
+    "const",
+    "continue",
+    "default",
+    "do",
+    "double",
+    "else",
+    "enum",
+    "extern",
+    "float",
+    "for",
+    "goto",
+    "if",
+    "inline",
+    "int",
+    "long",
+    "register",
+    "restrict",
+    "return",
+    "short",
+    "signed",
+    "sizeof",
+    "static",
+    "struct",
+    "switch",
+    "typedef",
+    "union",
+    "unsigned",
+    "void",
+    "volatile",
+    "while",
+    "bool",
+    "true",
+    "false",
+    "alignas",
+    "alignof",
+    "nullptr",
+    "static_assert",
+    "thread_local",
+    "typeof",
+    "typeof_unqual",
+    "constexpr",
+    "main",
+    "errno",
+    "assert",
+    "NULL",
+    "int8_t",
+    "int16_t",
+    "int32_t",
+    "int64_t",
+    "uint8_t",
+    "uint16_t",
+    "uint32_t",
+    "uint64_t",
+    "size_t",
     // Rust
-    "as", "async", "await", "crate", "dyn", "fn", "impl", "in", "let", "loop", "match", "mod",
-    "move", "mut", "pub", "ref", "self", "Self", "super", "trait", "type", "unsafe", "use",
-    "where", "abstract", "become", "box", "final", "macro", "override", "priv", "try",
-    "unsized", "virtual", "yield", "gen", "core", "std", "alloc",
+    "as",
+    "async",
+    "await",
+    "crate",
+    "dyn",
+    "fn",
+    "impl",
+    "in",
+    "let",
+    "loop",
+    "match",
+    "mod",
+    "move",
+    "mut",
+    "pub",
+    "ref",
+    "self",
+    "Self",
+    "super",
+    "trait",
+    "type",
+    "unsafe",
+    "use",
+    "where",
+    "abstract",
+    "become",
+    "box",
+    "final",
+    "macro",
+    "override",
+    "priv",
+    "try",
+    "unsized",
+    "virtual",
+    "yield",
+    "gen",
+    "core",
+    "std",
+    "alloc",
 ];
 
 /// Turns arbitrary text into a lower-case snake identifier that is legal in C and Rust:
@@ -76,7 +162,13 @@ pub fn upper(ident: &str) -> String {
 pub fn comment_safe(raw: &str) -> String {
     let mut s: String = raw
         .chars()
-        .map(|c| if (' '..='~').contains(&c) && c != '\\' { c } else { '?' })
+        .map(|c| {
+            if (' '..='~').contains(&c) && c != '\\' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     while s.contains("*/") || s.contains("/*") {
         s = s.replace("*/", "* /").replace("/*", "/ *");
@@ -136,8 +228,15 @@ mod tests {
         ] {
             let s = sanitize(raw);
             assert!(!s.is_empty());
-            assert!(s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{s}");
-            assert!(!s.starts_with('_') && !s.as_bytes()[0].is_ascii_digit(), "{s}");
+            assert!(
+                s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{s}"
+            );
+            assert!(
+                !s.starts_with('_') && !s.as_bytes()[0].is_ascii_digit(),
+                "{s}"
+            );
             assert!(!is_reserved(&s), "{s}");
         }
     }
