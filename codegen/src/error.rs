@@ -55,12 +55,12 @@ fn format_problems(file: &Path, problems: &[Problem]) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("{}: cannot read: {source}", file.display())]
+    #[error("{}: cannot read: {error}", file.display())]
     Io {
         /// The file.
         file: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (part of the message, not a separate cause).
+        error: std::io::Error,
     },
     /// The file is not valid JSON, or does not have the expected structure.
     #[error("{}: malformed JSON at line {line}, column {column}: {message}", file.display())]
@@ -95,19 +95,22 @@ pub enum LoadError {
 impl LoadError {
     /// Wraps a serde_json error with the file name and position.
     pub fn json(file: &Path, err: serde_json::Error) -> Self {
+        let full = err.to_string();
+        let position = format!(" at line {} column {}", err.line(), err.column());
+        let message = full.strip_suffix(&position).unwrap_or(&full).to_string();
         LoadError::Json {
             file: file.to_path_buf(),
             line: err.line(),
             column: err.column(),
-            message: err.to_string(),
+            message,
         }
     }
 
     /// An I/O error on `file`.
-    pub fn io(file: &Path, source: std::io::Error) -> Self {
+    pub fn io(file: &Path, error: std::io::Error) -> Self {
         LoadError::Io {
             file: file.to_path_buf(),
-            source,
+            error,
         }
     }
 

@@ -1162,8 +1162,20 @@ impl Grid {
         if first.len() <= budget {
             return Ok((first, f));
         }
+        // Away from saturation the line may deviate by about `tol − 0.5` (the rest is
+        // output rounding) and the piece count goes as `(tol − 0.5)^(−1/2)`: predict the
+        // tolerance that fits the budget, then bisect.
+        let predict = |t: f64, pieces: usize| {
+            let ratio = pieces as f64 / budget as f64;
+            let next = if t > 0.5 {
+                0.5 + (t - 0.5) * ratio * ratio
+            } else {
+                1.0
+            };
+            (next * 1.01).max(t * 1.05)
+        };
         let mut lo = tol;
-        let mut hi = if tol > 0.0 { tol * 2.0 } else { 0.5 };
+        let mut hi = predict(tol, first.len());
         let cap = pow2(self.ofb as i32 + 2);
         let mut fitting = loop {
             let p = run(hi)?;
@@ -1176,7 +1188,7 @@ impl Grid {
                 )));
             }
             lo = hi;
-            hi *= 2.0;
+            hi = predict(hi, p.len()).max(hi * 1.25);
         };
         for _ in 0..40 {
             if hi - lo <= hi.max(1.0) / 128.0 {

@@ -485,6 +485,13 @@ fn measure_is_exact_and_total() {
     g.output_frac_bits = 99;
     g.frac_bits = 200;
     let _ = measure(&g);
+    let mut g = good_table();
+    g.out_min = 100;
+    g.out_max = -100;
+    g.slopes[0] = i32::MAX;
+    g.offsets[0] = i32::MIN;
+    assert!(validate(&g).is_err());
+    let _ = measure(&g);
 
     // Exp is measured on x <= 0 only.
     let (e, _) = fit_ok(&opts(EXP, 12, FitMethod::Sweep, 1.0, 200));

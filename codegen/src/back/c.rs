@@ -62,8 +62,11 @@ const TEMPLATES: &[(&str, &str)] = &[
 /// four accumulators).
 const INNER_UNROLL: usize = 4;
 
-/// Values per line in array initializers.
-const PER_LINE: usize = 16;
+/// Values per line in int8 array initializers.
+const PER_LINE_I8: usize = 16;
+
+/// Values per line in int32 array initializers.
+const PER_LINE_I32: usize = 8;
 
 /// Terms per line in fully unrolled row expressions.
 const TERMS_PER_LINE: usize = 8;
@@ -466,17 +469,11 @@ impl DotCtx {
 struct LstmRow {
     acc_x: String,
     acc_h: String,
-    mul_x: String,
-    shift_x: String,
-    mul_h: String,
-    shift_h: String,
 }
 
 #[derive(Serialize)]
 struct LinearRow {
     acc: String,
-    mul: String,
-    shift: String,
 }
 
 #[derive(Serialize)]
@@ -573,13 +570,13 @@ fn sat8(v: i32) -> i32 {
     v.clamp(i8::MIN as i32, i8::MAX as i32)
 }
 
-/// Comma-separated values, `PER_LINE` per line, indented.
-fn list<I: IntoIterator<Item = String>>(values: I, indent: &str) -> String {
+/// Comma-separated values, `per_line` per line, indented.
+fn list<I: IntoIterator<Item = String>>(values: I, indent: &str, per_line: usize) -> String {
     let mut out = String::new();
     for (k, v) in values.into_iter().enumerate() {
         if k > 0 {
             out.push(',');
-            if k % PER_LINE == 0 {
+            if k % per_line == 0 {
                 out.push('\n');
                 out.push_str(indent);
             } else {
@@ -594,7 +591,7 @@ fn list<I: IntoIterator<Item = String>>(values: I, indent: &str) -> String {
 }
 
 fn list_i32(values: &[i32]) -> String {
-    list(values.iter().map(|&v| lit(v)), "    ")
+    list(values.iter().map(|&v| lit(v)), "    ", PER_LINE_I32)
 }
 
 /// Rows of a `[rows][cols]` array initializer.
@@ -604,19 +601,33 @@ fn matrix_i8(values: &[i8], cols: usize) -> String {
         if r > 0 {
             out.push_str(",\n");
         }
-        out.push_str("    {\n");
-        out.push_str(&list(row.iter().map(|v| v.to_string()), "        "));
-        out.push_str("\n    }");
+        if cols <= PER_LINE_I8 {
+            out.push_str("    { ");
+            out.push_str(&list(row.iter().map(|v| v.to_string()), "", PER_LINE_I8));
+            out.push_str(" }");
+        } else {
+            out.push_str("    {\n");
+            out.push_str(&list(
+                row.iter().map(|v| v.to_string()),
+                "        ",
+                PER_LINE_I8,
+            ));
+            out.push_str("\n    }");
+        }
     }
     out
 }
 
 fn muls(req: &[Requant]) -> String {
-    list(req.iter().map(|r| lit(r.multiplier)), "    ")
+    list(req.iter().map(|r| lit(r.multiplier)), "    ", PER_LINE_I32)
 }
 
 fn shifts(req: &[Requant]) -> String {
-    list(req.iter().map(|r| clamp_shift(r.shift).to_string()), "    ")
+    list(
+        req.iter().map(|r| clamp_shift(r.shift).to_string()),
+        "    ",
+        PER_LINE_I8,
+    )
 }
 
 /// `(int32_t)bias + w0 * v[0] - w1 * v[1] ...` over the nonzero weights (the
@@ -628,10 +639,10 @@ fn row_expr(bias: i32, row: &[i8], var: &str) -> String {
         if w == 0 {
             continue;
         }
-        terms += 1;
-        if terms % TERMS_PER_LINE == 0 {
-            out.push_str("\n          ");
+        if terms > 0 && terms % TERMS_PER_LINE == 0 {
+            out.push_str("\n        ");
         }
+        terms += 1;
         let sign = if w < 0 { '-' } else { '+' };
         let _ = write!(out, " {sign} {} * {var}[{j}]", (w as i32).abs());
     }
@@ -715,6 +726,7 @@ fn embedding_ctx(index: usize, id: String, e: &EmbeddingIr) -> LayerCtx {
         zero_row: list(
             std::iter::repeat(sat8(e.zero_point).to_string()).take(e.dim),
             "    ",
+            PER_LINE_I8,
         ),
     }
 }
@@ -728,10 +740,6 @@ fn lstm_ctx(index: usize, id: String, l: &LstmIr, p: &str, unroll: Unroll) -> La
             .map(|r| LstmRow {
                 acc_x: row_expr(l.bias_x[r], &l.w_ih[r * i_sz..(r + 1) * i_sz], "xw"),
                 acc_h: row_expr(l.bias_h[r], &l.w_hh[r * h_sz..(r + 1) * h_sz], "hw"),
-                mul_x: lit(l.req_x[r].multiplier),
-                shift_x: clamp_shift(l.req_x[r].shift).to_string(),
-                mul_h: lit(l.req_h[r].multiplier),
-                shift_h: clamp_shift(l.req_h[r].shift).to_string(),
             })
             .collect()
     } else {
@@ -759,10 +767,10 @@ fn lstm_ctx(index: usize, id: String, l: &LstmIr, p: &str, unroll: Unroll) -> La
         w_hh: arr(matrix_i8(&l.w_hh, h_sz)),
         bias_x: arr(list_i32(&l.bias_x)),
         bias_h: arr(list_i32(&l.bias_h)),
-        mul_x: arr(muls(&l.req_x)),
-        shift_x: arr(shifts(&l.req_x)),
-        mul_h: arr(muls(&l.req_h)),
-        shift_h: arr(shifts(&l.req_h)),
+        mul_x: muls(&l.req_x),
+        shift_x: shifts(&l.req_x),
+        mul_h: muls(&l.req_h),
+        shift_h: shifts(&l.req_h),
         dot_x: DotCtx::new(i_sz),
         dot_h: DotCtx::new(h_sz),
         full_rows,
@@ -787,8 +795,6 @@ fn linear_ctx(index: usize, id: String, l: &LinearIr, unroll: Unroll) -> LayerCt
         (0..n_out)
             .map(|o| LinearRow {
                 acc: row_expr(l.bias[o], &l.weight[o * n_in..(o + 1) * n_in], "xw"),
-                mul: lit(l.req[o].multiplier),
-                shift: clamp_shift(l.req[o].shift).to_string(),
             })
             .collect()
     } else {
@@ -818,8 +824,8 @@ fn linear_ctx(index: usize, id: String, l: &LinearIr, unroll: Unroll) -> LayerCt
         zero_point: lit(zero_point),
         weight: arr(matrix_i8(&l.weight, n_in)),
         bias: arr(list_i32(&l.bias)),
-        mul: arr(muls(&l.req)),
-        shift: arr(shifts(&l.req)),
+        mul: muls(&l.req),
+        shift: shifts(&l.req),
         dot: DotCtx::new(n_in),
         full_rows,
         uses_x: l.weight.iter().any(|&w| w != 0),
