@@ -383,3 +383,39 @@ fn spec_given_where_graph_expected() {
     assert!(e.contains("bad.json"), "{e}");
     insta::assert_snapshot!(e);
 }
+
+/// Rewrites a quantized graph's tensors, letting `edit` change the I32 ones.
+fn edit_graph_tensors(m: &TestModel, edit: impl Fn(&str, &mut Vec<i32>)) {
+    let path = m.dir.path().join("g.irnn.safetensors");
+    let file = TensorFile::open(&path).unwrap();
+    let mut w = TensorWriter::default();
+    for name in file.names() {
+        if let Ok(t) = file.i8(&name, "") {
+            w.i8(&name, &t.shape, &t.data);
+        } else if let Ok(mut t) = file.i32(&name, "") {
+            edit(&name, &mut t.data);
+            w.i32(&name, &t.shape, &t.data);
+        } else {
+            let t = file.f32(&name, "").unwrap();
+            w.f32(&name, &t.shape, &t.data);
+        }
+    }
+    std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+}
+
+/// Lowering proves accumulators cannot overflow and refuses the model otherwise.
+#[test]
+fn accumulator_overflow_is_refused() {
+    let (m, v) = graph();
+    edit_graph_tensors(&m, |name, data| {
+        if name == "rnn.l0.bias" {
+            data[2] = i32::MAX - 10;
+        }
+    });
+    let e = run_fails(&m, &v);
+    assert!(
+        e.contains("rnn.l0") && e.contains("row 2") && e.contains("accumulator"),
+        "{e}"
+    );
+    insta::assert_snapshot!(e);
+}

@@ -1,1 +1,64 @@
-//! (being written)
+//! Tier "generates": the Rust and C output for every model in `tests/models/` is
+//! snapshotted (reviewed like code), for each unroll mode. A change to a back end shows
+//! up here as a diff.
+
+use irnn_codegen::back::{generate, GenOptions, Lang, Target, Unroll};
+use irnn_codegen::graph::Graph;
+use irnn_codegen::lower::lower;
+
+fn render(path: &std::path::Path, lang: Lang, unroll: Unroll) -> String {
+    let graph = Graph::load(path).expect("model loads");
+    let program = lower(&graph).expect("model lowers");
+    let files = generate(
+        &program,
+        &GenOptions {
+            lang,
+            target: Target::Scalar,
+            unroll,
+        },
+    )
+    .expect("generates");
+    let mut out = String::new();
+    for f in files {
+        out.push_str(&format!("===== {} =====\n{}", f.name, f.contents));
+    }
+    out
+}
+
+#[test]
+fn rust_output() {
+    insta::glob!("models/*.irnn.json", |path| {
+        for (unroll, tag) in [
+            (Unroll::None, "none"),
+            (Unroll::Inner, "inner"),
+            (Unroll::Full, "full"),
+        ] {
+            insta::assert_snapshot!(format!("rust_{tag}"), render(path, Lang::Rust, unroll));
+        }
+    });
+}
+
+#[test]
+fn c_output() {
+    insta::glob!("models/*.irnn.json", |path| {
+        for (unroll, tag) in [
+            (Unroll::None, "none"),
+            (Unroll::Inner, "inner"),
+            (Unroll::Full, "full"),
+        ] {
+            insta::assert_snapshot!(format!("c_{tag}"), render(path, Lang::C, unroll));
+        }
+    });
+}
+
+/// Generation is deterministic: twice the same bytes, for every model and option.
+#[test]
+fn output_is_deterministic() {
+    insta::glob!("models/*.irnn.json", |path| {
+        for lang in [Lang::Rust, Lang::C] {
+            for unroll in [Unroll::None, Unroll::Inner, Unroll::Full] {
+                assert_eq!(render(path, lang, unroll), render(path, lang, unroll));
+            }
+        }
+    });
+}

@@ -549,6 +549,8 @@ pub fn write_graph(
             .map_err(|e| format!("{}: cannot create a file there: {e}", path.display()))?;
         tmp.write_all(bytes)
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        crate::util::make_world_readable(tmp.as_file())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(tmp)
     };
     let t1 = write_tmp(&tensor_path, &tensor_bytes)?;

@@ -53,12 +53,13 @@
 //! - **Recursive** (the paper's adaptive scheme): one chord over the non-saturated range,
 //!   then repeatedly the piece with the worst (post-quantization) error is split at its
 //!   worst input code, until the tolerance is met or the piece budget is used up.
-//! - **Uniform**: the LUT baseline: `max_pieces` equal-width pieces (chords between
-//!   uniformly spaced knots), like the 256-entry interpolated tables of TFLite Micro and
+//! - **Uniform**: the LUT baseline: `max_pieces` equal-width pieces (±1 code; chords
+//!   between uniformly spaced knots), like the 256-entry interpolated tables of TFLite Micro and
 //!   CMSIS-NN.
 //!
-//! When the budget is too small for the tolerance, Sweep searches (by bisection) the
-//! smallest tolerance that fits in the budget, and Recursive keeps the best table seen;
+//! When the budget is too small for the tolerance, Sweep searches the smallest tolerance
+//! that fits in the budget (a prediction from `pieces ∝ (tol − 0.5)^(−1/2)`, then
+//! bisection to 1/128 relative), and Recursive keeps the best table seen;
 //! neither fails: the report says whether the tolerance was met.
 //!
 //! # Quantization and the `i32` bound

@@ -24,6 +24,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     };
     let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
     tmp.write_all(bytes)?;
+    make_world_readable(tmp.as_file())?;
     tmp.as_file().sync_all().ok();
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
@@ -51,4 +52,16 @@ pub fn resolve_relative(base_file: &Path, relative: &str) -> PathBuf {
         Some(dir) => dir.join(rel),
         None => rel.to_path_buf(),
     }
+}
+
+/// Gives a file the usual `rw-r--r--` mode (temporary files start as `rw-------`).
+pub fn make_world_readable(file: &std::fs::File) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
 }

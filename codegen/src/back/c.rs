@@ -977,7 +977,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
             "int32_t token".to_string(),
             "const int32_t *inputs".to_string(),
             format!(
-                "one token id (ids outside 0..{pu}_VOCAB_SIZE read the embedding's zero-point row)"
+                "one token id (an id outside 0..{pu}_VOCAB_SIZE reads the\n * embedding's zero-point row, real 0)"
             ),
             "n_steps token ids from inputs".to_string(),
         )
