@@ -355,12 +355,14 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&table)?);
             } else {
+                let m = crate::pwl::measure(&table);
                 println!(
-                    "{}: {} pieces, max error {:.3} LSB ({:.3e} absolute), method {:?}, tolerance {} LSB {}",
+                    "{}: {} pieces, max error {:.3} LSB ({:.3e} absolute), at most {} code(s) from the correctly rounded output; method {:?}, tolerance {} LSB {}",
                     table.short_name(),
                     report.pieces,
                     report.max_error_lsb,
                     report.max_error_abs,
+                    m.max_code_error,
                     report.method,
                     tolerance,
                     if report.tolerance_met { "met" } else { "NOT met" }
@@ -803,6 +805,7 @@ fn cmd_inspect(path: &Path, json: bool) -> Result<()> {
                 "name": name, "function": t.function.as_str(), "input_frac_bits": t.input_frac_bits,
                 "output_frac_bits": t.output_frac_bits, "pieces": t.pieces(),
                 "max_error_lsb": m.max_error_lsb, "max_error_abs": m.max_error_abs,
+                "max_code_error": m.max_code_error,
             })
         })
         .collect();
@@ -888,11 +891,12 @@ fn cmd_inspect(path: &Path, json: bool) -> Result<()> {
     println!("PWL tables:");
     for t in &tables {
         println!(
-            "  {:<16} {:>3} pieces  max error {:.3} LSB ({:.2e})",
+            "  {:<16} {:>3} pieces  max error {:.3} LSB ({:.2e}); at most {} code(s) from the correctly rounded output",
             t["name"].as_str().unwrap_or(""),
             t["pieces"],
             t["max_error_lsb"].as_f64().unwrap_or(f64::NAN),
-            t["max_error_abs"].as_f64().unwrap_or(f64::NAN)
+            t["max_error_abs"].as_f64().unwrap_or(f64::NAN),
+            t["max_code_error"]
         );
     }
     println!(

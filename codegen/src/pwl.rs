@@ -237,6 +237,11 @@ pub struct ErrorReport {
     pub mean_error_lsb: f64,
     /// An input code where the largest error occurs (the smallest such code).
     pub worst_input: i32,
+    /// Largest `|eval(x) − clamp(round(f(x · 2^-ifb) · 2^ofb))|`: the distance, in whole
+    /// output codes, from the correctly rounded (and clamped) result. 0 means the table
+    /// is exact on the output grid; this is the "ULP" view of the error, while
+    /// `max_error_lsb` also counts the up-to-0.5 LSB that rounding to any integer costs.
+    pub max_code_error: i64,
     /// Number of input codes measured.
     pub inputs: usize,
 }
@@ -355,6 +360,7 @@ pub fn measure(table: &PwlTable) -> ErrorReport {
     let mut max = 0.0f64;
     let mut sum = 0.0f64;
     let mut count = 0usize;
+    let mut max_code_error = 0i64;
     for x in inputs {
         let target = target_lsb(
             table.function,
@@ -362,7 +368,12 @@ pub fn measure(table: &PwlTable) -> ErrorReport {
             table.output_frac_bits,
             x,
         );
-        let err = abs_err(pwl.eval(x) as i64, target);
+        let got = pwl.eval(x) as i64;
+        if target.is_finite() {
+            let rounded = (target.round() as i64).clamp(table.out_min as i64, table.out_max as i64);
+            max_code_error = max_code_error.max((got - rounded).abs());
+        }
+        let err = abs_err(got, target);
         if err > max || (err.is_nan() && !max.is_nan()) {
             max = err;
             worst_input = x;
@@ -375,6 +386,7 @@ pub fn measure(table: &PwlTable) -> ErrorReport {
         max_error_abs: max * pow2(-(table.output_frac_bits.min(2000) as i32)),
         mean_error_lsb: if count > 0 { sum / count as f64 } else { 0.0 },
         worst_input,
+        max_code_error,
         inputs: count,
     }
 }
