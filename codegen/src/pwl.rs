@@ -370,8 +370,11 @@ pub fn measure(table: &PwlTable) -> ErrorReport {
         );
         let got = pwl.eval(x) as i64;
         if target.is_finite() {
-            let rounded = (target.round() as i64).clamp(table.out_min as i64, table.out_max as i64);
-            max_code_error = max_code_error.max((got - rounded).abs());
+            // max-then-min: `clamp` would panic on a broken table with out_min > out_max.
+            let rounded = (target.round() as i64)
+                .max(table.out_min as i64)
+                .min(table.out_max as i64);
+            max_code_error = max_code_error.max(got.saturating_sub(rounded).saturating_abs());
         }
         let err = abs_err(got, target);
         if err > max || (err.is_nan() && !max.is_nan()) {

@@ -461,6 +461,7 @@ fn scale_const(name: &str, what: &str, real: f64) -> TokenStream {
     let (m, e) = (int(m as i64), int(e as i64));
     quote! {
         #d1
+        #[allow(dead_code)]
         pub const #ident: (i32, i32) = (#m, #e);
     }
 }
@@ -564,12 +565,16 @@ impl Gen<'_> {
             InputIr::Tokens { vocab_size } => {
                 let v = lit(vocab_size);
                 quote! {
-                    /// Width of one input step: for a token model, the number of token ids.
-                    pub const INPUT_SIZE: usize = #v;
-                    /// Token ids the model knows (`0..VOCAB_SIZE`); any other id reads a
-                    /// row of the embedding's zero point.
-                    pub const VOCAB_SIZE: usize = #v;
-                }
+                        /// Width of one input step: for a token model, the number of token ids.
+                        #[allow(dead_code)]
+                        #[allow(dead_code)]
+                pub const INPUT_SIZE: usize = #v;
+                        /// Token ids the model knows (`0..VOCAB_SIZE`); any other id reads a
+                        /// row of the embedding's zero point.
+                        #[allow(dead_code)]
+                        #[allow(dead_code)]
+                pub const VOCAB_SIZE: usize = #v;
+                    }
             }
             InputIr::Features {
                 size,
@@ -580,25 +585,33 @@ impl Gen<'_> {
                 let zp = int(zero_point as i64);
                 let scale = scale_const("INPUT_SCALE", "input", scale_info);
                 quote! {
-                    /// Width of one input step: the number of int8 features.
-                    pub const INPUT_SIZE: usize = #s;
-                    /// Zero point of the int8 features: `code = round(x / scale) + INPUT_ZERO_POINT`,
-                    /// saturated to `-128..=127`.
-                    pub const INPUT_ZERO_POINT: i32 = #zp;
-                    #scale
-                }
+                        /// Width of one input step: the number of int8 features.
+                        #[allow(dead_code)]
+                        #[allow(dead_code)]
+                pub const INPUT_SIZE: usize = #s;
+                        /// Zero point of the int8 features: `code = round(x / scale) + INPUT_ZERO_POINT`,
+                        /// saturated to `-128..=127`.
+                        #[allow(dead_code)]
+                        #[allow(dead_code)]
+                pub const INPUT_ZERO_POINT: i32 = #zp;
+                        #scale
+                    }
             }
         };
         let out_scale = scale_const("OUTPUT_SCALE", "output", p.output.scale_info);
         quote! {
             /// Name of the model (printable ASCII; other characters as `?`).
+            #[allow(dead_code)]
             pub const MODEL_NAME: &str = #name;
             /// Hex SHA-256 of the quantized graph and its tensors this code was generated from.
+            #[allow(dead_code)]
             pub const MODEL_HASH: &str = #hash;
             #input
             /// Number of int32 values one step produces.
+            #[allow(dead_code)]
             pub const OUTPUT_SIZE: usize = #out;
             /// Zero point of the output codes (0 for int32 logits).
+            #[allow(dead_code)]
             pub const OUTPUT_ZERO_POINT: i32 = #out_zp;
             #out_scale
         }
@@ -1117,12 +1130,14 @@ impl Gen<'_> {
             /// feed it with [`Model::step`] or [`Model::run`], and start a new sequence with
             /// [`Model::reset`].
             #[derive(Clone, Debug, PartialEq, Eq)]
+            #[allow(dead_code)]
             pub struct Model {
                 #(#fields)*
                 /// Output codes of the last step.
                 out: [i32; OUTPUT_SIZE],
             }
 
+            #[allow(dead_code)]
             impl Model {
                 /// A model in the reset state: every hidden state at its zero point, every
                 /// cell state 0.
