@@ -476,6 +476,8 @@ struct LinearRow {
     acc: String,
 }
 
+// Built once per layer and only serialized: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum LayerCtx {
