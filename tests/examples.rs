@@ -1,1 +1,247 @@
-//! (being written)
+//! The user-facing shells over the code generator: the example crates
+//! (`examples/build-rs`, `examples/proc-macro`) are built with cargo and their outputs
+//! compared with the interpreter, the `include_model!` errors are checked in a small
+//! crate that must fail to compile, and the build.rs `Builder` is run in process.
+//!
+//! All crates build into `<repo>/target/examples` (a target dir shared between them and
+//! across runs, so only the first run compiles irnn-codegen's dependencies).
+
+mod support;
+
+use irnn_codegen::graph::Graph;
+use irnn_codegen::interp::Interpreter;
+use irnn_codegen::ir::Program;
+use irnn_codegen::lower::lower;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use support::*;
+
+fn target_dir() -> PathBuf {
+    repo_root().join("target").join("examples")
+}
+
+/// `cargo <cmd> --offline` in `dir` with the shared target dir.
+fn cargo(dir: &Path, cmd: &str) -> Output {
+    Command::new(env!("CARGO"))
+        .args([cmd, "--offline", "--quiet", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("cargo runs")
+}
+
+/// Builds the example crate `name` and returns its binary.
+fn build_example(name: &str) -> PathBuf {
+    let dir = repo_root().join("examples").join(name);
+    let out = cargo(&dir, "build");
+    assert!(
+        out.status.success(),
+        "examples/{name} does not build:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("warning"),
+        "examples/{name} builds with warnings:\n{stderr}"
+    );
+    target_dir().join("debug").join(format!(
+        "irnn-example-{name}{}",
+        std::env::consts::EXE_SUFFIX
+    ))
+}
+
+fn load_program(json: &Path) -> Program {
+    lower(&Graph::load(json).expect("example model loads")).expect("example model lowers")
+}
+
+/// Token ids of `text` under the char LM's vocabulary (unknown characters → `~`).
+fn charlm_ids(text: &str) -> Vec<u32> {
+    let vocab: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("examples/charlm/vocab.json"))
+            .expect("vocab.json"),
+    )
+    .expect("vocab is a list of strings");
+    let unknown = vocab.iter().position(|c| c == "~").expect("~ in vocab") as u32;
+    text.chars()
+        .map(|c| {
+            vocab
+                .iter()
+                .position(|v| v.chars().eq(std::iter::once(c)))
+                .map(|i| i as u32)
+                .unwrap_or(unknown)
+        })
+        .collect()
+}
+
+/// Runs `bin --logits text` and checks every line against the interpreter on the
+/// example's model.
+fn check_logits(bin: &Path, model_json: &Path, text: &str) {
+    let program = load_program(model_json);
+    let out = Command::new(bin)
+        .args(["--logits", text])
+        .output()
+        .expect("example runs");
+    assert!(out.status.success(), "{} failed", bin.display());
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let mut lines = stdout.lines();
+    let head = lines.next().expect("a model line");
+    assert_eq!(
+        head,
+        format!("model {} {}", program.name, program.model_hash),
+        "the binary was not built from {}",
+        model_json.display()
+    );
+    let ids = charlm_ids(text);
+    let mut it = Interpreter::new(&program);
+    let mut steps = 0;
+    for (t, line) in lines.enumerate() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(
+            &fields[..4],
+            &["step", &t.to_string(), "token", &ids[t].to_string()],
+            "{line}"
+        );
+        let got: Vec<i32> = fields[4..]
+            .iter()
+            .map(|v| v.parse().expect("int"))
+            .collect();
+        let want = it.step_token(ids[t] as i64).expect("in range");
+        assert_eq!(got, want, "step {t} ({:?})", text.chars().nth(t));
+        steps += 1;
+    }
+    assert_eq!(steps, ids.len());
+}
+
+/// A text with every kind of character: letters, punctuation, newline, an unknown one.
+const TEXT: &str = "ROMEO:\nBut, soft! what light through yonder window breaks?\n[Exit] 12 ~ é";
+
+#[test]
+fn build_rs_example_matches_the_interpreter() {
+    let bin = build_example("build-rs");
+    check_logits(
+        &bin,
+        &repo_root().join("examples/build-rs/model/charlm.irnn.json"),
+        TEXT,
+    );
+    // The default mode runs too (greedy generation).
+    let out = Command::new(&bin).arg("ROMEO:").output().expect("runs");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ROMEO:"));
+}
+
+#[test]
+fn proc_macro_example_matches_the_interpreter() {
+    let bin = build_example("proc-macro");
+    check_logits(
+        &bin,
+        &repo_root().join("examples/proc-macro/model/charlm.irnn.json"),
+        TEXT,
+    );
+    let out = Command::new(&bin).output().expect("runs");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("next characters guessed right"));
+}
+
+/// `include_model!` errors: a missing file, an invalid model and a bad option, each
+/// a compile error at the offending literal.
+#[test]
+fn include_model_errors_point_at_the_literal() {
+    let dir = target_dir().join("macro-errors");
+    std::fs::create_dir_all(dir.join("src")).expect("mkdir");
+    let root = repo_root();
+    let toml = format!(
+        "[package]\nname = \"macro-errors\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
+         [dependencies]\nirnn-macros = {{ path = {:?} }}\nirnn-runtime = {{ path = {:?} }}\n\n[workspace]\n",
+        root.join("macros").display().to_string(),
+        root.join("runtime").display().to_string(),
+    );
+    let write = |p: PathBuf, s: &str| {
+        irnn_codegen::util::write_if_changed(&p, s.as_bytes()).expect("write")
+    };
+    write(dir.join("Cargo.toml"), &toml);
+    write(
+        dir.join("bad.irnn.json"),
+        "{ \"format\": \"irnn-graph\", oops }\n",
+    );
+    let main = "mod missing {\n    irnn_macros::include_model!(\"no/such/model.irnn.json\");\n}\n\
+                mod invalid {\n    irnn_macros::include_model!(\"bad.irnn.json\");\n}\n\
+                mod option {\n    irnn_macros::include_model!(\"bad.irnn.json\", unroll = \"sideways\");\n}\n\
+                fn main() {}\n";
+    write(dir.join("src/main.rs"), main);
+    let out = cargo(&dir, "check");
+    assert!(!out.status.success(), "the crate must not compile");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Where each literal starts (1-based line and column), as rustc reports it.
+    let at = |needle: &str| -> String {
+        let (n, line) = main
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.contains(needle))
+            .expect("needle");
+        format!("src/main.rs:{}:{}", n + 1, line.find(needle).unwrap() + 1)
+    };
+    for (needle, message) in [
+        (
+            "\"no/such/model.irnn.json\"",
+            "irnn model not found: \"no/such/model.irnn.json\"",
+        ),
+        ("\"bad.irnn.json\");", "bad.irnn.json: malformed JSON"),
+        ("\"sideways\"", "unknown unroll \"sideways\""),
+    ] {
+        assert!(stderr.contains(message), "missing `{message}` in\n{stderr}");
+        let place = at(needle);
+        assert!(stderr.contains(&place), "no error at {place} in\n{stderr}");
+    }
+}
+
+/// The build.rs shell, in process: writes the generated file once, leaves it alone
+/// when nothing changed, and names the file in its errors.
+#[test]
+fn builder_writes_only_when_changed() {
+    use irnn_codegen::back::Unroll;
+    use irnn_codegen::builder::Builder;
+    let m = synth_model("built", Some(6), 4, 3, 1, 6, 21);
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut b = Builder::new();
+    b.model(&m.graph)
+        .unroll(Unroll::Inner)
+        .out_dir(out.path())
+        .emit_rerun_if_changed(false);
+    let files = b.compile().expect("compiles");
+    assert_eq!(files, vec![out.path().join("built.rs")]);
+    let mtime = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let first = mtime(&files[0]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(b.compile().expect("compiles again"), files);
+    assert_eq!(
+        mtime(&files[0]),
+        first,
+        "an unchanged file must not be rewritten"
+    );
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(text.contains("unroll=inner") && text.contains("pub struct Model"));
+
+    // The same model twice: two files of one name.
+    let err = Builder::new()
+        .model(&m.graph)
+        .model(&m.graph)
+        .out_dir(out.path())
+        .emit_rerun_if_changed(false)
+        .compile()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("both generate built.rs"), "{err}");
+    // A broken model: the error names the file.
+    let broken = out.path().join("broken.irnn.json");
+    std::fs::write(&broken, "[]").unwrap();
+    let err = Builder::new()
+        .model(&broken)
+        .out_dir(out.path())
+        .emit_rerun_if_changed(false)
+        .compile()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("broken.irnn.json"), "{err}");
+}

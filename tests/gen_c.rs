@@ -190,7 +190,7 @@ const HARNESS: &str = r#"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "@P@.h"
+#include "@F@.h"
 
 static void die(const char *msg)
 {
@@ -318,6 +318,7 @@ fn build_harness(
         &harness,
         HARNESS
             .replace("@PU@", &irnn_codegen::back::names::upper(&p))
+            .replace("@F@", &irnn_codegen::back::names::file_stem(&p))
             .replace("@P@", &p),
     )
     .expect("write harness");
@@ -593,7 +594,10 @@ fn c_has_no_float_heap_or_libm() {
     for s in synth_models() {
         for unroll in MODES {
             let files = gen(&s.model.program, unroll);
-            let header = format!("{}.h", prefix(&s.model.program));
+            let header = format!(
+                "{}.h",
+                irnn_codegen::back::names::file_stem(&prefix(&s.model.program))
+            );
             for f in &files {
                 check_restricted(f, &header);
                 assert!(f.contents.contains(irnn_codegen::back::GENERATOR));
@@ -1063,7 +1067,10 @@ fn c_hostile_names_are_inert() {
             let files = gen(&hostile, unroll);
             let p = prefix(&hostile);
             for f in &files {
-                check_restricted(f, &format!("{p}.h"));
+                check_restricted(
+                    f,
+                    &format!("{}.h", irnn_codegen::back::names::file_stem(&p)),
+                );
                 let code = strip_comments(&f.contents);
                 assert!(identifiers(&code).all(|t| t != "system"), "{}", f.name);
                 assert!(!f.contents.contains("??"), "{}: trigraph", f.name);

@@ -1,1 +1,890 @@
-//! (being written)
+//! The Rust back end, in the four tiers: must generate, must fail with a given message,
+//! generated code must build (`no_std`, `#![deny(warnings)]`, `forbid(unsafe_code)`)
+//! and must run bit-exact against the interpreter.
+//!
+//! Every generated module goes into ONE scratch crate under
+//! `<repo>/target/gen-rust-tests/` (fixed path and target dir, so reruns only rebuild
+//! what changed), built once per test run: a `no_std` library holding the modules and a
+//! small binary that reads inputs from a file, steps the model (with `step` and `run`,
+//! carrying state and resetting between sequences) and writes the int32 outputs.
+
+mod support;
+
+use irnn_codegen::back::{generate, GenError, GenOptions, GeneratedFile, Lang, Target, Unroll};
+use irnn_codegen::interp::Interpreter;
+use irnn_codegen::ir::{InputIr, LayerIr, Program};
+use irnn_codegen::npy::{read_data, SeqData};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use support::*;
+
+const MODES: [Unroll; 3] = [Unroll::None, Unroll::Inner, Unroll::Full];
+
+fn mode_name(u: Unroll) -> &'static str {
+    match u {
+        Unroll::None => "none",
+        Unroll::Inner => "inner",
+        Unroll::Full => "full",
+    }
+}
+
+fn opts(unroll: Unroll) -> GenOptions {
+    GenOptions {
+        lang: Lang::Rust,
+        target: Target::Scalar,
+        unroll,
+    }
+}
+
+fn gen_one(program: &Program, unroll: Unroll) -> GeneratedFile {
+    let mut files = match generate(program, &opts(unroll)) {
+        Ok(f) => f,
+        Err(e) => panic!("generating {} ({}): {e}", program.name, mode_name(unroll)),
+    };
+    assert_eq!(files.len(), 1, "the Rust back end writes one file");
+    files.remove(0)
+}
+
+/// Inputs of one case: `n` sequences of `t` steps.
+#[derive(Clone)]
+enum Inputs {
+    Tokens {
+        n: usize,
+        t: usize,
+        ids: Vec<u32>,
+    },
+    Features {
+        n: usize,
+        t: usize,
+        f: usize,
+        codes: Vec<i8>,
+    },
+}
+
+impl Inputs {
+    fn dims(&self) -> (usize, usize) {
+        match self {
+            Inputs::Tokens { n, t, .. } | Inputs::Features { n, t, .. } => (*n, *t),
+        }
+    }
+
+    /// `n: u32, t: u32`, then the ids (u32 LE) or the codes (i8).
+    fn to_bytes(&self) -> Vec<u8> {
+        let (n, t) = self.dims();
+        let mut b = Vec::new();
+        b.extend_from_slice(&(n as u32).to_le_bytes());
+        b.extend_from_slice(&(t as u32).to_le_bytes());
+        match self {
+            Inputs::Tokens { ids, .. } => ids
+                .iter()
+                .for_each(|v| b.extend_from_slice(&v.to_le_bytes())),
+            Inputs::Features { codes, .. } => b.extend(codes.iter().map(|&v| v as u8)),
+        }
+        b
+    }
+}
+
+/// Whether the harness resets before sequence `s`: sequence 2 (mod 3) continues from
+/// the state of the one before, the others start fresh.
+fn resets_before(s: usize) -> bool {
+    s % 3 != 2
+}
+
+/// The reference: the interpreter under the same reset rule.
+///
+/// The interpreter refuses token ids outside the vocabulary, while generated code reads
+/// a row of the embedding's zero point for them (the embedding layer's own rule). To
+/// check that, the reference runs a copy of the program whose embedding has one extra
+/// row of zero points, and every out-of-range id is mapped to that row.
+fn interpret(program: &Program, inputs: &Inputs) -> Vec<i32> {
+    let extended = with_zero_point_row(program);
+    let mut it = Interpreter::new(&extended);
+    let vocab = match program.input {
+        InputIr::Tokens { vocab_size } => vocab_size as u32,
+        InputIr::Features { .. } => 0,
+    };
+    let (n, t) = inputs.dims();
+    let mut out = Vec::new();
+    for s in 0..n {
+        if resets_before(s) {
+            it.reset();
+        }
+        for k in 0..t {
+            let y = match inputs {
+                Inputs::Tokens { ids, .. } => it.step_token(ids[s * t + k].min(vocab) as i64),
+                Inputs::Features { f, codes, .. } => {
+                    let at = (s * t + k) * f;
+                    it.step_features(&codes[at..at + f])
+                }
+            };
+            out.extend_from_slice(y.expect("interpreter step"));
+        }
+    }
+    out
+}
+
+/// `program` with one more token whose embedding row is all zero points.
+fn with_zero_point_row(program: &Program) -> Program {
+    let mut p = program.clone();
+    if let InputIr::Tokens { vocab_size } = &mut p.input {
+        *vocab_size += 1;
+        if let Some(LayerIr::Embedding(e)) = p.layers.first_mut() {
+            e.vocab_size += 1;
+            let zp = e.zero_point.clamp(-128, 127) as i8;
+            e.table.resize(e.table.len() + e.dim, zp);
+        }
+    }
+    p
+}
+
+/// A tiny deterministic generator for inputs.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+}
+
+fn random_inputs(program: &Program, n: usize, t: usize, seed: u64) -> Inputs {
+    let mut rng = Lcg(seed);
+    match program.input {
+        InputIr::Tokens { vocab_size } => Inputs::Tokens {
+            n,
+            t,
+            // Every 41st id is outside the vocabulary.
+            ids: (0..n * t)
+                .map(|i| match i % 41 {
+                    40 => [vocab_size as u32, u32::MAX, 1 << 31][i % 3],
+                    _ => rng.next() % vocab_size as u32,
+                })
+                .collect(),
+        },
+        InputIr::Features { size, .. } => Inputs::Features {
+            n,
+            t,
+            f: size,
+            // The whole int8 range, -128 included, with some runs of extremes.
+            codes: (0..n * t * size)
+                .map(|i| match (i / 97) % 5 {
+                    0 => -128,
+                    1 => 127,
+                    _ => rng.next() as u8 as i8,
+                })
+                .collect(),
+        },
+    }
+}
+
+/// Inputs from a shipped `.npy` file (token ids, or float features quantized with the
+/// model's input grid).
+fn npy_inputs(program: &Program, path: &Path) -> Inputs {
+    let data = read_data(path).expect("test data loads");
+    match (data.data, &program.input) {
+        (SeqData::Tokens { n, t, data }, _) => Inputs::Tokens {
+            n,
+            t,
+            ids: data.iter().map(|&v| v as u32).collect(),
+        },
+        (
+            SeqData::FeaturesF32 { n, t, f, data },
+            InputIr::Features {
+                scale_info,
+                zero_point,
+                ..
+            },
+        ) => Inputs::Features {
+            n,
+            t,
+            f,
+            codes: data
+                .iter()
+                .map(|&x| irnn_codegen::cli::quantize_feature(x, *scale_info, *zero_point))
+                .collect(),
+        },
+        (SeqData::FeaturesI8 { n, t, f, data }, _) => Inputs::Features {
+            n,
+            t,
+            f,
+            codes: data,
+        },
+        _ => panic!("{}: data does not match the model input", path.display()),
+    }
+}
+
+/// One generated module in the scratch crate (keyed by its module name).
+struct Case {
+    program: Program,
+    inputs: Inputs,
+    file: GeneratedFile,
+}
+
+struct Harness {
+    bin: PathBuf,
+    /// The scratch crate and its target dir.
+    krate: PathBuf,
+    target: PathBuf,
+    cases: BTreeMap<String, Case>,
+    /// Keeps the synthetic models' directories alive.
+    _models: Vec<TestModel>,
+}
+
+impl Harness {
+    /// Runs the built binary on one case and returns its outputs.
+    fn run(&self, module: &str) -> Vec<i32> {
+        let case = &self.cases[module];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (input, output) = (dir.path().join("in.bin"), dir.path().join("out.bin"));
+        std::fs::write(&input, case.inputs.to_bytes()).expect("write inputs");
+        let status = Command::new(&self.bin)
+            .args([module.as_ref(), input.as_os_str(), output.as_os_str()])
+            .status()
+            .expect("harness runs");
+        assert!(status.success(), "harness failed on {module}");
+        std::fs::read(&output)
+            .expect("harness wrote outputs")
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    fn check_bit_exact(&self, module: &str) {
+        let case = &self.cases[module];
+        let want = interpret(&case.program, &case.inputs);
+        let got = self.run(module);
+        assert_eq!(got.len(), want.len(), "{module}: output length");
+        if let Some(i) = (0..want.len()).find(|&i| got[i] != want[i]) {
+            let o = case.program.output.size;
+            panic!(
+                "{module}: first difference at step {} output {}: generated {} vs interpreter {}",
+                i / o,
+                i % o,
+                got[i],
+                want[i]
+            );
+        }
+    }
+}
+
+/// The synthetic models: odd sizes (13, 7, 5, 3 — below and off the unroll factor),
+/// 1–2 layers, token and feature input.
+fn synthetic_models() -> Vec<(&'static str, TestModel)> {
+    vec![
+        (
+            "tok13x7",
+            synth_model("tok13x7", Some(11), 13, 7, 1, 5, 101),
+        ),
+        (
+            "tok8x16l2",
+            synth_model("tok8x16l2", Some(20), 8, 16, 2, 20, 202),
+        ),
+        (
+            "feat13x7l2",
+            synth_model("feat13x7l2", None, 13, 7, 2, 3, 303),
+        ),
+        ("feat5x3", synth_model("feat5x3", None, 5, 3, 1, 1, 404)),
+    ]
+}
+
+/// The hostile name given to a copy of `tok13x7`.
+const HOSTILE: &str = "fn\"; mod self */ #include <stdio.h>\n/* r#type \\ unsafe { } ";
+
+fn hostile_copy(p: &Program) -> Program {
+    let mut h = p.clone();
+    h.name = HOSTILE.to_string();
+    for (i, layer) in h.layers.iter_mut().enumerate() {
+        let name = format!("{HOSTILE}{i} */ fn main() {{}} //");
+        match layer {
+            LayerIr::Embedding(e) => e.name = name,
+            LayerIr::Lstm(l) => l.name = name,
+            LayerIr::Linear(l) => l.name = name,
+        }
+    }
+    h
+}
+
+/// The shipped, PyTorch-trained models when they are present, quantized into a
+/// temporary directory, with their test data.
+fn real_models(dir: &Path) -> Vec<(&'static str, Program, Inputs)> {
+    let mut out = Vec::new();
+    let (spec, calib, test) = charlm_paths();
+    if spec.exists() && calib.exists() && test.exists() {
+        let p = quantize_files(&spec, &calib, &dir.join("charlm.irnn.json"));
+        let inputs = npy_inputs(&p, &test);
+        out.push(("charlm", p, inputs));
+    } else {
+        eprintln!("note: examples/charlm is not there; skipping the char LM");
+    }
+    let (spec, calib, test, _) = features_paths();
+    if spec.exists() && calib.exists() && test.exists() {
+        let p = quantize_files(&spec, &calib, &dir.join("features.irnn.json"));
+        let mut inputs = npy_inputs(&p, &test);
+        // A few hundred steps are plenty.
+        if let Inputs::Features { n, t, f, codes } = &mut inputs {
+            let keep = (*n).min((400 / (*t).max(1)).max(2));
+            *n = keep;
+            codes.truncate(keep * *t * *f);
+        }
+        out.push(("features", p, inputs));
+    } else {
+        eprintln!("note: examples/features is not there; skipping the feature model");
+    }
+    out
+}
+
+/// Code appended to a case's module: `check_tables()` compares every generated table
+/// evaluator with the runtime's `Pwl::eval` on the whole i16 domain and i32 extremes.
+fn table_check(p: &Program) -> String {
+    let mut used = std::collections::BTreeSet::new();
+    for l in &p.layers {
+        if let LayerIr::Lstm(l) = l {
+            used.extend(l.gate_tables.iter().copied().chain([l.cell_table]));
+        }
+    }
+    let mut body = String::new();
+    for k in used {
+        let short = p.tables[k].short_name();
+        body.push_str(&format!(
+            "        let (got, want) = (t{k}_{short}(x), T{k}_{}.eval(x));\n        \
+             if got != want {{\n            return Some(({k}, x, got, want));\n        }}\n",
+            short.to_ascii_uppercase()
+        ));
+    }
+    format!(
+        "    /// The first input where a table evaluator differs from the runtime.\n    \
+         pub fn check_tables() -> Option<(usize, i32, i32, i32)> {{\n        \
+         for x in (-32768..=32767).chain([i32::MIN, i32::MIN + 1, -65536, 65536, i32::MAX]) {{\n\
+         {body}        }}\n        None\n    }}\n"
+    )
+}
+
+fn scratch_dir() -> PathBuf {
+    repo_root().join("target").join("gen-rust-tests")
+}
+
+fn harness() -> &'static Harness {
+    static H: OnceLock<Harness> = OnceLock::new();
+    H.get_or_init(build_harness)
+}
+
+fn build_harness() -> Harness {
+    let started = std::time::Instant::now();
+    let mut cases = BTreeMap::new();
+    let mut add = |module: String, program: &Program, unroll: Unroll, inputs: &Inputs| {
+        let file = gen_one(program, unroll);
+        cases.insert(
+            module,
+            Case {
+                program: program.clone(),
+                inputs: inputs.clone(),
+                file,
+            },
+        );
+    };
+    let models = synthetic_models();
+    for (i, (name, m)) in models.iter().enumerate() {
+        let inputs = random_inputs(&m.program, 4, 100, 1000 + i as u64);
+        for u in MODES {
+            add(format!("{name}_{}", mode_name(u)), &m.program, u, &inputs);
+        }
+        if *name == "tok13x7" {
+            let hostile = hostile_copy(&m.program);
+            for u in MODES {
+                add(format!("hostile_{}", mode_name(u)), &hostile, u, &inputs);
+            }
+        }
+    }
+    let real_dir = tempfile::tempdir().expect("tempdir");
+    for (name, program, inputs) in real_models(real_dir.path()) {
+        for u in [Unroll::None, Unroll::Inner] {
+            add(format!("{name}_{}", mode_name(u)), &program, u, &inputs);
+        }
+    }
+    let root = scratch_dir();
+    let krate = root.join("crate");
+    write_crate(&krate, &cases);
+    eprintln!(
+        "gen_rust: generated {} modules in {:.1?}",
+        cases.len(),
+        started.elapsed()
+    );
+    let target = root.join("target");
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--offline", "--manifest-path"])
+        .arg(krate.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "the generated Rust does not build:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "gen_rust: built the scratch crate after {:.1?}",
+        started.elapsed()
+    );
+    Harness {
+        krate,
+        target: target.clone(),
+        bin: target
+            .join("debug")
+            .join(format!("gen-rust-harness{}", std::env::consts::EXE_SUFFIX)),
+        cases,
+        _models: models.into_iter().map(|(_, m)| m).collect(),
+    }
+}
+
+/// Writes the scratch crate, touching only files whose contents changed.
+fn write_crate(dir: &Path, cases: &BTreeMap<String, Case>) {
+    use irnn_codegen::util::write_if_changed;
+    let src = dir.join("src");
+    let gen = src.join("generated");
+    std::fs::create_dir_all(&gen).expect("mkdir");
+    let runtime = repo_root().join("runtime");
+    let cargo_toml = format!(
+        "[package]\nname = \"gen-rust-harness\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
+         [dependencies]\nirnn-runtime = {{ path = {:?} }}\n\n\
+         [profile.dev]\nopt-level = 1\noverflow-checks = true\ndebug = false\n\n\
+         # Not part of the irnn workspace.\n[workspace]\n",
+        runtime.display().to_string()
+    );
+    write_if_changed(&dir.join("Cargo.toml"), cargo_toml.as_bytes()).expect("write");
+    let mut lib = String::from(
+        "//! Generated modules under test: no_std, no warnings, no unsafe.\n\
+         #![no_std]\n#![deny(warnings, missing_docs)]\n#![forbid(unsafe_code)]\n\n",
+    );
+    let mut arms = String::new();
+    let mut checks = String::new();
+    for (module, case) in cases {
+        write_if_changed(
+            &gen.join(format!("{module}.rs")),
+            case.file.contents.as_bytes(),
+        )
+        .expect("write");
+        lib.push_str(&format!(
+            "/// Case {module}.\npub mod {module} {{\n    include!(\"generated/{module}.rs\");\n{}}}\n",
+            table_check(&case.program)
+        ));
+        checks.push_str(&format!(
+            "        (\"{module}\", gen_rust_harness::{module}::check_tables),\n"
+        ));
+        let kind = match case.inputs {
+            Inputs::Tokens { .. } => "tokens",
+            Inputs::Features { .. } => "features",
+        };
+        arms.push_str(&format!(
+            "        \"{module}\" => {kind}!(gen_rust_harness::{module}, &input),\n"
+        ));
+    }
+    write_if_changed(&src.join("lib.rs"), lib.as_bytes()).expect("write");
+    let main = format!(
+        r#"//! Usage: gen-rust-harness MODULE INPUT OUTPUT
+use std::convert::TryInto;
+
+fn header(input: &[u8]) -> (usize, usize, &[u8]) {{
+    let n = u32::from_le_bytes(input[0..4].try_into().unwrap()) as usize;
+    let t = u32::from_le_bytes(input[4..8].try_into().unwrap()) as usize;
+    (n, t, &input[8..])
+}}
+
+/// Sequence 2 (mod 3) continues from the previous state; even sequences use `step`,
+/// odd ones `run`.
+macro_rules! drive {{
+    ($m:path, $input:expr, $decode:expr) => {{{{
+        use $m as m;
+        let (n, t, data) = header($input);
+        let xs: Vec<_> = $decode(data);
+        assert_eq!(xs.len(), n * t);
+        let mut model = m::Model::new();
+        let mut out: Vec<i32> = Vec::with_capacity(n * t * m::OUTPUT_SIZE);
+        for s in 0..n {{
+            if s % 3 != 2 {{
+                model.reset();
+            }}
+            let seq = &xs[s * t..(s + 1) * t];
+            if s % 2 == 0 {{
+                for x in seq {{
+                    out.extend_from_slice(model.step(step_arg!(x)));
+                }}
+            }} else {{
+                // One spare row: run must stop at the end of the inputs.
+                let mut rows = vec![[i32::MIN; m::OUTPUT_SIZE]; t + 1];
+                assert_eq!(model.run(seq, &mut rows), t);
+                assert!(rows[t].iter().all(|&v| v == i32::MIN));
+                for r in &rows[..t] {{
+                    out.extend_from_slice(r);
+                }}
+            }}
+        }}
+        out
+    }}}};
+}}
+
+macro_rules! tokens {{
+    ($m:path, $input:expr) => {{{{
+        macro_rules! step_arg {{ ($x:expr) => {{ *$x }}; }}
+        drive!($m, $input, |d: &[u8]| d
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect())
+    }}}};
+}}
+
+macro_rules! features {{
+    ($m:path, $input:expr) => {{{{
+        macro_rules! step_arg {{ ($x:expr) => {{ $x }}; }}
+        use $m as mm;
+        drive!($m, $input, |d: &[u8]| d
+            .chunks_exact(mm::INPUT_SIZE)
+            .map(|c| {{
+                let mut v = [0i8; mm::INPUT_SIZE];
+                for (dst, src) in v.iter_mut().zip(c) {{
+                    *dst = *src as i8;
+                }}
+                v
+            }})
+            .collect())
+    }}}};
+}}
+
+fn main() {{
+    let args: Vec<String> = std::env::args().collect();
+    if args[1] == "--tables" {{
+        type Check = fn() -> Option<(usize, i32, i32, i32)>;
+        let checks: &[(&str, Check)] = &[
+{checks}        ];
+        for (module, check) in checks {{
+            if let Some((table, x, got, want)) = check() {{
+                eprintln!("{{module}}: table {{table}} at {{x}}: generated {{got}}, runtime {{want}}");
+                std::process::exit(1);
+            }}
+        }}
+        println!("{{}} modules checked", checks.len());
+        return;
+    }}
+    let input = std::fs::read(&args[2]).expect("read input");
+    let out: Vec<i32> = match args[1].as_str() {{
+{arms}        other => panic!("unknown module {{other}}"),
+    }};
+    let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&args[3], bytes).expect("write output");
+}}
+"#
+    );
+    write_if_changed(&src.join("main.rs"), main.as_bytes()).expect("write");
+    // Drop modules of earlier runs that are no longer generated.
+    if let Ok(entries) = std::fs::read_dir(&gen) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name
+                .strip_suffix(".rs")
+                .is_some_and(|m| !cases.contains_key(m))
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Must build and run bit-exact.
+
+#[test]
+fn synthetic_models_run_bit_exact_in_every_unroll_mode() {
+    let h = harness();
+    let mut checked = 0;
+    for name in SYNTHETIC {
+        for u in MODES {
+            h.check_bit_exact(&format!("{name}_{}", mode_name(u)));
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 12);
+}
+
+const SYNTHETIC: [&str; 4] = ["tok13x7", "tok8x16l2", "feat13x7l2", "feat5x3"];
+
+#[test]
+fn real_models_run_bit_exact() {
+    let h = harness();
+    let real: Vec<&String> = h
+        .cases
+        .keys()
+        .filter(|m| m.starts_with("charlm_") || m.starts_with("features_"))
+        .collect();
+    if real.is_empty() {
+        eprintln!("note: no shipped model found; nothing to check");
+    }
+    for m in real {
+        h.check_bit_exact(m);
+    }
+}
+
+#[test]
+fn hostile_names_compile_and_match_the_plain_model() {
+    let h = harness();
+    for u in MODES {
+        let plain = format!("tok13x7_{}", mode_name(u));
+        let hostile = format!("hostile_{}", mode_name(u));
+        h.check_bit_exact(&hostile);
+        assert_eq!(h.run(&hostile), h.run(&plain), "{hostile} vs {plain}");
+        let file = &h.cases[&hostile].file;
+        assert!(
+            file.name.strip_suffix(".rs").is_some_and(|s| s
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')),
+            "{}",
+            file.name
+        );
+        // Outside comments and string literals the code is word for word the plain
+        // model's: nothing from the names reached the code.
+        assert_eq!(
+            code_words(&file.contents),
+            code_words(&h.cases[&plain].file.contents),
+            "{hostile}"
+        );
+    }
+}
+
+/// The generated PWL evaluators (binary search, then the runtime on one piece) equal
+/// `Pwl::eval` on every input of every table of every case.
+#[test]
+fn table_evaluators_match_the_runtime_exhaustively() {
+    let h = harness();
+    let out = Command::new(&h.bin)
+        .arg("--tables")
+        .output()
+        .expect("harness runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The generated code lands in users' crates: it must pass clippy's default lints.
+#[test]
+fn generated_code_is_clippy_clean() {
+    let h = harness();
+    let has_clippy = Command::new(env!("CARGO"))
+        .args(["clippy", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_clippy {
+        eprintln!("note: cargo clippy is not installed; skipping");
+        return;
+    }
+    let out = Command::new(env!("CARGO"))
+        .args(["clippy", "--quiet", "--offline", "--manifest-path"])
+        .arg(h.krate.join("Cargo.toml"))
+        .args(["--", "-D", "warnings"])
+        .env("CARGO_TARGET_DIR", &h.target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("cargo clippy runs");
+    assert!(
+        out.status.success(),
+        "clippy finds problems in the generated code:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Must generate: determinism, header, API, forbidden tokens.
+
+#[test]
+fn generation_is_deterministic() {
+    let m = synth_model("det", Some(9), 6, 5, 2, 4, 7);
+    for u in MODES {
+        let a = gen_one(&m.program, u);
+        let b = gen_one(&m.program.clone(), u);
+        assert_eq!(a, b, "{}", mode_name(u));
+        // Loading and lowering the same files again gives the same bytes too.
+        let again =
+            irnn_codegen::lower::lower(&irnn_codegen::graph::Graph::load(&m.graph).unwrap())
+                .unwrap();
+        assert_eq!(gen_one(&again, u), a, "{} after reloading", mode_name(u));
+    }
+}
+
+#[test]
+fn header_and_api_are_as_documented() {
+    let m = synth_model("api", None, 13, 7, 1, 3, 9);
+    let f = gen_one(&m.program, Unroll::Inner);
+    assert_eq!(f.name, "api.rs");
+    let head: Vec<&str> = f.contents.lines().take(3).collect();
+    assert!(head[0].starts_with("// Generated by irnn "), "{}", head[0]);
+    assert!(head[1].contains(&m.program.model_hash), "{}", head[1]);
+    assert!(
+        head[2].contains("unroll=inner") && head[2].contains("target=scalar"),
+        "{}",
+        head[2]
+    );
+    for needle in [
+        "pub const INPUT_SIZE: usize = 13;",
+        "pub const OUTPUT_SIZE: usize = 3;",
+        "pub const INPUT_ZERO_POINT: i32 = ",
+        "pub const INPUT_SCALE: (i32, i32) = (",
+        "pub const OUTPUT_SCALE: (i32, i32) = (",
+        "pub struct Model {",
+        "pub const fn new() -> Self",
+        "pub fn reset(&mut self)",
+        "pub fn step(&mut self, x: &[i8; INPUT_SIZE]) -> &[i32; OUTPUT_SIZE]",
+        "pub fn run(&mut self, inputs: &[[i8; INPUT_SIZE]], out: &mut [[i32; OUTPUT_SIZE]]) -> usize",
+    ] {
+        assert!(squash(&f.contents).contains(&squash(needle)), "missing `{needle}` in\n{}", f.contents);
+    }
+    assert!(
+        !f.contents.contains("#!["),
+        "no inner attributes in a module body"
+    );
+    let t = synth_model("api_tok", Some(30), 4, 3, 1, 30, 9);
+    let f = gen_one(&t.program, Unroll::None);
+    for needle in [
+        "pub const VOCAB_SIZE: usize = 30;",
+        "pub const INPUT_SIZE: usize = 30;",
+        "pub fn step(&mut self, token: u32) -> &[i32; OUTPUT_SIZE]",
+        "pub fn run(&mut self, inputs: &[u32], out: &mut [[i32; OUTPUT_SIZE]]) -> usize",
+    ] {
+        assert!(
+            squash(&f.contents).contains(&squash(needle)),
+            "missing `{needle}`"
+        );
+    }
+}
+
+/// `s` without whitespace and trailing commas (prettyplease breaks long signatures).
+fn squash(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .replace(",)", ")")
+}
+
+/// Identifiers and numbers of `code` outside comments and string literals.
+fn code_words(code: &str) -> Vec<String> {
+    let b = code.as_bytes();
+    let (mut i, mut words, mut cur) = (0, Vec::new(), String::new());
+    let flush = |cur: &mut String, words: &mut Vec<String>| {
+        if !cur.is_empty() {
+            words.push(std::mem::take(cur));
+        }
+    };
+    while i < b.len() {
+        match b[i] {
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                flush(&mut cur, &mut words);
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                flush(&mut cur, &mut words);
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            c if c.is_ascii_alphanumeric()
+                || c == b'_'
+                || (c == b'.'
+                    && !cur.is_empty()
+                    && cur.bytes().all(|d| d.is_ascii_digit())
+                    && b.get(i + 1).is_some_and(|d| d.is_ascii_digit())) =>
+            {
+                cur.push(c as char);
+                i += 1;
+            }
+            _ => {
+                flush(&mut cur, &mut words);
+                i += 1;
+            }
+        }
+    }
+    flush(&mut cur, &mut words);
+    words
+}
+
+#[test]
+fn generated_code_has_no_float_unsafe_heap_or_std() {
+    let m = synth_model("words", Some(12), 13, 7, 2, 12, 11);
+    for u in MODES {
+        let f = gen_one(&m.program, u);
+        for w in code_words(&f.contents) {
+            assert!(
+                !["f32", "f64", "unsafe", "std", "alloc", "Vec", "Box", "String"]
+                    .contains(&w.as_str()),
+                "{}: forbidden word `{w}`",
+                mode_name(u)
+            );
+            assert!(!w.contains('.'), "{}: float literal `{w}`", mode_name(u));
+        }
+        // Guard the scanner itself.
+        assert!(code_words("let x: f32 = 1.5; // f64\n\"unsafe\"").contains(&"f32".to_string()));
+        assert!(code_words("let x = 1.5;").contains(&"1.5".to_string()));
+        assert!(!code_words("// f64\n\"unsafe\"")
+            .iter()
+            .any(|w| w == "f64" || w == "unsafe"));
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Must fail with a given message.
+
+#[test]
+fn full_unroll_refuses_large_layers() {
+    // 4 · 64 · (64 + 64) = 32768 LSTM weights > FULL_UNROLL_MAX_WEIGHTS.
+    let m = synth_model("big", Some(5), 64, 64, 1, 5, 3);
+    let lstm = m
+        .program
+        .layers
+        .iter()
+        .find(|l| matches!(l, LayerIr::Lstm(_)))
+        .unwrap()
+        .name()
+        .to_string();
+    match generate(&m.program, &opts(Unroll::Full)) {
+        Err(e @ GenError::Layer { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains(&lstm), "{msg}");
+            assert!(msg.contains("32768 weights"), "{msg}");
+            assert!(
+                msg.contains(&irnn_codegen::back::FULL_UNROLL_MAX_WEIGHTS.to_string()),
+                "{msg}"
+            );
+            assert!(msg.contains("inner"), "{msg}");
+        }
+        other => panic!("expected a layer error, got {:?}", other.map(|f| f.len())),
+    }
+    // The other modes take the same model.
+    for u in [Unroll::None, Unroll::Inner] {
+        gen_one(&m.program, u);
+    }
+}
+
+#[test]
+fn broken_programs_are_refused_not_miscompiled() {
+    let m = synth_model("broken", None, 4, 3, 1, 2, 5);
+    let mut p = m.program.clone();
+    if let Some(LayerIr::Lstm(l)) = p.layers.iter_mut().find(|l| matches!(l, LayerIr::Lstm(_))) {
+        l.w_ih.pop();
+    }
+    let err = generate(&p, &opts(Unroll::None)).unwrap_err().to_string();
+    assert!(err.contains("w_ih has 47 elements; expected 48"), "{err}");
+    let mut p = m.program.clone();
+    if let Some(LayerIr::Linear(l)) = p.layers.last_mut() {
+        l.bias[0] = i32::MAX;
+    }
+    let err = generate(&p, &opts(Unroll::None)).unwrap_err().to_string();
+    assert!(err.contains("accumulator"), "{err}");
+}

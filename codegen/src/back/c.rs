@@ -144,11 +144,7 @@ fn tidy(text: &str) -> String {
 /// C99 trigraphs are replaced even inside comments (`??/` is a backslash that could
 /// splice the next line into the comment).
 pub fn c_comment(raw: &str) -> String {
-    let mut s = comment_safe(raw);
-    while s.contains("??") {
-        s = s.replace("??", "?.?");
-    }
-    s
+    comment_safe(raw)
 }
 
 fn layer_error(layer: &str, message: impl Into<String>) -> GenError {
@@ -857,8 +853,9 @@ fn banner(file: &str, program: &Program, opts: &GenOptions) -> String {
 fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> {
     let p = sanitize(&program.name);
     let pu = upper(&p);
-    let header_file = format!("{p}.h");
-    let source_file = format!("{p}.c");
+    let stem = crate::back::names::file_stem(&p);
+    let header_file = format!("{stem}.h");
+    let source_file = format!("{stem}.c");
     // Layer identifiers: unique among themselves; they only ever appear as
     // `{p}_{id}_{suffix}` or as `{id}_h` / `{id}_c` state members.
     let mut names = NameTable::default();

@@ -170,13 +170,77 @@ pub fn comment_safe(raw: &str) -> String {
             }
         })
         .collect();
-    while s.contains("*/") || s.contains("/*") {
-        s = s.replace("*/", "* /").replace("/*", "/ *");
+    // `??/` is a trigraph for a backslash in C99, even inside comments.
+    while s.contains("*/") || s.contains("/*") || s.contains("??") {
+        s = s
+            .replace("*/", "* /")
+            .replace("/*", "/ *")
+            .replace("??", "?.?");
     }
     if s.len() > 80 {
         s.truncate(80);
     }
     s
+}
+
+/// Headers of the C standard library and common system headers: a generated
+/// `features.h` would shadow glibc's `<features.h>` for any build that puts the output
+/// directory on the `-I` path.
+const SYSTEM_HEADERS: &[&str] = &[
+    "assert",
+    "complex",
+    "ctype",
+    "errno",
+    "fenv",
+    "float",
+    "inttypes",
+    "iso646",
+    "limits",
+    "locale",
+    "math",
+    "setjmp",
+    "signal",
+    "stdalign",
+    "stdarg",
+    "stdatomic",
+    "stdbool",
+    "stddef",
+    "stdint",
+    "stdio",
+    "stdlib",
+    "stdnoreturn",
+    "string",
+    "tgmath",
+    "threads",
+    "time",
+    "uchar",
+    "wchar",
+    "wctype",
+    "features",
+    "alloca",
+    "endian",
+    "unistd",
+    "fcntl",
+    "memory",
+    "malloc",
+    "strings",
+    "sched",
+    "pthread",
+    "config",
+    "arm_acle",
+    "arm_neon",
+    "immintrin",
+    "cmsis_compiler",
+];
+
+/// File stem for generated files of the model with identifier `ident`: the identifier
+/// itself, or `{ident}_model` when that would shadow a system header.
+pub fn file_stem(ident: &str) -> String {
+    if SYSTEM_HEADERS.contains(&ident) {
+        format!("{ident}_model")
+    } else {
+        ident.to_string()
+    }
 }
 
 /// Hands out unique sanitized identifiers.
@@ -250,6 +314,12 @@ mod tests {
         assert_eq!(a, "rnn_l0");
         assert_eq!(b, "rnn_l0_2");
         assert_eq!(c, "rnn_l0_3");
+    }
+
+    #[test]
+    fn file_stems_do_not_shadow_system_headers() {
+        assert_eq!(file_stem("features"), "features_model");
+        assert_eq!(file_stem("charlm"), "charlm");
     }
 
     #[test]

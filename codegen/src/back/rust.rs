@@ -23,8 +23,11 @@
 //!   string is one token: rustc compiles a 900 k-weight model in a fraction of a second,
 //!   where the same data as an array literal takes several seconds and half a gigabyte.
 //! - biases and requantization factors (`*_MUL` / `*_SHIFT`) are `static [i32; N]`;
-//!   PWL tables are `const irnn_runtime::Pwl<'static>` values so that their knots fold
-//!   into the evaluator.
+//!   PWL tables are `const irnn_runtime::Pwl<'static>` values (`T0_SIGMOID_Q3_12`),
+//!   each with an `#[inline(always)]` evaluator (`t0_sigmoid_q3_12`) that finds the
+//!   piece by an unrolled binary search over the constant starts and lets the runtime
+//!   evaluate that one piece (see `table_eval`; tests compare it with `Pwl::eval` on
+//!   every i16 input).
 //! - identifiers never contain model text: items are named by layer index (`L1_W_IH`)
 //!   and the model and layer names appear only in doc comments, through
 //!   [`comment_safe`].
@@ -539,6 +542,86 @@ fn table_ident(k: usize, t: &PwlTable) -> Ident {
     format_ident!("T{}_{}", k, t.short_name().to_ascii_uppercase())
 }
 
+/// The function that evaluates table `k`: `t{k}_{short name}(x: i32) -> i32`.
+fn table_fn(k: usize, t: &PwlTable) -> Ident {
+    format_ident!("t{}_{}", k, t.short_name())
+}
+
+/// `fn t{k}_...(x: i32) -> i32`, equal to `T{k}_....eval(x)` for every `x`.
+///
+/// `Pwl::eval` finds the piece with a linear scan over all starts (and is not inlined
+/// with its constant table), which dominated the step time of small models. Here the
+/// piece index comes from a binary search over the constant starts, unrolled
+/// (`⌈log2 n⌉` comparisons); then the runtime evaluates the one-piece table
+/// `starts[k..k + 1]` (same symmetry and clamp), whose scan is empty. For strictly
+/// increasing starts (what validation requires) the search returns exactly the
+/// runtime's index: the last piece whose start is `<= u`, or 0; otherwise the function
+/// falls back to `eval` on the whole table.
+fn table_eval(k: usize, t: &PwlTable) -> TokenStream {
+    let ident = table_ident(k, t);
+    let f = table_fn(k, t);
+    let d = doc(format!(
+        "Evaluates PWL table {k} at `x`: `{ident}.eval(x)`, with the piece found by a\n\
+         binary search."
+    ));
+    let n = t.starts.len();
+    let increasing = t.starts.windows(2).all(|w| w[0] < w[1]);
+    let body = if n <= 1 || !increasing || n != t.slopes.len() || n != t.offsets.len() {
+        quote!(#ident.eval(x))
+    } else {
+        // The folded input the runtime uses to choose the piece.
+        let u = match t.symmetry {
+            TableSymmetry::None => quote!(x),
+            TableSymmetry::Odd | TableSymmetry::Complement => quote!(x.saturating_abs()),
+        };
+        let nl = lit(n);
+        let mut step = (n - 1).next_power_of_two();
+        if step >= n {
+            step /= 2;
+        }
+        let mut probes = Vec::new();
+        let mut first = true;
+        while step > 0 {
+            let sl = lit(step);
+            probes.push(if first {
+                // k = 0 and step < n: no bound check needed.
+                quote! {
+                    if u >= #ident.starts[#sl] {
+                        k = #sl;
+                    }
+                }
+            } else {
+                quote! {
+                    if k + #sl < #nl && u >= #ident.starts[k + #sl] {
+                        k += #sl;
+                    }
+                }
+            });
+            first = false;
+            step /= 2;
+        }
+        quote! {
+            let u = #u;
+            let mut k = 0;
+            #(#probes)*
+            let piece = ::irnn_runtime::Pwl {
+                starts: &#ident.starts[k..k + 1],
+                slopes: &#ident.slopes[k..k + 1],
+                offsets: &#ident.offsets[k..k + 1],
+                ..#ident
+            };
+            piece.eval(x)
+        }
+    };
+    quote! {
+        #d
+        #[inline(always)]
+        fn #f(x: i32) -> i32 {
+            #body
+        }
+    }
+}
+
 impl Gen<'_> {
     fn file(&mut self) -> TokenStream {
         let p = self.p;
@@ -565,16 +648,14 @@ impl Gen<'_> {
             InputIr::Tokens { vocab_size } => {
                 let v = lit(vocab_size);
                 quote! {
-                        /// Width of one input step: for a token model, the number of token ids.
-                        #[allow(dead_code)]
-                        #[allow(dead_code)]
-                pub const INPUT_SIZE: usize = #v;
-                        /// Token ids the model knows (`0..VOCAB_SIZE`); any other id reads a
-                        /// row of the embedding's zero point.
-                        #[allow(dead_code)]
-                        #[allow(dead_code)]
-                pub const VOCAB_SIZE: usize = #v;
-                    }
+                    /// Width of one input step: for a token model, the number of token ids.
+                    #[allow(dead_code)]
+                    pub const INPUT_SIZE: usize = #v;
+                    /// Token ids the model knows (`0..VOCAB_SIZE`); any other id reads a
+                    /// row of the embedding's zero point.
+                    #[allow(dead_code)]
+                    pub const VOCAB_SIZE: usize = #v;
+                }
             }
             InputIr::Features {
                 size,
@@ -585,17 +666,15 @@ impl Gen<'_> {
                 let zp = int(zero_point as i64);
                 let scale = scale_const("INPUT_SCALE", "input", scale_info);
                 quote! {
-                        /// Width of one input step: the number of int8 features.
-                        #[allow(dead_code)]
-                        #[allow(dead_code)]
-                pub const INPUT_SIZE: usize = #s;
-                        /// Zero point of the int8 features: `code = round(x / scale) + INPUT_ZERO_POINT`,
-                        /// saturated to `-128..=127`.
-                        #[allow(dead_code)]
-                        #[allow(dead_code)]
-                pub const INPUT_ZERO_POINT: i32 = #zp;
-                        #scale
-                    }
+                    /// Width of one input step: the number of int8 features.
+                    #[allow(dead_code)]
+                    pub const INPUT_SIZE: usize = #s;
+                    /// Zero point of the int8 features: `code = round(x / scale) + INPUT_ZERO_POINT`,
+                    /// saturated to `-128..=127`.
+                    #[allow(dead_code)]
+                    pub const INPUT_ZERO_POINT: i32 = #zp;
+                    #scale
+                }
             }
         };
         let out_scale = scale_const("OUTPUT_SCALE", "output", p.output.scale_info);
@@ -653,6 +732,7 @@ impl Gen<'_> {
             let (starts, slopes, offsets) = (ints(&t.starts), ints(&t.slopes), ints(&t.offsets));
             let frac = Literal::u32_unsuffixed(t.frac_bits);
             let (lo, hi) = (int(t.out_min as i64), int(t.out_max as i64));
+            let eval = table_eval(k, t);
             quote! {
                 #d
                 const #ident: ::irnn_runtime::Pwl<'static> = ::irnn_runtime::Pwl {
@@ -664,6 +744,7 @@ impl Gen<'_> {
                     out_min: #lo,
                     out_max: #hi,
                 };
+                #eval
             }
         });
         quote!(#(#items)*)
@@ -821,9 +902,9 @@ impl Gen<'_> {
         let tables: Vec<Ident> = l
             .gate_tables
             .iter()
-            .map(|&k| table_ident(k, &self.p.tables[k]))
+            .map(|&k| table_fn(k, &self.p.tables[k]))
             .collect();
-        let cell = table_ident(l.cell_table, &self.p.tables[l.cell_table]);
+        let cell = table_fn(l.cell_table, &self.p.tables[l.cell_table]);
         let cfb = Literal::u32_unsuffixed(l.cell_frac_bits);
         let hzp = int(l.h_zero_point as i64);
         let (il, hl, rl) = (lit(isz), lit(hsz), lit(rows));
@@ -843,18 +924,33 @@ impl Gen<'_> {
             let gates = (0..rows).map(|r| {
                 let t = &tables[r / hsz];
                 let rr = lit(r);
-                let (qx, qh) = (requant_lit(l.req_x[r]), requant_lit(l.req_h[r]));
-                quote!(saturate_i16(#t.eval(gate_preactivation(acc_x[#rr], #qx, acc_h[#rr], #qh) as i32)))
+                let (mx, sx) = (
+                    int(l.req_x[r].multiplier as i64),
+                    int(l.req_x[r].shift as i64),
+                );
+                let (mh, sh) = (
+                    int(l.req_h[r].multiplier as i64),
+                    int(l.req_h[r].shift as i64),
+                );
+                quote!(saturate_i16(#t(pre(acc_x[#rr], #mx, #sx, acc_h[#rr], #mh, #sh))))
             });
             let cells = (0..hsz).map(|k| {
                 let (gi, gf, gg, go) = (lit(k), lit(hsz + k), lit(2 * hsz + k), lit(3 * hsz + k));
                 let kl = lit(k);
                 quote! {
                     c[#kl] = lstm_cell_update(gates[#gi], gates[#gf], gates[#gg], c[#kl], #cfb);
-                    h[#kl] = lstm_output(gates[#go], saturate_i16(#cell.eval(c[#kl] as i32)), #req_out, #hzp);
+                    h[#kl] = lstm_output(gates[#go], saturate_i16(#cell(c[#kl] as i32)), #req_out, #hzp);
                 }
             });
             quote! {
+                /// A gate pre-activation from both accumulators and their factors.
+                #[inline(always)]
+                fn pre(acc_x: i32, mul_x: i32, shift_x: i32, acc_h: i32, mul_h: i32, shift_h: i32) -> i32 {
+                    use ::irnn_runtime::Requant;
+                    let req_x = Requant { multiplier: mul_x, shift: shift_x };
+                    let req_h = Requant { multiplier: mul_h, shift: shift_h };
+                    gate_preactivation(acc_x, req_x, acc_h, req_h) as i32
+                }
                 let acc_x: [i32; #rl] = [#(#ax),*];
                 let acc_h: [i32; #rl] = [#(#ah),*];
                 let gates: [i16; #rl] = [#(#gates),*];
@@ -887,7 +983,7 @@ impl Gen<'_> {
                 let (lo, hi) = (lit(g * hsz), lit((g + 1) * hsz));
                 quote! {
                     for g in &mut gates[#lo..#hi] {
-                        *g = saturate_i16(#t.eval(*g as i32));
+                        *g = saturate_i16(#t(*g as i32));
                     }
                 }
             });
@@ -919,7 +1015,7 @@ impl Gen<'_> {
                 for k in 0..#hl {
                     let c_new = lstm_cell_update(gates[#gi], gates[#gf], gates[#gg], c[k], #cfb);
                     c[k] = c_new;
-                    let tanh_c = saturate_i16(#cell.eval(c_new as i32));
+                    let tanh_c = saturate_i16(#cell(c_new as i32));
                     h[k] = lstm_output(gates[#go], tanh_c, #req_out, #hzp);
                 }
             }
