@@ -122,7 +122,7 @@ fn build_rs_example_matches_the_interpreter() {
     let bin = build_example("build-rs");
     check_logits(
         &bin,
-        &repo_root().join("examples/build-rs/model/charlm.irnn.json"),
+        &repo_root().join("examples/charlm/charlm.irnn.json"),
         TEXT,
     );
     // The default mode runs too (greedy generation).
@@ -136,7 +136,7 @@ fn proc_macro_example_matches_the_interpreter() {
     let bin = build_example("proc-macro");
     check_logits(
         &bin,
-        &repo_root().join("examples/proc-macro/model/charlm.irnn.json"),
+        &repo_root().join("examples/charlm/charlm.irnn.json"),
         TEXT,
     );
     let out = Command::new(&bin).output().expect("runs");

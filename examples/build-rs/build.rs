@@ -1,12 +1,11 @@
-//! Generates `$OUT_DIR/charlm.rs` from the quantized model in `model/`.
-//!
-//! The model was quantized from the float char LM in `examples/charlm` with
+//! Generates `$OUT_DIR/charlm.rs` from the quantized char LM shipped in
+//! `examples/charlm/charlm.irnn.json`, which was made with
 //! `irnn quantize examples/charlm/charlm.json --calib examples/charlm/data/calib.npy
-//! -o examples/build-rs/model/charlm.irnn.json`.
+//! -o examples/charlm/charlm.irnn.json`.
 
 fn main() {
     if let Err(e) = irnn_codegen::builder::Builder::new()
-        .model("model/charlm.irnn.json")
+        .model("../charlm/charlm.irnn.json")
         .unroll(irnn_codegen::back::Unroll::None)
         .compile()
     {

@@ -7,14 +7,14 @@
 //! cargo run --release -- --logits "To be"               # id and int32 logits per step
 //! ```
 //!
-//! The model in `model/` was quantized from `examples/charlm` with
-//! `irnn quantize examples/charlm/charlm.json --calib examples/charlm/data/calib.npy
-//! -o model/charlm.irnn.json`.
+//! The model is the quantized char LM shipped in `examples/charlm/charlm.irnn.json`,
+//! made with `irnn quantize examples/charlm/charlm.json --calib
+//! examples/charlm/data/calib.npy -o examples/charlm/charlm.irnn.json`.
 
 /// The generated code: constants, weights and `charlm::Model`. The path is relative to
 /// this crate's Cargo.toml; cargo rebuilds when the model files change.
 mod charlm {
-    irnn_macros::include_model!("model/charlm.irnn.json", unroll = "inner");
+    irnn_macros::include_model!("../charlm/charlm.irnn.json", unroll = "inner");
 }
 
 /// Characters in token-id order (`examples/charlm/vocab.json`); `~` (the last id)
