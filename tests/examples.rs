@@ -20,10 +20,10 @@ fn target_dir() -> PathBuf {
     repo_root().join("target").join("examples")
 }
 
-/// `cargo <cmd> --offline` in `dir` with the shared target dir.
+/// `cargo <cmd>` in `dir` with the shared target dir.
 fn cargo(dir: &Path, cmd: &str) -> Output {
     Command::new(env!("CARGO"))
-        .args([cmd, "--offline", "--quiet", "--manifest-path"])
+        .args([cmd, "--quiet", "--manifest-path"])
         .arg(dir.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", target_dir())
         .env_remove("RUSTFLAGS")
@@ -244,4 +244,52 @@ fn builder_writes_only_when_changed() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("broken.irnn.json"), "{err}");
+}
+
+/// The README's check, on the test split's small file: `make -C examples/c check`
+/// runs `irnn run` and the generated C and compares every logit; the build.rs example's
+/// `--check` compares the generated Rust with the same `irnn run` output.
+#[test]
+fn generated_c_and_rust_match_irnn_run_on_real_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let build = tmp.path().join("cbuild");
+    let data = repo_root().join("examples/charlm/data/test_small.npy");
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(repo_root().join("examples/c"))
+        .arg("check")
+        .arg(format!("IRNN={}", irnn_bin().display()))
+        .arg(format!("BUILD={}", build.display()))
+        .arg(format!("DATA={}", data.display()))
+        .output()
+        .expect("make runs (apt-get install make)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "make check failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("bit-identical: 4 sequences x 64 steps x 72 logits"), "{stdout}");
+
+    let bin = build_example("build-rs");
+    let out = Command::new(&bin)
+        .arg("--check")
+        .arg(&data)
+        .arg(build.join("reference.npy"))
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("bit-identical: 4 sequences x 64 steps x 72 logits"), "{stdout}");
+
+    // The check can fail: a corrupted reference is reported as a mismatch.
+    let reference = std::fs::read(build.join("reference.npy")).unwrap();
+    let mut corrupted = reference.clone();
+    let last = corrupted.len() - 1;
+    corrupted[last] ^= 1;
+    let bad = tmp.path().join("bad.npy");
+    std::fs::write(&bad, corrupted).unwrap();
+    let out = Command::new(&bin).arg("--check").arg(&data).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MISMATCH: 1 of"));
 }

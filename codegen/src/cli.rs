@@ -52,6 +52,18 @@ enum LangArg {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum TargetArg {
     Scalar,
+    Avx2,
+    Avx512vnni,
+}
+
+impl From<TargetArg> for crate::back::Target {
+    fn from(t: TargetArg) -> Self {
+        match t {
+            TargetArg::Scalar => crate::back::Target::Scalar,
+            TargetArg::Avx2 => crate::back::Target::Avx2,
+            TargetArg::Avx512vnni => crate::back::Target::Avx512Vnni,
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -130,6 +142,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Quantization-aware training (runs the `irnn-train` program, built from the
+    /// `train/` crate: `cargo build --release -p irnn-train`). `irnn train --help` shows
+    /// its options.
+    #[command(disable_help_flag = true)]
+    Train {
+        /// Arguments passed to `irnn-train` unchanged.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Generate Rust or C source for a quantized model.
     Gen {
         /// The quantized graph.
@@ -181,6 +202,22 @@ enum Command {
         /// Random seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Time the generated C of a model (µs per step, weight bytes, code size) for
+    /// one or more targets, with the system C compiler ($CC, default cc) at -O2.
+    Bench {
+        /// The quantized graph.
+        model: PathBuf,
+        /// Targets to time (repeat or comma-separate); the first row is the baseline
+        /// of the speed-up column. Default: scalar, then every SIMD target this CPU has.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        target: Vec<TargetArg>,
+        /// Steps per timed run.
+        #[arg(long, default_value_t = 2000)]
+        steps: usize,
+        /// Timed runs; the median is reported.
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
     },
     /// Fit a PWL table and print its report, or the error-versus-pieces comparison.
     Pwl {
@@ -248,6 +285,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             },
         ),
         Command::Run { model, data, out } => cmd_run(&model, &data, &out),
+        Command::Train { args } => cmd_train(&args),
         Command::Gen {
             model,
             lang,
@@ -260,9 +298,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
                     LangArg::Rust => crate::back::Lang::Rust,
                     LangArg::C => crate::back::Lang::C,
                 },
-                target: match target {
-                    TargetArg::Scalar => crate::back::Target::Scalar,
-                },
+                target: target.into(),
                 unroll: match unroll {
                     UnrollArg::None => crate::back::Unroll::None,
                     UnrollArg::Inner => crate::back::Unroll::Inner,
@@ -322,6 +358,28 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             json,
         } => cmd_eval(&model, &float_spec, &data, labels.as_deref(), json),
         Command::Inspect { model, json } => cmd_inspect(&model, json),
+        Command::Bench {
+            model,
+            target,
+            steps,
+            runs,
+        } => {
+            let program = lower(&Graph::load(&model)?)?;
+            let targets: Vec<crate::back::Target> = if target.is_empty() {
+                crate::bench::default_targets()
+            } else {
+                target.into_iter().map(Into::into).collect()
+            };
+            let opts = crate::bench::BenchOptions {
+                targets,
+                steps,
+                runs,
+                cc: std::env::var("CC").unwrap_or_else(|_| "cc".to_string()),
+            };
+            let rows = crate::bench::bench(&program, &opts)?;
+            print!("{}", crate::bench::table(&program, &rows));
+            Ok(())
+        }
         Command::Pwl {
             function,
             input_frac_bits,
@@ -406,6 +464,43 @@ fn cmd_quantize(spec: &Path, calib: &Path, output: &Path, opts: QuantizeOptions)
     }
     eprintln!("wrote {}", output.display());
     Ok(())
+}
+
+/// Finds `irnn-train` next to the running executable, else on `PATH`.
+fn find_train_program() -> Option<PathBuf> {
+    let name = format!("irnn-train{}", std::env::consts::EXE_SUFFIX);
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            let candidate = dir.join(&name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(&name))
+            .find(|p| p.is_file())
+    })
+}
+
+fn cmd_train(args: &[std::ffi::OsString]) -> Result<()> {
+    let program = find_train_program().ok_or_else(|| {
+        anyhow!(
+            "`irnn train` runs the irnn-train program, which is not built: run \
+             `cargo build --release -p irnn-train` (it sits next to `irnn` in target/release), \
+             or put irnn-train on PATH"
+        )
+    })?;
+    let status = std::process::Command::new(&program)
+        .args(args)
+        .status()
+        .with_context(|| format!("{}: cannot run", program.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        bail!("{} failed ({status})", program.display())
+    }
 }
 
 fn cmd_gen(model: &Path, opts: &crate::back::GenOptions, dir: &Path) -> Result<()> {
