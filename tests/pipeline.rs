@@ -180,8 +180,8 @@ fn stateful_steps_equal_whole_sequences() {
     }
     // Without a reset, the second sequence sees the first's state: outputs differ.
     it.reset();
-    for step in 0..*t {
-        it.step_token(toks[step]).unwrap();
+    for &tok in &toks[..*t] {
+        it.step_token(tok).unwrap();
     }
     let carried = it.step_token(toks[*t]).unwrap().to_vec();
     assert_ne!(&carried[..], &all[*t * o..(*t + 1) * o]);

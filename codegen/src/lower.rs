@@ -27,12 +27,37 @@ pub struct LowerError {
     pub problems: Vec<Problem>,
 }
 
-/// Converts a real factor to a [`Requant`].
+/// Splits a finite positive `real` into `(q31, exp)` with `real ≈ q31 · 2^(exp − 31)` and
+/// `q31` in `[2^30, 2^31)`: the mantissa is rounded half away from zero to 31 bits and
+/// renormalized if it rounds up to 2^31. Returns `(0, 0)` for zero, negative or
+/// non-finite values. Halving and doubling are exact, so the result depends only on
+/// `real`.
+pub fn mantissa_exponent(real: f64) -> (i32, i32) {
+    if !(real.is_finite() && real > 0.0) {
+        return (0, 0);
+    }
+    let (mut q, mut exp) = (real, 0i32);
+    while q >= 1.0 {
+        q *= 0.5;
+        exp += 1;
+    }
+    while q < 0.5 {
+        q *= 2.0;
+        exp -= 1;
+    }
+    let mut m = (q * 2f64.powi(31)).round() as i64;
+    if m == 1i64 << 31 {
+        m /= 2;
+        exp += 1;
+    }
+    (m as i32, exp)
+}
+
+/// Converts a real factor to a [`Requant`] (see [`mantissa_exponent`]).
 ///
-/// `real` must be finite and non-negative; 0 gives the zero factor. The mantissa is
-/// rounded half away from zero to 31 bits; if it rounds up to 2^31 it is halved and the
-/// exponent bumped. Factors whose shift would leave `[-31, 30]` are refused (a factor
-/// below 2^-32 maps every `i32` to 0 or ±1, which always indicates a broken scale).
+/// `real` must be finite and non-negative; 0 gives the zero factor. Factors whose shift
+/// would leave `[-31, 30]` are refused (a factor below 2^-32 maps every `i32` to 0 or
+/// ±1, which always indicates a broken scale).
 pub fn quantize_multiplier(real: f64) -> Result<Requant, String> {
     if !real.is_finite() || real < 0.0 {
         return Err(format!(
@@ -45,30 +70,14 @@ pub fn quantize_multiplier(real: f64) -> Result<Requant, String> {
             shift: 0,
         });
     }
-    // real = q · 2^exp with q in [0.5, 1).
-    let mut exp = real.log2().floor() as i32 + 1;
-    let mut q = real / 2f64.powi(exp);
-    // Guard against log2 rounding at exact powers of two.
-    while q >= 1.0 {
-        q /= 2.0;
-        exp += 1;
-    }
-    while q < 0.5 {
-        q *= 2.0;
-        exp -= 1;
-    }
-    let mut m = (q * 2f64.powi(31)).round() as i64;
-    if m == 1i64 << 31 {
-        m /= 2;
-        exp += 1;
-    }
+    let (multiplier, exp) = mantissa_exponent(real);
     if !(-31..=30).contains(&exp) {
         return Err(format!(
             "scale ratio {real:e} needs a shift of {exp}, outside the supported range [-31, 30]"
         ));
     }
     Ok(Requant {
-        multiplier: m as i32,
+        multiplier,
         shift: exp,
     })
 }

@@ -80,6 +80,14 @@ pub fn write(program: &Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>,
     }
     match opts.target {
         Target::Scalar => {}
+        Target::Avx2 | Target::Avx512Vnni => {
+            if opts.unroll != Unroll::None {
+                return Err(GenError::Unsupported(format!(
+                    "--unroll applies to --target scalar only (target {} has its own kernels)",
+                    opts.target.name()
+                )));
+            }
+        }
     }
     check_program(program, opts)?;
     let ctx = build_context(program, opts)?;
@@ -394,6 +402,12 @@ struct Ctx {
     pu: String,
     guard: String,
     unroll: &'static str,
+    target: &'static str,
+    simd: bool,
+    simd_cond: &'static str,
+    vnni: bool,
+    br: usize,
+    scalar_mv_always: bool,
     token_input: bool,
     vocab_size: usize,
     input_size: usize,
@@ -508,6 +522,8 @@ enum LayerCtx {
         full_rows: Vec<LstmRow>,
         uses_x: bool,
         uses_h: bool,
+        mx: Option<MatCtx>,
+        mh: Option<MatCtx>,
         pwl_i: String,
         pwl_f: String,
         pwl_g: String,
@@ -534,7 +550,104 @@ enum LayerCtx {
         dot: DotCtx,
         full_rows: Vec<LinearRow>,
         uses_x: bool,
+        mw: Option<MatCtx>,
     },
+}
+
+/// A weight matrix packed for the SIMD targets (docs/NUMERICS.md §8 makes any
+/// summation order exact): rows padded to a multiple of the block height `br`, columns
+/// to a multiple of 4, laid out as `[blocks][groups][br][4]` so that one 4-byte group
+/// of `br` rows is one `br·4`-byte vector load, multiplied by one broadcast 4-byte group
+/// of the input vector.
+#[derive(Serialize)]
+struct MatCtx {
+    /// The packed int8 values.
+    data: String,
+    /// Number of packed bytes.
+    len: usize,
+    /// The bias padded to `rows_pad` (zeros).
+    bias: String,
+    /// AVX-512 VNNI: `bias − 128 · rowsum(W)` (the kernel multiplies `x + 128` as u8).
+    vbias: String,
+    rows_pad: usize,
+    blocks: usize,
+    groups: usize,
+    /// Whether the SIMD kernel is exact for this matrix (AVX2's sign trick needs every
+    /// weight > −128); otherwise the layer calls the scalar kernel on the same layout.
+    simd: bool,
+}
+
+/// Block height (rows per vector of int32 accumulators) of a SIMD target.
+fn block_rows(target: Target) -> usize {
+    match target {
+        Target::Scalar => 1,
+        Target::Avx2 => 8,
+        Target::Avx512Vnni => 16,
+    }
+}
+
+/// `[blocks][groups][br][4]` layout of a row-major `[rows][cols]` matrix.
+pub fn pack_blocks(w: &[i8], rows: usize, cols: usize, br: usize) -> Vec<i8> {
+    let groups = cols.div_ceil(4);
+    let blocks = rows.div_ceil(br);
+    let mut out = vec![0i8; blocks * groups * br * 4];
+    for r in 0..rows {
+        for j in 0..cols {
+            out[((r / br * groups + j / 4) * br + r % br) * 4 + j % 4] = w[r * cols + j];
+        }
+    }
+    out
+}
+
+fn mat_ctx(
+    layer: &str,
+    what: &str,
+    w: &[i8],
+    bias: &[i32],
+    rows: usize,
+    cols: usize,
+    target: Target,
+) -> Result<MatCtx, GenError> {
+    let br = block_rows(target);
+    let packed = pack_blocks(w, rows, cols, br);
+    let rows_pad = rows.div_ceil(br) * br;
+    let mut padded: Vec<i32> = bias.to_vec();
+    padded.resize(rows_pad, 0);
+    let vbias = if target == Target::Avx512Vnni {
+        let mut v = Vec::with_capacity(rows_pad);
+        for (r, b) in padded.iter().enumerate() {
+            let rowsum: i64 = if r < rows {
+                w[r * cols..(r + 1) * cols].iter().map(|&x| x as i64).sum()
+            } else {
+                0
+            };
+            let folded = *b as i64 - 128 * rowsum;
+            // |b| + 128·Σ|W| ≤ 2^31 − 1 (checked before) bounds this; re-check anyway.
+            let folded = i32::try_from(folded).map_err(|_| {
+                layer_error(
+                    layer,
+                    format!("{what} row {r}: bias - 128 * rowsum = {folded} leaves int32"),
+                )
+            })?;
+            v.push(folded);
+        }
+        list_i32(&v)
+    } else {
+        String::new()
+    };
+    Ok(MatCtx {
+        data: list(packed.iter().map(|v| v.to_string()), "    ", PER_LINE_I8),
+        len: packed.len(),
+        bias: list_i32(&padded),
+        vbias,
+        rows_pad,
+        blocks: rows.div_ceil(br),
+        groups: cols.div_ceil(4),
+        simd: match target {
+            Target::Avx2 => !w.contains(&i8::MIN),
+            _ => true,
+        },
+    })
 }
 
 /// A C `int32_t`-safe decimal literal (`INT32_MIN` cannot be written as `-2147483648`,
@@ -647,29 +760,10 @@ fn row_expr(bias: i32, row: &[i8], var: &str) -> String {
     out
 }
 
-/// `scale = q31 · 2^(exp − 31)` with `q31` in `[2^30, 2^31)`: the mantissa rounding of
-/// `lower::quantize_multiplier` without its shift-range limit (these are only
-/// `#define`s). Non-finite or non-positive scales give `(0, 0)`.
+/// `scale = q31 · 2^(exp − 31)` (see `lower::mantissa_exponent`); only for `#define`s.
 fn scale_q31(real: f64) -> (i64, i32) {
-    if !(real.is_finite() && real > 0.0) {
-        return (0, 0);
-    }
-    let (mut q, mut e) = (real, 0i32);
-    // Multiplying by 2 or 1/2 is exact for every finite positive f64 in this range.
-    while q >= 1.0 {
-        q *= 0.5;
-        e += 1;
-    }
-    while q < 0.5 {
-        q *= 2.0;
-        e -= 1;
-    }
-    let mut m = (q * 2f64.powi(31)).round() as i64;
-    if m == 1i64 << 31 {
-        m /= 2;
-        e += 1;
-    }
-    (m, e)
+    let (m, e) = crate::lower::mantissa_exponent(real);
+    (m as i64, e)
 }
 
 fn scale_macro(real: f64, what: &str) -> ScaleMacro {
@@ -729,11 +823,31 @@ fn embedding_ctx(index: usize, id: String, e: &EmbeddingIr) -> LayerCtx {
     }
 }
 
-fn lstm_ctx(index: usize, id: String, l: &LstmIr, p: &str, unroll: Unroll) -> LayerCtx {
+fn lstm_ctx(
+    index: usize,
+    id: String,
+    l: &LstmIr,
+    p: &str,
+    unroll: Unroll,
+    target: Target,
+) -> Result<LayerCtx, GenError> {
     let (i_sz, h_sz) = (l.input_size, l.hidden_size);
     let rows = 4 * h_sz;
-    let full = unroll == Unroll::Full;
-    let full_rows = if full {
+    let simd = target != Target::Scalar;
+    let (mx, mh) = if simd {
+        (
+            Some(mat_ctx(
+                &l.name, "w_ih", &l.w_ih, &l.bias_x, rows, i_sz, target,
+            )?),
+            Some(mat_ctx(
+                &l.name, "w_hh", &l.w_hh, &l.bias_h, rows, h_sz, target,
+            )?),
+        )
+    } else {
+        (None, None)
+    };
+    let full = unroll == Unroll::Full || simd;
+    let full_rows = if unroll == Unroll::Full && !simd {
         (0..rows)
             .map(|r| LstmRow {
                 acc_x: row_expr(l.bias_x[r], &l.w_ih[r * i_sz..(r + 1) * i_sz], "xw"),
@@ -745,7 +859,8 @@ fn lstm_ctx(index: usize, id: String, l: &LstmIr, p: &str, unroll: Unroll) -> La
     };
     let arr = |s: String| if full { String::new() } else { s };
     let pwl = |t: usize| format!("{p}_pwl{t}");
-    LayerCtx::Lstm {
+    let full_rows = if simd { Vec::new() } else { full_rows };
+    Ok(LayerCtx::Lstm {
         index,
         id,
         comment: format!(
@@ -783,13 +898,29 @@ fn lstm_ctx(index: usize, id: String, l: &LstmIr, p: &str, unroll: Unroll) -> La
         out_mul: lit(l.req_out.multiplier),
         out_shift: clamp_shift(l.req_out.shift).to_string(),
         h_zero_point: lit(l.h_zero_point),
-    }
+        mx,
+        mh,
+    })
 }
 
-fn linear_ctx(index: usize, id: String, l: &LinearIr, unroll: Unroll) -> LayerCtx {
+fn linear_ctx(
+    index: usize,
+    id: String,
+    l: &LinearIr,
+    unroll: Unroll,
+    target: Target,
+) -> Result<LayerCtx, GenError> {
     let (n_in, n_out) = (l.in_size, l.out_size);
-    let full = unroll == Unroll::Full;
-    let full_rows = if full {
+    let simd = target != Target::Scalar;
+    let mw = if simd {
+        Some(mat_ctx(
+            &l.name, "weight", &l.weight, &l.bias, n_out, n_in, target,
+        )?)
+    } else {
+        None
+    };
+    let full = unroll == Unroll::Full || simd;
+    let full_rows = if unroll == Unroll::Full && !simd {
         (0..n_out)
             .map(|o| LinearRow {
                 acc: row_expr(l.bias[o], &l.weight[o * n_in..(o + 1) * n_in], "xw"),
@@ -803,7 +934,7 @@ fn linear_ctx(index: usize, id: String, l: &LinearIr, unroll: Unroll) -> LayerCt
         LinearOutput::I32 => (false, 0),
         LinearOutput::I8 { zero_point } => (true, zero_point),
     };
-    LayerCtx::Linear {
+    Ok(LayerCtx::Linear {
         index,
         id,
         comment: format!(
@@ -827,7 +958,8 @@ fn linear_ctx(index: usize, id: String, l: &LinearIr, unroll: Unroll) -> LayerCt
         dot: DotCtx::new(n_in),
         full_rows,
         uses_x: l.weight.iter().any(|&w| w != 0),
-    }
+        mw,
+    })
 }
 
 fn unroll_name(u: Unroll) -> &'static str {
@@ -841,11 +973,12 @@ fn unroll_name(u: Unroll) -> &'static str {
 fn banner(file: &str, program: &Program, opts: &GenOptions) -> String {
     format!(
         "/*\n * {file}: generated by {GENERATOR}. Do not edit.\n * model: {}\n * model hash: {}\n \
-         * options: lang c, target scalar, unroll {}\n *\n * Integer-only C99 (no floating \
+         * options: lang c, target {}, unroll {}\n *\n * Integer-only C99 (no floating \
          point, no heap, no libm); bit-exact with the irnn\n * reference interpreter \
          (docs/NUMERICS.md).\n */\n",
         c_comment(&program.name),
         c_comment(&program.model_hash),
+        opts.target.name(),
         unroll_name(opts.unroll),
     )
 }
@@ -913,7 +1046,14 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                 });
                 calls.push(format!("{p}_{id}_step(s->{id}_h, s->{id}_c, {current});"));
                 current = format!("s->{id}_h");
-                layers.push(lstm_ctx(index, id.clone(), l, &p, opts.unroll));
+                layers.push(lstm_ctx(
+                    index,
+                    id.clone(),
+                    l,
+                    &p,
+                    opts.unroll,
+                    opts.target,
+                )?);
             }
             LayerIr::Linear(l) => {
                 match l.output {
@@ -935,7 +1075,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                         current = buf;
                     }
                 }
-                layers.push(linear_ctx(index, id.clone(), l, opts.unroll));
+                layers.push(linear_ctx(index, id.clone(), l, opts.unroll, opts.target)?);
             }
         }
     }
@@ -999,6 +1139,22 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         p,
         pu,
         unroll: unroll_name(opts.unroll),
+        target: opts.target.name(),
+        simd: opts.target != Target::Scalar,
+        simd_cond: match opts.target {
+            Target::Scalar => "0",
+            Target::Avx2 => "defined(__AVX2__)",
+            Target::Avx512Vnni => "defined(__AVX512F__) && defined(__AVX512VNNI__)",
+        },
+        vnni: opts.target == Target::Avx512Vnni,
+        br: block_rows(opts.target),
+        scalar_mv_always: layers.iter().any(|l| match l {
+            LayerCtx::Lstm { mx, mh, .. } => {
+                [mx, mh].iter().any(|m| m.as_ref().is_some_and(|m| !m.simd))
+            }
+            LayerCtx::Linear { mw, .. } => mw.as_ref().is_some_and(|m| !m.simd),
+            LayerCtx::Embedding { .. } => false,
+        }),
         token_input,
         vocab_size,
         input_size,

@@ -67,6 +67,12 @@ pub fn write(program: &Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>,
     }
     match opts.target {
         Target::Scalar => {}
+        Target::Avx2 | Target::Avx512Vnni => {
+            return Err(GenError::Unsupported(format!(
+                "target {} is only available for C so far (use --lang c, or --target scalar)",
+                opts.target.name()
+            )))
+        }
     }
     check_program(program, opts.unroll)?;
     let mut gen = Gen {
@@ -106,9 +112,7 @@ fn header(p: &Program, opts: &GenOptions) -> String {
 }
 
 fn target_name(t: Target) -> &'static str {
-    match t {
-        Target::Scalar => "scalar",
-    }
+    t.name()
 }
 
 fn unroll_name(u: Unroll) -> &'static str {
@@ -430,27 +434,10 @@ fn requant_lit(r: Requant) -> TokenStream {
     quote!(::irnn_runtime::Requant { multiplier: #m, shift: #s })
 }
 
-/// `(q31, exp)` with `real = q31 · 2^(exp − 31)`, `q31` in `[2^30, 2^31)`; `(0, 0)` for a
-/// value that is not finite and positive. Only for the informational scale constants.
+/// `(q31, exp)` with `real = q31 · 2^(exp − 31)`; only for the informational scale
+/// constants.
 fn scale_pair(real: f64) -> (i32, i32) {
-    if !(real.is_finite() && real > 0.0) {
-        return (0, 0);
-    }
-    let (mut q, mut exp) = (real, 0i32);
-    while q >= 1.0 {
-        q /= 2.0;
-        exp += 1;
-    }
-    while q < 0.5 {
-        q *= 2.0;
-        exp -= 1;
-    }
-    let mut m = (q * 2f64.powi(31)).round() as i64;
-    if m == 1i64 << 31 {
-        m /= 2;
-        exp += 1;
-    }
-    (m as i32, exp)
+    crate::lower::mantissa_exponent(real)
 }
 
 fn scale_const(name: &str, what: &str, real: f64) -> TokenStream {
