@@ -269,7 +269,10 @@ fn generated_c_and_rust_match_irnn_run_on_real_data() {
         "make check failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("bit-identical: 4 sequences x 64 steps x 72 logits"), "{stdout}");
+    assert!(
+        stdout.contains("bit-identical: 4 sequences x 64 steps x 72 logits"),
+        "{stdout}"
+    );
 
     let bin = build_example("build-rs");
     let out = Command::new(&bin)
@@ -279,8 +282,15 @@ fn generated_c_and_rust_match_irnn_run_on_real_data() {
         .output()
         .expect("runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("bit-identical: 4 sequences x 64 steps x 72 logits"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("bit-identical: 4 sequences x 64 steps x 72 logits"),
+        "{stdout}"
+    );
 
     // The check can fail: a corrupted reference is reported as a mismatch.
     let reference = std::fs::read(build.join("reference.npy")).unwrap();
@@ -289,7 +299,12 @@ fn generated_c_and_rust_match_irnn_run_on_real_data() {
     corrupted[last] ^= 1;
     let bad = tmp.path().join("bad.npy");
     std::fs::write(&bad, corrupted).unwrap();
-    let out = Command::new(&bin).arg("--check").arg(&data).arg(&bad).output().unwrap();
+    let out = Command::new(&bin)
+        .arg("--check")
+        .arg(&data)
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("MISMATCH: 1 of"));
 }
