@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod back;
+pub mod bench;
 pub mod builder;
 pub mod cli;
 pub mod error;

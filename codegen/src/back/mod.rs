@@ -27,6 +27,25 @@ pub enum Lang {
 pub enum Target {
     /// Portable scalar code (always available).
     Scalar,
+    /// x86-64 AVX2 (C only): int8 matrix–vector products with `vpmaddubsw` and the
+    /// sign trick, weights packed in blocks of 8 rows × 4 columns; scalar fallback when
+    /// the C is compiled without `__AVX2__`.
+    Avx2,
+    /// x86-64 AVX-512 VNNI (C only): `vpdpbusd` on 16-row × 4-column blocks with the
+    /// `x + 128` offset folded into the bias; scalar fallback without
+    /// `__AVX512F__ && __AVX512VNNI__`.
+    Avx512Vnni,
+}
+
+impl Target {
+    /// The name used on the command line and in generated headers.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Scalar => "scalar",
+            Target::Avx2 => "avx2",
+            Target::Avx512Vnni => "avx512vnni",
+        }
+    }
 }
 
 /// How far loops over weights are unrolled.

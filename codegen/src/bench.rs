@@ -1,0 +1,329 @@
+//! `irnn bench`: time the generated C of a model, one step at a time.
+//!
+//! For each requested target the model's C is generated, compiled with the system C
+//! compiler (`$CC`, default `cc`) at `-O2` plus the target's instruction-set flags,
+//! together with a small timing harness: deterministic random inputs, a warm-up, then
+//! `runs` timed runs of `steps` calls of `NAME_step` each (state carried from step to
+//! step, `clock_gettime(CLOCK_MONOTONIC)`), reporting the median µs per step. The
+//! object file of the model alone gives the code size (`.text`) and the constant data
+//! (`.rodata`: weights, biases, multipliers, tables).
+
+use crate::back::{generate, GenOptions, Lang, Target, Unroll};
+use crate::ir::{InputIr, LayerIr, Program};
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::process::Command;
+
+/// Options of [`bench`].
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Targets to time, in order.
+    pub targets: Vec<Target>,
+    /// Steps per timed run.
+    pub steps: usize,
+    /// Timed runs (the median is reported).
+    pub runs: usize,
+    /// C compiler command.
+    pub cc: String,
+}
+
+/// One row of the result table.
+#[derive(Clone, Debug)]
+pub struct BenchRow {
+    /// Target.
+    pub target: Target,
+    /// Precision label (`int8`).
+    pub precision: &'static str,
+    /// Median microseconds per step.
+    pub us_per_step: f64,
+    /// Bytes of int8 weights as the kernels read them (packed and padded for SIMD
+    /// targets), plus embedding tables.
+    pub weight_bytes: usize,
+    /// `.text` bytes of the model's object file.
+    pub text_bytes: u64,
+    /// `.rodata` bytes of the model's object file.
+    pub rodata_bytes: u64,
+}
+
+/// Compiler flags of a target.
+pub fn target_flags(target: Target) -> &'static [&'static str] {
+    match target {
+        Target::Scalar => &[],
+        Target::Avx2 => &["-mavx2", "-mfma"],
+        Target::Avx512Vnni => &[
+            "-mavx2",
+            "-mfma",
+            "-mavx512f",
+            "-mavx512bw",
+            "-mavx512vl",
+            "-mavx512vnni",
+        ],
+    }
+}
+
+/// Bytes of int8 weights the kernels of `target` read.
+pub fn weight_bytes(program: &Program, target: Target) -> usize {
+    let br = match target {
+        Target::Scalar => 0,
+        Target::Avx2 => 8,
+        Target::Avx512Vnni => 16,
+    };
+    let packed = |rows: usize, cols: usize| {
+        if br == 0 {
+            rows * cols
+        } else {
+            rows.div_ceil(br) * br * cols.div_ceil(4) * 4
+        }
+    };
+    program
+        .layers
+        .iter()
+        .map(|l| match l {
+            LayerIr::Embedding(e) => e.table.len(),
+            LayerIr::Lstm(l) => {
+                packed(4 * l.hidden_size, l.input_size) + packed(4 * l.hidden_size, l.hidden_size)
+            }
+            LayerIr::Linear(l) => packed(l.out_size, l.in_size),
+        })
+        .sum()
+}
+
+const HARNESS: &str = r#"
+#define _POSIX_C_SOURCE 199309L
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include "@F@.h"
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+    const long steps = argc > 1 ? atol(argv[1]) : 1000;
+    const int runs = argc > 2 ? atoi(argv[2]) : 7;
+    static @P@_state_t st;
+    static int32_t out[@PU@_OUTPUT_SIZE];
+    static double times[101];
+    unsigned int seed = 12345u;
+    long k, t;
+    int r;
+    int32_t check = 0;
+#ifdef @PU@_VOCAB_SIZE
+    int32_t *in = (int32_t *)malloc(sizeof(int32_t) * 4096);
+    for (k = 0; k < 4096; ++k) {
+        seed = seed * 1103515245u + 12345u;
+        in[k] = (int32_t)((seed >> 8) % @PU@_VOCAB_SIZE);
+    }
+#define INPUT(t) in[(t) % 4096]
+#else
+    int8_t *in = (int8_t *)malloc((size_t)@PU@_INPUT_SIZE * 256);
+    for (k = 0; k < (long)@PU@_INPUT_SIZE * 256; ++k) {
+        seed = seed * 1103515245u + 12345u;
+        in[k] = (int8_t)((int)((seed >> 8) & 255u) - 128);
+    }
+#define INPUT(t) (in + ((t) % 256) * @PU@_INPUT_SIZE)
+#endif
+    if (runs < 1 || runs > 101 || steps < 1) {
+        fprintf(stderr, "bad arguments\n");
+        return 2;
+    }
+    @P@_reset(&st);
+    for (t = 0; t < steps / 4 + 1; ++t) { /* warm-up */
+        @P@_step(&st, INPUT(t), out);
+        check += out[0];
+    }
+    for (r = 0; r < runs; ++r) {
+        const double t0 = now_us();
+        for (t = 0; t < steps; ++t) {
+            @P@_step(&st, INPUT(t), out);
+        }
+        times[r] = (now_us() - t0) / (double)steps;
+        check += out[0];
+    }
+    qsort(times, (size_t)runs, sizeof times[0], cmp);
+    printf("%.6f %d\n", times[runs / 2], (int)check);
+    return 0;
+}
+"#;
+
+fn run(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {what} ({:?})", cmd.get_program()))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `.text` and `.rodata` bytes of an object file, from `size -A`.
+fn section_sizes(obj: &Path) -> Result<(u64, u64)> {
+    let text = run(Command::new("size").arg("-A").arg(obj), "size -A")?;
+    let (mut code, mut data) = (0u64, 0u64);
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(name), Some(bytes)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let Ok(bytes) = bytes.parse::<u64>() else {
+            continue;
+        };
+        if name == ".text" || name.starts_with(".text.") {
+            code += bytes;
+        } else if name == ".rodata" || name.starts_with(".rodata.") {
+            data += bytes;
+        }
+    }
+    Ok((code, data))
+}
+
+/// Times one target.
+pub fn bench_target(program: &Program, target: Target, opts: &BenchOptions) -> Result<BenchRow> {
+    let files = generate(
+        program,
+        &GenOptions {
+            lang: Lang::C,
+            target,
+            unroll: Unroll::None,
+        },
+    )?;
+    let dir = tempfile::tempdir().context("temporary directory")?;
+    let mut c_file = None;
+    for f in &files {
+        let path = dir.path().join(&f.name);
+        std::fs::write(&path, &f.contents)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        if f.name.ends_with(".c") {
+            c_file = Some(path);
+        }
+    }
+    let c_file = c_file.context("the C back end wrote no .c file")?;
+    let p = crate::back::names::sanitize(&program.name);
+    let harness = dir.path().join("bench_main.c");
+    std::fs::write(
+        &harness,
+        HARNESS
+            .replace("@PU@", &crate::back::names::upper(&p))
+            .replace("@F@", &crate::back::names::file_stem(&p))
+            .replace("@P@", &p),
+    )?;
+    let flags = target_flags(target);
+    let obj = dir.path().join("model.o");
+    let exe = dir.path().join("bench");
+    run(
+        Command::new(&opts.cc)
+            .args(["-std=c99", "-O2"])
+            .args(flags)
+            .arg("-c")
+            .arg(&c_file)
+            .arg("-o")
+            .arg(&obj),
+        &format!("{} (compiling the model)", opts.cc),
+    )?;
+    run(
+        Command::new(&opts.cc)
+            .args(["-std=c99", "-O2"])
+            .args(flags)
+            .arg(&harness)
+            .arg(&obj)
+            .arg("-o")
+            .arg(&exe),
+        &format!("{} (linking the benchmark)", opts.cc),
+    )?;
+    let (text_bytes, rodata_bytes) = section_sizes(&obj)?;
+    let out = run(
+        Command::new(&exe)
+            .arg(opts.steps.to_string())
+            .arg(opts.runs.to_string()),
+        "the benchmark",
+    )?;
+    let us_per_step: f64 = out
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("unexpected benchmark output: {out:?}"))?;
+    Ok(BenchRow {
+        target,
+        precision: "int8",
+        us_per_step,
+        weight_bytes: weight_bytes(program, target),
+        text_bytes,
+        rodata_bytes,
+    })
+}
+
+/// Scalar, then each SIMD target this CPU can run.
+pub fn default_targets() -> Vec<Target> {
+    let mut t = vec![Target::Scalar];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            t.push(Target::Avx2);
+        }
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni") {
+            t.push(Target::Avx512Vnni);
+        }
+    }
+    t
+}
+
+/// Times every requested target.
+pub fn bench(program: &Program, opts: &BenchOptions) -> Result<Vec<BenchRow>> {
+    if opts.runs == 0 || opts.runs > 101 || opts.steps == 0 {
+        bail!("--runs must be in 1..=101 and --steps at least 1");
+    }
+    opts.targets
+        .iter()
+        .map(|&t| bench_target(program, t, opts))
+        .collect()
+}
+
+/// The result as a Markdown table; `ratio` is each row's speed-up over the first row.
+pub fn table(program: &Program, rows: &[BenchRow]) -> String {
+    let shape = program
+        .layers
+        .iter()
+        .map(|l| match l {
+            LayerIr::Embedding(e) => format!("embedding {}x{}", e.vocab_size, e.dim),
+            LayerIr::Lstm(l) => format!("lstm {}->{}", l.input_size, l.hidden_size),
+            LayerIr::Linear(l) => format!("linear {}->{}", l.in_size, l.out_size),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let input = match program.input {
+        InputIr::Tokens { vocab_size } => format!("tokens ({vocab_size})"),
+        InputIr::Features { size, .. } => format!("features ({size})"),
+    };
+    let mut s = format!("model \"{}\": {input}; {shape}\n\n", program.name);
+    s.push_str("| target | precision | µs/step | speed-up vs first row | weight bytes | .text bytes | .rodata bytes |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|\n");
+    let base = rows.first().map(|r| r.us_per_step).unwrap_or(1.0);
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {:.3} | {:.2} | {} | {} | {} |\n",
+            r.target.name(),
+            r.precision,
+            r.us_per_step,
+            base / r.us_per_step,
+            r.weight_bytes,
+            r.text_bytes,
+            r.rodata_bytes
+        ));
+    }
+    s
+}

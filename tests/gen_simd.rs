@@ -1,0 +1,657 @@
+//! Generated C for the SIMD targets (`Target::Avx2`, `Target::Avx512Vnni`), end to end.
+//!
+//! - *builds*: the C compiles with gcc and clang under the strict warning set, both
+//!   with the instruction-set flags (SIMD kernels) and without them (portable fallback
+//!   on the same packed weights). Compiling needs no CPU support, so this always runs.
+//! - *bit-exact*: a harness runs synthetic models (sizes chosen to hit every tail of
+//!   the kernels: row blocks not a multiple of 4, odd numbers of 4-column groups,
+//!   columns not a multiple of 4) and the shipped char LM on its test data for
+//!   several hundred steps, and its int32 outputs must equal the interpreter's, with
+//!   the SIMD kernels and with the fallback. Weights of −128 (which the AVX2 sign trick
+//!   cannot take, so those matrices use the portable kernel) are tested too.
+//!
+//! Tests that *run* SIMD code are skipped, with a message, when this CPU lacks the
+//! instruction set; nothing else is skipped.
+
+mod support;
+
+use irnn_codegen::back::{generate, GenOptions, GeneratedFile, Lang, Target, Unroll};
+use irnn_codegen::graph::Graph;
+use irnn_codegen::interp::Interpreter;
+use irnn_codegen::ir::{InputIr, LayerIr, Program};
+use irnn_codegen::lower::lower;
+use irnn_codegen::npy::{read_data, SeqData};
+use irnn_codegen::synth::Rng;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use support::{repo_root, synth_model, TestModel};
+
+const STRICT: &[&str] = &[
+    "-std=c99",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+    "-Wconversion",
+    "-Wsign-conversion",
+    "-Wshadow",
+    "-Wvla",
+    "-Wstrict-prototypes",
+    "-Wmissing-prototypes",
+    "-Wdeclaration-after-statement",
+];
+
+const AVX2_FLAGS: &[&str] = &["-mavx2", "-mfma"];
+const VNNI_FLAGS: &[&str] = &[
+    "-mavx2",
+    "-mfma",
+    "-mavx512f",
+    "-mavx512bw",
+    "-mavx512vl",
+    "-mavx512vnni",
+];
+
+fn isa_flags(target: Target) -> &'static [&'static str] {
+    match target {
+        Target::Avx2 => AVX2_FLAGS,
+        Target::Avx512Vnni => VNNI_FLAGS,
+        Target::Scalar => &[],
+    }
+}
+
+/// Whether this CPU runs the target's SIMD code.
+fn cpu_has(target: Target) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match target {
+            Target::Scalar => true,
+            Target::Avx2 => is_x86_feature_detected!("avx2"),
+            Target::Avx512Vnni => {
+                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        target == Target::Scalar
+    }
+}
+
+fn skip_unless(target: Target, test: &str) -> bool {
+    if cpu_has(target) {
+        return false;
+    }
+    eprintln!(
+        "SKIPPED {test}: this CPU lacks {} (only the run is skipped; builds and the \
+         fallback are tested elsewhere)",
+        target.name()
+    );
+    true
+}
+
+const TARGETS: [Target; 2] = [Target::Avx2, Target::Avx512Vnni];
+
+// ---------------------------------------------------------------------------------
+// Models
+// ---------------------------------------------------------------------------------
+
+struct Synth {
+    label: &'static str,
+    model: TestModel,
+}
+
+fn synth_models() -> &'static [Synth] {
+    static MODELS: OnceLock<Vec<Synth>> = OnceLock::new();
+    MODELS.get_or_init(|| {
+        type Shape = (&'static str, Option<usize>, usize, usize, usize, usize, u64);
+        // Rows = 4·hidden. hidden 20: 80 rows = 10 AVX2 blocks (2 of them in the tail),
+        // 5 VNNI blocks (1 in the tail); input 9: 3 groups (odd), 13: 4 groups with
+        // padding; hidden 7: a single partial block.
+        let spec: [Shape; 4] = [
+            ("tok_mid", Some(30), 13, 20, 1, 7, 21),
+            ("feat_mid", None, 9, 20, 2, 5, 22),
+            ("feat_small", None, 13, 7, 1, 3, 23),
+            ("feat_wide", None, 40, 36, 1, 10, 24),
+        ];
+        spec.iter()
+            .map(
+                |&(label, vocab, input, hidden, layers, outputs, seed)| Synth {
+                    label,
+                    model: synth_model(label, vocab, input, hidden, layers, outputs, seed),
+                },
+            )
+            .collect()
+    })
+}
+
+fn charlm() -> Program {
+    let path = repo_root().join("examples/charlm/charlm.irnn.json");
+    lower(&Graph::load(&path).expect("the shipped charlm graph loads")).expect("lowers")
+}
+
+fn gen(program: &Program, target: Target) -> Vec<GeneratedFile> {
+    generate(
+        program,
+        &GenOptions {
+            lang: Lang::C,
+            target,
+            unroll: Unroll::None,
+        },
+    )
+    .unwrap_or_else(|e| panic!("generating C for {} failed: {e}", target.name()))
+}
+
+fn prefix(program: &Program) -> String {
+    irnn_codegen::back::names::sanitize(&program.name)
+}
+
+// ---------------------------------------------------------------------------------
+// Compiling and running
+// ---------------------------------------------------------------------------------
+
+fn cc(cc: &str, args: &[String], what: &str) {
+    let out = Command::new(cc)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cc} (gcc and clang are required): {e}"));
+    assert!(
+        out.status.success(),
+        "{cc} failed on {what}:\n{cc} {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn write_files(dir: &Path, files: &[GeneratedFile]) -> PathBuf {
+    let mut c = None;
+    for f in files {
+        let path = dir.join(&f.name);
+        std::fs::write(&path, &f.contents).expect("write generated file");
+        if f.name.ends_with(".c") {
+            c = Some(path);
+        }
+    }
+    c.expect("a .c file")
+}
+
+/// Input: int32 n_seq; per sequence int32 n_steps then the inputs (int32 tokens or
+/// INPUT_SIZE int8 features per step). Output: all int32 outputs. The state starts
+/// as garbage; even sequences use `step`, odd ones `run`.
+const HARNESS: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "@F@.h"
+
+static void die(const char *msg)
+{
+    fprintf(stderr, "harness: %s\n", msg);
+    exit(2);
+}
+
+static int32_t read_i32(FILE *f)
+{
+    int32_t v;
+    if (fread(&v, sizeof v, 1, f) != 1) {
+        die("short read");
+    }
+    return v;
+}
+
+int main(int argc, char **argv)
+{
+    FILE *in, *out;
+    int32_t n_seq, s, t;
+    @P@_state_t st;
+    if (argc != 3) {
+        die("usage: harness IN OUT");
+    }
+    in = fopen(argv[1], "rb");
+    out = fopen(argv[2], "wb");
+    if (!in || !out) {
+        die("cannot open files");
+    }
+    memset(&st, 0xA5, sizeof st);
+    n_seq = read_i32(in);
+    for (s = 0; s < n_seq; ++s) {
+        const int32_t n_steps = read_i32(in);
+        const size_t steps = (size_t)n_steps;
+        int32_t *y = (int32_t *)malloc((steps + 1) * @PU@_OUTPUT_SIZE * sizeof(int32_t));
+#ifdef @PU@_VOCAB_SIZE
+        int32_t *x = (int32_t *)malloc((steps + 1) * sizeof(int32_t));
+        if (!x || fread(x, sizeof(int32_t), steps, in) != steps) {
+            die("short read of tokens");
+        }
+#else
+        int8_t *x = (int8_t *)malloc((steps + 1) * @PU@_INPUT_SIZE);
+        if (!x || fread(x, (size_t)@PU@_INPUT_SIZE, steps, in) != steps) {
+            die("short read of features");
+        }
+#endif
+        if (!y) {
+            die("out of memory");
+        }
+        @P@_reset(&st);
+        if (s % 2 == 0) {
+            for (t = 0; t < n_steps; ++t) {
+#ifdef @PU@_VOCAB_SIZE
+                @P@_step(&st, x[t], y + (size_t)t * @PU@_OUTPUT_SIZE);
+#else
+                @P@_step(&st, x + (size_t)t * @PU@_INPUT_SIZE, y + (size_t)t * @PU@_OUTPUT_SIZE);
+#endif
+            }
+        } else {
+            @P@_run(&st, x, n_steps, y);
+        }
+        if (fwrite(y, sizeof(int32_t), steps * @PU@_OUTPUT_SIZE, out) != steps * @PU@_OUTPUT_SIZE) {
+            die("short write");
+        }
+        free(x);
+        free(y);
+    }
+    fclose(in);
+    return fclose(out) == 0 ? 0 : 1;
+}
+"#;
+
+#[derive(Clone, Debug)]
+enum Seq {
+    Tokens(Vec<i32>),
+    Features(Vec<Vec<i8>>),
+}
+
+impl Seq {
+    fn len(&self) -> usize {
+        match self {
+            Seq::Tokens(t) => t.len(),
+            Seq::Features(f) => f.len(),
+        }
+    }
+}
+
+fn encode(seqs: &[Seq]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&(seqs.len() as i32).to_le_bytes());
+    for s in seqs {
+        b.extend_from_slice(&(s.len() as i32).to_le_bytes());
+        match s {
+            Seq::Tokens(t) => t.iter().for_each(|v| b.extend_from_slice(&v.to_le_bytes())),
+            Seq::Features(f) => f.iter().flatten().for_each(|v| b.push(*v as u8)),
+        }
+    }
+    b
+}
+
+/// Builds the harness around the generated C and runs it on `seqs`.
+fn run_c(
+    program: &Program,
+    files: &[GeneratedFile],
+    cc_name: &str,
+    flags: &[&str],
+    seqs: &[Seq],
+) -> Vec<Vec<i32>> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = write_files(dir.path(), files);
+    let p = prefix(program);
+    let harness = dir.path().join("harness.c");
+    std::fs::write(
+        &harness,
+        HARNESS
+            .replace("@PU@", &irnn_codegen::back::names::upper(&p))
+            .replace("@F@", &irnn_codegen::back::names::file_stem(&p))
+            .replace("@P@", &p),
+    )
+    .expect("write harness");
+    let exe = dir.path().join("harness");
+    let mut args: Vec<String> = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(flags.iter().map(|s| s.to_string()));
+    args.extend([
+        c.display().to_string(),
+        harness.display().to_string(),
+        "-o".into(),
+        exe.display().to_string(),
+    ]);
+    cc(cc_name, &args, &format!("the harness of {}", program.name));
+    let input = dir.path().join("in.bin");
+    let output = dir.path().join("out.bin");
+    std::fs::write(&input, encode(seqs)).expect("write input");
+    let out = Command::new(&exe)
+        .arg(&input)
+        .arg(&output)
+        .output()
+        .expect("harness runs");
+    assert!(
+        out.status.success(),
+        "the harness failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&output).expect("read output");
+    let values: Vec<i32> = bytes
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let total: usize = seqs.iter().map(|s| s.len()).sum();
+    assert_eq!(
+        values.len(),
+        total * program.output.size,
+        "harness output length"
+    );
+    values
+        .chunks(program.output.size)
+        .map(|c| c.to_vec())
+        .collect()
+}
+
+fn expected(program: &Program, seqs: &[Seq]) -> Vec<Vec<i32>> {
+    let mut it = Interpreter::new(program);
+    let mut out = Vec::new();
+    for s in seqs {
+        it.reset();
+        match s {
+            Seq::Tokens(tokens) => {
+                for &t in tokens {
+                    out.push(it.step_token(t as i64).expect("step").to_vec());
+                }
+            }
+            Seq::Features(frames) => {
+                for f in frames {
+                    out.push(it.step_features(f).expect("step").to_vec());
+                }
+            }
+        }
+    }
+    out
+}
+
+fn assert_same(got: &[Vec<i32>], want: &[Vec<i32>], seqs: &[Seq], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: number of steps");
+    let mut step = 0usize;
+    for (s, seq) in seqs.iter().enumerate() {
+        for t in 0..seq.len() {
+            assert_eq!(
+                got[step], want[step],
+                "{what}: sequence {s}, step {t}: C output differs from the interpreter"
+            );
+            step += 1;
+        }
+    }
+}
+
+/// Random in-range sequences; features include whole steps and single values at
+/// −128 and 127 (|−128| = 128 is the corner of the sign trick and of `x + 128`).
+fn random_seqs(program: &Program, seed: u64, lengths: &[usize]) -> Vec<Seq> {
+    let mut rng = Rng::new(seed);
+    lengths
+        .iter()
+        .map(|&len| match program.input {
+            InputIr::Tokens { vocab_size } => Seq::Tokens(
+                (0..len)
+                    .map(|_| rng.below(vocab_size as u64) as i32)
+                    .collect(),
+            ),
+            InputIr::Features { size, .. } => Seq::Features(
+                (0..len)
+                    .map(|_| {
+                        let mode = rng.below(10);
+                        (0..size)
+                            .map(|_| match (mode, rng.below(8)) {
+                                (0, _) | (_, 0) => -128,
+                                (1, _) | (_, 1) => 127,
+                                _ => (rng.below(256) as i32 - 128) as i8,
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            ),
+        })
+        .collect()
+}
+
+const LENGTHS: &[usize] = &[160, 0, 140, 1];
+
+fn check(program: &Program, target: Target, cc_name: &str, flags: &[&str], seed: u64) {
+    let files = gen(program, target);
+    let seqs = random_seqs(program, seed, LENGTHS);
+    let got = run_c(program, &files, cc_name, flags, &seqs);
+    let want = expected(program, &seqs);
+    assert_same(
+        &got,
+        &want,
+        &seqs,
+        &format!(
+            "{} ({}, {cc_name} {})",
+            program.name,
+            target.name(),
+            flags.join(" ")
+        ),
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn simd_c_builds_strict_with_and_without_isa_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for target in TARGETS {
+        for s in synth_models() {
+            let files = gen(&s.model.program, target);
+            let c = write_files(dir.path(), &files);
+            let text = std::fs::read_to_string(&c).unwrap();
+            assert!(text.contains("_q_mv_simd("), "{}: no SIMD kernel", s.label);
+            for cc_name in ["gcc", "clang"] {
+                for flags in [&[][..], isa_flags(target)] {
+                    let mut args: Vec<String> = STRICT.iter().map(|s| s.to_string()).collect();
+                    args.extend(flags.iter().map(|s| s.to_string()));
+                    args.extend([
+                        "-O2".into(),
+                        "-c".into(),
+                        c.display().to_string(),
+                        "-o".into(),
+                        dir.path().join("m.o").display().to_string(),
+                    ]);
+                    cc(cc_name, &args, &format!("{} ({})", s.label, target.name()));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_targets_refuse_rust_and_unrolling() {
+    let program = &synth_models()[2].model.program;
+    for target in TARGETS {
+        let rust = generate(
+            program,
+            &GenOptions {
+                lang: Lang::Rust,
+                target,
+                unroll: Unroll::None,
+            },
+        );
+        assert!(
+            rust.is_err(),
+            "Rust for {} should be refused",
+            target.name()
+        );
+        let full = generate(
+            program,
+            &GenOptions {
+                lang: Lang::C,
+                target,
+                unroll: Unroll::Full,
+            },
+        );
+        assert!(
+            full.is_err(),
+            "full unrolling for {} should be refused",
+            target.name()
+        );
+    }
+}
+
+#[test]
+fn avx2_c_matches_interpreter() {
+    if skip_unless(Target::Avx2, "avx2_c_matches_interpreter") {
+        return;
+    }
+    for (k, s) in synth_models().iter().enumerate() {
+        let cc_name = ["gcc", "clang"][k % 2];
+        check(
+            &s.model.program,
+            Target::Avx2,
+            cc_name,
+            AVX2_FLAGS,
+            100 + k as u64,
+        );
+    }
+}
+
+#[test]
+fn avx512vnni_c_matches_interpreter() {
+    if skip_unless(Target::Avx512Vnni, "avx512vnni_c_matches_interpreter") {
+        return;
+    }
+    for (k, s) in synth_models().iter().enumerate() {
+        let cc_name = ["clang", "gcc"][k % 2];
+        check(
+            &s.model.program,
+            Target::Avx512Vnni,
+            cc_name,
+            VNNI_FLAGS,
+            200 + k as u64,
+        );
+    }
+}
+
+/// Compiled without the instruction-set flags, the portable kernel on the packed
+/// layout (and, for VNNI, the unfolded bias) must give the same outputs.
+#[test]
+fn simd_c_fallback_matches_interpreter() {
+    for target in TARGETS {
+        for (k, s) in synth_models().iter().enumerate().take(2) {
+            check(
+                &s.model.program,
+                target,
+                "gcc",
+                &["-mno-avx2"],
+                300 + k as u64,
+            );
+        }
+    }
+}
+
+/// The shipped char LM (72 tokens, 2 LSTM layers) on its real test data, every
+/// target, with the SIMD kernels (when the CPU has them) and the fallback.
+#[test]
+fn simd_c_matches_interpreter_on_charlm() {
+    let program = charlm();
+    let data =
+        read_data(&repo_root().join("examples/charlm/data/test_small.npy")).expect("test data");
+    let SeqData::Tokens { n, t, data } = data.data else {
+        panic!("charlm test data are not token ids")
+    };
+    let seqs: Vec<Seq> = (0..n)
+        .map(|s| Seq::Tokens(data[s * t..(s + 1) * t].iter().map(|&v| v as i32).collect()))
+        .collect();
+    assert!(seqs.iter().map(Seq::len).sum::<usize>() >= 200);
+    let want = expected(&program, &seqs);
+    for target in TARGETS {
+        let files = gen(&program, target);
+        let mut runs: Vec<(&str, &[&str])> = vec![("clang", &[])];
+        if !skip_unless(target, &format!("charlm with {}", target.name())) {
+            runs.push(("gcc", isa_flags(target)));
+        }
+        for (cc_name, flags) in runs {
+            let got = run_c(&program, &files, cc_name, flags, &seqs);
+            assert_same(
+                &got,
+                &want,
+                &seqs,
+                &format!("charlm ({}, {cc_name} {})", target.name(), flags.join(" ")),
+            );
+        }
+    }
+}
+
+/// Weights of −128 (not produced by irnn's quantizer, but valid in a graph): AVX2
+/// cannot use the sign trick on such a matrix, so that matrix runs the portable kernel;
+/// VNNI is exact for them. Both must match the interpreter.
+#[test]
+fn simd_c_handles_minus_128_weights() {
+    let mut program = synth_models()[1].model.program.clone();
+    let mut touched = 0;
+    for layer in &mut program.layers {
+        if let LayerIr::Lstm(l) = layer {
+            // Only in W_hh of the first LSTM layer: the other matrices keep SIMD.
+            if touched == 0 {
+                for (k, w) in l.w_hh.iter_mut().enumerate() {
+                    if k % 5 == 0 {
+                        *w = -128;
+                    }
+                }
+                touched += 1;
+            }
+        }
+    }
+    assert_eq!(touched, 1);
+    let c = &gen(&program, Target::Avx2)
+        .into_iter()
+        .find(|f| f.name.ends_with(".c"))
+        .unwrap()
+        .contents;
+    // The portable kernel is compiled unconditionally (not only as the fallback).
+    assert!(
+        c.contains("_q_mv_simd(") && !c.contains("#if !"),
+        "AVX2 C with a -128 weight"
+    );
+    for target in TARGETS {
+        let flags = if cpu_has(target) {
+            isa_flags(target)
+        } else {
+            &[][..]
+        };
+        check(&program, target, "gcc", flags, 400);
+    }
+}
+
+/// `irnn bench`'s library side: every target compiles, runs and reports a positive
+/// time; the packed weights are at least the model's weights.
+#[test]
+fn bench_times_every_target() {
+    use irnn_codegen::bench::{bench, table, weight_bytes, BenchOptions};
+    let program = &synth_models()[2].model.program;
+    let targets: Vec<Target> = std::iter::once(Target::Scalar)
+        .chain(TARGETS.into_iter().filter(|&t| cpu_has(t)))
+        .collect();
+    let rows = bench(
+        program,
+        &BenchOptions {
+            targets: targets.clone(),
+            steps: 20,
+            runs: 3,
+            cc: "gcc".into(),
+        },
+    )
+    .expect("bench runs");
+    assert_eq!(rows.len(), targets.len());
+    for r in &rows {
+        assert!(
+            r.us_per_step > 0.0 && r.text_bytes > 0 && r.rodata_bytes > 0,
+            "{r:?}"
+        );
+        assert!(
+            r.weight_bytes >= weight_bytes(program, Target::Scalar),
+            "{r:?}"
+        );
+    }
+    let t = table(program, &rows);
+    assert!(t.contains("| scalar | int8 |"), "{t}");
+}
