@@ -16,14 +16,21 @@ use irnn_codegen::tensors::TensorWriter;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-fn quantize_bias(bias: &[f32], in_scale: f64, w_scales: &[f32], what: &str) -> Result<Vec<i32>, TrainError> {
+fn quantize_bias(
+    bias: &[f32],
+    in_scale: f64,
+    w_scales: &[f32],
+    what: &str,
+) -> Result<Vec<i32>, TrainError> {
     bias.iter()
         .zip(w_scales)
         .enumerate()
         .map(|(r, (b, s))| {
             let v = (*b as f64 / (in_scale * *s as f64)).round();
             if v.abs() > (1i64 << 30) as f64 {
-                Err(TrainError::Model(format!("{what}: bias row {r} ({b}) is too large for its int32 grid")))
+                Err(TrainError::Model(format!(
+                    "{what}: bias row {r} ({b}) is too large for its int32 grid"
+                )))
             } else {
                 Ok(v as i32)
             }
@@ -61,7 +68,11 @@ pub fn build_graph(
         .map(|v| ((*v as f64 / eq.scale).round() + eq.zero_point as f64).clamp(-128.0, 127.0) as i8)
         .collect();
     let ename = arch.layer_names[0].clone();
-    writer.i8(&format!("{ename}.table"), &[arch.vocab, arch.embed_dim], &codes);
+    writer.i8(
+        &format!("{ename}.table"),
+        &[arch.vocab, arch.embed_dim],
+        &codes,
+    );
     layers.push(GraphLayer::Embedding {
         name: ename.clone(),
         vocab_size: arch.vocab,
@@ -83,7 +94,11 @@ pub fn build_graph(
         let bias = quantize_bias(&bias_f, in_q.scale, &si, &name)?;
         let mut gate_tables: [String; 4] = Default::default();
         for g in 0..4 {
-            let f = if g == 2 { Activation::Tanh } else { Activation::Sigmoid };
+            let f = if g == 2 {
+                Activation::Tanh
+            } else {
+                Activation::Sigmoid
+            };
             gate_tables[g] = table_for(f, gr.gate_frac_bits[g]);
         }
         let cell_table = table_for(Activation::Tanh, gr.cell_frac_bits);
@@ -135,7 +150,9 @@ pub fn build_graph(
         version: FORMAT_VERSION,
         name: arch.name.clone(),
         tensors: tensor_file_name.to_string(),
-        input: GraphInput::Tokens { vocab_size: arch.vocab },
+        input: GraphInput::Tokens {
+            vocab_size: arch.vocab,
+        },
         layers,
         tables,
         producer: Some(producer),
@@ -146,7 +163,10 @@ pub fn build_graph(
 
 /// `NAME.irnn.json` → `NAME.irnn.safetensors` (as the `irnn` CLI names it).
 pub fn tensor_file_name_for(output: &Path) -> String {
-    let file = output.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let file = output
+        .file_name()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
     let stem = file.strip_suffix(".json").unwrap_or(&file);
     format!("{stem}.safetensors")
 }
@@ -198,7 +218,18 @@ pub fn sim_logits(
     let mut s = 0;
     while s < n {
         let b = chunk.min(n - s);
-        let f = forward(p, &dp, &windows[s * t..(s + b) * t], b, t, mode, qs, &mut luts, false, device);
+        let f = forward(
+            p,
+            &dp,
+            &windows[s * t..(s + b) * t],
+            b,
+            t,
+            mode,
+            qs,
+            &mut luts,
+            false,
+            device,
+        );
         let v = crate::qat::to_host(f.logits);
         for r in 0..b * t {
             out.push(v[r * o..(r + 1) * o].iter().map(|&x| x as f64).collect());
@@ -209,9 +240,15 @@ pub fn sim_logits(
 }
 
 /// Next-token logits from the integer interpreter on a graph file.
-pub fn integer_logits(graph: &Path, windows: &[i64], n: usize, t: usize) -> Result<Vec<Vec<f64>>, TrainError> {
+pub fn integer_logits(
+    graph: &Path,
+    windows: &[i64],
+    n: usize,
+    t: usize,
+) -> Result<Vec<Vec<f64>>, TrainError> {
     let g = Graph::load(graph)?;
-    let program = irnn_codegen::lower::lower(&g).map_err(|e| TrainError::Model(format!("{}: {e}", graph.display())))?;
+    let program = irnn_codegen::lower::lower(&g)
+        .map_err(|e| TrainError::Model(format!("{}: {e}", graph.display())))?;
     let scale = program.output.scale_info;
     let mut it = Interpreter::new(&program);
     let mut out = Vec::with_capacity(n * t);

@@ -109,7 +109,11 @@ pub struct TrainOptions {
 
 impl TrainOptions {
     /// Defaults for a QAT fine-tune of `spec` on `data`, writing `output`.
-    pub fn new(spec: impl Into<PathBuf>, data: impl Into<PathBuf>, output: impl Into<PathBuf>) -> Self {
+    pub fn new(
+        spec: impl Into<PathBuf>,
+        data: impl Into<PathBuf>,
+        output: impl Into<PathBuf>,
+    ) -> Self {
         TrainOptions {
             spec: spec.into(),
             data: data.into(),
@@ -235,10 +239,23 @@ pub fn cpu() -> Device {
 
 /// One optimizer step: forward, backward, Adam. Returns the loss in bits per token.
 #[allow(clippy::too_many_arguments)]
-pub fn train_step(st: &mut State, tokens: &[i64], b: usize, t: usize, mode: Mode, track: bool, luts: &mut LutCache, lr: f64, clip: f64, ema_decay: f64) -> f64 {
+pub fn train_step(
+    st: &mut State,
+    tokens: &[i64],
+    b: usize,
+    t: usize,
+    mode: Mode,
+    track: bool,
+    luts: &mut LutCache,
+    lr: f64,
+    clip: f64,
+    ema_decay: f64,
+) -> f64 {
     let device = cpu().autodiff();
     let dp = DeviceParams::upload(&st.params, &device, true);
-    let f = forward(&st.params, &dp, tokens, b, t, mode, &st.quant, luts, track, &device);
+    let f = forward(
+        &st.params, &dp, tokens, b, t, mode, &st.quant, luts, track, &device,
+    );
     if track {
         st.quant.update(&f.stats, ema_decay);
     }
@@ -248,10 +265,23 @@ pub fn train_step(st: &mut State, tokens: &[i64], b: usize, t: usize, mode: Mode
     let mut gs: Vec<Vec<f32>> = dp
         .tensors
         .iter()
-        .map(|p| p.grad(&grads).map(|g| g.into_data().try_to_vec::<f32>().unwrap()).unwrap_or_default())
+        .map(|p| {
+            p.grad(&grads)
+                .map(|g| g.into_data().try_to_vec::<f32>().unwrap())
+                .unwrap_or_default()
+        })
         .collect();
-    let norm: f64 = gs.iter().flatten().map(|g| (*g as f64) * (*g as f64)).sum::<f64>().sqrt();
-    let scale = if clip > 0.0 && norm > clip { (clip / norm) as f32 } else { 1.0 };
+    let norm: f64 = gs
+        .iter()
+        .flatten()
+        .map(|g| (*g as f64) * (*g as f64))
+        .sum::<f64>()
+        .sqrt();
+    let scale = if clip > 0.0 && norm > clip {
+        (clip / norm) as f32
+    } else {
+        1.0
+    };
     st.step += 1;
     let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
     let c1 = 1.0 - b1.powi(st.step as i32);
@@ -284,7 +314,10 @@ pub fn valid_bits(st: &State, data: &Tokens, windows: usize, qat: bool) -> f64 {
 }
 
 /// Trains and exports. `progress` is called after every step and event.
-pub fn train(opts: &TrainOptions, progress: &mut dyn FnMut(&Progress)) -> Result<TrainReport, TrainError> {
+pub fn train(
+    opts: &TrainOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<TrainReport, TrainError> {
     let float = irnn_codegen::spec::FloatModel::load(&opts.spec)?;
     let mut params = Params::from_float(&float)?;
     let spec_params = (!opts.from_scratch).then(|| params.clone());
@@ -296,8 +329,20 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn FnMut(&Progress)) -> Result
         Some(p) => Some(Tokens::load(p, params.arch.vocab)?),
         None => None,
     };
-    let zeros = |p: &Params| p.params.iter().map(|q| vec![0f32; q.data.len()]).collect::<Vec<_>>();
-    let mut st = State { m: zeros(&params), v: zeros(&params), params, step: 0, rng: Rng(opts.seed), quant: QuantState::default() };
+    let zeros = |p: &Params| {
+        p.params
+            .iter()
+            .map(|q| vec![0f32; q.data.len()])
+            .collect::<Vec<_>>()
+    };
+    let mut st = State {
+        m: zeros(&params),
+        v: zeros(&params),
+        params,
+        step: 0,
+        rng: Rng(opts.seed),
+        quant: QuantState::default(),
+    };
     if let Some(ck) = &opts.checkpoint {
         if ck.exists() {
             st = checkpoint::load(ck, &st.params.arch)?;
@@ -309,14 +354,22 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn FnMut(&Progress)) -> Result
     let mut recent = Vec::new();
     let started = Instant::now();
     let first = st.step;
-    let cancelled = || opts.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
-    let interrupted = |st: &State, progress: &mut dyn FnMut(&Progress)| -> Result<TrainReport, TrainError> {
-        if let Some(ck) = &opts.checkpoint {
-            checkpoint::save(ck, st)?;
-            progress(&Progress::Checkpoint { step: st.step });
-        }
-        Err(TrainError::Interrupted { step: st.step, checkpoint: opts.checkpoint.clone() })
+    let cancelled = || {
+        opts.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::SeqCst))
     };
+    let interrupted =
+        |st: &State, progress: &mut dyn FnMut(&Progress)| -> Result<TrainReport, TrainError> {
+            if let Some(ck) = &opts.checkpoint {
+                checkpoint::save(ck, st)?;
+                progress(&Progress::Checkpoint { step: st.step });
+            }
+            Err(TrainError::Interrupted {
+                step: st.step,
+                checkpoint: opts.checkpoint.clone(),
+            })
+        };
     while st.step < opts.steps {
         if cancelled() {
             return interrupted(&st, progress);
@@ -328,29 +381,68 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn FnMut(&Progress)) -> Result
             let tokens = sample_batch(&data, opts.batch_size, t, &mut st.rng);
             let dev = cpu();
             let dp = DeviceParams::upload(&st.params, &dev, false);
-            let f = forward(&st.params, &dp, &tokens, opts.batch_size, t, Mode::Float, &st.quant, &mut luts, true, &dev);
+            let f = forward(
+                &st.params,
+                &dp,
+                &tokens,
+                opts.batch_size,
+                t,
+                Mode::Float,
+                &st.quant,
+                &mut luts,
+                true,
+                &dev,
+            );
             st.quant.update(&f.stats, opts.ema_decay);
         }
         let track = qat_on && !st.quant.frozen;
         let tokens = sample_batch(&data, opts.batch_size, t, &mut st.rng);
         let t0 = Instant::now();
-        let bits = train_step(&mut st, &tokens, opts.batch_size, t, mode, track, &mut luts, opts.lr, opts.grad_clip, opts.ema_decay);
+        let bits = train_step(
+            &mut st,
+            &tokens,
+            opts.batch_size,
+            t,
+            mode,
+            track,
+            &mut luts,
+            opts.lr,
+            opts.grad_clip,
+            opts.ema_decay,
+        );
         if !bits.is_finite() {
-            return Err(TrainError::Model(format!("loss is not finite at step {}", st.step)));
+            return Err(TrainError::Model(format!(
+                "loss is not finite at step {}",
+                st.step
+            )));
         }
         recent.push(bits);
         if recent.len() > 20 {
             recent.remove(0);
         }
-        progress(&Progress::Step { step: st.step, bits, qat: qat_on, ms: t0.elapsed().as_secs_f64() * 1e3 });
+        progress(&Progress::Step {
+            step: st.step,
+            bits,
+            qat: qat_on,
+            ms: t0.elapsed().as_secs_f64() * 1e3,
+        });
         if qat_on && !st.quant.frozen && st.step >= opts.float_steps + opts.range_warmup_steps {
             st.quant.frozen = true;
             progress(&Progress::RangesFrozen { step: st.step });
         }
-        if let (Some(v), true) = (&valid, opts.valid_every > 0 && st.step.is_multiple_of(opts.valid_every)) {
-            progress(&Progress::Valid { step: st.step, bits: valid_bits(&st, v, opts.valid_windows, qat_on) });
+        if let (Some(v), true) = (
+            &valid,
+            opts.valid_every > 0 && st.step.is_multiple_of(opts.valid_every),
+        ) {
+            progress(&Progress::Valid {
+                step: st.step,
+                bits: valid_bits(&st, v, opts.valid_windows, qat_on),
+            });
         }
-        if let (Some(ck), true) = (&opts.checkpoint, opts.checkpoint_every > 0 && st.step.is_multiple_of(opts.checkpoint_every)) {
+        if let (Some(ck), true) = (
+            &opts.checkpoint,
+            opts.checkpoint_every > 0 && st.step.is_multiple_of(opts.checkpoint_every),
+        ) {
             checkpoint::save(ck, &st)?;
             progress(&Progress::Checkpoint { step: st.step });
         }
@@ -360,7 +452,18 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn FnMut(&Progress)) -> Result
         let tokens = sample_batch(&data, opts.batch_size, t, &mut st.rng);
         let dev = cpu();
         let dp = DeviceParams::upload(&st.params, &dev, false);
-        let f = forward(&st.params, &dp, &tokens, opts.batch_size, t, Mode::Float, &st.quant, &mut luts, true, &dev);
+        let f = forward(
+            &st.params,
+            &dp,
+            &tokens,
+            opts.batch_size,
+            t,
+            Mode::Float,
+            &st.quant,
+            &mut luts,
+            true,
+            &dev,
+        );
         st.quant.update(&f.stats, opts.ema_decay);
     }
     if cancelled() {
@@ -381,11 +484,17 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn FnMut(&Progress)) -> Result
     });
     let valid_bits = sim.as_ref().map(|s| s.0);
     if let Some(b) = valid_bits {
-        progress(&Progress::Valid { step: st.step, bits: b });
+        progress(&Progress::Valid {
+            step: st.step,
+            bits: b,
+        });
     }
     if cancelled() {
         // Nothing exported yet; the checkpoint holds the finished run.
-        return Err(TrainError::Interrupted { step: st.step, checkpoint: opts.checkpoint.clone() });
+        return Err(TrainError::Interrupted {
+            step: st.step,
+            checkpoint: opts.checkpoint.clone(),
+        });
     }
     let producer = serde_json::json!({
         "tool": "irnn-train (QAT)",
@@ -396,15 +505,35 @@ pub fn train(opts: &TrainOptions, progress: &mut dyn FnMut(&Progress)) -> Result
         "range_warmup_steps": opts.range_warmup_steps,
         "pwl": {"tolerance_lsb": 1.0, "max_pieces": 64, "method": "sweep"},
     });
-    export::export(&st.params, &st.quant, &opts.output, producer, float.metadata.clone())?;
-    progress(&Progress::Exported { path: opts.output.clone() });
+    export::export(
+        &st.params,
+        &st.quant,
+        &opts.output,
+        producer,
+        float.metadata.clone(),
+    )?;
+    progress(&Progress::Exported {
+        path: opts.output.clone(),
+    });
     let done = st.step - first;
-    let ms_per_step = if done > 0 { started.elapsed().as_secs_f64() * 1e3 / done as f64 } else { 0.0 };
-    let (mut spec_float, mut float_bits, mut int_bits, mut top1, mut valid_steps) = (None, None, None, None, None);
+    let ms_per_step = if done > 0 {
+        started.elapsed().as_secs_f64() * 1e3 / done as f64
+    } else {
+        0.0
+    };
+    let (mut spec_float, mut float_bits, mut int_bits, mut top1, mut valid_steps) =
+        (None, None, None, None, None);
     if let (true, Some((n, v)), Some((_, sim))) = (opts.final_eval, valid_n, &sim) {
         let w = &v.data[..n * v.t];
         let none = QuantState::default();
-        let fl = |p: &Params| export::bits_per_token(&export::sim_logits(p, &none, w, n, v.t, Mode::Float, &cpu()), w, n, v.t);
+        let fl = |p: &Params| {
+            export::bits_per_token(
+                &export::sim_logits(p, &none, w, n, v.t, Mode::Float, &cpu()),
+                w,
+                n,
+                v.t,
+            )
+        };
         spec_float = spec_params.as_ref().map(fl);
         float_bits = Some(fl(&st.params));
         let int = export::integer_logits(&opts.output, w, n, v.t)?;

@@ -89,24 +89,52 @@ impl Params {
                     embed_dim = weight.cols;
                     params.push(mat(format!("{name}.weight"), weight));
                 }
-                (i, FloatLayer::Lstm { name, w_ih, w_hh, b_ih, b_hh }) if i > 0 && i + 1 < n => {
+                (
+                    i,
+                    FloatLayer::Lstm {
+                        name,
+                        w_ih,
+                        w_hh,
+                        b_ih,
+                        b_hh,
+                    },
+                ) if i > 0 && i + 1 < n => {
                     let [a, b, c, d] = lstm_names(name);
                     hidden.push(w_hh.cols);
                     params.push(mat(a, w_ih));
                     params.push(mat(b, w_hh));
-                    params.push(Param { name: c, shape: vec![b_ih.len()], data: b_ih.clone() });
-                    params.push(Param { name: d, shape: vec![b_hh.len()], data: b_hh.clone() });
+                    params.push(Param {
+                        name: c,
+                        shape: vec![b_ih.len()],
+                        data: b_ih.clone(),
+                    });
+                    params.push(Param {
+                        name: d,
+                        shape: vec![b_hh.len()],
+                        data: b_hh.clone(),
+                    });
                 }
                 (i, FloatLayer::Linear { name, weight, bias }) if i + 1 == n => {
                     out = weight.rows;
                     params.push(mat(format!("{name}.weight"), weight));
-                    params.push(Param { name: format!("{name}.bias"), shape: vec![bias.len()], data: bias.clone() });
+                    params.push(Param {
+                        name: format!("{name}.bias"),
+                        shape: vec![bias.len()],
+                        data: bias.clone(),
+                    });
                 }
                 _ => return Err(unsupported(&format!("layer {i} (\"{}\")", layer.name()))),
             }
         }
         Ok(Params {
-            arch: Arch { name: model.name.clone(), vocab: vocab_size, embed_dim, hidden, out, layer_names: names },
+            arch: Arch {
+                name: model.name.clone(),
+                vocab: vocab_size,
+                embed_dim,
+                hidden,
+                out,
+                layer_names: names,
+            },
             params,
         })
     }
@@ -117,9 +145,18 @@ impl Params {
         let mut params = Vec::new();
         let mut u = |name: String, shape: Vec<usize>, bound: f32, rng: &mut Rng| {
             let n = shape.iter().product();
-            params.push(Param { name, shape, data: (0..n).map(|_| rng.uniform() * bound).collect() });
+            params.push(Param {
+                name,
+                shape,
+                data: (0..n).map(|_| rng.uniform() * bound).collect(),
+            });
         };
-        u(format!("{}.weight", arch.layer_names[0]), vec![arch.vocab, arch.embed_dim], 1.0, &mut rng);
+        u(
+            format!("{}.weight", arch.layer_names[0]),
+            vec![arch.vocab, arch.embed_dim],
+            1.0,
+            &mut rng,
+        );
         let mut input = arch.embed_dim;
         for (k, &h) in arch.hidden.iter().enumerate() {
             let [a, b, c, d] = lstm_names(&arch.layer_names[1 + k]);
@@ -132,20 +169,38 @@ impl Params {
         }
         let last = arch.layer_names.last().unwrap();
         let bound = 1.0 / (input as f32).sqrt();
-        u(format!("{last}.weight"), vec![arch.out, input], bound, &mut rng);
+        u(
+            format!("{last}.weight"),
+            vec![arch.out, input],
+            bound,
+            &mut rng,
+        );
         u(format!("{last}.bias"), vec![arch.out], bound, &mut rng);
-        Params { arch: arch.clone(), params }
+        Params {
+            arch: arch.clone(),
+            params,
+        }
     }
 
     /// Back to a [`FloatModel`] (for the float reference and `irnn quantize`).
     pub fn to_float(&self, template: &FloatModel) -> FloatModel {
         let mut m = template.clone();
         let mut it = self.params.iter();
-        let mat = |p: &Param| Matrix { rows: p.shape[0], cols: p.shape[1], data: p.data.clone() };
+        let mat = |p: &Param| Matrix {
+            rows: p.shape[0],
+            cols: p.shape[1],
+            data: p.data.clone(),
+        };
         for layer in m.layers.iter_mut() {
             match layer {
                 FloatLayer::Embedding { weight, .. } => *weight = mat(it.next().unwrap()),
-                FloatLayer::Lstm { w_ih, w_hh, b_ih, b_hh, .. } => {
+                FloatLayer::Lstm {
+                    w_ih,
+                    w_hh,
+                    b_ih,
+                    b_hh,
+                    ..
+                } => {
                     *w_ih = mat(it.next().unwrap());
                     *w_hh = mat(it.next().unwrap());
                     *b_ih = it.next().unwrap().data.clone();

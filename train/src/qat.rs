@@ -91,7 +91,9 @@ impl QuantState {
 /// The PWL table the compiler emits for `(function, frac_bits)`: `fit` with default
 /// options, exactly as `irnn quantize` calls it.
 pub fn table(function: Activation, frac_bits: u32) -> PwlTable {
-    fit(&FitOptions::new(function, frac_bits)).expect("default PWL options fit").0
+    fit(&FitOptions::new(function, frac_bits))
+        .expect("default PWL options fit")
+        .0
 }
 
 /// Float values (Q0.15 codes / 2^15) of every int16 input code of the compiler's table.
@@ -119,7 +121,11 @@ impl LutCache {
         }
         let mut all = Vec::with_capacity(4 * 65536);
         for g in 0..4 {
-            let f = if g == 2 { Activation::Tanh } else { Activation::Sigmoid };
+            let f = if g == 2 {
+                Activation::Tanh
+            } else {
+                Activation::Sigmoid
+            };
             all.extend_from_slice(self.values(f, fb[g]));
         }
         let t = Tensor::<1>::from_data(TensorData::new(all, [4 * 65536]), device);
@@ -160,7 +166,11 @@ impl DeviceParams {
             .params
             .iter()
             .map(|q| {
-                let shape = if q.shape.len() == 2 { [q.shape[0], q.shape[1]] } else { [1, q.shape[0]] };
+                let shape = if q.shape.len() == 2 {
+                    [q.shape[0], q.shape[1]]
+                } else {
+                    [1, q.shape[0]]
+                };
                 let t = Tensor::<2>::from_data(TensorData::new(q.data.clone(), shape), device);
                 if grad {
                     t.require_grad()
@@ -183,9 +193,17 @@ fn ste(x: Tensor<2>, q_of_detached: impl FnOnce(Tensor<2>) -> Tensor<2>) -> Tens
 /// Per-row symmetric int8 fake quantization (codes in [-127, 127]); returns the
 /// fake-quantized weights and the row scales `[rows, 1]` (detached).
 pub fn fq_weight_rows(w: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-    let s = w.clone().detach().abs().max_dim(1).div_scalar(127.0).clamp_min(1e-30);
+    let s = w
+        .clone()
+        .detach()
+        .abs()
+        .max_dim(1)
+        .div_scalar(127.0)
+        .clamp_min(1e-30);
     let s2 = s.clone();
-    let q = ste(w, move |wd| wd.div(s2.clone()).round().clamp(-127.0, 127.0).mul(s2));
+    let q = ste(w, move |wd| {
+        wd.div(s2.clone()).round().clamp(-127.0, 127.0).mul(s2)
+    });
     (q, s)
 }
 
@@ -258,7 +276,11 @@ pub fn forward(
         let base = 1 + 4 * k;
         let (w_ih, w_hh) = (dp.tensors[base].clone(), dp.tensors[base + 1].clone());
         let bias = dp.tensors[base + 2].clone() + dp.tensors[base + 3].clone();
-        let grids = if mode == Mode::Qat { Some(qs.grids(k)) } else { None };
+        let grids = if mode == Mode::Qat {
+            Some(qs.grids(k))
+        } else {
+            None
+        };
         let (w_ih, w_hh, bias) = match (mode, in_q) {
             (Mode::Qat, Some(xq)) => {
                 let (wi, si) = fq_weight_rows(w_ih);
@@ -283,8 +305,14 @@ pub fn forward(
                 }
                 (
                     Some(luts.gate_lut(k, gr.gate_frac_bits, device)),
-                    Some(Tensor::<2>::from_data(TensorData::new(sc, [1, 4 * h]), device)),
-                    Some(Tensor::<2>::from_data(TensorData::new(off, [1, 4 * h]), device)),
+                    Some(Tensor::<2>::from_data(
+                        TensorData::new(sc, [1, 4 * h]),
+                        device,
+                    )),
+                    Some(Tensor::<2>::from_data(
+                        TensorData::new(off, [1, 4 * h]),
+                        device,
+                    )),
                 )
             }
             None => (None, None, None),
@@ -296,7 +324,8 @@ pub fn forward(
         let mut outs = Vec::with_capacity(t);
         let (mut pres, mut cs, mut raws) = (Vec::new(), Vec::new(), Vec::new());
         for step in 0..t {
-            let pre = xp.clone().narrow(1, step, 1).reshape([b, 4 * h]) + hs.clone().matmul(w_hh_t.clone());
+            let pre = xp.clone().narrow(1, step, 1).reshape([b, 4 * h])
+                + hs.clone().matmul(w_hh_t.clone());
             if track {
                 pres.push(pre.clone().detach());
             }
@@ -374,7 +403,9 @@ pub fn forward(
             for g in 0..4 {
                 ga[g] = pre[g * h..(g + 1) * h].iter().fold(0f32, |m, v| m.max(*v)) as f64;
             }
-            let cmax = host(Tensor::cat(cs, 0).abs().max().reshape([1, 1])).iter().fold(0f32, |m, v| m.max(*v));
+            let cmax = host(Tensor::cat(cs, 0).abs().max().reshape([1, 1]))
+                .iter()
+                .fold(0f32, |m, v| m.max(*v));
             let r = Tensor::cat(raws, 0);
             let hmin = host(r.clone().min().reshape([1, 1]))[0];
             let hmax = host(r.max().reshape([1, 1]))[0];
@@ -405,9 +436,16 @@ pub fn forward(
 
 /// Mean next-token cross entropy (nats) over windows `[b, t]`: logits at steps
 /// `0..t-1` predict tokens at `1..t`.
-pub fn next_token_loss(logits: Tensor<2>, tokens: &[i64], b: usize, t: usize, device: &Device) -> Tensor<1> {
+pub fn next_token_loss(
+    logits: Tensor<2>,
+    tokens: &[i64],
+    b: usize,
+    t: usize,
+    device: &Device,
+) -> Tensor<1> {
     let o = logits.dims()[1];
-    let lp = burn::tensor::activation::log_softmax(logits.reshape([b, t, o]).narrow(1, 0, t - 1), 2);
+    let lp =
+        burn::tensor::activation::log_softmax(logits.reshape([b, t, o]).narrow(1, 0, t - 1), 2);
     let mut tg = Vec::with_capacity(b * (t - 1));
     for r in 0..b {
         for s in 1..t {

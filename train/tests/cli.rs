@@ -64,7 +64,11 @@ fn small(data: &Path, valid: &Path, out: &Path, steps: usize) -> Vec<String> {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -72,21 +76,39 @@ fn cli_trains_and_exports_a_graph_the_interpreter_runs() {
     let dir = tempfile::tempdir().unwrap();
     let (spec, data, valid) = setup(dir.path());
     let out = dir.path().join("tiny_qat.irnn.json");
-    let o = bin().arg(&spec).args(small(&data, &valid, &out, 4)).output().unwrap();
+    let o = bin()
+        .arg(&spec)
+        .args(small(&data, &valid, &out, 4))
+        .output()
+        .unwrap();
     let all = text(&o);
     assert!(o.status.success(), "{all}");
-    for want in ["validation", "QAT simulated", "integer (interpreter)", "top-1 agreement", "tiny_qat.ckpt"] {
+    for want in [
+        "validation",
+        "QAT simulated",
+        "integer (interpreter)",
+        "top-1 agreement",
+        "tiny_qat.ckpt",
+    ] {
         assert!(all.contains(want), "no {want:?} in:\n{all}");
     }
     assert!(dir.path().join("tiny_qat.irnn.safetensors").is_file());
-    assert!(dir.path().join("tiny_qat.ckpt").is_file(), "default checkpoint beside the output");
+    assert!(
+        dir.path().join("tiny_qat.ckpt").is_file(),
+        "default checkpoint beside the output"
+    );
     let g = irnn_codegen::graph::Graph::load(&out).unwrap();
     let program = irnn_codegen::lower::lower(&g).unwrap();
     let mut it = irnn_codegen::interp::Interpreter::new(&program);
     for tok in [0, 3, 7, 1] {
         assert_eq!(it.step_token(tok).unwrap().len(), V);
     }
-    let producer = g.file.producer.as_ref().map(|p| p.to_string()).unwrap_or_default();
+    let producer = g
+        .file
+        .producer
+        .as_ref()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     assert!(producer.contains("irnn-train"), "{producer}");
 
     // Text input with a vocabulary, from scratch, JSON report.
@@ -96,7 +118,12 @@ fn cli_trains_and_exports_a_graph_the_interpreter_runs() {
     std::fs::write(&txt, "abcdefghgfedcba".repeat(8)).unwrap();
     let out2 = dir.path().join("from_text.irnn.json");
     let mut args = small(&txt, &valid, &out2, 2);
-    args.extend(["--vocab".into(), vocab.display().to_string(), "--from-scratch".into(), "--json".into()]);
+    args.extend([
+        "--vocab".into(),
+        vocab.display().to_string(),
+        "--from-scratch".into(),
+        "--json".into(),
+    ]);
     let o = bin().arg(&spec).args(&args).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -112,27 +139,55 @@ fn cli_bad_input_names_the_file_and_writes_nothing() {
     let out = dir.path().join("out.irnn.json");
     // Missing spec.
     let missing = dir.path().join("nope.json");
-    let o = bin().arg(&missing).args(small(&data, &valid, &out, 2)).output().unwrap();
+    let o = bin()
+        .arg(&missing)
+        .args(small(&data, &valid, &out, 2))
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(err.contains("nope.json"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     // Float32 data where token ids are expected.
     let bad = dir.path().join("floats.npy");
-    std::fs::write(&bad, irnn_codegen::npy::f32_npy_bytes(&[4, 8, 1], &[0.5; 32]).unwrap()).unwrap();
-    let o = bin().arg(&spec).args(small(&bad, &valid, &out, 2)).output().unwrap();
+    std::fs::write(
+        &bad,
+        irnn_codegen::npy::f32_npy_bytes(&[4, 8, 1], &[0.5; 32]).unwrap(),
+    )
+    .unwrap();
+    let o = bin()
+        .arg(&spec)
+        .args(small(&bad, &valid, &out, 2))
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(err.contains("floats.npy") && err.contains("token ids"), "{err}");
+    assert!(
+        err.contains("floats.npy") && err.contains("token ids"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     // Output directory that does not exist.
-    let o = bin().arg(&spec).args(small(&data, &valid, &dir.path().join("no/dir/out.irnn.json"), 2)).output().unwrap();
+    let o = bin()
+        .arg(&spec)
+        .args(small(
+            &data,
+            &valid,
+            &dir.path().join("no/dir/out.irnn.json"),
+            2,
+        ))
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no/dir/out.irnn.json"));
     // Text without a vocabulary.
     let txt = dir.path().join("t.txt");
     std::fs::write(&txt, "abc").unwrap();
-    let o = bin().arg(&spec).args(small(&txt, &valid, &out, 2)).output().unwrap();
+    let o = bin()
+        .arg(&spec)
+        .args(small(&txt, &valid, &out, 2))
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(err.contains("t.txt") && err.contains("--vocab"), "{err}");
@@ -162,13 +217,21 @@ fn cancel_flag_stops_saves_and_resume_continues() {
         }
     });
     match r {
-        Err(TrainError::Interrupted { step: 3, checkpoint: Some(c) }) => assert_eq!(c, dir.path().join("c.ckpt")),
+        Err(TrainError::Interrupted {
+            step: 3,
+            checkpoint: Some(c),
+        }) => assert_eq!(c, dir.path().join("c.ckpt")),
         other => panic!("{other:?}"),
     }
     assert!(!o.output.exists());
     let float = irnn_codegen::spec::FloatModel::load(&spec).unwrap();
     let arch = irnn_train::model::Params::from_float(&float).unwrap().arch;
-    assert_eq!(irnn_train::checkpoint::load(dir.path().join("c.ckpt").as_path(), &arch).unwrap().step, 3);
+    assert_eq!(
+        irnn_train::checkpoint::load(dir.path().join("c.ckpt").as_path(), &arch)
+            .unwrap()
+            .step,
+        3
+    );
     // Same options again: resumes at step 3 and finishes.
     flag.store(false, Ordering::SeqCst);
     let mut resumed = None;
@@ -194,7 +257,11 @@ fn cancel_flag_stops_saves_and_resume_continues() {
     let b = irnn_train::checkpoint::load(dir.path().join("u.ckpt").as_path(), &arch).unwrap();
     assert_eq!(a.quant, b.quant);
     for (x, y) in a.params.params.iter().zip(&b.params.params) {
-        let d = x.data.iter().zip(&y.data).fold(0f32, |m, (u, v)| m.max((u - v).abs()));
+        let d = x
+            .data
+            .iter()
+            .zip(&y.data)
+            .fold(0f32, |m, (u, v)| m.max((u - v).abs()));
         assert!(d < 1e-5, "{}: max diff {d}", x.name);
     }
 }
@@ -214,17 +281,29 @@ fn cli_sigint_checkpoints_and_the_same_command_resumes() {
         a.push("--checkpoint-every=1".into());
         a
     };
-    let mut child = bin().arg(&spec).args(every_step(100_000)).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = bin()
+        .arg(&spec)
+        .args(every_step(100_000))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // The first checkpoint means the Ctrl-C handler is installed and steps are running.
     let t0 = std::time::Instant::now();
     while !ckpt.exists() {
         assert!(t0.elapsed().as_secs() < 60, "no checkpoint after 60 s");
         if let Some(st) = child.try_wait().unwrap() {
-            panic!("exited early ({st}): {}", text(&child.wait_with_output().unwrap()));
+            panic!(
+                "exited early ({st}): {}",
+                text(&child.wait_with_output().unwrap())
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let st = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(st.success());
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr).to_string();
@@ -239,12 +318,22 @@ fn cli_sigint_checkpoints_and_the_same_command_resumes() {
         .unwrap_or_else(|| panic!("{err}"));
     let float = irnn_codegen::spec::FloatModel::load(&spec).unwrap();
     let arch = irnn_train::model::Params::from_float(&float).unwrap().arch;
-    assert_eq!(irnn_train::checkpoint::load(&ckpt, &arch).unwrap().step, step);
+    assert_eq!(
+        irnn_train::checkpoint::load(&ckpt, &arch).unwrap().step,
+        step
+    );
     // Resume (two more steps instead of 100 000).
-    let o = bin().arg(&spec).args(every_step(step + 2)).output().unwrap();
+    let o = bin()
+        .arg(&spec)
+        .args(every_step(step + 2))
+        .output()
+        .unwrap();
     let all = text(&o);
     assert!(o.status.success(), "{all}");
     assert!(all.contains(&format!("at step {step}")), "{all}");
     assert!(out.is_file());
-    assert_eq!(irnn_train::checkpoint::load(&ckpt, &arch).unwrap().step, step + 2);
+    assert_eq!(
+        irnn_train::checkpoint::load(&ckpt, &arch).unwrap().step,
+        step + 2
+    );
 }

@@ -33,13 +33,29 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     let owned: Vec<(String, Vec<usize>, Vec<u8>)> = p
         .params
         .iter()
-        .map(|q| (q.name.clone(), q.shape.clone(), q.data.iter().flat_map(|v| v.to_le_bytes()).collect()))
+        .map(|q| {
+            (
+                q.name.clone(),
+                q.shape.clone(),
+                q.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
+        })
         .collect();
     let views: Vec<_> = owned
         .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
+        })
         .collect();
-    std::fs::write(dir.join("tiny.safetensors"), safetensors::serialize(views, &None).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("tiny.safetensors"),
+        safetensors::serialize(views, &None).unwrap(),
+    )
+    .unwrap();
     let sp = dir.join("tiny.json");
     std::fs::write(&sp, serde_json::to_string(&spec).unwrap()).unwrap();
     // A noisy counter: next = cur + 1 (mod V) most of the time.
@@ -50,11 +66,19 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
         let mut cur = rng.below(V) as i32;
         for _ in 0..t {
             data.push(cur);
-            cur = if rng.below(10) == 0 { rng.below(V) as i32 } else { (cur + 1) % V as i32 };
+            cur = if rng.below(10) == 0 {
+                rng.below(V) as i32
+            } else {
+                (cur + 1) % V as i32
+            };
         }
     }
     let dp = dir.join("train.npy");
-    std::fs::write(&dp, irnn_codegen::npy::i32_npy_bytes(&[n, t], &data).unwrap()).unwrap();
+    std::fs::write(
+        &dp,
+        irnn_codegen::npy::i32_npy_bytes(&[n, t], &data).unwrap(),
+    )
+    .unwrap();
     (sp, dp)
 }
 
@@ -81,16 +105,36 @@ fn gradients_flow_through_fake_quant_and_pwl() {
     let mut qs = QuantState::default();
     let mut luts = LutCache::default();
     let dev = cpu();
-    let f = forward(&p, &DeviceParams::upload(&p, &dev, false), w, 8, toks.t, Mode::Float, &qs, &mut luts, true, &dev);
+    let f = forward(
+        &p,
+        &DeviceParams::upload(&p, &dev, false),
+        w,
+        8,
+        toks.t,
+        Mode::Float,
+        &qs,
+        &mut luts,
+        true,
+        &dev,
+    );
     qs.update(&f.stats, 0.9);
     let ad = cpu().autodiff();
     let dp = DeviceParams::upload(&p, &ad, true);
     let f = forward(&p, &dp, w, 8, toks.t, Mode::Qat, &qs, &mut luts, false, &ad);
     let grads = next_token_loss(f.logits, w, 8, toks.t, &ad).backward();
     for (q, t) in p.params.iter().zip(&dp.tensors) {
-        let g: Vec<f32> = t.grad(&grads).expect("a gradient").into_data().try_to_vec().unwrap();
+        let g: Vec<f32> = t
+            .grad(&grads)
+            .expect("a gradient")
+            .into_data()
+            .try_to_vec()
+            .unwrap();
         let norm: f32 = g.iter().map(|v| v * v).sum();
-        assert!(norm > 0.0 && norm.is_finite(), "{}: gradient norm {norm}", q.name);
+        assert!(
+            norm > 0.0 && norm.is_finite(),
+            "{}: gradient norm {norm}",
+            q.name
+        );
     }
 }
 
@@ -161,7 +205,11 @@ fn checkpoints_resume_exactly() {
     assert_eq!(sb.step, 12);
     assert_eq!(sa.quant, sb.quant);
     for (x, y) in sa.params.params.iter().zip(&sb.params.params) {
-        let d = x.data.iter().zip(&y.data).fold(0f32, |m, (u, v)| m.max((u - v).abs()));
+        let d = x
+            .data
+            .iter()
+            .zip(&y.data)
+            .fold(0f32, |m, (u, v)| m.max((u - v).abs()));
         assert!(d < 1e-5, "{}: max diff {d}", x.name);
     }
     assert!(!std::fs::read(&a.output).unwrap().is_empty());

@@ -102,7 +102,9 @@ fn main() -> ExitCode {
         let (cancel, handler_ui) = (cancel.clone(), ui.clone());
         let handler = ctrlc::set_handler(move || {
             if cancel.swap(true, Ordering::SeqCst) {
-                handler_ui.say("irnn-train: second interrupt: exiting now (the last checkpoint is intact)");
+                handler_ui.say(
+                    "irnn-train: second interrupt: exiting now (the last checkpoint is intact)",
+                );
                 std::process::exit(EXIT_INTERRUPTED as i32);
             }
             handler_ui.say("irnn-train: interrupt: stopping after the current step and saving a checkpoint (Ctrl-C again to exit now)");
@@ -115,7 +117,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             ui.pb.abandon();
-            if let Some(TrainError::Interrupted { step, checkpoint }) = e.downcast_ref::<TrainError>() {
+            if let Some(TrainError::Interrupted { step, checkpoint }) =
+                e.downcast_ref::<TrainError>()
+            {
                 eprintln!("irnn-train: interrupted after step {step}; nothing was exported.");
                 match checkpoint {
                     Some(c) => eprintln!(
@@ -165,12 +169,17 @@ impl Ui {
 
 /// The command line, shell-quoted.
 fn command_line() -> String {
-    std::env::args_os().map(|a| quote(&a)).collect::<Vec<_>>().join(" ")
+    std::env::args_os()
+        .map(|a| quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn quote(a: &OsString) -> String {
     let s = a.to_string_lossy();
-    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
     if plain {
         s.into_owned()
     } else {
@@ -180,7 +189,10 @@ fn quote(a: &OsString) -> String {
 
 /// `NAME.irnn.json` → `NAME.ckpt` in the same directory.
 fn default_checkpoint(output: &Path) -> PathBuf {
-    let file = output.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let file = output
+        .file_name()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
     let stem = file
         .strip_suffix(".irnn.json")
         .or_else(|| file.strip_suffix(".json"))
@@ -197,21 +209,35 @@ fn check_dir_of(path: &Path, what: &str) -> Result<()> {
         _ => Path::new("."),
     };
     if !dir.is_dir() {
-        bail!("{}: the directory of the {what} does not exist", path.display());
+        bail!(
+            "{}: the directory of the {what} does not exist",
+            path.display()
+        );
     }
     Ok(())
 }
 
 /// `.txt` data → a temporary `.npy` of windows of `t` tokens every `stride`.
-fn text_data(path: &Path, args: &Args, tmp: &Path, name: &str, t: usize, stride: usize) -> Result<PathBuf> {
+fn text_data(
+    path: &Path,
+    args: &Args,
+    tmp: &Path,
+    name: &str,
+    t: usize,
+    stride: usize,
+) -> Result<PathBuf> {
     let vocab = args
         .vocab
         .as_deref()
         .with_context(|| format!("{}: text data needs --vocab VOCAB.json", path.display()))?;
     let out = tmp.join(format!("{name}.npy"));
-    let n = irnn_train::data::text_to_npy(path, vocab, &out, t, stride).with_context(|| format!("{}", path.display()))?;
+    let n = irnn_train::data::text_to_npy(path, vocab, &out, t, stride)
+        .with_context(|| format!("{}", path.display()))?;
     if n == 0 {
-        bail!("{}: too short for one window of {t} characters", path.display());
+        bail!(
+            "{}: too short for one window of {t} characters",
+            path.display()
+        );
     }
     Ok(out)
 }
@@ -221,7 +247,9 @@ fn is_text(p: &Path) -> bool {
 }
 
 fn run(args: &Args, ui: &Ui, cancel: Arc<AtomicBool>) -> Result<()> {
-    let lr = args.lr.unwrap_or(if args.from_scratch { 2e-3 } else { 2e-4 });
+    let lr = args
+        .lr
+        .unwrap_or(if args.from_scratch { 2e-3 } else { 2e-4 });
     if !(lr.is_finite() && lr > 0.0) {
         bail!("--lr must be a positive number (got {lr})");
     }
@@ -238,7 +266,10 @@ fn run(args: &Args, ui: &Ui, cancel: Arc<AtomicBool>) -> Result<()> {
         bail!("{}: cannot read: no such file", args.spec.display());
     }
     check_dir_of(&args.output, "output")?;
-    let checkpoint = args.checkpoint.clone().unwrap_or_else(|| default_checkpoint(&args.output));
+    let checkpoint = args
+        .checkpoint
+        .clone()
+        .unwrap_or_else(|| default_checkpoint(&args.output));
     check_dir_of(&checkpoint, "checkpoint")?;
 
     // Text data is cut into windows in a temporary directory.
@@ -246,12 +277,19 @@ fn run(args: &Args, ui: &Ui, cancel: Arc<AtomicBool>) -> Result<()> {
     let (mut data, mut valid) = (args.data.clone(), args.valid.clone());
     if is_text(&data) || is_text(&valid) {
         if let Some(v) = &args.vocab {
-            let voc: Vec<String> = serde_json::from_slice(&std::fs::read(v).with_context(|| format!("{}: cannot read", v.display()))?)
-                .with_context(|| format!("{}: expected a JSON list of strings", v.display()))?;
+            let voc: Vec<String> = serde_json::from_slice(
+                &std::fs::read(v).with_context(|| format!("{}: cannot read", v.display()))?,
+            )
+            .with_context(|| format!("{}: expected a JSON list of strings", v.display()))?;
             let float = irnn_codegen::spec::FloatModel::load(&args.spec)?;
             if let irnn_codegen::spec::InputSpec::Tokens { vocab_size } = float.input {
                 if voc.len() > vocab_size {
-                    bail!("{}: {} entries, but {} has a vocabulary of {vocab_size}", v.display(), voc.len(), args.spec.display());
+                    bail!(
+                        "{}: {} entries, but {} has a vocabulary of {vocab_size}",
+                        v.display(),
+                        voc.len(),
+                        args.spec.display()
+                    );
                 }
             }
         }
@@ -271,7 +309,9 @@ fn run(args: &Args, ui: &Ui, cancel: Arc<AtomicBool>) -> Result<()> {
     o.batch_size = args.batch_size;
     o.seq_len = args.seq_len;
     o.from_scratch = args.from_scratch;
-    o.float_steps = args.float_steps.unwrap_or(if args.from_scratch { args.steps / 2 } else { 0 });
+    o.float_steps = args
+        .float_steps
+        .unwrap_or(if args.from_scratch { args.steps / 2 } else { 0 });
     o.range_warmup_steps = args.range_warmup_steps;
     o.seed = args.seed;
     o.checkpoint = Some(checkpoint.clone());
@@ -288,24 +328,42 @@ fn run(args: &Args, ui: &Ui, cancel: Arc<AtomicBool>) -> Result<()> {
     let (mut recent, mut last_valid): (Vec<f64>, Option<f64>) = (Vec::new(), None);
     let mut phase = "qat";
     let report = train(&o, &mut |p| match p {
-        Progress::Step { step, bits, qat, ms } => {
+        Progress::Step {
+            step,
+            bits,
+            qat,
+            ms,
+        } => {
             recent.push(*bits);
             if recent.len() > 10 {
                 recent.remove(0);
             }
             let loss = recent.iter().sum::<f64>() / recent.len() as f64;
             phase = if *qat { "qat" } else { "float" };
-            let valid = last_valid.map(|v| format!(" | valid {v:.4}")).unwrap_or_default();
+            let valid = last_valid
+                .map(|v| format!(" | valid {v:.4}"))
+                .unwrap_or_default();
             pb.set_position(*step as u64);
-            pb.set_message(format!("| {phase} | loss {loss:.4} bits/token{valid} | {ms:.0} ms/step"));
+            pb.set_message(format!(
+                "| {phase} | loss {loss:.4} bits/token{valid} | {ms:.0} ms/step"
+            ));
             if pb.is_hidden() && (step % log_every == 0 || *step == 1) {
-                eprintln!("step {step}/{}: loss {loss:.4} bits/token ({phase}, {ms:.0} ms/step){valid}", args.steps);
+                eprintln!(
+                    "step {step}/{}: loss {loss:.4} bits/token ({phase}, {ms:.0} ms/step){valid}",
+                    args.steps
+                );
             }
         }
         Progress::Valid { step, bits } => {
             last_valid = Some(*bits);
-            let what = if phase == "qat" { "QAT simulated" } else { "float" };
-            ui.say(&format!("step {step}: validation {bits:.4} bits/token ({what})"));
+            let what = if phase == "qat" {
+                "QAT simulated"
+            } else {
+                "float"
+            };
+            ui.say(&format!(
+                "step {step}: validation {bits:.4} bits/token ({what})"
+            ));
         }
         Progress::Resumed { step } => {
             pb.set_position(*step as u64);
@@ -317,16 +375,23 @@ fn run(args: &Args, ui: &Ui, cancel: Arc<AtomicBool>) -> Result<()> {
         }
         Progress::Checkpoint { step } => {
             if pb.is_hidden() {
-                eprintln!("step {step}: checkpoint written to {}", checkpoint.display());
+                eprintln!(
+                    "step {step}: checkpoint written to {}",
+                    checkpoint.display()
+                );
             }
         }
-        Progress::RangesFrozen { step } => ui.say(&format!("step {step}: activation ranges frozen")),
+        Progress::RangesFrozen { step } => {
+            ui.say(&format!("step {step}: activation ranges frozen"))
+        }
         Progress::Finishing { step } => {
             phase = "qat";
             pb.set_position(*step as u64);
             pb.set_message("| exporting and scoring the final model");
         }
-        Progress::Exported { .. } => pb.set_message("| scoring float, simulated and integer models"),
+        Progress::Exported { .. } => {
+            pb.set_message("| scoring float, simulated and integer models")
+        }
     })?;
     pb.finish_and_clear();
     if args.json {
@@ -346,9 +411,15 @@ fn print_report(r: &TrainReport, checkpoint: &Path) {
             r.steps, r.final_train_bits, r.ms_per_step
         );
     } else {
-        println!("steps: {} (all from the checkpoint; none in this run)", r.steps);
+        println!(
+            "steps: {} (all from the checkpoint; none in this run)",
+            r.steps
+        );
     }
-    let n = r.valid_steps.map(|n| format!(" over {n} predictions")).unwrap_or_default();
+    let n = r
+        .valid_steps
+        .map(|n| format!(" over {n} predictions"))
+        .unwrap_or_default();
     println!("validation bits per token{n}:");
     let row = |name: &str, v: Option<f64>| {
         if let Some(v) = v {
