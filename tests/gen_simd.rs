@@ -17,30 +17,13 @@ mod support;
 
 use irnn_codegen::back::{generate, GenOptions, GeneratedFile, Lang, Target, Unroll};
 use irnn_codegen::graph::Graph;
-use irnn_codegen::interp::Interpreter;
 use irnn_codegen::ir::{InputIr, LayerIr, Program};
 use irnn_codegen::lower::lower;
 use irnn_codegen::npy::{read_data, SeqData};
 use irnn_codegen::synth::Rng;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
+use support::c_harness::{assert_same, cc, expected, run_c, write_files, Seq, STRICT};
 use support::{repo_root, synth_model, TestModel};
-
-const STRICT: &[&str] = &[
-    "-std=c99",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-    "-pedantic",
-    "-Wconversion",
-    "-Wsign-conversion",
-    "-Wshadow",
-    "-Wvla",
-    "-Wstrict-prototypes",
-    "-Wmissing-prototypes",
-    "-Wdeclaration-after-statement",
-];
 
 const AVX2_FLAGS: &[&str] = &["-mavx2", "-mfma"];
 const VNNI_FLAGS: &[&str] = &[
@@ -142,247 +125,6 @@ fn gen(program: &Program, target: Target) -> Vec<GeneratedFile> {
     .unwrap_or_else(|e| panic!("generating C for {} failed: {e}", target.name()))
 }
 
-fn prefix(program: &Program) -> String {
-    irnn_codegen::back::names::sanitize(&program.name)
-}
-
-// ---------------------------------------------------------------------------------
-// Compiling and running
-// ---------------------------------------------------------------------------------
-
-fn cc(cc: &str, args: &[String], what: &str) {
-    let out = Command::new(cc)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cc} (gcc and clang are required): {e}"));
-    assert!(
-        out.status.success(),
-        "{cc} failed on {what}:\n{cc} {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn write_files(dir: &Path, files: &[GeneratedFile]) -> PathBuf {
-    let mut c = None;
-    for f in files {
-        let path = dir.join(&f.name);
-        std::fs::write(&path, &f.contents).expect("write generated file");
-        if f.name.ends_with(".c") {
-            c = Some(path);
-        }
-    }
-    c.expect("a .c file")
-}
-
-/// Input: int32 n_seq; per sequence int32 n_steps then the inputs (int32 tokens or
-/// INPUT_SIZE int8 features per step). Output: all int32 outputs. The state starts
-/// as garbage; even sequences use `step`, odd ones `run`.
-const HARNESS: &str = r#"
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include "@F@.h"
-
-static void die(const char *msg)
-{
-    fprintf(stderr, "harness: %s\n", msg);
-    exit(2);
-}
-
-static int32_t read_i32(FILE *f)
-{
-    int32_t v;
-    if (fread(&v, sizeof v, 1, f) != 1) {
-        die("short read");
-    }
-    return v;
-}
-
-int main(int argc, char **argv)
-{
-    FILE *in, *out;
-    int32_t n_seq, s, t;
-    @P@_state_t st;
-    if (argc != 3) {
-        die("usage: harness IN OUT");
-    }
-    in = fopen(argv[1], "rb");
-    out = fopen(argv[2], "wb");
-    if (!in || !out) {
-        die("cannot open files");
-    }
-    memset(&st, 0xA5, sizeof st);
-    n_seq = read_i32(in);
-    for (s = 0; s < n_seq; ++s) {
-        const int32_t n_steps = read_i32(in);
-        const size_t steps = (size_t)n_steps;
-        int32_t *y = (int32_t *)malloc((steps + 1) * @PU@_OUTPUT_SIZE * sizeof(int32_t));
-#ifdef @PU@_VOCAB_SIZE
-        int32_t *x = (int32_t *)malloc((steps + 1) * sizeof(int32_t));
-        if (!x || fread(x, sizeof(int32_t), steps, in) != steps) {
-            die("short read of tokens");
-        }
-#else
-        int8_t *x = (int8_t *)malloc((steps + 1) * @PU@_INPUT_SIZE);
-        if (!x || fread(x, (size_t)@PU@_INPUT_SIZE, steps, in) != steps) {
-            die("short read of features");
-        }
-#endif
-        if (!y) {
-            die("out of memory");
-        }
-        @P@_reset(&st);
-        if (s % 2 == 0) {
-            for (t = 0; t < n_steps; ++t) {
-#ifdef @PU@_VOCAB_SIZE
-                @P@_step(&st, x[t], y + (size_t)t * @PU@_OUTPUT_SIZE);
-#else
-                @P@_step(&st, x + (size_t)t * @PU@_INPUT_SIZE, y + (size_t)t * @PU@_OUTPUT_SIZE);
-#endif
-            }
-        } else {
-            @P@_run(&st, x, n_steps, y);
-        }
-        if (fwrite(y, sizeof(int32_t), steps * @PU@_OUTPUT_SIZE, out) != steps * @PU@_OUTPUT_SIZE) {
-            die("short write");
-        }
-        free(x);
-        free(y);
-    }
-    fclose(in);
-    return fclose(out) == 0 ? 0 : 1;
-}
-"#;
-
-#[derive(Clone, Debug)]
-enum Seq {
-    Tokens(Vec<i32>),
-    Features(Vec<Vec<i8>>),
-}
-
-impl Seq {
-    fn len(&self) -> usize {
-        match self {
-            Seq::Tokens(t) => t.len(),
-            Seq::Features(f) => f.len(),
-        }
-    }
-}
-
-fn encode(seqs: &[Seq]) -> Vec<u8> {
-    let mut b = Vec::new();
-    b.extend_from_slice(&(seqs.len() as i32).to_le_bytes());
-    for s in seqs {
-        b.extend_from_slice(&(s.len() as i32).to_le_bytes());
-        match s {
-            Seq::Tokens(t) => t.iter().for_each(|v| b.extend_from_slice(&v.to_le_bytes())),
-            Seq::Features(f) => f.iter().flatten().for_each(|v| b.push(*v as u8)),
-        }
-    }
-    b
-}
-
-/// Builds the harness around the generated C and runs it on `seqs`.
-fn run_c(
-    program: &Program,
-    files: &[GeneratedFile],
-    cc_name: &str,
-    flags: &[&str],
-    seqs: &[Seq],
-) -> Vec<Vec<i32>> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let c = write_files(dir.path(), files);
-    let p = prefix(program);
-    let harness = dir.path().join("harness.c");
-    std::fs::write(
-        &harness,
-        HARNESS
-            .replace("@PU@", &irnn_codegen::back::names::upper(&p))
-            .replace("@F@", &irnn_codegen::back::names::file_stem(&p))
-            .replace("@P@", &p),
-    )
-    .expect("write harness");
-    let exe = dir.path().join("harness");
-    let mut args: Vec<String> = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O1"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.extend(flags.iter().map(|s| s.to_string()));
-    args.extend([
-        c.display().to_string(),
-        harness.display().to_string(),
-        "-o".into(),
-        exe.display().to_string(),
-    ]);
-    cc(cc_name, &args, &format!("the harness of {}", program.name));
-    let input = dir.path().join("in.bin");
-    let output = dir.path().join("out.bin");
-    std::fs::write(&input, encode(seqs)).expect("write input");
-    let out = Command::new(&exe)
-        .arg(&input)
-        .arg(&output)
-        .output()
-        .expect("harness runs");
-    assert!(
-        out.status.success(),
-        "the harness failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bytes = std::fs::read(&output).expect("read output");
-    let values: Vec<i32> = bytes
-        .chunks_exact(4)
-        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    let total: usize = seqs.iter().map(|s| s.len()).sum();
-    assert_eq!(
-        values.len(),
-        total * program.output.size,
-        "harness output length"
-    );
-    values
-        .chunks(program.output.size)
-        .map(|c| c.to_vec())
-        .collect()
-}
-
-fn expected(program: &Program, seqs: &[Seq]) -> Vec<Vec<i32>> {
-    let mut it = Interpreter::new(program);
-    let mut out = Vec::new();
-    for s in seqs {
-        it.reset();
-        match s {
-            Seq::Tokens(tokens) => {
-                for &t in tokens {
-                    out.push(it.step_token(t as i64).expect("step").to_vec());
-                }
-            }
-            Seq::Features(frames) => {
-                for f in frames {
-                    out.push(it.step_features(f).expect("step").to_vec());
-                }
-            }
-        }
-    }
-    out
-}
-
-fn assert_same(got: &[Vec<i32>], want: &[Vec<i32>], seqs: &[Seq], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: number of steps");
-    let mut step = 0usize;
-    for (s, seq) in seqs.iter().enumerate() {
-        for t in 0..seq.len() {
-            assert_eq!(
-                got[step], want[step],
-                "{what}: sequence {s}, step {t}: C output differs from the interpreter"
-            );
-            step += 1;
-        }
-    }
-}
-
 /// Random in-range sequences; features include whole steps and single values at
 /// −128 and 127 (|−128| = 128 is the corner of the sign trick and of `x + 128`).
 fn random_seqs(program: &Program, seed: u64, lengths: &[usize]) -> Vec<Seq> {
@@ -443,7 +185,7 @@ fn simd_c_builds_strict_with_and_without_isa_flags() {
     for target in TARGETS {
         for s in synth_models() {
             let files = gen(&s.model.program, target);
-            let c = write_files(dir.path(), &files);
+            let (_, c) = write_files(dir.path(), &files);
             let text = std::fs::read_to_string(&c).unwrap();
             assert!(text.contains("_q_mv_simd("), "{}: no SIMD kernel", s.label);
             for cc_name in ["gcc", "clang"] {

@@ -2,6 +2,8 @@
 //! directories, locating the shipped models, and comparing outputs.
 #![allow(dead_code)]
 
+pub mod c_harness;
+
 use irnn_codegen::graph::{write_graph, Graph};
 use irnn_codegen::ir::Program;
 use irnn_codegen::lower::lower;
