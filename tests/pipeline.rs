@@ -334,3 +334,32 @@ fn quantization_is_deterministic() {
         std::fs::read(m.dir.path().join("again.irnn.safetensors")).unwrap()
     );
 }
+
+/// `quantize` and `run` create the output's directory (the README's first command
+/// writes into a fresh `target/charlm/`).
+#[test]
+fn cli_creates_output_directories() {
+    let m = synth_model("dirs", Some(5), 3, 4, 1, 5, 6);
+    let graph = m.dir.path().join("new/deeper/dirs.irnn.json");
+    let o = run_cli(&[
+        "quantize",
+        m.spec.to_str().unwrap(),
+        "--calib",
+        m.data.to_str().unwrap(),
+        "-o",
+        graph.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(graph.exists() && graph.with_file_name("dirs.irnn.safetensors").exists());
+    let out = m.dir.path().join("other/out.npy");
+    let o = run_cli(&[
+        "run",
+        graph.to_str().unwrap(),
+        "--data",
+        m.data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.exists());
+}

@@ -443,11 +443,21 @@ pub fn tensor_file_name_for(output: &Path) -> Result<String> {
     Ok(format!("{stem}.safetensors"))
 }
 
+/// Creates the directory that will hold `file`, if it has one.
+fn create_parent_dir(file: &Path) -> Result<()> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create directory", dir.display()))?;
+    }
+    Ok(())
+}
+
 fn cmd_quantize(spec: &Path, calib: &Path, output: &Path, opts: QuantizeOptions) -> Result<()> {
     let tensor_name = tensor_file_name_for(output)?;
     let model = FloatModel::load(spec)?;
     let data = read_data(calib)?;
     let (file, writer, report) = quantize(&model, &data, calib, &tensor_name, &opts)?;
+    create_parent_dir(output)?;
     write_graph(output, &file, &writer).map_err(|e| anyhow!("{e}"))?;
     // Prove the written file loads and lowers before declaring success.
     let graph = Graph::load(output)?;
@@ -593,6 +603,7 @@ fn cmd_run(model: &Path, data_path: &Path, out: &Path) -> Result<()> {
         vec![n, t, o]
     };
     let bytes = crate::npy::i32_npy_bytes(&shape, &values)?;
+    create_parent_dir(out)?;
     write_atomic(out, &bytes).with_context(|| format!("{}: cannot write", out.display()))?;
     eprintln!(
         "ran {} sequence(s) of {t} steps; wrote {} {shape:?} int32",
