@@ -185,22 +185,6 @@ fn not_safetensors() {
     );
 }
 
-fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], data: &[T]) {
-    use npyz::WriterBuilder;
-    let mut bytes = Vec::new();
-    {
-        let mut w = npyz::WriteOptions::<T>::new()
-            .default_dtype()
-            .shape(shape)
-            .writer(&mut bytes)
-            .begin_nd()
-            .unwrap();
-        w.extend(data.iter().copied()).unwrap();
-        w.finish().unwrap();
-    }
-    std::fs::write(path, bytes).unwrap();
-}
-
 #[test]
 fn empty_npy() {
     let (dir, spec, _) = model();
@@ -252,21 +236,28 @@ fn graph() -> (TestModel, serde_json::Value) {
     (m, v)
 }
 
-fn run_fails(m: &TestModel, v: &serde_json::Value) -> String {
-    std::fs::write(&m.graph, serde_json::to_string_pretty(v).unwrap()).unwrap();
-    let out = m.dir.path().join("out.npy");
+/// `irnn run MODEL --data DATA --out DIR/out.npy`, expected to fail without writing
+/// `out.npy`.
+fn run_fails_with(dir: &Path, model: &Path, data: &Path) -> String {
+    let out = dir.join("out.npy");
     fail(
-        m.dir.path(),
+        dir,
         &[
             "run",
-            m.graph.to_str().unwrap(),
+            model.to_str().unwrap(),
             "--data",
-            m.data.to_str().unwrap(),
+            data.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
         ],
         &[&out],
     )
+}
+
+/// Writes `v` as the model's graph JSON, then runs it on the model's data.
+fn run_fails(m: &TestModel, v: &serde_json::Value) -> String {
+    std::fs::write(&m.graph, serde_json::to_string_pretty(v).unwrap()).unwrap();
+    run_fails_with(m.dir.path(), &m.graph, &m.data)
 }
 
 #[test]
@@ -323,19 +314,7 @@ fn feature_width_mismatch_at_run() {
     let (m, _) = graph();
     let bad = m.dir.path().join("w.npy");
     write_npy::<f32>(&bad, &[1, 4, 3], &[0.5; 12]);
-    let out = m.dir.path().join("out.npy");
-    let e = fail(
-        m.dir.path(),
-        &[
-            "run",
-            m.graph.to_str().unwrap(),
-            "--data",
-            bad.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[&out],
-    );
+    let e = run_fails_with(m.dir.path(), &m.graph, &bad);
     assert!(e.contains("w.npy") && e.contains("3 values"), "{e}");
     insta::assert_snapshot!(e);
 }
@@ -347,19 +326,7 @@ fn nan_features_at_run() {
     let mut xs = vec![0.1f32; 10];
     xs[7] = f32::NAN;
     write_npy::<f32>(&bad, &[2, 5], &xs);
-    let out = m.dir.path().join("out.npy");
-    let e = fail(
-        m.dir.path(),
-        &[
-            "run",
-            m.graph.to_str().unwrap(),
-            "--data",
-            bad.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[&out],
-    );
+    let e = run_fails_with(m.dir.path(), &m.graph, &bad);
     assert!(e.contains("nan.npy") && e.contains("not finite"), "{e}");
     insta::assert_snapshot!(e);
 }
@@ -367,19 +334,7 @@ fn nan_features_at_run() {
 #[test]
 fn spec_given_where_graph_expected() {
     let (dir, spec, calib) = model();
-    let out = dir.path().join("o.npy");
-    let e = fail(
-        dir.path(),
-        &[
-            "run",
-            spec.to_str().unwrap(),
-            "--data",
-            calib.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[&out],
-    );
+    let e = run_fails_with(dir.path(), &spec, &calib);
     assert!(e.contains("bad.json"), "{e}");
     insta::assert_snapshot!(e);
 }

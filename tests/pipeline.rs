@@ -231,20 +231,8 @@ fn cli_run_shapes_and_int8_features() {
         .iter()
         .map(|&x| quantize_feature(x, scale_info, zero_point))
         .collect();
-    let mut bytes = Vec::new();
-    {
-        use npyz::WriterBuilder;
-        let mut w = npyz::WriteOptions::<i8>::new()
-            .default_dtype()
-            .shape(&[4, 64, 5])
-            .writer(&mut bytes)
-            .begin_nd()
-            .unwrap();
-        w.extend(q.iter().copied()).unwrap();
-        w.finish().unwrap();
-    }
     let q_path = d.join("q.npy");
-    std::fs::write(&q_path, bytes).unwrap();
+    write_npy::<i8>(&q_path, &[4, 64, 5], &q);
     let out2 = d.join("out2.npy");
     let o = run_cli(&[
         "run",

@@ -39,6 +39,8 @@ pub struct FloatRunner<'m> {
     model: &'m FloatModel,
     states: Vec<LayerState>,
     buffers: Vec<Vec<f32>>,
+    /// The vector the current layer reads (reused across steps).
+    prev: Vec<f32>,
 }
 
 /// Sigmoid in f32.
@@ -82,6 +84,7 @@ impl<'m> FloatRunner<'m> {
             model,
             states,
             buffers,
+            prev: Vec::new(),
         }
     }
 
@@ -108,10 +111,11 @@ impl<'m> FloatRunner<'m> {
 
     fn step_inner(&mut self, input: Input<'_>, obs: &mut dyn Observer) -> &[f32] {
         let model = self.model;
-        let mut prev: Vec<f32> = match input {
-            Input::Features(x) => x.to_vec(),
-            Input::Token(_) => Vec::new(),
-        };
+        let mut prev = std::mem::take(&mut self.prev);
+        prev.clear();
+        if let Input::Features(x) = input {
+            prev.extend_from_slice(x);
+        }
         for (index, layer) in model.layers.iter().enumerate() {
             let out = &mut self.buffers[index];
             match layer {
@@ -163,6 +167,7 @@ impl<'m> FloatRunner<'m> {
             prev.clear();
             prev.extend_from_slice(out);
         }
+        self.prev = prev;
         match self.buffers.last() {
             Some(b) => b,
             None => &[],

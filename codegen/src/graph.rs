@@ -230,17 +230,21 @@ impl Graph {
     /// Reads and validates `path` and the tensor file it names.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
         let json = std::fs::read(path).map_err(|e| LoadError::io(path, e))?;
-        if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(&json) {
-            if !map.contains_key("format") && map.contains_key("weights") {
-                return Err(LoadError::invalid(
-                    path,
-                    "",
-                    "this is a float model spec, not a quantized graph; run `irnn quantize` on it first",
-                ));
+        let file: GraphFile = serde_json::from_slice(&json).map_err(|e| {
+            // Only when the graph does not parse: is it a float model spec instead?
+            match serde_json::from_slice(&json) {
+                Ok(serde_json::Value::Object(map))
+                    if !map.contains_key("format") && map.contains_key("weights") =>
+                {
+                    LoadError::invalid(
+                        path,
+                        "",
+                        "this is a float model spec, not a quantized graph; run `irnn quantize` on it first",
+                    )
+                }
+                _ => LoadError::json(path, e),
             }
-        }
-        let file: GraphFile =
-            serde_json::from_slice(&json).map_err(|e| LoadError::json(path, e))?;
+        })?;
         if file.format != FORMAT_NAME {
             return Err(LoadError::invalid(
                 path,

@@ -168,6 +168,18 @@ fn fold_zero_points(
     out
 }
 
+/// The first row `r` (and its bound) where `|bias[r]| + 128 · Σ_j |w[r, j]|` exceeds
+/// `i32::MAX`, i.e. where an int32 accumulator over int8 inputs could overflow; `None`
+/// when every row is safe. Rows whose weights are missing count only their bias.
+pub fn accumulator_overflow(bias: &[i32], w: &[i8], cols: usize) -> Option<(usize, i64)> {
+    bias.iter().enumerate().find_map(|(r, b)| {
+        let row = w.get(r * cols..(r + 1) * cols).unwrap_or(&[]);
+        let abs_sum: i64 = row.iter().map(|&v| (v as i64).abs()).sum();
+        let bound = (*b as i64).abs() + 128 * abs_sum;
+        (bound > i32::MAX as i64).then_some((r, bound))
+    })
+}
+
 /// Proves `|bias[r]| + 128 · Σ|w[r]| < 2^31` for every row.
 fn prove_accumulators(
     ctx: &mut Ctx<'_>,
@@ -177,22 +189,14 @@ fn prove_accumulators(
     w: &[i8],
     cols: usize,
 ) {
-    for (r, b) in bias.iter().enumerate() {
-        let abs_sum: i64 = w[r * cols..(r + 1) * cols]
-            .iter()
-            .map(|&v| (v as i64).abs())
-            .sum();
-        let bound = (*b as i64).abs() + 128 * abs_sum;
-        if bound > i32::MAX as i64 {
-            ctx.problems.push(Problem::new(
-                loc,
-                format!(
-                    "{what} row {r}: the int32 accumulator can reach {bound}, beyond 2^31 − 1; \
-                     reduce the layer width or the weight range"
-                ),
-            ));
-            return;
-        }
+    if let Some((r, bound)) = accumulator_overflow(bias, w, cols) {
+        ctx.problems.push(Problem::new(
+            loc,
+            format!(
+                "{what} row {r}: the int32 accumulator can reach {bound}, beyond 2^31 − 1; \
+                 reduce the layer width or the weight range"
+            ),
+        ));
     }
 }
 

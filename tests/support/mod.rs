@@ -140,3 +140,20 @@ pub fn irnn_bin() -> PathBuf {
     })
     .clone()
 }
+
+/// Writes a C-ordered `.npy` file of `T` with the given shape.
+pub fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], data: &[T]) {
+    use npyz::WriterBuilder;
+    let mut bytes = Vec::new();
+    {
+        let mut w = npyz::WriteOptions::<T>::new()
+            .default_dtype()
+            .shape(shape)
+            .writer(&mut bytes)
+            .begin_nd()
+            .expect("npy header");
+        w.extend(data.iter().copied()).expect("npy data");
+        w.finish().expect("npy finish");
+    }
+    std::fs::write(path, bytes).expect("write npy");
+}

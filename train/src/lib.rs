@@ -304,6 +304,28 @@ pub fn train_step(
     lv as f64 / std::f64::consts::LN_2
 }
 
+/// Initializes the activation ranges from one float forward pass over a random batch
+/// (what calibration does), before the first QAT step or the export.
+fn init_ranges(st: &mut State, data: &Tokens, opts: &TrainOptions, t: usize, luts: &mut LutCache) {
+    let tokens = sample_batch(data, opts.batch_size, t, &mut st.rng);
+    let dev = cpu();
+    let dp = DeviceParams::upload(&st.params, &dev, false);
+    let f = forward(
+        &st.params,
+        &dp,
+        &tokens,
+        opts.batch_size,
+        t,
+        Mode::Float,
+        &st.quant,
+        luts,
+        true,
+        &dev,
+    );
+    st.quant.update(&f.stats, opts.ema_decay);
+}
+
+/// Validation bits per token (float or simulated QAT), from the reset state per window.
 /// Simulated bits per token on windows (QAT mode when `qat`).
 pub fn valid_bits(st: &State, data: &Tokens, windows: usize, qat: bool) -> f64 {
     let n = windows.min(data.n);
@@ -378,22 +400,7 @@ pub fn train(
         let mode = if qat_on { Mode::Qat } else { Mode::Float };
         if qat_on && !st.quant.initialized {
             // Initialize the ranges from float statistics (as calibration does).
-            let tokens = sample_batch(&data, opts.batch_size, t, &mut st.rng);
-            let dev = cpu();
-            let dp = DeviceParams::upload(&st.params, &dev, false);
-            let f = forward(
-                &st.params,
-                &dp,
-                &tokens,
-                opts.batch_size,
-                t,
-                Mode::Float,
-                &st.quant,
-                &mut luts,
-                true,
-                &dev,
-            );
-            st.quant.update(&f.stats, opts.ema_decay);
+            init_ranges(&mut st, &data, opts, t, &mut luts);
         }
         let track = qat_on && !st.quant.frozen;
         let tokens = sample_batch(&data, opts.batch_size, t, &mut st.rng);
@@ -449,22 +456,7 @@ pub fn train(
     }
     if !st.quant.initialized {
         // No QAT step ran (steps <= float_steps): initialize ranges from float statistics.
-        let tokens = sample_batch(&data, opts.batch_size, t, &mut st.rng);
-        let dev = cpu();
-        let dp = DeviceParams::upload(&st.params, &dev, false);
-        let f = forward(
-            &st.params,
-            &dp,
-            &tokens,
-            opts.batch_size,
-            t,
-            Mode::Float,
-            &st.quant,
-            &mut luts,
-            true,
-            &dev,
-        );
-        st.quant.update(&f.stats, opts.ema_decay);
+        init_ranges(&mut st, &data, opts, t, &mut luts);
     }
     if cancelled() {
         return interrupted(&st, progress);

@@ -10,6 +10,7 @@
 pub mod c;
 pub mod names;
 pub mod rust;
+pub mod validate;
 
 use crate::ir::Program;
 

@@ -46,9 +46,7 @@
 //! the generated code cannot panic.
 
 use super::names::{comment_safe, sanitize};
-use super::{
-    GenError, GenOptions, GeneratedFile, Lang, Target, Unroll, FULL_UNROLL_MAX_WEIGHTS, GENERATOR,
-};
+use super::{GenError, GenOptions, GeneratedFile, Lang, Target, Unroll, GENERATOR};
 use crate::ir::*;
 use irnn_runtime::{saturate_i8, Requant};
 use proc_macro2::{Ident, Literal, TokenStream};
@@ -74,7 +72,7 @@ pub fn write(program: &Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>,
             )))
         }
     }
-    check_program(program, opts.unroll)?;
+    super::validate::check_program(program, opts.unroll)?;
     let mut gen = Gen {
         p: program,
         unroll: opts.unroll,
@@ -121,165 +119,6 @@ fn unroll_name(u: Unroll) -> &'static str {
         Unroll::Inner => "inner",
         Unroll::Full => "full",
     }
-}
-
-// ---------------------------------------------------------------------------------
-// Checks: the generator relies on these shapes; a lowered program always has them.
-
-fn layer_err(layer: &str, message: impl Into<String>) -> GenError {
-    GenError::Layer {
-        layer: layer.to_string(),
-        message: message.into(),
-    }
-}
-
-/// Number of weights a layer contributes to full unrolling (embeddings stay tables).
-fn unrolled_weights(layer: &LayerIr) -> usize {
-    match layer {
-        LayerIr::Embedding(_) => 0,
-        LayerIr::Lstm(l) => l.w_ih.len() + l.w_hh.len(),
-        LayerIr::Linear(l) => l.weight.len(),
-    }
-}
-
-fn check_len(layer: &str, what: &str, got: usize, want: usize) -> Result<(), GenError> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(layer_err(
-            layer,
-            format!("{what} has {got} elements; expected {want}"),
-        ))
-    }
-}
-
-/// `|bias| + 128 · Σ|w| <= i32::MAX` for every row, so `+` never overflows.
-fn check_accumulators(
-    layer: &str,
-    what: &str,
-    w: &[i8],
-    bias: &[i32],
-    cols: usize,
-) -> Result<(), GenError> {
-    for (r, b) in bias.iter().enumerate() {
-        let row = &w[r * cols..(r + 1) * cols];
-        let bound = (*b as i64).abs() + 128 * row.iter().map(|&v| (v as i64).abs()).sum::<i64>();
-        if bound > i32::MAX as i64 {
-            return Err(layer_err(
-                layer,
-                format!("{what} row {r}: the int32 accumulator can reach {bound}, beyond 2^31 - 1"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_program(p: &Program, unroll: Unroll) -> Result<(), GenError> {
-    if p.layers.is_empty() {
-        return Err(GenError::Unsupported("the program has no layers".into()));
-    }
-    let mut width = match p.input {
-        InputIr::Tokens { vocab_size } => {
-            match p.layers.first() {
-                Some(LayerIr::Embedding(e)) if e.vocab_size == vocab_size => {}
-                _ => {
-                    return Err(GenError::Unsupported(
-                        "a token model must start with an embedding of the input vocabulary".into(),
-                    ))
-                }
-            }
-            0
-        }
-        InputIr::Features { size, .. } => size,
-    };
-    if width == 0 && matches!(p.input, InputIr::Features { .. }) {
-        return Err(GenError::Unsupported("the feature width is 0".into()));
-    }
-    let last = p.layers.len() - 1;
-    for (i, layer) in p.layers.iter().enumerate() {
-        let name = layer.name();
-        if unroll == Unroll::Full && unrolled_weights(layer) > FULL_UNROLL_MAX_WEIGHTS {
-            return Err(layer_err(
-                name,
-                format!(
-                    "has {} weights; full unrolling takes at most {FULL_UNROLL_MAX_WEIGHTS} per layer \
-                     (use unroll \"inner\" or \"none\" for this model)",
-                    unrolled_weights(layer)
-                ),
-            ));
-        }
-        if layer.output_size() == 0 {
-            return Err(layer_err(name, "has an output width of 0"));
-        }
-        match layer {
-            LayerIr::Embedding(e) => {
-                if i != 0 {
-                    return Err(layer_err(name, "an embedding must be the first layer"));
-                }
-                check_len(name, "table", e.table.len(), e.vocab_size * e.dim)?;
-            }
-            LayerIr::Lstm(l) => {
-                let rows = 4 * l.hidden_size;
-                if l.input_size != width {
-                    return Err(layer_err(
-                        name,
-                        format!("takes width {} but receives {width}", l.input_size),
-                    ));
-                }
-                check_len(name, "w_ih", l.w_ih.len(), rows * l.input_size)?;
-                check_len(name, "w_hh", l.w_hh.len(), rows * l.hidden_size)?;
-                check_len(name, "bias_x", l.bias_x.len(), rows)?;
-                check_len(name, "bias_h", l.bias_h.len(), rows)?;
-                check_len(name, "req_x", l.req_x.len(), rows)?;
-                check_len(name, "req_h", l.req_h.len(), rows)?;
-                for t in l.gate_tables.iter().chain([&l.cell_table]) {
-                    if *t >= p.tables.len() {
-                        return Err(layer_err(
-                            name,
-                            format!("names table {t}, which does not exist"),
-                        ));
-                    }
-                }
-                check_accumulators(name, "w_ih", &l.w_ih, &l.bias_x, l.input_size)?;
-                check_accumulators(name, "w_hh", &l.w_hh, &l.bias_h, l.hidden_size)?;
-            }
-            LayerIr::Linear(l) => {
-                if l.in_size != width {
-                    return Err(layer_err(
-                        name,
-                        format!("takes width {} but receives {width}", l.in_size),
-                    ));
-                }
-                check_len(name, "weight", l.weight.len(), l.out_size * l.in_size)?;
-                check_len(name, "bias", l.bias.len(), l.out_size)?;
-                check_len(name, "req", l.req.len(), l.out_size)?;
-                check_accumulators(name, "weight", &l.weight, &l.bias, l.in_size)?;
-                if i != last && l.output == LinearOutput::I32 {
-                    return Err(layer_err(
-                        name,
-                        "only the last layer may produce int32 output",
-                    ));
-                }
-                if i == last && l.out_size != p.output.size {
-                    return Err(layer_err(
-                        name,
-                        format!(
-                            "produces {} values but the model output has {}",
-                            l.out_size, p.output.size
-                        ),
-                    ));
-                }
-            }
-        }
-        width = layer.output_size();
-    }
-    if !matches!(p.layers[last], LayerIr::Linear(_)) {
-        return Err(layer_err(
-            p.layers[last].name(),
-            "the last layer must be a linear layer producing the model output",
-        ));
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------
