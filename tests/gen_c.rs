@@ -87,6 +87,7 @@ fn opts(unroll: Unroll) -> GenOptions {
         lang: Lang::C,
         target: Target::Scalar,
         unroll,
+        precision: Default::default(),
     }
 }
 

@@ -35,6 +35,7 @@ fn opts(unroll: Unroll) -> GenOptions {
         lang: Lang::Rust,
         target: Target::Scalar,
         unroll,
+        precision: Default::default(),
     }
 }
 

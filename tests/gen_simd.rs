@@ -39,7 +39,7 @@ fn isa_flags(target: Target) -> &'static [&'static str] {
     match target {
         Target::Avx2 => AVX2_FLAGS,
         Target::Avx512Vnni => VNNI_FLAGS,
-        Target::Scalar => &[],
+        Target::Scalar | Target::Neon | Target::NeonDotprod => &[],
     }
 }
 
@@ -53,6 +53,7 @@ fn cpu_has(target: Target) -> bool {
             Target::Avx512Vnni => {
                 is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")
             }
+            Target::Neon | Target::NeonDotprod => false,
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -120,6 +121,7 @@ fn gen(program: &Program, target: Target) -> Vec<GeneratedFile> {
             lang: Lang::C,
             target,
             unroll: Unroll::None,
+            precision: Default::default(),
         },
     )
     .unwrap_or_else(|e| panic!("generating C for {} failed: {e}", target.name()))
@@ -216,6 +218,7 @@ fn simd_targets_refuse_rust_and_unrolling() {
                 lang: Lang::Rust,
                 target,
                 unroll: Unroll::None,
+                precision: Default::default(),
             },
         );
         assert!(
@@ -229,6 +232,7 @@ fn simd_targets_refuse_rust_and_unrolling() {
                 lang: Lang::C,
                 target,
                 unroll: Unroll::Full,
+                precision: Default::default(),
             },
         );
         assert!(

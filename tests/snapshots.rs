@@ -15,6 +15,7 @@ fn render(path: &std::path::Path, lang: Lang, unroll: Unroll) -> String {
             lang,
             target: Target::Scalar,
             unroll,
+            precision: Default::default(),
         },
     )
     .expect("generates");

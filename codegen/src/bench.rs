@@ -58,6 +58,8 @@ pub fn target_flags(target: Target) -> &'static [&'static str] {
             "-mavx512vl",
             "-mavx512vnni",
         ],
+        Target::Neon => &["-march=armv8-a"],
+        Target::NeonDotprod => &["-march=armv8.2-a+dotprod"],
     }
 }
 
@@ -67,6 +69,7 @@ pub fn weight_bytes(program: &Program, target: Target) -> usize {
         Target::Scalar => 0,
         Target::Avx2 => 8,
         Target::Avx512Vnni => 16,
+        Target::Neon | Target::NeonDotprod => 4,
     };
     let packed = |rows: usize, cols: usize| {
         if br == 0 {
@@ -200,6 +203,7 @@ pub fn bench_target(program: &Program, target: Target, opts: &BenchOptions) -> R
             lang: Lang::C,
             target,
             unroll: Unroll::None,
+            precision: Default::default(),
         },
     )?;
     let dir = tempfile::tempdir().context("temporary directory")?;

@@ -54,6 +54,8 @@ enum TargetArg {
     Scalar,
     Avx2,
     Avx512vnni,
+    Neon,
+    NeonDotprod,
 }
 
 impl From<TargetArg> for crate::back::Target {
@@ -62,6 +64,23 @@ impl From<TargetArg> for crate::back::Target {
             TargetArg::Scalar => crate::back::Target::Scalar,
             TargetArg::Avx2 => crate::back::Target::Avx2,
             TargetArg::Avx512vnni => crate::back::Target::Avx512Vnni,
+            TargetArg::Neon => crate::back::Target::Neon,
+            TargetArg::NeonDotprod => crate::back::Target::NeonDotprod,
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum PrecisionArg {
+    Int8,
+    F32,
+}
+
+impl From<PrecisionArg> for crate::back::Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::Int8 => crate::back::Precision::Int8,
+            PrecisionArg::F32 => crate::back::Precision::F32,
         }
     }
 }
@@ -165,6 +184,10 @@ enum Command {
         /// full (straight-line code, small layers only).
         #[arg(long, value_enum, default_value_t = UnrollArg::None)]
         unroll: UnrollArg,
+        /// int8: the integer model; f32: the same model in f32 (weights dequantized from
+        /// the graph), the float counterpart for speed comparisons.
+        #[arg(long, value_enum, default_value_t = PrecisionArg::Int8)]
+        precision: PrecisionArg,
         /// Output directory (created if missing).
         #[arg(short, long)]
         output: PathBuf,
@@ -291,6 +314,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             lang,
             target,
             unroll,
+            precision,
             output,
         } => {
             let opts = crate::back::GenOptions {
@@ -304,6 +328,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
                     UnrollArg::Inner => crate::back::Unroll::Inner,
                     UnrollArg::Full => crate::back::Unroll::Full,
                 },
+                precision: precision.into(),
             };
             cmd_gen(&model, &opts, &output)
         }

@@ -119,6 +119,7 @@ fn expand(args: &Args) -> syn::Result<proc_macro2::TokenStream> {
         lang: Lang::Rust,
         target: Target::Scalar,
         unroll: args.unroll,
+        precision: Default::default(),
     };
     let files = generate(&program, &opts).map_err(|e| fail(format!("irnn: {raw}: {e}")))?;
     let mut code = proc_macro2::TokenStream::new();

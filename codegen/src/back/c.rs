@@ -78,8 +78,20 @@ pub fn write(program: &Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>,
             "the C back end only writes C (use back::generate)".into(),
         ));
     }
+    if opts.precision != super::Precision::Int8 {
+        return Err(GenError::Unsupported(format!(
+            "--precision {} is not implemented yet",
+            opts.precision.name()
+        )));
+    }
     match opts.target {
         Target::Scalar => {}
+        Target::Neon | Target::NeonDotprod => {
+            return Err(GenError::Unsupported(format!(
+                "target {} is not implemented yet for C",
+                opts.target.name()
+            )))
+        }
         Target::Avx2 | Target::Avx512Vnni => {
             if opts.unroll != Unroll::None {
                 return Err(GenError::Unsupported(format!(
@@ -357,6 +369,7 @@ fn block_rows(target: Target) -> usize {
         Target::Scalar => 1,
         Target::Avx2 => 8,
         Target::Avx512Vnni => 16,
+        Target::Neon | Target::NeonDotprod => 4,
     }
 }
 
@@ -919,6 +932,10 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
             Target::Scalar => "0",
             Target::Avx2 => "defined(__AVX2__)",
             Target::Avx512Vnni => "defined(__AVX512F__) && defined(__AVX512VNNI__)",
+            Target::Neon => "defined(__aarch64__) && defined(__ARM_NEON)",
+            Target::NeonDotprod => {
+                "defined(__aarch64__) && defined(__ARM_NEON) && defined(__ARM_FEATURE_DOTPROD)"
+            }
         },
         vnni: opts.target == Target::Avx512Vnni,
         br: block_rows(opts.target),

@@ -36,6 +36,10 @@ pub enum Target {
     /// `x + 128` offset folded into the bias; scalar fallback without
     /// `__AVX512F__ && __AVX512VNNI__`.
     Avx512Vnni,
+    /// AArch64 Advanced SIMD (NEON): `smull`/`sadalp` int8 products.
+    Neon,
+    /// AArch64 NEON with the Armv8.2 dot-product extension (`sdot`).
+    NeonDotprod,
 }
 
 impl Target {
@@ -45,6 +49,44 @@ impl Target {
             Target::Scalar => "scalar",
             Target::Avx2 => "avx2",
             Target::Avx512Vnni => "avx512vnni",
+            Target::Neon => "neon",
+            Target::NeonDotprod => "neon-dotprod",
+        }
+    }
+
+    /// Every target, in command-line order.
+    pub const ALL: [Target; 5] = [
+        Target::Scalar,
+        Target::Avx2,
+        Target::Avx512Vnni,
+        Target::Neon,
+        Target::NeonDotprod,
+    ];
+
+    /// Whether the target is for AArch64.
+    pub fn is_arm(self) -> bool {
+        matches!(self, Target::Neon | Target::NeonDotprod)
+    }
+}
+
+/// Arithmetic of the generated model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    /// The integer model (the product): int8 weights, integer-only arithmetic,
+    /// bit-exact with the reference interpreter.
+    #[default]
+    Int8,
+    /// The same model in f32 (weights dequantized from the graph, float sigmoid/tanh):
+    /// the float counterpart for speed comparisons on equal terms.
+    F32,
+}
+
+impl Precision {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Int8 => "int8",
+            Precision::F32 => "f32",
         }
     }
 }
@@ -69,6 +111,8 @@ pub struct GenOptions {
     pub target: Target,
     /// Unrolling.
     pub unroll: Unroll,
+    /// Integer model or its f32 counterpart.
+    pub precision: Precision,
 }
 
 impl Default for GenOptions {
@@ -77,6 +121,7 @@ impl Default for GenOptions {
             lang: Lang::Rust,
             target: Target::Scalar,
             unroll: Unroll::None,
+            precision: Precision::Int8,
         }
     }
 }

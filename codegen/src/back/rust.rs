@@ -63,9 +63,15 @@ pub fn write(program: &Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>,
             "the Rust back end only writes Rust".into(),
         ));
     }
+    if opts.precision != super::Precision::Int8 {
+        return Err(GenError::Unsupported(format!(
+            "--precision {} is not implemented yet",
+            opts.precision.name()
+        )));
+    }
     match opts.target {
         Target::Scalar => {}
-        Target::Avx2 | Target::Avx512Vnni => {
+        Target::Avx2 | Target::Avx512Vnni | Target::Neon | Target::NeonDotprod => {
             return Err(GenError::Unsupported(format!(
                 "target {} is only available for C so far (use --lang c, or --target scalar)",
                 opts.target.name()
