@@ -206,6 +206,8 @@ struct Ctx {
     state_members: Vec<String>,
     lstm_states: Vec<LstmState>,
     has_lstm: bool,
+    uses_gate_pre: bool,
+    uses_gate_pre_down: bool,
     uses_sat8: bool,
     has_complement: bool,
     tables: Vec<TableCtx>,
@@ -244,6 +246,24 @@ struct TableCtx {
     shift: u32,
     out_min: String,
     out_max: String,
+    /// Constant-time piece lookup on int16 inputs (`None`: linear scan).
+    idx: Option<IndexCtx>,
+}
+
+/// A [`super::pwl_index::PieceIndex`] in template form.
+#[derive(Serialize)]
+struct IndexCtx {
+    bias: i32,
+    bucket_shift: u32,
+    buckets: usize,
+    first: String,
+    extra: usize,
+    starts_len: usize,
+    starts_ext: String,
+    /// Piece arithmetic in int32 (else int64).
+    narrow: bool,
+    /// The symmetric fold (negation or `total − v`) cannot overflow int32.
+    narrow_fold: bool,
 }
 
 #[derive(Serialize)]
@@ -319,6 +339,9 @@ enum LayerCtx {
         out_mul: String,
         out_shift: String,
         h_zero_point: String,
+        /// Every gate requantizer has `−31 <= shift <= 0` and a multiplier other than
+        /// `INT32_MIN`: the branch-free `_q_gate_pre_down` applies.
+        fast_req: bool,
     },
     Linear {
         index: usize,
@@ -585,6 +608,39 @@ fn table_ctx(index: usize, t: &PwlTable) -> TableCtx {
         shift: t.frac_bits.min(62),
         out_min: lit(t.out_min),
         out_max: lit(t.out_max),
+        idx: super::pwl_index::build(t).map(|i| {
+            // After the shift, |v| <= 2^(31 − frac_bits).
+            let shift = t.frac_bits.min(62);
+            let vmax = if shift >= 31 {
+                0
+            } else {
+                i32::MAX as i64 >> shift
+            };
+            let vmin = if shift >= 31 {
+                -1
+            } else {
+                i32::MIN as i64 >> shift
+            };
+            let in_i32 = |v: i64| v >= i32::MIN as i64 && v <= i32::MAX as i64;
+            let narrow_fold = match t.symmetry {
+                TableSymmetry::None => true,
+                TableSymmetry::Odd => shift >= 1,
+                TableSymmetry::Complement => {
+                    in_i32(t.total as i64 - vmin) && in_i32(t.total as i64 - vmax)
+                }
+            };
+            IndexCtx {
+                bias: i.bias,
+                bucket_shift: i.shift,
+                buckets: i.first.len(),
+                first: list_i32(&i.first),
+                extra: i.extra,
+                starts_len: i.starts_ext.len(),
+                starts_ext: list_i32(&i.starts_ext),
+                narrow: i.fits_i32 && shift <= 31,
+                narrow_fold,
+            }
+        }),
     }
 }
 
@@ -685,6 +741,11 @@ fn lstm_ctx(
         out_mul: lit(l.req_out.multiplier),
         out_shift: clamp_shift(l.req_out.shift).to_string(),
         h_zero_point: lit(l.h_zero_point),
+        fast_req: l
+            .req_x
+            .iter()
+            .chain(&l.req_h)
+            .all(|r| (-31..=0).contains(&r.shift) && r.multiplier != i32::MIN),
         mx,
         mh,
     })
@@ -877,9 +938,23 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         .iter()
         .map(|&t| table_ctx(t, &program.tables[t]))
         .collect();
-    let has_complement = used_tables
-        .iter()
-        .any(|&t| program.tables[t].symmetry == TableSymmetry::Complement);
+    // The saturating subtraction is only used by the scan evaluator.
+    let has_complement = used_tables.iter().any(|&t| {
+        program.tables[t].symmetry == TableSymmetry::Complement
+            && super::pwl_index::build(&program.tables[t]).is_none()
+    });
+    let fast_req = |l: &LayerCtx| matches!(l, LayerCtx::Lstm { fast_req: true, .. });
+    let slow_req = |l: &LayerCtx| {
+        matches!(
+            l,
+            LayerCtx::Lstm {
+                fast_req: false,
+                ..
+            }
+        )
+    };
+    let uses_gate_pre_down = layers.iter().any(fast_req);
+    let uses_gate_pre = layers.iter().any(slow_req);
 
     let (input_size, vocab_size, input_zero_point, input_scale) = match program.input {
         InputIr::Tokens { vocab_size } => (
@@ -958,6 +1033,8 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         state_members,
         lstm_states,
         has_lstm: program.layers.iter().any(|l| matches!(l, LayerIr::Lstm(_))),
+        uses_gate_pre,
+        uses_gate_pre_down,
         uses_sat8,
         has_complement,
         tables,

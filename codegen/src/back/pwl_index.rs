@@ -1,0 +1,215 @@
+//! Constant-time piece lookup for PWL tables in generated code.
+//!
+//! `irnn_runtime::Pwl::eval` defines the piece of an input as the last piece whose start
+//! is `<= u` (piece 0 left of every start), found by a linear scan. Generated code only
+//! evaluates tables on int16 values (gate pre-activations and the cell state), so the
+//! generator knows the whole input domain and can replace the scan by a bucket index:
+//!
+//! ```text
+//! b     = (u + bias) >> shift                   bucket of u
+//! k     = first[b]                              piece of the bucket's first input
+//! k    += (u >= starts_ext[k + 1])   × extra    the starts inside the bucket
+//! ```
+//!
+//! `extra` is the largest number of starts that fall strictly inside one bucket, and
+//! `starts_ext` is `starts` followed by `extra` copies of `i32::MAX`. For strictly
+//! increasing starts this gives exactly the scan's index (the starts after `first[b]`
+//! that are `<= u` are all inside the bucket and come first; the ones beyond it are
+//! `> u`). The shift is chosen to minimise `extra` with at most
+//! [`MAX_BUCKETS`] buckets. Tables whose starts are not increasing get no index (the
+//! back ends keep the scan; validated tables are always increasing).
+//!
+//! The index also records whether the piece arithmetic fits in `i32` for every
+//! reachable input (`offset + slope · (u − start)` and every partial term), so that
+//! back ends can skip 64-bit arithmetic, which vectorizes far better.
+
+use crate::ir::{PwlTable, TableSymmetry};
+
+/// Largest number of buckets an index may use (`first` is read as `int32`: 2 KB).
+pub const MAX_BUCKETS: usize = 512;
+
+/// A bucket index for one table on int16 inputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PieceIndex {
+    /// Added to `u` before the shift (32768 without symmetry, where `u` may be negative).
+    pub bias: i32,
+    /// Bucket width is `2^shift` input codes.
+    pub shift: u32,
+    /// Piece index of each bucket's first input.
+    pub first: Vec<i32>,
+    /// Starts strictly inside one bucket, at most (the number of compare-adds).
+    pub extra: usize,
+    /// `starts` followed by `extra` copies of `i32::MAX`.
+    pub starts_ext: Vec<i32>,
+    /// Whether `offset + slope · (u − start)` fits in `i32` for every reachable `u`.
+    pub fits_i32: bool,
+}
+
+/// The range of `u` (the folded input) for int16 inputs.
+pub fn u_domain(t: &PwlTable) -> (i32, i32) {
+    match t.symmetry {
+        TableSymmetry::None => (i16::MIN as i32, i16::MAX as i32),
+        TableSymmetry::Odd | TableSymmetry::Complement => (0, 32768),
+    }
+}
+
+/// The runtime's piece index (last start `<= u`, 0 if none) by a scan.
+fn scan(starts: &[i32], u: i32) -> usize {
+    let mut index = 0;
+    for (k, &s) in starts.iter().enumerate().skip(1) {
+        if u >= s {
+            index = k;
+        }
+    }
+    index
+}
+
+/// Builds the index of `t`, or `None` when its starts are not strictly increasing or
+/// its arrays disagree in length.
+pub fn build(t: &PwlTable) -> Option<PieceIndex> {
+    let n = t.starts.len();
+    if n == 0 || t.slopes.len() != n || t.offsets.len() != n {
+        return None;
+    }
+    if !t.starts.windows(2).all(|w| w[0] < w[1]) {
+        return None;
+    }
+    let (lo, hi) = u_domain(t);
+    let bias = -lo;
+    let mut best: Option<(usize, u32)> = None;
+    for shift in (0..=16u32).rev() {
+        let buckets = (((hi + bias) >> shift) + 1) as usize;
+        if buckets > MAX_BUCKETS {
+            break;
+        }
+        let extra = (0..buckets)
+            .map(|b| {
+                let (blo, bhi) = bucket_range(b, shift, bias, hi);
+                t.starts[1..]
+                    .iter()
+                    .filter(|&&s| s > blo && s <= bhi)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        // Prefer fewer compares; on a tie, fewer buckets (found first).
+        if best.is_none_or(|(e, _)| extra < e) {
+            best = Some((extra, shift));
+        }
+    }
+    let (extra, shift) = best?;
+    let buckets = (((hi + bias) >> shift) + 1) as usize;
+    let first = (0..buckets)
+        .map(|b| scan(&t.starts, bucket_range(b, shift, bias, hi).0) as i32)
+        .collect();
+    let mut starts_ext = t.starts.clone();
+    starts_ext.extend(std::iter::repeat_n(i32::MAX, extra));
+    Some(PieceIndex {
+        bias,
+        shift,
+        first,
+        extra,
+        starts_ext,
+        fits_i32: fits_i32(t, lo, hi),
+    })
+}
+
+/// Inputs `[lo, hi]` of bucket `b`.
+fn bucket_range(b: usize, shift: u32, bias: i32, hi: i32) -> (i32, i32) {
+    let lo = ((b as i64) << shift) - bias as i64;
+    let top = (lo + (1i64 << shift) - 1).min(hi as i64);
+    (lo as i32, top as i32)
+}
+
+/// Whether every piece's arithmetic stays in `i32` on the inputs that reach it.
+fn fits_i32(t: &PwlTable, lo: i32, hi: i32) -> bool {
+    let n = t.starts.len();
+    let in_i32 = |v: i64| v >= i32::MIN as i64 && v <= i32::MAX as i64;
+    (0..n).all(|k| {
+        // Inputs that select piece k: [starts[k], starts[k+1] − 1], with piece 0 also
+        // taking everything left of it and the last piece everything right of it.
+        let from = if k == 0 { lo } else { t.starts[k].max(lo) };
+        let to = if k + 1 == n {
+            hi
+        } else {
+            (t.starts[k + 1] - 1).min(hi)
+        };
+        if from > to {
+            return true; // unreachable piece
+        }
+        let start = t.starts[k] as i64;
+        let (slope, offset) = (t.slopes[k] as i64, t.offsets[k] as i64);
+        [from as i64, to as i64].iter().all(|&u| {
+            let d = u - start;
+            let prod = slope * d;
+            in_i32(d) && in_i32(prod) && in_i32(offset + prod)
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Activation;
+    use crate::pwl::{fit, FitOptions};
+
+    fn check_equal(t: &PwlTable) {
+        let idx = build(t).expect("increasing table");
+        let (lo, hi) = u_domain(t);
+        for u in lo..=hi {
+            let b = ((u + idx.bias) >> idx.shift) as usize;
+            let mut k = idx.first[b] as usize;
+            for _ in 0..idx.extra {
+                k += (u >= idx.starts_ext[k + 1]) as usize;
+            }
+            assert_eq!(k, scan(&t.starts, u), "u = {u}");
+        }
+    }
+
+    #[test]
+    fn index_equals_scan_on_fitted_tables() {
+        for (f, bits) in [
+            (Activation::Sigmoid, 12),
+            (Activation::Tanh, 12),
+            (Activation::Tanh, 15),
+            (Activation::Sigmoid, 10),
+        ] {
+            let (t, _) = fit(&FitOptions::new(f, bits)).unwrap();
+            check_equal(&t);
+            let idx = build(&t).unwrap();
+            eprintln!(
+                "{f:?} q{bits}: {} pieces, shift {}, {} buckets, {} compares",
+                t.pieces(),
+                idx.shift,
+                idx.first.len(),
+                idx.extra
+            );
+            assert!(idx.extra <= 4, "{f:?}: {} compares", idx.extra);
+            assert!(idx.fits_i32, "fitted tables fit i32");
+        }
+    }
+
+    #[test]
+    fn index_equals_scan_on_odd_tables() {
+        let t = PwlTable {
+            function: Activation::Tanh,
+            input_frac_bits: 12,
+            output_frac_bits: 15,
+            symmetry: TableSymmetry::None,
+            total: 0,
+            starts: vec![-40000, -32768, -5, 0, 1, 2, 3, 30000, 32767, 40000],
+            slopes: vec![1; 10],
+            offsets: vec![0; 10],
+            frac_bits: 0,
+            out_min: -32768,
+            out_max: 32767,
+        };
+        check_equal(&t);
+        let mut unsorted = t.clone();
+        unsorted.starts.swap(2, 3);
+        assert!(build(&unsorted).is_none());
+        let mut wide = t;
+        wide.slopes[2] = i32::MAX; // piece [-5, -1]: slope · 4 overflows
+        assert!(!build(&wide).unwrap().fits_i32);
+    }
+}
