@@ -208,6 +208,7 @@ struct Ctx {
     has_lstm: bool,
     uses_gate_pre: bool,
     uses_gate_pre_down: bool,
+    uses_lstm_out: bool,
     uses_sat8: bool,
     has_complement: bool,
     tables: Vec<TableCtx>,
@@ -342,6 +343,13 @@ enum LayerCtx {
         /// Every gate requantizer has `−31 <= shift <= 0` and a multiplier other than
         /// `INT32_MIN`: the branch-free `_q_gate_pre_down` applies.
         fast_req: bool,
+        /// `(e, half)` of the output requantizer when `_q_lstm_out_down` applies
+        /// (only emitted when `fast_req`, which brings `_q_req_down`).
+        out_down: Option<(i32, i64)>,
+        e_x: String,
+        half_x: String,
+        e_h: String,
+        half_h: String,
     },
     Linear {
         index: usize,
@@ -543,6 +551,24 @@ fn muls(req: &[Requant]) -> String {
     list(req.iter().map(|r| lit(r.multiplier)), "    ", PER_LINE_I32)
 }
 
+/// `e = −shift` of requantizers with `shift <= 0` (for `_q_req_down`).
+fn down_shifts(req: &[Requant]) -> String {
+    list(
+        req.iter().map(|r| (-r.shift).to_string()),
+        "    ",
+        PER_LINE_I8,
+    )
+}
+
+/// `2^(e−1)` (0 for `e = 0`) of requantizers with `shift <= 0`.
+fn down_halves(req: &[Requant]) -> String {
+    list(
+        req.iter().map(|r| ((1i64 << -r.shift) >> 1).to_string()),
+        "    ",
+        PER_LINE_I32,
+    )
+}
+
 fn shifts(req: &[Requant]) -> String {
     list(
         req.iter().map(|r| clamp_shift(r.shift).to_string()),
@@ -702,6 +728,11 @@ fn lstm_ctx(
     };
     let arr = |s: String| if full { String::new() } else { s };
     let pwl = |t: usize| format!("{p}_pwl{t}");
+    let fast_req = l
+        .req_x
+        .iter()
+        .chain(&l.req_h)
+        .all(|r| (-31..=0).contains(&r.shift) && r.multiplier != i32::MIN);
     let full_rows = if simd { Vec::new() } else { full_rows };
     Ok(LayerCtx::Lstm {
         index,
@@ -741,11 +772,31 @@ fn lstm_ctx(
         out_mul: lit(l.req_out.multiplier),
         out_shift: clamp_shift(l.req_out.shift).to_string(),
         h_zero_point: lit(l.h_zero_point),
-        fast_req: l
-            .req_x
-            .iter()
-            .chain(&l.req_h)
-            .all(|r| (-31..=0).contains(&r.shift) && r.multiplier != i32::MIN),
+        fast_req,
+        out_down: (fast_req
+            && (-31..=0).contains(&l.req_out.shift)
+            && l.req_out.multiplier != i32::MIN)
+            .then(|| (-l.req_out.shift, (1i64 << -l.req_out.shift) >> 1)),
+        e_x: if fast_req {
+            down_shifts(&l.req_x)
+        } else {
+            String::new()
+        },
+        half_x: if fast_req {
+            down_halves(&l.req_x)
+        } else {
+            String::new()
+        },
+        e_h: if fast_req {
+            down_shifts(&l.req_h)
+        } else {
+            String::new()
+        },
+        half_h: if fast_req {
+            down_halves(&l.req_h)
+        } else {
+            String::new()
+        },
         mx,
         mh,
     })
@@ -877,7 +928,6 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                         used_tables.push(*t);
                     }
                 }
-                uses_sat8 = true;
                 let h = l.hidden_size;
                 state_members.push(format!(
                     "int8_t {id}_h[{h}]; /* layer {index}: hidden state (int8) */"
@@ -955,6 +1005,10 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
     };
     let uses_gate_pre_down = layers.iter().any(fast_req);
     let uses_gate_pre = layers.iter().any(slow_req);
+    let uses_lstm_out = layers
+        .iter()
+        .any(|l| matches!(l, LayerCtx::Lstm { out_down: None, .. }));
+    let uses_sat8 = uses_sat8 || uses_lstm_out;
 
     let (input_size, vocab_size, input_zero_point, input_scale) = match program.input {
         InputIr::Tokens { vocab_size } => (
@@ -1035,6 +1089,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         has_lstm: program.layers.iter().any(|l| matches!(l, LayerIr::Lstm(_))),
         uses_gate_pre,
         uses_gate_pre_down,
+        uses_lstm_out,
         uses_sat8,
         has_complement,
         tables,

@@ -382,68 +382,71 @@ fn table_fn(k: usize, t: &PwlTable) -> Ident {
 /// `fn t{k}_...(x: i32) -> i32`, equal to `T{k}_....eval(x)` for every `x`.
 ///
 /// `Pwl::eval` finds the piece with a linear scan over all starts (and is not inlined
-/// with its constant table), which dominated the step time of small models. Here the
-/// piece index comes from a binary search over the constant starts, unrolled
-/// (`⌈log2 n⌉` comparisons); then the runtime evaluates the one-piece table
-/// `starts[k..k + 1]` (same symmetry and clamp), whose scan is empty. For strictly
-/// increasing starts (what validation requires) the search returns exactly the
-/// runtime's index: the last piece whose start is `<= u`, or 0; otherwise the function
-/// falls back to `eval` on the whole table.
+/// with its constant table), which dominated the step time. Here the piece comes from
+/// the generation-time bucket index of `back::pwl_index` (one table read and at most a
+/// few compare-adds, the same index as the C back end) for int16 inputs — the only
+/// inputs generated code passes — and the runtime then evaluates the one-piece table
+/// `starts[k..k + 1]` (same symmetry and clamp), whose scan is empty. Other inputs, and
+/// tables without an index (starts not increasing), use `eval` on the whole table.
 fn table_eval(k: usize, t: &PwlTable) -> TokenStream {
     let ident = table_ident(k, t);
     let f = table_fn(k, t);
     let d = doc(format!(
         "Evaluates PWL table {k} at `x`: `{ident}.eval(x)`, with the piece found by a\n\
-         binary search."
+         bucket index."
     ));
-    let n = t.starts.len();
-    let increasing = t.starts.windows(2).all(|w| w[0] < w[1]);
-    let body = if n <= 1 || !increasing || n != t.slopes.len() || n != t.offsets.len() {
-        quote!(#ident.eval(x))
-    } else {
-        // The folded input the runtime uses to choose the piece.
-        let u = match t.symmetry {
-            TableSymmetry::None => quote!(x),
-            TableSymmetry::Odd | TableSymmetry::Complement => quote!(x.saturating_abs()),
-        };
-        let nl = lit(n);
-        let mut step = (n - 1).next_power_of_two();
-        if step >= n {
-            step /= 2;
-        }
-        let mut probes = Vec::new();
-        let mut first = true;
-        while step > 0 {
-            let sl = lit(step);
-            probes.push(if first {
-                // k = 0 and step < n: no bound check needed.
-                quote! {
-                    if u >= #ident.starts[#sl] {
-                        k = #sl;
-                    }
-                }
-            } else {
-                quote! {
-                    if k + #sl < #nl && u >= #ident.starts[k + #sl] {
-                        k += #sl;
-                    }
-                }
-            });
-            first = false;
-            step /= 2;
-        }
-        quote! {
-            let u = #u;
-            let mut k = 0;
-            #(#probes)*
-            let piece = ::irnn_runtime::Pwl {
-                starts: &#ident.starts[k..k + 1],
-                slopes: &#ident.slopes[k..k + 1],
-                offsets: &#ident.offsets[k..k + 1],
-                ..#ident
+    let body = match super::pwl_index::build(t) {
+        Some(idx) if t.starts.len() > 1 => {
+            let u = match t.symmetry {
+                TableSymmetry::None => quote!(x),
+                TableSymmetry::Odd | TableSymmetry::Complement => quote!(x.saturating_abs()),
             };
-            piece.eval(x)
+            // Piece numbers are below the piece count: u8 for validated tables.
+            let wide = t.starts.len() > 256;
+            let first: Vec<Literal> = idx
+                .first
+                .iter()
+                .map(|&v| Literal::u32_unsuffixed(v as u32))
+                .collect();
+            let first_ty = if wide { quote!(u32) } else { quote!(u8) };
+            let nb = lit(idx.first.len());
+            let ext: Vec<TokenStream> = idx.starts_ext.iter().map(|&v| int(v as i64)).collect();
+            let ne = lit(idx.starts_ext.len());
+            let shift = Literal::u32_unsuffixed(idx.shift);
+            let bucket = match (idx.bias, idx.shift) {
+                (0, 0) => quote!(u),
+                (0, _) => quote!(u >> #shift),
+                (b, 0) => {
+                    let b = int(b as i64);
+                    quote!(u + #b)
+                }
+                (b, _) => {
+                    let b = int(b as i64);
+                    quote!((u + #b) >> #shift)
+                }
+            };
+            let steps = (0..idx.extra).map(|_| quote!(k += (u >= STARTS_EXT[k + 1]) as usize;));
+            quote! {
+                /// Piece of each bucket's first input.
+                static FIRST: [#first_ty; #nb] = [#(#first),*];
+                /// The starts, then `i32::MAX` padding.
+                static STARTS_EXT: [i32; #ne] = [#(#ext),*];
+                if !(-32768..=32767).contains(&x) {
+                    return #ident.eval(x);
+                }
+                let u = #u;
+                let mut k = FIRST[(#bucket) as usize] as usize;
+                #(#steps)*
+                let piece = ::irnn_runtime::Pwl {
+                    starts: &#ident.starts[k..k + 1],
+                    slopes: &#ident.slopes[k..k + 1],
+                    offsets: &#ident.offsets[k..k + 1],
+                    ..#ident
+                };
+                piece.eval(x)
+            }
         }
+        _ => quote!(#ident.eval(x)),
     };
     quote! {
         #d
