@@ -242,7 +242,7 @@ fn arm_asm(c: &std::path::Path, flags: &[&str], what: &str) -> String {
 /// Whether an instruction mnemonic occurs in AArch64 assembly.
 fn has_insn(asm: &str, insn: &str) -> bool {
     asm.lines()
-        .any(|l| l.trim_start().split_whitespace().next() == Some(insn))
+        .any(|l| l.split_whitespace().next() == Some(insn))
 }
 
 // ---------------------------------------------------------------------------------
@@ -650,4 +650,37 @@ fn neon_c_handles_minus_128_weights() {
         check_arm(&program, target, arm_flags(target), 800);
     }
     check_arm(&program, Target::NeonDotprod, ARMV8, 801);
+}
+
+/// `irnn bench` on the AArch64 targets from this (x86) host: cross-compiled, run under
+/// qemu, flagged as emulated in the table.
+#[test]
+fn bench_runs_arm_targets_under_qemu() {
+    use irnn_codegen::bench::{bench, emulated, table, BenchOptions};
+    if !cross_enabled("bench_runs_arm_targets_under_qemu") {
+        return;
+    }
+    let program = &synth_models()[2].model.program;
+    let rows = bench(
+        program,
+        &BenchOptions {
+            targets: ARM_TARGETS.to_vec(),
+            steps: 20,
+            runs: 3,
+            cc: "gcc".into(),
+        },
+    )
+    .expect("bench runs the ARM targets");
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert!(
+            r.us_per_step > 0.0 && r.text_bytes > 0 && r.rodata_bytes > 0,
+            "{r:?}"
+        );
+    }
+    let t = table(program, &rows);
+    assert!(t.contains("| neon-dotprod | int8 |"), "{t}");
+    if emulated(Target::Neon) {
+        assert!(t.contains("meaningless"), "{t}");
+    }
 }

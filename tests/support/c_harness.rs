@@ -6,8 +6,8 @@
 use irnn_codegen::back::GeneratedFile;
 use irnn_codegen::interp::Interpreter;
 use irnn_codegen::ir::Program;
-use std::path::{Path, PathBuf};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
@@ -359,11 +359,7 @@ impl Harness {
             }
             None => Command::new(&self.exe),
         };
-        let out = cmd
-            .arg(&input)
-            .arg(&output)
-            .output()
-            .expect("harness runs");
+        let out = cmd.arg(&input).arg(&output).output().expect("harness runs");
         assert!(
             out.status.success(),
             "the harness failed ({}):\n{}",
