@@ -1,4 +1,5 @@
-//! Generated C for the SIMD targets (`Target::Avx2`, `Target::Avx512Vnni`), end to end.
+//! Generated C for the SIMD targets (`Target::Avx2`, `Target::Avx512Vnni`,
+//! `Target::Neon`, `Target::NeonDotprod`), end to end.
 //!
 //! - *builds*: the C compiles with gcc and clang under the strict warning set, both
 //!   with the instruction-set flags (SIMD kernels) and without them (portable fallback
@@ -10,8 +11,15 @@
 //!   the SIMD kernels and with the fallback. Weights of −128 (which the AVX2 sign trick
 //!   cannot take, so those matrices use the portable kernel) are tested too.
 //!
-//! Tests that *run* SIMD code are skipped, with a message, when this CPU lacks the
+//! Tests that *run* x86 SIMD code are skipped, with a message, when this CPU lacks the
 //! instruction set; nothing else is skipped.
+//!
+//! The AArch64 targets are cross-compiled with `aarch64-linux-gnu-gcc -static` and run
+//! under `qemu-aarch64 -cpu max` (which has the dot-product extension): the NEON
+//! kernels, neon-dotprod's `sdot` kernel, neon-dotprod's `smull` kernel (built without
+//! `+dotprod`) and the portable kernel (`+nosimd`), plus the fallback on x86. A missing
+//! cross compiler or qemu FAILS these tests with what to install (.ci/run installs
+//! them); `IRNN_SKIP_CROSS=1` skips them explicitly.
 
 mod support;
 
@@ -22,7 +30,10 @@ use irnn_codegen::lower::lower;
 use irnn_codegen::npy::{read_data, SeqData};
 use irnn_codegen::synth::Rng;
 use std::sync::OnceLock;
-use support::c_harness::{assert_same, cc, expected, run_c, write_files, Seq, STRICT};
+use support::c_harness::{
+    assert_same, cc, cross_enabled, expected, run_c, run_c_with, write_files, Seq, Toolchain,
+    STRICT,
+};
 use support::{repo_root, synth_model, TestModel};
 
 const AVX2_FLAGS: &[&str] = &["-mavx2", "-mfma"];
@@ -75,6 +86,20 @@ fn skip_unless(target: Target, test: &str) -> bool {
 }
 
 const TARGETS: [Target; 2] = [Target::Avx2, Target::Avx512Vnni];
+
+/// The AArch64 targets.
+const ARM_TARGETS: [Target; 2] = [Target::Neon, Target::NeonDotprod];
+
+/// `-march` of a NEON build that compiles the target's fastest kernel.
+fn arm_flags(target: Target) -> &'static [&'static str] {
+    irnn_codegen::bench::target_flags(target)
+}
+
+/// Baseline Armv8-A: neon-dotprod's file compiles its `smull` kernel.
+const ARMV8: &[&str] = &["-march=armv8-a"];
+
+/// No Advanced SIMD: the portable kernel on the packed layout.
+const NOSIMD: &[&str] = &["-march=armv8-a+nosimd"];
 
 // ---------------------------------------------------------------------------------
 // Models
@@ -177,6 +202,49 @@ fn check(program: &Program, target: Target, cc_name: &str, flags: &[&str], seed:
     );
 }
 
+/// [`check`] under qemu: the C cross-compiled for AArch64.
+fn check_arm(program: &Program, target: Target, flags: &[&str], seed: u64) {
+    let files = gen(program, target);
+    let seqs = random_seqs(program, seed, LENGTHS);
+    let tc = Toolchain::AARCH64;
+    let got = run_c_with(program, &files, &tc, flags, &seqs);
+    let want = expected(program, &seqs);
+    assert_same(
+        &got,
+        &want,
+        &seqs,
+        &format!(
+            "{} ({}, {} {})",
+            program.name,
+            target.name(),
+            tc.label(),
+            flags.join(" ")
+        ),
+    );
+}
+
+/// The AArch64 assembly of a generated `.c` file.
+fn arm_asm(c: &std::path::Path, flags: &[&str], what: &str) -> String {
+    let s = c.with_extension("s");
+    let mut args: Vec<String> = STRICT.iter().map(|s| s.to_string()).collect();
+    args.extend(flags.iter().map(|s| s.to_string()));
+    args.extend([
+        "-O2".into(),
+        "-S".into(),
+        c.display().to_string(),
+        "-o".into(),
+        s.display().to_string(),
+    ]);
+    cc(Toolchain::AARCH64.cc, &args, what);
+    std::fs::read_to_string(&s).expect("read assembly")
+}
+
+/// Whether an instruction mnemonic occurs in AArch64 assembly.
+fn has_insn(asm: &str, insn: &str) -> bool {
+    asm.lines()
+        .any(|l| l.split_whitespace().next() == Some(insn))
+}
+
 // ---------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------
@@ -211,6 +279,22 @@ fn simd_c_builds_strict_with_and_without_isa_flags() {
 #[test]
 fn simd_targets_refuse_rust_and_unrolling() {
     let program = &synth_models()[2].model.program;
+    for target in TARGETS.into_iter().chain(ARM_TARGETS) {
+        let inner = generate(
+            program,
+            &GenOptions {
+                lang: Lang::C,
+                target,
+                unroll: Unroll::Inner,
+                precision: Default::default(),
+            },
+        );
+        assert!(
+            inner.is_err(),
+            "inner unrolling for {} should be refused",
+            target.name()
+        );
+    }
     for target in TARGETS {
         let rust = generate(
             program,
@@ -294,11 +378,8 @@ fn simd_c_fallback_matches_interpreter() {
     }
 }
 
-/// The shipped char LM (72 tokens, 2 LSTM layers) on its real test data, every
-/// target, with the SIMD kernels (when the CPU has them) and the fallback.
-#[test]
-fn simd_c_matches_interpreter_on_charlm() {
-    let program = charlm();
+/// The shipped char LM's test data: 4 sequences of 64 token ids.
+fn charlm_seqs() -> Vec<Seq> {
     let data =
         read_data(&repo_root().join("examples/charlm/data/test_small.npy")).expect("test data");
     let SeqData::Tokens { n, t, data } = data.data else {
@@ -308,6 +389,15 @@ fn simd_c_matches_interpreter_on_charlm() {
         .map(|s| Seq::Tokens(data[s * t..(s + 1) * t].iter().map(|&v| v as i32).collect()))
         .collect();
     assert!(seqs.iter().map(Seq::len).sum::<usize>() >= 200);
+    seqs
+}
+
+/// The shipped char LM (72 tokens, 2 LSTM layers) on its real test data, every
+/// target, with the SIMD kernels (when the CPU has them) and the fallback.
+#[test]
+fn simd_c_matches_interpreter_on_charlm() {
+    let program = charlm();
+    let seqs = charlm_seqs();
     let want = expected(&program, &seqs);
     for target in TARGETS {
         let files = gen(&program, target);
@@ -327,11 +417,9 @@ fn simd_c_matches_interpreter_on_charlm() {
     }
 }
 
-/// Weights of −128 (not produced by irnn's quantizer, but valid in a graph): AVX2
-/// cannot use the sign trick on such a matrix, so that matrix runs the portable kernel;
-/// VNNI is exact for them. Both must match the interpreter.
-#[test]
-fn simd_c_handles_minus_128_weights() {
+/// A synthetic model with weights of −128 (not produced by irnn's quantizer, but
+/// valid in a graph) in W_hh of its first LSTM layer.
+fn with_minus_128_weights() -> Program {
     let mut program = synth_models()[1].model.program.clone();
     let mut touched = 0;
     for layer in &mut program.layers {
@@ -348,6 +436,14 @@ fn simd_c_handles_minus_128_weights() {
         }
     }
     assert_eq!(touched, 1);
+    program
+}
+
+/// AVX2 cannot use the sign trick on a matrix with −128 weights, so that matrix runs
+/// the portable kernel; VNNI is exact for them. Both must match the interpreter.
+#[test]
+fn simd_c_handles_minus_128_weights() {
+    let program = with_minus_128_weights();
     let c = &gen(&program, Target::Avx2)
         .into_iter()
         .find(|f| f.name.ends_with(".c"))
@@ -400,4 +496,191 @@ fn bench_times_every_target() {
     }
     let t = table(program, &rows);
     assert!(t.contains("| scalar | int8 |"), "{t}");
+}
+
+// ---------------------------------------------------------------------------------
+// AArch64: neon and neon-dotprod
+// ---------------------------------------------------------------------------------
+
+/// The NEON C compiles on x86 (gcc and clang, strict warnings) to the portable kernel,
+/// which matches the interpreter.
+#[test]
+fn neon_c_fallback_builds_and_matches_on_x86() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for target in ARM_TARGETS {
+        for s in synth_models() {
+            let files = gen(&s.model.program, target);
+            let (_, c) = write_files(dir.path(), &files);
+            let text = std::fs::read_to_string(&c).unwrap();
+            assert!(
+                text.contains("#include <arm_neon.h>") && text.contains("vmull_high_s8("),
+                "{}: no NEON kernel",
+                s.label
+            );
+            assert_eq!(
+                text.contains("vdotq_laneq_s32("),
+                target == Target::NeonDotprod,
+                "{}: sdot kernel only for neon-dotprod",
+                s.label
+            );
+            for cc_name in ["gcc", "clang"] {
+                let mut args: Vec<String> = STRICT.iter().map(|s| s.to_string()).collect();
+                args.extend([
+                    "-O2".into(),
+                    "-c".into(),
+                    c.display().to_string(),
+                    "-o".into(),
+                    dir.path().join("m.o").display().to_string(),
+                ]);
+                cc(cc_name, &args, &format!("{} ({})", s.label, target.name()));
+            }
+        }
+        for (k, s) in synth_models().iter().enumerate().take(2) {
+            check(&s.model.program, target, "gcc", &[], 500 + k as u64);
+        }
+    }
+}
+
+/// Cross-compiled under the strict warning set; the assembly shows that each build
+/// compiled the intended kernel (sdot, smull/sadalp, or none).
+#[test]
+fn neon_c_builds_strict_for_aarch64() {
+    if !cross_enabled("neon_c_builds_strict_for_aarch64") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for s in synth_models() {
+        for target in ARM_TARGETS {
+            let files = gen(&s.model.program, target);
+            let (_, c) = write_files(dir.path(), &files);
+            let mut builds: Vec<(&[&str], bool, bool)> = vec![(ARMV8, true, false)];
+            if target == Target::NeonDotprod {
+                builds.push((arm_flags(target), false, true));
+            }
+            builds.push((NOSIMD, false, false));
+            for (flags, smull, sdot) in builds {
+                let what = format!("{} ({}, {})", s.label, target.name(), flags.join(" "));
+                let asm = arm_asm(&c, flags, &what);
+                assert_eq!(
+                    has_insn(&asm, "sadalp") && has_insn(&asm, "smull2"),
+                    smull,
+                    "{what}: smull/sadalp kernel expected: {smull}"
+                );
+                assert_eq!(
+                    has_insn(&asm, "sdot"),
+                    sdot,
+                    "{what}: sdot kernel expected: {sdot}"
+                );
+            }
+        }
+    }
+}
+
+/// Bit-exact under qemu: the NEON kernel, neon-dotprod's sdot kernel on every
+/// synthetic model; neon-dotprod's smull kernel and the portable kernel on AArch64 on
+/// two of them.
+#[test]
+fn neon_c_matches_interpreter_under_qemu() {
+    if !cross_enabled("neon_c_matches_interpreter_under_qemu") {
+        return;
+    }
+    for (k, s) in synth_models().iter().enumerate() {
+        let p = &s.model.program;
+        check_arm(p, Target::Neon, arm_flags(Target::Neon), 600 + k as u64);
+        let dotprod = arm_flags(Target::NeonDotprod);
+        check_arm(p, Target::NeonDotprod, dotprod, 610 + k as u64);
+        if k < 2 {
+            check_arm(p, Target::NeonDotprod, ARMV8, 620 + k as u64);
+            check_arm(p, Target::Neon, NOSIMD, 630 + k as u64);
+        }
+    }
+}
+
+/// The shipped char LM under qemu (its test data plus two random sequences, 506 steps),
+/// every AArch64 kernel, and the x86 fallback.
+#[test]
+fn neon_c_matches_interpreter_on_charlm() {
+    let program = charlm();
+    let mut seqs = charlm_seqs();
+    seqs.extend(random_seqs(&program, 700, &[200, 50]));
+    let want = expected(&program, &seqs);
+    let cross = cross_enabled("neon_c_matches_interpreter_on_charlm (qemu part)");
+    for target in ARM_TARGETS {
+        let files = gen(&program, target);
+        let got = run_c(&program, &files, "gcc", &[], &seqs);
+        assert_same(
+            &got,
+            &want,
+            &seqs,
+            &format!("charlm ({}, gcc x86 fallback)", target.name()),
+        );
+        if !cross {
+            continue;
+        }
+        let mut builds = vec![arm_flags(target)];
+        if target == Target::NeonDotprod {
+            builds.push(ARMV8);
+        }
+        for flags in builds {
+            let tc = Toolchain::AARCH64;
+            let got = run_c_with(&program, &files, &tc, flags, &seqs);
+            assert_same(
+                &got,
+                &want,
+                &seqs,
+                &format!(
+                    "charlm ({}, {} {})",
+                    target.name(),
+                    tc.label(),
+                    flags.join(" ")
+                ),
+            );
+        }
+    }
+}
+
+/// −128 weights (smull is exact for every int8 pair; so is sdot) under qemu.
+#[test]
+fn neon_c_handles_minus_128_weights() {
+    if !cross_enabled("neon_c_handles_minus_128_weights") {
+        return;
+    }
+    let program = with_minus_128_weights();
+    for target in ARM_TARGETS {
+        check_arm(&program, target, arm_flags(target), 800);
+    }
+    check_arm(&program, Target::NeonDotprod, ARMV8, 801);
+}
+
+/// `irnn bench` on the AArch64 targets from this (x86) host: cross-compiled, run under
+/// qemu, flagged as emulated in the table.
+#[test]
+fn bench_runs_arm_targets_under_qemu() {
+    use irnn_codegen::bench::{bench, emulated, table, BenchOptions};
+    if !cross_enabled("bench_runs_arm_targets_under_qemu") {
+        return;
+    }
+    let program = &synth_models()[2].model.program;
+    let rows = bench(
+        program,
+        &BenchOptions {
+            targets: ARM_TARGETS.to_vec(),
+            steps: 20,
+            runs: 3,
+            cc: "gcc".into(),
+        },
+    )
+    .expect("bench runs the ARM targets");
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert!(
+            r.us_per_step > 0.0 && r.text_bytes > 0 && r.rodata_bytes > 0,
+            "{r:?}"
+        );
+    }
+    let t = table(program, &rows);
+    assert!(t.contains("| neon-dotprod | int8 |"), "{t}");
+    if emulated(Target::Neon) {
+        assert!(t.contains("meaningless"), "{t}");
+    }
 }

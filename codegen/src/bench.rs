@@ -7,6 +7,11 @@
 //! step, `clock_gettime(CLOCK_MONOTONIC)`), reporting the median µs per step. The
 //! object file of the model alone gives the code size (`.text`) and the constant data
 //! (`.rodata`: weights, biases, multipliers, tables).
+//!
+//! The AArch64 targets (`neon`, `neon-dotprod`) run natively on an AArch64 host. On
+//! any other host they are cross-compiled with `aarch64-linux-gnu-gcc -static` and run
+//! under `qemu-aarch64 -cpu max`, with a warning: times under emulation say nothing
+//! about the hardware (the sizes are still right).
 
 use crate::back::{generate, GenOptions, Lang, Target, Unroll};
 use crate::ir::{InputIr, LayerIr, Program};
@@ -61,6 +66,25 @@ pub fn target_flags(target: Target) -> &'static [&'static str] {
         Target::Neon => &["-march=armv8-a"],
         Target::NeonDotprod => &["-march=armv8.2-a+dotprod"],
     }
+}
+
+/// The AArch64 cross compiler used for the ARM targets on other hosts.
+pub const AARCH64_CC: &str = "aarch64-linux-gnu-gcc";
+
+/// The emulator (and its arguments) that runs the cross-compiled benchmark.
+pub const AARCH64_RUNNER: &[&str] = &["qemu-aarch64", "-cpu", "max"];
+
+/// Whether `target` runs under emulation on this host (an ARM target off AArch64).
+pub fn emulated(target: Target) -> bool {
+    target.is_arm() && !cfg!(target_arch = "aarch64")
+}
+
+fn tool_runs(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 /// Bytes of int8 weights the kernels of `target` read.
@@ -226,34 +250,67 @@ pub fn bench_target(program: &Program, target: Target, opts: &BenchOptions) -> R
             .replace("@F@", &crate::back::names::file_stem(&p))
             .replace("@P@", &p),
     )?;
-    let flags = target_flags(target);
+    let emulate = emulated(target);
+    let cc = if emulate {
+        AARCH64_CC
+    } else {
+        opts.cc.as_str()
+    };
+    if emulate {
+        for tool in [AARCH64_CC, AARCH64_RUNNER[0]] {
+            if !tool_runs(tool) {
+                bail!(
+                    "target {} needs an AArch64 host, or `{AARCH64_CC}` and `{}` on this \
+                     one to run under emulation; `{tool}` does not run (apt-get install \
+                     gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)",
+                    target.name(),
+                    AARCH64_RUNNER[0]
+                );
+            }
+        }
+        eprintln!(
+            "warning: target {} is cross-compiled with {AARCH64_CC} and runs under {}: \
+             times under emulation are meaningless (sizes are real)",
+            target.name(),
+            AARCH64_RUNNER.join(" ")
+        );
+    }
+    let mut flags: Vec<&str> = target_flags(target).to_vec();
+    if emulate {
+        flags.push("-static");
+    }
     let obj = dir.path().join("model.o");
     let exe = dir.path().join("bench");
     run(
-        Command::new(&opts.cc)
+        Command::new(cc)
             .args(["-std=c99", "-O2"])
-            .args(flags)
+            .args(&flags)
             .arg("-c")
             .arg(&c_file)
             .arg("-o")
             .arg(&obj),
-        &format!("{} (compiling the model)", opts.cc),
+        &format!("{cc} (compiling the model)"),
     )?;
     run(
-        Command::new(&opts.cc)
+        Command::new(cc)
             .args(["-std=c99", "-O2"])
-            .args(flags)
+            .args(&flags)
             .arg(&harness)
             .arg(&obj)
             .arg("-o")
             .arg(&exe),
-        &format!("{} (linking the benchmark)", opts.cc),
+        &format!("{cc} (linking the benchmark)"),
     )?;
     let (text_bytes, rodata_bytes) = section_sizes(&obj)?;
-    let out = run(
+    let mut cmd = if emulate {
+        let mut c = Command::new(AARCH64_RUNNER[0]);
+        c.args(&AARCH64_RUNNER[1..]).arg(&exe);
+        c
+    } else {
         Command::new(&exe)
-            .arg(opts.steps.to_string())
-            .arg(opts.runs.to_string()),
+    };
+    let out = run(
+        cmd.arg(opts.steps.to_string()).arg(opts.runs.to_string()),
         "the benchmark",
     )?;
     let us_per_step: f64 = out
@@ -281,6 +338,15 @@ pub fn default_targets() -> Vec<Target> {
         }
         if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni") {
             t.push(Target::Avx512Vnni);
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            t.push(Target::Neon);
+        }
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            t.push(Target::NeonDotprod);
         }
     }
     t
@@ -327,6 +393,17 @@ pub fn table(program: &Program, rows: &[BenchRow]) -> String {
             r.weight_bytes,
             r.text_bytes,
             r.rodata_bytes
+        ));
+    }
+    if rows.iter().any(|r| emulated(r.target)) {
+        s.push_str(&format!(
+            "\n{} ran under {}: their times are meaningless.\n",
+            rows.iter()
+                .filter(|r| emulated(r.target))
+                .map(|r| r.target.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            AARCH64_RUNNER.join(" ")
         ));
     }
     s

@@ -6,9 +6,10 @@
 use irnn_codegen::back::GeneratedFile;
 use irnn_codegen::interp::Interpreter;
 use irnn_codegen::ir::Program;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// The flags every generated file must compile cleanly with.
 pub const STRICT: &[&str] = &[
@@ -35,32 +36,93 @@ pub fn prefix(program: &Program) -> String {
 // Compilers
 // ---------------------------------------------------------------------------------
 
-/// The path of a required C compiler; panics with a clear message when missing.
-pub fn compiler(name: &str) -> &'static str {
-    static FOUND: OnceLock<Vec<(String, bool)>> = OnceLock::new();
-    let found = FOUND.get_or_init(|| {
-        ["gcc", "clang"]
-            .iter()
-            .map(|c| {
-                let ok = Command::new(c)
-                    .arg("--version")
-                    .output()
-                    .map(|o| o.status.success())
-                    .unwrap_or(false);
-                (c.to_string(), ok)
-            })
-            .collect()
-    });
-    match found.iter().find(|(c, _)| c == name) {
-        Some((_, true)) => match name {
-            "gcc" => "gcc",
-            _ => "clang",
-        },
-        _ => panic!(
-            "the C compiler `{name}` is not installed or does not run; the generated-C tests \
-             need both gcc and clang on PATH (apt-get install gcc clang)"
-        ),
+/// Whether `tool --version` runs (cached per tool name).
+fn tool_runs(tool: &str) -> bool {
+    static FOUND: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
+    let found = FOUND.get_or_init(Default::default);
+    let mut found = found.lock().unwrap_or_else(|e| e.into_inner());
+    *found.entry(tool.to_string()).or_insert_with(|| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    })
+}
+
+/// What to install when a tool is missing.
+fn install_hint(tool: &str) -> &'static str {
+    if tool.starts_with("aarch64-") || tool.starts_with("qemu-") {
+        "the AArch64 tests need the cross compiler and qemu user mode: run the install \
+         step of .ci/run (apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
+         qemu-user), or set IRNN_SKIP_CROSS=1 to skip them"
+    } else {
+        "the generated-C tests need both gcc and clang on PATH (apt-get install gcc clang)"
     }
+}
+
+/// A required tool (C compiler or emulator); panics with a clear message when missing.
+pub fn compiler(name: &str) -> &str {
+    if !tool_runs(name) {
+        panic!(
+            "`{name}` is not installed or does not run; {}",
+            install_hint(name)
+        );
+    }
+    name
+}
+
+/// How the harness is built and run: a C compiler, flags it always gets, and a
+/// command prefix that runs the program (an emulator for cross builds).
+#[derive(Clone, Copy, Debug)]
+pub struct Toolchain {
+    /// The C compiler command.
+    pub cc: &'static str,
+    /// Flags added to every harness build (before the caller's).
+    pub flags: &'static [&'static str],
+    /// Command prefix of the built program; empty for native runs.
+    pub runner: &'static [&'static str],
+}
+
+impl Toolchain {
+    /// A native compiler (`gcc` or `clang`), programs run directly.
+    pub fn native(cc: &'static str) -> Self {
+        Toolchain {
+            cc,
+            flags: &[],
+            runner: &[],
+        }
+    }
+
+    /// AArch64 Linux: `aarch64-linux-gnu-gcc -static`, run under `qemu-aarch64 -cpu max`
+    /// (every extension, dot product included). Static linking needs no `-L` sysroot.
+    pub const AARCH64: Toolchain = Toolchain {
+        cc: "aarch64-linux-gnu-gcc",
+        flags: &["-static"],
+        runner: &["qemu-aarch64", "-cpu", "max"],
+    };
+
+    /// Label for messages: `cc` plus the runner.
+    pub fn label(&self) -> String {
+        if self.runner.is_empty() {
+            self.cc.to_string()
+        } else {
+            format!("{} (under {})", self.cc, self.runner.join(" "))
+        }
+    }
+}
+
+/// Whether the AArch64 cross tests run: `false` (with a message) when
+/// `IRNN_SKIP_CROSS=1`; otherwise the cross compiler and qemu must be installed, and a
+/// missing one fails the test with what to install.
+pub fn cross_enabled(test: &str) -> bool {
+    if std::env::var("IRNN_SKIP_CROSS").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED {test}: IRNN_SKIP_CROSS=1");
+        return false;
+    }
+    compiler(Toolchain::AARCH64.cc);
+    compiler(Toolchain::AARCH64.runner[0]);
+    true
 }
 
 /// Runs `cc args...` and panics with the compiler output on failure.
@@ -224,14 +286,30 @@ pub fn encode(seqs: &[Seq]) -> Vec<u8> {
 pub struct Harness {
     dir: tempfile::TempDir,
     exe: PathBuf,
+    runner: &'static [&'static str],
 }
 
 /// Compiles [`HARNESS`] with the generated C at `-std=c99 -Wall -Wextra -Werror -O1`
-/// plus `extra`.
+/// plus `extra`, with a native compiler (`gcc` or `clang`).
 pub fn build_harness(
     files: &[GeneratedFile],
     program: &Program,
     cc_name: &str,
+    extra: &[&str],
+) -> Harness {
+    let tc = match cc_name {
+        "gcc" => Toolchain::native("gcc"),
+        "clang" => Toolchain::native("clang"),
+        other => panic!("build_harness: unknown native compiler {other}"),
+    };
+    build_harness_with(files, program, &tc, extra)
+}
+
+/// [`build_harness`] with any [`Toolchain`].
+pub fn build_harness_with(
+    files: &[GeneratedFile],
+    program: &Program,
+    tc: &Toolchain,
     extra: &[&str],
 ) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -248,6 +326,7 @@ pub fn build_harness(
     .expect("write harness");
     let exe = dir.path().join("harness");
     let mut args: Vec<&str> = vec!["-std=c99", "-Wall", "-Wextra", "-Werror", "-O1"];
+    args.extend_from_slice(tc.flags);
     args.extend_from_slice(extra);
     // No -I for the output directory: `#include "NAME.h"` finds it next to the including
     // file, and a model named like a system header (the shipped `features` model and
@@ -258,8 +337,12 @@ pub fn build_harness(
         exe.display().to_string(),
     );
     args.extend_from_slice(&[&c_s, &h_s, "-o", &e_s]);
-    cc(cc_name, &args, &format!("the harness of {}", program.name));
-    Harness { dir, exe }
+    cc(tc.cc, &args, &format!("the harness of {}", program.name));
+    Harness {
+        dir,
+        exe,
+        runner: tc.runner,
+    }
 }
 
 impl Harness {
@@ -268,11 +351,15 @@ impl Harness {
         let input = self.dir.path().join("in.bin");
         let output = self.dir.path().join("out.bin");
         std::fs::write(&input, encode(seqs)).expect("write input");
-        let out = Command::new(&self.exe)
-            .arg(&input)
-            .arg(&output)
-            .output()
-            .expect("harness runs");
+        let mut cmd = match self.runner.split_first() {
+            Some((emulator, args)) => {
+                let mut c = Command::new(compiler(emulator));
+                c.args(args).arg(&self.exe);
+                c
+            }
+            None => Command::new(&self.exe),
+        };
+        let out = cmd.arg(&input).arg(&output).output().expect("harness runs");
         assert!(
             out.status.success(),
             "the harness failed ({}):\n{}",
@@ -299,6 +386,17 @@ pub fn run_c(
     seqs: &[Seq],
 ) -> Vec<Vec<i32>> {
     build_harness(files, program, cc_name, flags).run(seqs, program.output.size)
+}
+
+/// [`run_c`] with any [`Toolchain`].
+pub fn run_c_with(
+    program: &Program,
+    files: &[GeneratedFile],
+    tc: &Toolchain,
+    flags: &[&str],
+    seqs: &[Seq],
+) -> Vec<Vec<i32>> {
+    build_harness_with(files, program, tc, flags).run(seqs, program.output.size)
 }
 
 // ---------------------------------------------------------------------------------

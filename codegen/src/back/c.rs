@@ -86,13 +86,7 @@ pub fn write(program: &Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>,
     }
     match opts.target {
         Target::Scalar => {}
-        Target::Neon | Target::NeonDotprod => {
-            return Err(GenError::Unsupported(format!(
-                "target {} is not implemented yet for C",
-                opts.target.name()
-            )))
-        }
-        Target::Avx2 | Target::Avx512Vnni => {
+        Target::Avx2 | Target::Avx512Vnni | Target::Neon | Target::NeonDotprod => {
             if opts.unroll != Unroll::None {
                 return Err(GenError::Unsupported(format!(
                     "--unroll applies to --target scalar only (target {} has its own kernels)",
@@ -191,7 +185,14 @@ struct Ctx {
     target: &'static str,
     simd: bool,
     simd_cond: &'static str,
+    /// The intrinsics header included under `simd_cond`.
+    simd_header: &'static str,
     vnni: bool,
+    /// An AArch64 target (NEON kernels).
+    neon: bool,
+    /// neon-dotprod: the `sdot` kernel when `__ARM_FEATURE_DOTPROD` is defined (the
+    /// `smull` kernel otherwise, on the same layout).
+    dotprod: bool,
     br: usize,
     scalar_mv_always: bool,
     token_input: bool,
@@ -1061,12 +1062,21 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
             Target::Scalar => "0",
             Target::Avx2 => "defined(__AVX2__)",
             Target::Avx512Vnni => "defined(__AVX512F__) && defined(__AVX512VNNI__)",
-            Target::Neon => "defined(__aarch64__) && defined(__ARM_NEON)",
-            Target::NeonDotprod => {
-                "defined(__aarch64__) && defined(__ARM_NEON) && defined(__ARM_FEATURE_DOTPROD)"
+            // Little-endian only: the kernels reinterpret int32 words of 4 input bytes as
+            // byte vectors. neon-dotprod without the dot-product extension runs the NEON
+            // (smull) kernel on the same layout.
+            Target::Neon | Target::NeonDotprod => {
+                "defined(__aarch64__) && defined(__ARM_NEON) && !defined(__ARM_BIG_ENDIAN)"
             }
         },
+        simd_header: if opts.target.is_arm() {
+            "arm_neon.h"
+        } else {
+            "immintrin.h"
+        },
         vnni: opts.target == Target::Avx512Vnni,
+        neon: opts.target.is_arm(),
+        dotprod: opts.target == Target::NeonDotprod,
         br: block_rows(opts.target),
         scalar_mv_always: layers.iter().any(|l| match l {
             LayerCtx::Lstm { mx, mh, .. } => {

@@ -37,9 +37,13 @@ pub enum Target {
     /// `x + 128` offset folded into the bias; scalar fallback without
     /// `__AVX512F__ && __AVX512VNNI__`.
     Avx512Vnni,
-    /// AArch64 Advanced SIMD (NEON): `smull`/`sadalp` int8 products.
+    /// AArch64 Advanced SIMD (C): exact int8 products with `smull`/`smull2` into int16,
+    /// `sadalp` into int32 lanes, weights packed in blocks of 4 rows × 4 columns;
+    /// scalar fallback without `__aarch64__ && __ARM_NEON` (little-endian).
     Neon,
-    /// AArch64 NEON with the Armv8.2 dot-product extension (`sdot`).
+    /// AArch64 NEON with the Armv8.2 dot-product extension (C): `sdot` on the same
+    /// 4 × 4 blocks; the `smull` kernel when compiled without `__ARM_FEATURE_DOTPROD`,
+    /// scalar without NEON.
     NeonDotprod,
 }
 
