@@ -664,3 +664,45 @@ fn f32_options_are_checked() {
     let err = generate_f32(&case.graph, &o).unwrap_err().to_string();
     assert!(err.contains("--unroll"), "{err}");
 }
+
+/// `irnn bench`'s library side with both precisions: one int8 and one f32 row per
+/// target, f32 weights take 4 bytes each, and the table has the int8-vs-f32 column.
+#[test]
+fn bench_times_int8_and_f32() {
+    use irnn_codegen::bench::{bench, table, BenchOptions};
+    let case = &cases()[0];
+    let rows = bench(
+        &case.model.program,
+        Some(&case.p),
+        &BenchOptions {
+            targets: vec![Target::Scalar],
+            precisions: vec![Precision::Int8, Precision::F32],
+            steps: 20,
+            runs: 3,
+            cc: "gcc".into(),
+        },
+    )
+    .expect("bench runs");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].precision, Precision::F32);
+    assert!(rows.iter().all(|r| r.us_per_step > 0.0 && r.text_bytes > 0));
+    assert!(rows[1].weight_bytes >= 4 * case.p.weight_count());
+    let t = table(&case.model.program, &rows);
+    assert!(
+        t.contains("int8 speed-up vs f32") && t.contains("| scalar | f32 |"),
+        "{t}"
+    );
+    let err = bench(
+        &case.model.program,
+        None,
+        &BenchOptions {
+            targets: vec![Target::Scalar],
+            precisions: vec![Precision::F32],
+            steps: 20,
+            runs: 3,
+            cc: "gcc".into(),
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("dequantized"), "{err}");
+}
