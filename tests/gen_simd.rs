@@ -475,8 +475,10 @@ fn bench_times_every_target() {
         .collect();
     let rows = bench(
         program,
+        None,
         &BenchOptions {
             targets: targets.clone(),
+            precisions: vec![irnn_codegen::back::Precision::Int8],
             steps: 20,
             runs: 3,
             cc: "gcc".into(),

@@ -13,7 +13,8 @@
 //! under `qemu-aarch64 -cpu max`, with a warning: times under emulation say nothing
 //! about the hardware (the sizes are still right).
 
-use crate::back::{generate, GenOptions, Lang, Target, Unroll};
+use crate::back::float::F32Program;
+use crate::back::{generate, GenOptions, Lang, Precision, Target, Unroll};
 use crate::ir::{InputIr, LayerIr, Program};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -24,6 +25,8 @@ use std::process::Command;
 pub struct BenchOptions {
     /// Targets to time, in order.
     pub targets: Vec<Target>,
+    /// Precisions to time for each target, in order (int8 and its f32 counterpart).
+    pub precisions: Vec<Precision>,
     /// Steps per timed run.
     pub steps: usize,
     /// Timed runs (the median is reported).
@@ -37,12 +40,12 @@ pub struct BenchOptions {
 pub struct BenchRow {
     /// Target.
     pub target: Target,
-    /// Precision label (`int8`).
-    pub precision: &'static str,
+    /// Precision.
+    pub precision: Precision,
     /// Median microseconds per step.
     pub us_per_step: f64,
-    /// Bytes of int8 weights as the kernels read them (packed and padded for SIMD
-    /// targets), plus embedding tables.
+    /// Bytes of weights as the kernels read them (packed and padded for SIMD targets),
+    /// plus embedding tables: 1 byte a weight for int8, 4 for f32.
     pub weight_bytes: usize,
     /// `.text` bytes of the model's object file.
     pub text_bytes: u64,
@@ -140,12 +143,12 @@ int main(int argc, char **argv)
     const long steps = argc > 1 ? atol(argv[1]) : 1000;
     const int runs = argc > 2 ? atoi(argv[2]) : 7;
     static @P@_state_t st;
-    static int32_t out[@PU@_OUTPUT_SIZE];
+    static @OT@ out[@PU@_OUTPUT_SIZE];
     static double times[101];
     unsigned int seed = 12345u;
     long k, t;
     int r;
-    int32_t check = 0;
+    double check = 0.0;
 #ifdef @PU@_VOCAB_SIZE
     int32_t *in = (int32_t *)malloc(sizeof(int32_t) * 4096);
     for (k = 0; k < 4096; ++k) {
@@ -154,10 +157,10 @@ int main(int argc, char **argv)
     }
 #define INPUT(t) in[(t) % 4096]
 #else
-    int8_t *in = (int8_t *)malloc((size_t)@PU@_INPUT_SIZE * 256);
+    @IT@ *in = (@IT@ *)malloc(sizeof(@IT@) * (size_t)@PU@_INPUT_SIZE * 256);
     for (k = 0; k < (long)@PU@_INPUT_SIZE * 256; ++k) {
         seed = seed * 1103515245u + 12345u;
-        in[k] = (int8_t)((int)((seed >> 8) & 255u) - 128);
+        in[k] = (@IT@)(((int)((seed >> 8) & 255u) - 128) @SCALE@);
     }
 #define INPUT(t) (in + ((t) % 256) * @PU@_INPUT_SIZE)
 #endif
@@ -168,7 +171,7 @@ int main(int argc, char **argv)
     @P@_reset(&st);
     for (t = 0; t < steps / 4 + 1; ++t) { /* warm-up */
         @P@_step(&st, INPUT(t), out);
-        check += out[0];
+        check += (double)out[0];
     }
     for (r = 0; r < runs; ++r) {
         const double t0 = now_us();
@@ -176,10 +179,10 @@ int main(int argc, char **argv)
             @P@_step(&st, INPUT(t), out);
         }
         times[r] = (now_us() - t0) / (double)steps;
-        check += out[0];
+        check += (double)out[0];
     }
     qsort(times, (size_t)runs, sizeof times[0], cmp);
-    printf("%.6f %d\n", times[runs / 2], (int)check);
+    printf("%.6f %g\n", times[runs / 2], check);
     return 0;
 }
 "#;
@@ -219,17 +222,28 @@ fn section_sizes(obj: &Path) -> Result<(u64, u64)> {
     Ok((code, data))
 }
 
-/// Times one target.
-pub fn bench_target(program: &Program, target: Target, opts: &BenchOptions) -> Result<BenchRow> {
-    let files = generate(
-        program,
-        &GenOptions {
-            lang: Lang::C,
-            target,
-            unroll: Unroll::None,
-            precision: Default::default(),
-        },
-    )?;
+/// Times one target in one precision (`f32` needs the dequantized model).
+pub fn bench_target(
+    program: &Program,
+    f32_program: Option<&F32Program>,
+    target: Target,
+    precision: Precision,
+    opts: &BenchOptions,
+) -> Result<BenchRow> {
+    let gen_opts = GenOptions {
+        lang: Lang::C,
+        target,
+        unroll: Unroll::None,
+        precision,
+    };
+    let (files, weight_bytes) = match (precision, f32_program) {
+        (Precision::Int8, _) => (generate(program, &gen_opts)?, weight_bytes(program, target)),
+        (Precision::F32, Some(fp)) => (
+            crate::back::float::generate_program(fp, &gen_opts)?,
+            crate::back::c_f32::weight_bytes(fp, target),
+        ),
+        (Precision::F32, None) => bail!("the f32 benchmark needs the dequantized model"),
+    };
     let dir = tempfile::tempdir().context("temporary directory")?;
     let mut c_file = None;
     for f in &files {
@@ -248,7 +262,31 @@ pub fn bench_target(program: &Program, target: Target, opts: &BenchOptions) -> R
         HARNESS
             .replace("@PU@", &crate::back::names::upper(&p))
             .replace("@F@", &crate::back::names::file_stem(&p))
-            .replace("@P@", &p),
+            .replace("@P@", &p)
+            .replace(
+                "@OT@",
+                if precision == Precision::F32 {
+                    "float"
+                } else {
+                    "int32_t"
+                },
+            )
+            .replace(
+                "@IT@",
+                if precision == Precision::F32 {
+                    "float"
+                } else {
+                    "int8_t"
+                },
+            )
+            .replace(
+                "@SCALE@",
+                if precision == Precision::F32 {
+                    "/ 64.0"
+                } else {
+                    ""
+                },
+            ),
     )?;
     let emulate = emulated(target);
     let cc = if emulate {
@@ -320,9 +358,9 @@ pub fn bench_target(program: &Program, target: Target, opts: &BenchOptions) -> R
         .with_context(|| format!("unexpected benchmark output: {out:?}"))?;
     Ok(BenchRow {
         target,
-        precision: "int8",
+        precision,
         us_per_step,
-        weight_bytes: weight_bytes(program, target),
+        weight_bytes,
         text_bytes,
         rodata_bytes,
     })
@@ -352,15 +390,27 @@ pub fn default_targets() -> Vec<Target> {
     t
 }
 
-/// Times every requested target.
-pub fn bench(program: &Program, opts: &BenchOptions) -> Result<Vec<BenchRow>> {
+/// Times every requested target in every requested precision (rows in target order,
+/// precisions in the given order within a target). `f32_program` is the dequantized
+/// model ([`F32Program::from_graph`]); it is needed only when `opts.precisions` has f32.
+pub fn bench(
+    program: &Program,
+    f32_program: Option<&F32Program>,
+    opts: &BenchOptions,
+) -> Result<Vec<BenchRow>> {
     if opts.runs == 0 || opts.runs > 101 || opts.steps == 0 {
         bail!("--runs must be in 1..=101 and --steps at least 1");
     }
-    opts.targets
-        .iter()
-        .map(|&t| bench_target(program, t, opts))
-        .collect()
+    if opts.precisions.is_empty() {
+        bail!("no precision to time (--precision int8,f32)");
+    }
+    let mut rows = Vec::new();
+    for &t in &opts.targets {
+        for &pr in &opts.precisions {
+            rows.push(bench_target(program, f32_program, t, pr, opts)?);
+        }
+    }
+    Ok(rows)
 }
 
 /// The result as a Markdown table; `ratio` is each row's speed-up over the first row.
@@ -380,16 +430,25 @@ pub fn table(program: &Program, rows: &[BenchRow]) -> String {
         InputIr::Features { size, .. } => format!("features ({size})"),
     };
     let mut s = format!("model \"{}\": {input}; {shape}\n\n", program.name);
-    s.push_str("| target | precision | µs/step | speed-up vs first row | weight bytes | .text bytes | .rodata bytes |\n");
-    s.push_str("|---|---|---:|---:|---:|---:|---:|\n");
+    s.push_str("| target | precision | µs/step | speed-up vs first row | int8 speed-up vs f32 (same target) | weight bytes | .text bytes | .rodata bytes |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|\n");
     let base = rows.first().map(|r| r.us_per_step).unwrap_or(1.0);
     for r in rows {
+        let vs_f32 = match r.precision {
+            Precision::Int8 => rows
+                .iter()
+                .find(|f| f.target == r.target && f.precision == Precision::F32)
+                .map(|f| format!("{:.2}", f.us_per_step / r.us_per_step))
+                .unwrap_or_else(|| "-".to_string()),
+            Precision::F32 => "-".to_string(),
+        };
         s.push_str(&format!(
-            "| {} | {} | {:.3} | {:.2} | {} | {} | {} |\n",
+            "| {} | {} | {:.3} | {:.2} | {} | {} | {} | {} |\n",
             r.target.name(),
-            r.precision,
+            r.precision.name(),
             r.us_per_step,
             base / r.us_per_step,
+            vs_f32,
             r.weight_bytes,
             r.text_bytes,
             r.rodata_bytes

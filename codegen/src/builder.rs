@@ -182,12 +182,14 @@ impl Builder {
             self.rerun(model);
             let graph = Graph::load(model)?;
             self.rerun(&resolve_relative(model, &graph.file.tensors));
-            let program = lower(&graph)?;
-            let generated =
-                generate(&program, &self.options).map_err(|source| BuildError::Generate {
-                    model: model.clone(),
-                    source,
-                })?;
+            let generated = match self.options.precision {
+                crate::back::Precision::Int8 => generate(&lower(&graph)?, &self.options),
+                crate::back::Precision::F32 => crate::back::generate_f32(&graph, &self.options),
+            }
+            .map_err(|source| BuildError::Generate {
+                model: model.clone(),
+                source,
+            })?;
             for f in generated {
                 if let Some((first, _)) = files.get(&f.name) {
                     return Err(BuildError::DuplicateOutput {

@@ -71,6 +71,7 @@ impl From<TargetArg> for crate::back::Target {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "lower")]
 enum PrecisionArg {
     Int8,
     F32,
@@ -241,6 +242,10 @@ enum Command {
         /// Timed runs; the median is reported.
         #[arg(long, default_value_t = 7)]
         runs: usize,
+        /// Precisions to time per target (comma-separated): the integer code and its f32
+        /// counterpart (same generator, same SIMD care).
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [PrecisionArg::Int8, PrecisionArg::F32])]
+        precision: Vec<PrecisionArg>,
     },
     /// Fit a PWL table and print its report, or the error-versus-pieces comparison.
     Pwl {
@@ -388,8 +393,17 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             target,
             steps,
             runs,
+            precision,
         } => {
-            let program = lower(&Graph::load(&model)?)?;
+            let graph = Graph::load(&model)?;
+            let program = lower(&graph)?;
+            let precisions: Vec<crate::back::Precision> =
+                precision.into_iter().map(Into::into).collect();
+            let f32_program = if precisions.contains(&crate::back::Precision::F32) {
+                Some(crate::back::float::F32Program::from_graph(&graph)?)
+            } else {
+                None
+            };
             let targets: Vec<crate::back::Target> = if target.is_empty() {
                 crate::bench::default_targets()
             } else {
@@ -397,11 +411,12 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             };
             let opts = crate::bench::BenchOptions {
                 targets,
+                precisions,
                 steps,
                 runs,
                 cc: std::env::var("CC").unwrap_or_else(|_| "cc".to_string()),
             };
-            let rows = crate::bench::bench(&program, &opts)?;
+            let rows = crate::bench::bench(&program, f32_program.as_ref(), &opts)?;
             print!("{}", crate::bench::table(&program, &rows));
             Ok(())
         }
@@ -539,9 +554,12 @@ fn cmd_train(args: &[std::ffi::OsString]) -> Result<()> {
 }
 
 fn cmd_gen(model: &Path, opts: &crate::back::GenOptions, dir: &Path) -> Result<()> {
-    let program = load_program(model)?;
-    let files = crate::back::generate(&program, opts)
-        .with_context(|| format!("{}: cannot generate code", model.display()))?;
+    let graph = Graph::load(model)?;
+    let files = match opts.precision {
+        crate::back::Precision::Int8 => crate::back::generate(&lower(&graph)?, opts),
+        crate::back::Precision::F32 => crate::back::generate_f32(&graph, opts),
+    }
+    .with_context(|| format!("{}: cannot generate code", model.display()))?;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create directory", dir.display()))?;
     for f in &files {

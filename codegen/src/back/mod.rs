@@ -8,9 +8,12 @@
 //! each starting with a header that names the generator version and the model hash.
 
 pub mod c;
+pub mod c_f32;
+pub mod float;
 pub mod names;
 pub mod pwl_index;
 pub mod rust;
+pub mod rust_f32;
 pub mod validate;
 
 use crate::ir::Program;
@@ -175,10 +178,25 @@ pub const FULL_UNROLL_MAX_WEIGHTS: usize = 4 * 1024;
 /// The generator version written into every file header.
 pub const GENERATOR: &str = concat!("irnn ", env!("CARGO_PKG_VERSION"));
 
-/// Generates all files for `program`.
+/// Generates all files for `program` (the integer model; the f32 counterpart is built
+/// from the graph, which keeps the real scales: [`generate_f32`]).
 pub fn generate(program: &Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, GenError> {
+    if opts.precision == Precision::F32 {
+        return Err(GenError::Unsupported(
+            "--precision f32 is generated from the quantized graph (back::generate_f32), not from the integer program".into(),
+        ));
+    }
     match opts.lang {
         Lang::Rust => rust::write(program, opts),
         Lang::C => c::write(program, opts),
     }
+}
+
+/// Generates the f32 counterpart of a quantized graph (`--precision f32`): see
+/// [`float`].
+pub fn generate_f32(
+    graph: &crate::graph::Graph,
+    opts: &GenOptions,
+) -> Result<Vec<GeneratedFile>, GenError> {
+    float::generate(graph, opts)
 }

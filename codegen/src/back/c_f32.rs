@@ -1,0 +1,469 @@
+//! The C back end of the f32 counterpart ([`super::float`]): a C99 `NAME.h` / `NAME.c`
+//! pair with the same API shape as the integer code (`NAME_reset`, `NAME_step`,
+//! `NAME_run`), but float features in (or token ids) and float logits out.
+//!
+//! Layout and kernels (template `templates/c/f32.c.tera`):
+//!
+//! - LSTM gate rows are laid out per gate with the hidden width padded to a multiple
+//!   of 16 (`HP`; padded rows have zero weights and bias, so their states stay 0), so
+//!   the element-wise cell update runs over a trip count every vector width divides
+//!   and compilers vectorize it (sigmoid and tanh are the rational approximation of
+//!   [`super::float::tanh_approx`]; no libm).
+//! - `scalar`: row-major weights, one dot product per row (plain C).
+//! - `avx2` / `avx512vnni` / `neon` / `neon-dotprod`: weights packed as
+//!   `[row block][column][BR rows]` with `BR` = 4 vectors (32 rows for AVX2, 64 for
+//!   AVX-512F, 16 for NEON); per column one broadcast input times four weight vectors,
+//!   `_mm256_fmadd_ps` / `_mm512_fmadd_ps` / `vfmaq_f32`, with 8 independent accumulator
+//!   chains (two columns in flight) and no horizontal sums. Without the instruction set
+//!   (`__AVX2__ && __FMA__`, `__AVX512F__`, `__aarch64__`) portable loops run on the
+//!   same packed weights.
+
+use super::float::{F32Input, F32Layer, F32Program, TANH_P, TANH_Q, TANH_U_SCALE};
+use super::names::{comment_safe, sanitize, upper, NameTable};
+use super::{GenError, GenOptions, GeneratedFile, Target, GENERATOR};
+use serde::Serialize;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "c/f32.h.tera",
+        include_str!("../../../templates/c/f32.h.tera"),
+    ),
+    (
+        "c/f32.c.tera",
+        include_str!("../../../templates/c/f32.c.tera"),
+    ),
+];
+
+/// LSTM hidden widths are padded to a multiple of this (every vector width divides it).
+pub const HIDDEN_PAD: usize = 16;
+
+/// Rows per packed block of a target (4 vectors of f32); 1 = row-major (scalar).
+pub fn block_rows(target: Target) -> usize {
+    match target {
+        Target::Scalar => 1,
+        Target::Avx2 => 32,
+        Target::Avx512Vnni => 64,
+        Target::Neon | Target::NeonDotprod => 16,
+    }
+}
+
+/// A C float literal that reads back as exactly `v` (shortest round-trip form).
+pub fn flit(v: f32) -> String {
+    format!("{v:?}f")
+}
+
+#[derive(Serialize)]
+struct ArrayCtx {
+    name: String,
+    comment: String,
+    len: usize,
+    values: String,
+}
+
+#[derive(Serialize)]
+struct LayerCtx {
+    index: usize,
+    comment: String,
+    code: String,
+}
+
+#[derive(Serialize)]
+struct LstmState {
+    id: String,
+    hp: usize,
+}
+
+fn values(v: &[f32]) -> String {
+    let mut out = String::with_capacity(v.len() * 14);
+    for (k, x) in v.iter().enumerate() {
+        if k % 8 == 0 {
+            if k > 0 {
+                out.push_str(",\n");
+            }
+            out.push_str("    ");
+        } else {
+            out.push_str(", ");
+        }
+        out.push_str(&flit(*x));
+    }
+    out
+}
+
+/// A `[rows][cols]` row-major matrix as the kernels of `br` read it: row `pr` of the
+/// result is row `map(pr)` of `w` (or zeros for `None`); `out_rows` rows, padded to a
+/// multiple of `br`, packed `[block][column][br]` when `br > 1`.
+pub fn layout(
+    w: &[f32],
+    cols: usize,
+    out_rows: usize,
+    br: usize,
+    map: impl Fn(usize) -> Option<usize>,
+) -> Vec<f32> {
+    let rows_pad = out_rows.div_ceil(br) * br;
+    let mut out = vec![0f32; rows_pad * cols];
+    for pr in 0..out_rows {
+        let Some(r) = map(pr) else { continue };
+        for j in 0..cols {
+            let v = w[r * cols + j];
+            let at = if br == 1 {
+                pr * cols + j
+            } else {
+                ((pr / br) * cols + j) * br + pr % br
+            };
+            out[at] = v;
+        }
+    }
+    out
+}
+
+/// Padded LSTM row `pr` (gate-major with stride `hp`) → row of the `[4H]` original.
+pub fn lstm_row(pr: usize, h: usize, hp: usize) -> Option<usize> {
+    let (g, k) = (pr / hp, pr % hp);
+    (k < h).then_some(g * h + k)
+}
+
+/// Writes `NAME.h` and `NAME.c`.
+pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, GenError> {
+    let name = sanitize(&p.name);
+    let pu = upper(&name);
+    let stem = super::names::file_stem(&name);
+    let target = opts.target;
+    let br = block_rows(target);
+    let simd = br > 1;
+    let (isa, simd_cond) = match target {
+        Target::Scalar => ("scalar", ""),
+        Target::Avx2 => ("avx2", "defined(__AVX2__) && defined(__FMA__)"),
+        Target::Avx512Vnni => ("avx512", "defined(__AVX512F__)"),
+        Target::Neon | Target::NeonDotprod => ("neon", "defined(__aarch64__)"),
+    };
+    let mut names = NameTable::default();
+    let ids: Vec<String> = p.layers.iter().map(|l| names.unique(l.name())).collect();
+    let mut arrays = Vec::new();
+    let mut layers = Vec::new();
+    let mut lstm_states = Vec::new();
+    let mut state_members = Vec::new();
+    let mut state_bytes = 0usize;
+    let token_input = matches!(p.input, F32Input::Tokens { .. });
+    let mut decls: Vec<String> = Vec::new();
+    let mut calls: Vec<String> = Vec::new();
+    let mut current = "x".to_string();
+    let mut push_array = |name: String, comment: String, v: Vec<f32>| -> Result<(), GenError> {
+        if v.len() > i32::MAX as usize / 4 {
+            return Err(GenError::Unsupported(format!(
+                "array {name} has {} values, too many for 32-bit indices",
+                v.len()
+            )));
+        }
+        arrays.push(ArrayCtx {
+            name,
+            comment,
+            len: v.len(),
+            values: values(&v),
+        });
+        Ok(())
+    };
+    let nlayers = p.layers.len();
+    for (index, (layer, id)) in p.layers.iter().zip(&ids).enumerate() {
+        let comment = comment_safe(layer.name());
+        match layer {
+            F32Layer::Embedding {
+                vocab_size,
+                dim,
+                table,
+                ..
+            } => {
+                let mut t = table.clone();
+                t.resize((vocab_size + 1) * dim, 0.0);
+                push_array(
+                    format!("{id}_table"),
+                    format!(
+                        "layer {index}: embedding [{} + 1][{dim}], the last row (zeros) for out-of-range tokens",
+                        vocab_size
+                    ),
+                    t,
+                )?;
+                decls.push(format!(
+                    "const float *e{index} = {name}_{id}_table + ((token >= 0 && token < {vocab_size}) ? token : {vocab_size}) * {dim};"
+                ));
+                current = format!("e{index}");
+                layers.push(LayerCtx {
+                    index,
+                    comment: format!("embedding \"{comment}\" (a table lookup in {name}_step)"),
+                    code: String::new(),
+                });
+            }
+            F32Layer::Lstm {
+                input_size,
+                hidden_size,
+                w_ih,
+                w_hh,
+                bias,
+                ..
+            } => {
+                let (i, h) = (*input_size, *hidden_size);
+                let hp = h.div_ceil(HIDDEN_PAD) * HIDDEN_PAD;
+                let rows = 4 * hp;
+                let map = |pr: usize| lstm_row(pr, h, hp);
+                push_array(
+                    format!("{id}_w_ih"),
+                    format!("layer {index}: W_ih, {rows} padded gate rows x {i}"),
+                    layout(w_ih, i, rows, br, map),
+                )?;
+                push_array(
+                    format!("{id}_w_hh"),
+                    format!("layer {index}: W_hh, {rows} padded gate rows x {h}"),
+                    layout(w_hh, h, rows, br, map),
+                )?;
+                push_array(
+                    format!("{id}_bias"),
+                    format!("layer {index}: b_ih + b_hh, {rows} padded gate rows"),
+                    layout(bias, 1, rows, 1, map),
+                )?;
+                let n = if simd { rows / br } else { rows };
+                let code = format!(
+                    "static void {name}_{id}_step(float *restrict h, float *restrict c, const float *restrict x)
+{{
+    float pre[{rows}] {pu}_ALIGN;
+    float a[{rows}] {pu}_ALIGN;
+    int32_t k;
+    for (k = 0; k < {rows}; ++k) {{
+        pre[k] = {name}_{id}_bias[k];
+    }}
+    {name}_matvec({name}_{id}_w_ih, x, {i}, {n}, pre);
+    {name}_matvec({name}_{id}_w_hh, h, {h}, {n}, pre);
+    /* Staged so that compilers vectorize each loop: clamp, rational, cell update. */
+    for (k = 0; k < {hp}; ++k) {{
+        a[k] = {name}_clamp9(0.5f * pre[k]);
+        a[{hp} + k] = {name}_clamp9(0.5f * pre[{hp} + k]);
+        a[{hp2} + k] = {name}_clamp9(pre[{hp2} + k]);
+        a[{hp3} + k] = {name}_clamp9(0.5f * pre[{hp3} + k]);
+    }}
+    for (k = 0; k < {rows}; ++k) {{
+        pre[k] = {name}_tanh_core(a[k]);
+    }}
+    for (k = 0; k < {hp}; ++k) {{
+        const float ig = 0.5f + 0.5f * pre[k];
+        const float fg = 0.5f + 0.5f * pre[{hp} + k];
+        const float cn = fg * c[k] + ig * pre[{hp2} + k];
+        c[k] = cn;
+        a[k] = {name}_clamp9(cn);
+    }}
+    for (k = 0; k < {hp}; ++k) {{
+        h[k] = (0.5f + 0.5f * pre[{hp3} + k]) * {name}_tanh_core(a[k]);
+    }}
+}}",
+                    hp2 = 2 * hp,
+                    hp3 = 3 * hp
+                );
+                layers.push(LayerCtx {
+                    index,
+                    comment: format!("LSTM \"{comment}\", {i} -> {h} (padded to {hp})"),
+                    code,
+                });
+                state_members.push(format!(
+                    "float {id}_h[{hp}]; /* layer {index}: hidden state */"
+                ));
+                state_members.push(format!(
+                    "float {id}_c[{hp}]; /* layer {index}: cell state */"
+                ));
+                state_bytes += 8 * hp;
+                lstm_states.push(LstmState { id: id.clone(), hp });
+                calls.push(format!(
+                    "{name}_{id}_step(s->{id}_h, s->{id}_c, {current});"
+                ));
+                current = format!("s->{id}_h");
+            }
+            F32Layer::Linear {
+                in_size,
+                out_size,
+                weight,
+                bias,
+                ..
+            } => {
+                let (i, o) = (*in_size, *out_size);
+                let rows_pad = o.div_ceil(br) * br;
+                push_array(
+                    format!("{id}_w"),
+                    format!("layer {index}: weight, {o} rows (padded to {rows_pad}) x {i}"),
+                    layout(weight, i, o, br, Some),
+                )?;
+                let mut b = bias.clone();
+                b.resize(rows_pad, 0.0);
+                push_array(format!("{id}_bias"), format!("layer {index}: bias"), b)?;
+                let n = if simd { rows_pad / br } else { o };
+                let code = format!(
+                    "static void {name}_{id}_step(const float *x, float *y)
+{{
+    float acc[{rows_pad}] {pu}_ALIGN;
+    int32_t k;
+    for (k = 0; k < {rows_pad}; ++k) {{
+        acc[k] = {name}_{id}_bias[k];
+    }}
+    {name}_matvec({name}_{id}_w, x, {i}, {n}, acc);
+    for (k = 0; k < {o}; ++k) {{
+        y[k] = acc[k];
+    }}
+}}"
+                );
+                layers.push(LayerCtx {
+                    index,
+                    comment: format!("linear \"{comment}\", {i} -> {o}"),
+                    code,
+                });
+                if index + 1 == nlayers {
+                    calls.push(format!("{name}_{id}_step({current}, out);"));
+                } else {
+                    decls.push(format!("float y{index}[{o}];"));
+                    calls.push(format!("{name}_{id}_step({current}, y{index});"));
+                    current = format!("y{index}");
+                }
+            }
+        }
+    }
+    if !matches!(p.layers.last(), Some(F32Layer::Linear { .. })) {
+        return Err(GenError::Unsupported(
+            "the last layer must be a linear layer".into(),
+        ));
+    }
+    let mut step_body = decls;
+    if lstm_states.is_empty() {
+        step_body.push("(void)s;".into());
+    }
+    step_body.extend(calls);
+    let (input_size, step_input_param, run_input_param, run_step_arg, step_doc, run_doc) =
+        match p.input {
+            F32Input::Tokens { vocab_size } => (
+                vocab_size,
+                "int32_t token".to_string(),
+                "const int32_t *inputs".to_string(),
+                "inputs[t]".to_string(),
+                format!(
+                    "one token id (ids outside 0..{} read a row of zeros)",
+                    vocab_size.saturating_sub(1)
+                ),
+                "n_steps token ids".to_string(),
+            ),
+            F32Input::Features { size } => (
+                size,
+                "const float *x".to_string(),
+                "const float *inputs".to_string(),
+                format!("inputs + t * {pu}_INPUT_SIZE"),
+                format!("{pu}_INPUT_SIZE float features (real values)"),
+                format!("n_steps * {pu}_INPUT_SIZE floats"),
+            ),
+        };
+    let header_file = format!("{stem}.h");
+    let source_file = format!("{stem}.c");
+    let banner = |file: &str| {
+        format!(
+            "/*\n * {file}: generated by {GENERATOR}. Do not edit.\n * model: {}\n * model hash: {}\n \
+             * options: lang c, target {}, precision f32\n *\n * The f32 counterpart of the \
+             integer model: weights w = q * row_scale dequantized from\n * the graph, float \
+             sigmoid/tanh (a rational approximation, no libm), for speed\n * comparisons with \
+             the integer code (docs/BENCHMARKS.md).\n */\n",
+            comment_safe(&p.name),
+            comment_safe(&p.model_hash),
+            target.name()
+        )
+    };
+    let mut ctx = tera::Context::new();
+    ctx.insert("p", &name);
+    ctx.insert("pu", &pu);
+    ctx.insert("guard", &format!("{pu}_F32_H"));
+    ctx.insert("header_file", &header_file);
+    ctx.insert("target", target.name());
+    ctx.insert("simd", &simd);
+    ctx.insert("isa", isa);
+    ctx.insert("simd_cond", simd_cond);
+    ctx.insert("br", &br);
+    ctx.insert("token_input", &token_input);
+    ctx.insert("input_size", &input_size);
+    ctx.insert("output_size", &p.output_size);
+    ctx.insert("state_bytes", &state_bytes);
+    ctx.insert("state_members", &state_members);
+    ctx.insert("lstm_states", &lstm_states);
+    ctx.insert("arrays", &arrays);
+    ctx.insert("layers", &layers);
+    ctx.insert("step_body", &step_body);
+    ctx.insert("step_input_param", &step_input_param);
+    ctx.insert("run_input_param", &run_input_param);
+    ctx.insert("run_step_arg", &run_step_arg);
+    ctx.insert("step_doc", &step_doc);
+    ctx.insert("run_doc", &run_doc);
+    ctx.insert("u_scale", &flit(TANH_U_SCALE));
+    for (k, v) in TANH_P.iter().enumerate() {
+        ctx.insert(format!("tp{k}"), &flit(*v));
+    }
+    for (k, v) in TANH_Q.iter().enumerate() {
+        ctx.insert(format!("tq{k}"), &flit(*v));
+    }
+    let mut tera = tera::Tera::default();
+    tera.autoescape_on(vec![]);
+    tera.add_raw_templates(TEMPLATES.iter().copied())
+        .map_err(|e| template_error("templates/c/f32", e))?;
+    ctx.insert("banner", &banner(&header_file));
+    let header = tera
+        .render("c/f32.h.tera", &ctx)
+        .map_err(|e| template_error("c/f32.h.tera", e))?;
+    ctx.insert("banner", &banner(&source_file));
+    let source = tera
+        .render("c/f32.c.tera", &ctx)
+        .map_err(|e| template_error("c/f32.c.tera", e))?;
+    Ok(vec![
+        GeneratedFile {
+            name: header_file,
+            contents: tidy(&header),
+        },
+        GeneratedFile {
+            name: source_file,
+            contents: tidy(&source),
+        },
+    ])
+}
+
+fn template_error(template: &str, e: tera::Error) -> GenError {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    GenError::Template {
+        template: template.to_string(),
+        message,
+    }
+}
+
+fn tidy(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.trim_end().lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Bytes of f32 weights the kernels of `target` read (padded and packed, including
+/// embedding tables).
+pub fn weight_bytes(p: &F32Program, target: Target) -> usize {
+    let br = block_rows(target);
+    p.layers
+        .iter()
+        .map(|l| match l {
+            F32Layer::Embedding { table, .. } => table.len(),
+            F32Layer::Lstm {
+                input_size,
+                hidden_size,
+                ..
+            } => {
+                let rows = 4 * hidden_size.div_ceil(HIDDEN_PAD) * HIDDEN_PAD;
+                rows * (input_size + hidden_size)
+            }
+            F32Layer::Linear {
+                in_size, out_size, ..
+            } => out_size.div_ceil(br) * br * in_size,
+        })
+        .sum::<usize>()
+        * 4
+}
