@@ -228,7 +228,7 @@ enum Command {
         seed: u64,
     },
     /// Time the generated C of a model (µs per step, weight bytes, code size) for
-    /// one or more targets, with the system C compiler ($CC, default cc) at -O2.
+    /// one or more targets, with the system C compiler ($CC; default clang if installed, else cc) at -O3.
     Bench {
         /// The quantized graph.
         model: PathBuf,
@@ -414,8 +414,13 @@ pub fn run_cli(cli: Cli) -> Result<()> {
                 precisions,
                 steps,
                 runs,
-                cc: std::env::var("CC").unwrap_or_else(|_| "cc".to_string()),
+                cc: crate::bench::default_cc(),
             };
+            println!(
+                "compiler: {} {} (set $CC to change)",
+                opts.cc,
+                crate::bench::OPT_LEVEL
+            );
             let rows = crate::bench::bench(&program, f32_program.as_ref(), &opts)?;
             print!("{}", crate::bench::table(&program, &rows));
             Ok(())
