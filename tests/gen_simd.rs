@@ -665,8 +665,10 @@ fn bench_runs_arm_targets_under_qemu() {
     let program = &synth_models()[2].model.program;
     let rows = bench(
         program,
+        None,
         &BenchOptions {
             targets: ARM_TARGETS.to_vec(),
+            precisions: vec![irnn_codegen::back::Precision::Int8],
             steps: 20,
             runs: 3,
             cc: "gcc".into(),
