@@ -363,8 +363,26 @@ fn host_cell_values_and_gradients_match_the_burn_op_reference() {
     let dir = tempfile::tempdir().unwrap();
     let (spec, data) = setup(dir.path());
     let float = irnn_codegen::spec::FloatModel::load(&spec).unwrap();
-    let p = Params::from_float(&float).unwrap();
-    let toks = Tokens::load(&data, V).unwrap();
+    let one = Params::from_float(&float).unwrap();
+    // Also two layers of different widths (the second layer's input is the first's
+    // per-step output).
+    let mut arch = one.arch.clone();
+    arch.hidden = vec![16, 12];
+    arch.layer_names = vec![
+        "embed".into(),
+        "rnn.l0".into(),
+        "rnn.l1".into(),
+        "head".into(),
+    ];
+    let two = Params::init(&arch, 11);
+    for p in [one, two] {
+        compare_with_reference(&p, &data);
+    }
+}
+
+fn compare_with_reference(p: &Params, data: &Path) {
+    let p = p.clone();
+    let toks = Tokens::load(data, V).unwrap();
     let (b, t) = (8, toks.t);
     let w = &toks.data[..b * t];
     let mut qs = QuantState::default();
@@ -409,6 +427,7 @@ fn host_cell_values_and_gradients_match_the_burn_op_reference() {
             let norm: f32 = r.iter().map(|y| y * y).sum();
             let rel = (diff / norm).sqrt();
             eprintln!("{mode:?} {}: relative gradient difference {rel:e}", q.name);
+            assert_eq!(a.len(), q.data.len());
             assert!(norm > 0.0 && rel < 1e-4, "{mode:?} {}: {rel}", q.name);
         }
     }
