@@ -167,13 +167,6 @@ pub fn c_comment(raw: &str) -> String {
     comment_safe(raw)
 }
 
-fn layer_error(layer: &str, message: impl Into<String>) -> GenError {
-    GenError::Layer {
-        layer: layer.to_string(),
-        message: message.into(),
-    }
-}
-
 // ---------------------------------------------------------------------------------
 // Template context
 // ---------------------------------------------------------------------------------
@@ -363,29 +356,6 @@ struct MatCtx {
     simd: bool,
 }
 
-/// Block height (rows per vector of int32 accumulators) of a SIMD target.
-fn block_rows(target: Target) -> usize {
-    match target {
-        Target::Scalar => 1,
-        Target::Avx2 => 8,
-        Target::Avx512Vnni => 16,
-        Target::Neon | Target::NeonDotprod => 4,
-    }
-}
-
-/// `[blocks][groups][br][4]` layout of a row-major `[rows][cols]` matrix.
-pub fn pack_blocks(w: &[i8], rows: usize, cols: usize, br: usize) -> Vec<i8> {
-    let groups = cols.div_ceil(4);
-    let blocks = rows.div_ceil(br);
-    let mut out = vec![0i8; blocks * groups * br * 4];
-    for r in 0..rows {
-        for j in 0..cols {
-            out[((r / br * groups + j / 4) * br + r % br) * 4 + j % 4] = w[r * cols + j];
-        }
-    }
-    out
-}
-
 fn mat_ctx(
     layer: &str,
     what: &str,
@@ -395,45 +365,16 @@ fn mat_ctx(
     cols: usize,
     target: Target,
 ) -> Result<MatCtx, GenError> {
-    let br = block_rows(target);
-    let packed = pack_blocks(w, rows, cols, br);
-    let rows_pad = rows.div_ceil(br) * br;
-    let mut padded: Vec<i32> = bias.to_vec();
-    padded.resize(rows_pad, 0);
-    let vbias = if target == Target::Avx512Vnni {
-        let mut v = Vec::with_capacity(rows_pad);
-        for (r, b) in padded.iter().enumerate() {
-            let rowsum: i64 = if r < rows {
-                w[r * cols..(r + 1) * cols].iter().map(|&x| x as i64).sum()
-            } else {
-                0
-            };
-            let folded = *b as i64 - 128 * rowsum;
-            // |b| + 128·Σ|W| ≤ 2^31 − 1 (checked before) bounds this; re-check anyway.
-            let folded = i32::try_from(folded).map_err(|_| {
-                layer_error(
-                    layer,
-                    format!("{what} row {r}: bias - 128 * rowsum = {folded} leaves int32"),
-                )
-            })?;
-            v.push(folded);
-        }
-        list_i32(&v)
-    } else {
-        String::new()
-    };
+    let p = super::pack::pack_matrix(layer, what, w, bias, rows, cols, target)?;
     Ok(MatCtx {
-        data: list(packed.iter().map(|v| v.to_string()), "    ", PER_LINE_I8),
-        len: packed.len(),
-        bias: list_i32(&padded),
-        vbias,
-        rows_pad,
-        blocks: rows.div_ceil(br),
-        groups: cols.div_ceil(4),
-        simd: match target {
-            Target::Avx2 => !w.contains(&i8::MIN),
-            _ => true,
-        },
+        data: list(p.data.iter().map(|v| v.to_string()), "    ", PER_LINE_I8),
+        len: p.data.len(),
+        bias: list_i32(&p.bias),
+        vbias: p.offset_bias.as_deref().map(list_i32).unwrap_or_default(),
+        rows_pad: p.rows_pad,
+        blocks: p.blocks,
+        groups: p.groups,
+        simd: p.simd,
     })
 }
 
@@ -537,7 +478,7 @@ fn row_expr(bias: i32, row: &[i8], var: &str) -> String {
         if w == 0 {
             continue;
         }
-        if terms > 0 && terms % TERMS_PER_LINE == 0 {
+        if terms > 0 && terms.is_multiple_of(TERMS_PER_LINE) {
             out.push_str("\n        ");
         }
         terms += 1;
@@ -603,7 +544,7 @@ fn embedding_ctx(index: usize, id: String, e: &EmbeddingIr) -> LayerCtx {
         dim: e.dim,
         table: matrix_i8(&e.table, e.dim),
         zero_row: list(
-            std::iter::repeat(sat8(e.zero_point).to_string()).take(e.dim),
+            std::iter::repeat_n(sat8(e.zero_point).to_string(), e.dim),
             "    ",
             PER_LINE_I8,
         ),
@@ -938,7 +879,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
             }
         },
         vnni: opts.target == Target::Avx512Vnni,
-        br: block_rows(opts.target),
+        br: super::pack::block_rows(opts.target),
         scalar_mv_always: layers.iter().any(|l| match l {
             LayerCtx::Lstm { mx, mh, .. } => {
                 [mx, mh].iter().any(|m| m.as_ref().is_some_and(|m| !m.simd))

@@ -9,6 +9,7 @@
 
 pub mod c;
 pub mod names;
+pub mod pack;
 pub mod rust;
 pub mod validate;
 
