@@ -564,7 +564,6 @@ fn group_word(x: &[i8], g: usize) -> i32 {
 }
 
 /// Group word `g` of `x` (4 bytes, little-endian; zero past the end).
-#[allow(dead_code)] // used only by the architecture modules
 #[inline(always)]
 fn word(x: &[i8], g: usize) -> i32 {
     match x.get(4 * g..4 * g + 4) {
@@ -574,7 +573,9 @@ fn word(x: &[i8], g: usize) -> i32 {
 }
 
 /// The portable kernel on a well-shaped packed matrix (`shape_ok`, `x.len() == cols`,
-/// `acc.len() == rows`); wrapping `i32` sums.
+/// `acc.len() == rows`); wrapping `i32` sums. One block at a time: each input group is
+/// read once per block and multiplies the block's 4-byte row groups (4 products sum to at
+/// most `4 · 2^14`, then wrap into the row's accumulator).
 fn portable(m: &PackedMatrix<'_>, x: &[i8], acc: &mut [i32]) {
     let br = m.block_rows;
     let groups = m.cols.div_ceil(4);
@@ -585,22 +586,32 @@ fn portable(m: &PackedMatrix<'_>, x: &[i8], acc: &mut [i32]) {
         }
         return;
     }
-    for (b, (wb, out)) in m
+    let mut sums = [0i32; MAX_BLOCK_ROWS];
+    let sums = &mut sums[..br.min(MAX_BLOCK_ROWS)];
+    for ((wb, out), bias) in m
         .weights
         .chunks_exact(block_bytes)
         .zip(acc.chunks_mut(br))
-        .enumerate()
+        .zip(m.bias.chunks(br))
     {
-        for (r, dst) in out.iter_mut().enumerate() {
-            let mut sum = m.bias.get(b * br + r).copied().unwrap_or(0);
-            for (g, wg) in wb.chunks_exact(br * 4).enumerate() {
-                let xg = group_word(x, g).to_le_bytes();
-                let w4 = wg.get(4 * r..4 * r + 4).unwrap_or(&[]);
-                for (&w, &v) in w4.iter().zip(&xg) {
-                    sum = sum.wrapping_add(w as i8 as i32 * v as i8 as i32);
+        sums.fill(0);
+        for (s, b) in sums.iter_mut().zip(bias) {
+            *s = *b;
+        }
+        for (g, wg) in wb.chunks_exact(br * 4).enumerate() {
+            let [x0, x1, x2, x3] = word(x, g).to_le_bytes().map(|v| v as i8 as i32);
+            for (s, w4) in sums.iter_mut().zip(wg.chunks_exact(4)) {
+                if let &[a, b, c, d] = w4 {
+                    let dot = a as i8 as i32 * x0
+                        + b as i8 as i32 * x1
+                        + c as i8 as i32 * x2
+                        + d as i8 as i32 * x3;
+                    *s = s.wrapping_add(dot);
                 }
             }
-            *dst = sum;
+        }
+        for (a, s) in out.iter_mut().zip(sums.iter()) {
+            *a = *s;
         }
     }
 }
