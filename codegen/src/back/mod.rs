@@ -29,17 +29,18 @@ pub enum Lang {
 pub enum Target {
     /// Portable scalar code (always available).
     Scalar,
-    /// x86-64 AVX2 (C only): int8 matrix–vector products with `vpmaddubsw` and the
-    /// sign trick, weights packed in blocks of 8 rows × 4 columns; scalar fallback when
-    /// the C is compiled without `__AVX2__`.
+    /// x86-64 AVX2: int8 matrix–vector products with `vpmaddubsw` and the sign trick,
+    /// weights packed in blocks of 8 rows × 4 columns; scalar fallback when the C is
+    /// compiled without `__AVX2__` or the Rust runs on a CPU without AVX2.
     Avx2,
-    /// x86-64 AVX-512 VNNI (C only): `vpdpbusd` on 16-row × 4-column blocks with the
-    /// `x + 128` offset folded into the bias; scalar fallback without
-    /// `__AVX512F__ && __AVX512VNNI__`.
+    /// x86-64 AVX-512 VNNI: `vpdpbusd` on 16-row × 4-column blocks with the `x + 128`
+    /// offset folded into the bias; scalar fallback without
+    /// `__AVX512F__ && __AVX512VNNI__` (C) or on a CPU without them (Rust).
     Avx512Vnni,
-    /// AArch64 Advanced SIMD (NEON): `smull`/`sadalp` int8 products.
+    /// AArch64 Advanced SIMD (NEON): `smull`/`sadalp` int8 products (Rust only so far).
     Neon,
-    /// AArch64 NEON with the Armv8.2 dot-product extension (`sdot`).
+    /// AArch64 NEON with the Armv8.2 dot-product extension (`sdot`; Rust only so far,
+    /// falls back to NEON on a CPU without it).
     NeonDotprod,
 }
 

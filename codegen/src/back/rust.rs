@@ -16,6 +16,17 @@
 //! loops around them are specialized here, with every size a constant. The result is
 //! bit-identical to [`crate::interp::Interpreter`].
 //!
+//! # SIMD targets
+//!
+//! For `avx2`, `avx512vnni`, `neon` and `neon-dotprod` the weight matrices are packed
+//! at generation time ([`super::pack`]: `static Lk_W_IH: Aligned64<[u8; N]>`, padded
+//! biases, the VNNI offset bias) and described by `static Lk_MAT_X:
+//! irnn_runtime::simd::PackedMatrix`; the layer functions take the model's
+//! `irnn_runtime::simd::Kernel` and call its safe `matvec`. `Model::new` picks the kernel
+//! once (`Kernel::best_for`, portable fallback; run-time detection needs irnn-runtime's
+//! feature `std`), `Model::with_kernel` is the `const` constructor. Everything after the
+//! accumulators is the scalar code. The generated code still contains no `unsafe`.
+//!
 //! # Layout
 //!
 //! - int8 weight matrices and embedding tables are `static [u8; N]` byte strings
