@@ -40,9 +40,22 @@ fn opts(unroll: Unroll) -> GenOptions {
 }
 
 fn gen_one(program: &Program, unroll: Unroll) -> GeneratedFile {
-    let mut files = match generate(program, &opts(unroll)) {
+    gen_for(program, unroll, Target::Scalar)
+}
+
+fn gen_for(program: &Program, unroll: Unroll, target: Target) -> GeneratedFile {
+    let o = GenOptions {
+        target,
+        ..opts(unroll)
+    };
+    let mut files = match generate(program, &o) {
         Ok(f) => f,
-        Err(e) => panic!("generating {} ({}): {e}", program.name, mode_name(unroll)),
+        Err(e) => panic!(
+            "generating {} ({}, {}): {e}",
+            program.name,
+            mode_name(unroll),
+            target.name()
+        ),
     };
     assert_eq!(files.len(), 1, "the Rust back end writes one file");
     files.remove(0)
@@ -223,10 +236,13 @@ struct Case {
     program: Program,
     inputs: Inputs,
     file: GeneratedFile,
+    target: Target,
 }
 
 struct Harness {
     bin: PathBuf,
+    /// Command prefix that runs `bin` (qemu for the AArch64 harness).
+    runner: Vec<String>,
     /// The scratch crate and its target dir.
     krate: PathBuf,
     target: PathBuf,
@@ -238,11 +254,33 @@ struct Harness {
 impl Harness {
     /// Runs the built binary on one case and returns its outputs.
     fn run(&self, module: &str) -> Vec<i32> {
+        self.run_with(module, false)
+    }
+
+    /// The harness binary, through the runner if there is one.
+    fn command(&self) -> Command {
+        match self.runner.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        }
+    }
+
+    /// Runs one case; `portable`: SIMD models run `Kernel::PORTABLE` instead of the
+    /// kernel `Model::new` picks.
+    fn run_with(&self, module: &str, portable: bool) -> Vec<i32> {
         let case = &self.cases[module];
         let dir = tempfile::tempdir().expect("tempdir");
         let (input, output) = (dir.path().join("in.bin"), dir.path().join("out.bin"));
         std::fs::write(&input, case.inputs.to_bytes()).expect("write inputs");
-        let status = Command::new(&self.bin)
+        let mut cmd = self.command();
+        if portable {
+            cmd.env("IRNN_PORTABLE", "1");
+        }
+        let status = cmd
             .args([module.as_ref(), input.as_os_str(), output.as_os_str()])
             .status()
             .expect("harness runs");
@@ -255,9 +293,13 @@ impl Harness {
     }
 
     fn check_bit_exact(&self, module: &str) {
+        self.check_bit_exact_with(module, false)
+    }
+
+    fn check_bit_exact_with(&self, module: &str, portable: bool) {
         let case = &self.cases[module];
         let want = interpret(&case.program, &case.inputs);
-        let got = self.run(module);
+        let got = self.run_with(module, portable);
         assert_eq!(got.len(), want.len(), "{module}: output length");
         if let Some(i) = (0..want.len()).find(|&i| got[i] != want[i]) {
             let o = case.program.output.size;
@@ -384,6 +426,7 @@ fn build_harness() -> Harness {
                 program: program.clone(),
                 inputs: inputs.clone(),
                 file,
+                target: Target::Scalar,
             },
         );
     };
@@ -406,40 +449,76 @@ fn build_harness() -> Harness {
             add(format!("{name}_{}", mode_name(u)), &program, u, &inputs);
         }
     }
-    let root = scratch_dir();
+    let models = models.into_iter().map(|(_, m)| m).collect();
+    build_crate(&scratch_dir(), cases, models, None, started)
+}
+
+/// Cross-compilation of a scratch crate: the Rust target triple and the command that
+/// runs its binaries.
+struct Cross {
+    triple: &'static str,
+    runner: Vec<String>,
+}
+
+/// Writes and builds the scratch crate under `root` (natively, or for `cross`).
+fn build_crate(
+    root: &Path,
+    cases: BTreeMap<String, Case>,
+    models: Vec<TestModel>,
+    cross: Option<Cross>,
+    started: std::time::Instant,
+) -> Harness {
     let krate = root.join("crate");
     write_crate(&krate, &cases);
     eprintln!(
-        "gen_rust: generated {} modules in {:.1?}",
+        "gen_rust: generated {} modules for {} in {:.1?}",
         cases.len(),
+        root.display(),
         started.elapsed()
     );
     let target = root.join("target");
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--offline", "--manifest-path"])
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "--offline", "--manifest-path"])
         .arg(krate.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target)
         .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .output()
-        .expect("cargo runs");
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    if let Some(c) = &cross {
+        cmd.args(["--target", c.triple]);
+        let var = format!(
+            "CARGO_TARGET_{}_LINKER",
+            c.triple.to_ascii_uppercase().replace('-', "_")
+        );
+        if std::env::var_os(&var).is_none() {
+            cmd.env(var, "aarch64-linux-gnu-gcc");
+        }
+    }
+    let out = cmd.output().expect("cargo runs");
     assert!(
         out.status.success(),
-        "the generated Rust does not build:\n{}",
+        "the generated Rust does not build{}:\n{}",
+        cross
+            .as_ref()
+            .map(|c| format!(" for {}", c.triple))
+            .unwrap_or_default(),
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!(
-        "gen_rust: built the scratch crate after {:.1?}",
+        "gen_rust: built {} after {:.1?}",
+        krate.display(),
         started.elapsed()
     );
+    let out_dir = match &cross {
+        Some(c) => target.join(c.triple).join("debug"),
+        None => target.join("debug"),
+    };
     Harness {
         krate,
         target: target.clone(),
-        bin: target
-            .join("debug")
-            .join(format!("gen-rust-harness{}", std::env::consts::EXE_SUFFIX)),
+        bin: out_dir.join(format!("gen-rust-harness{}", std::env::consts::EXE_SUFFIX)),
+        runner: cross.map(|c| c.runner).unwrap_or_default(),
         cases,
-        _models: models.into_iter().map(|(_, m)| m).collect(),
+        _models: models,
     }
 }
 
@@ -452,7 +531,7 @@ fn write_crate(dir: &Path, cases: &BTreeMap<String, Case>) {
     let runtime = repo_root().join("runtime");
     let cargo_toml = format!(
         "[package]\nname = \"gen-rust-harness\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
-         [dependencies]\nirnn-runtime = {{ path = {:?} }}\n\n\
+         [dependencies]\nirnn-runtime = {{ path = {:?}, features = [\"std\"] }}\n\n\
          [profile.dev]\nopt-level = 1\noverflow-checks = true\ndebug = false\n\n\
          # Not part of the irnn workspace.\n[workspace]\n",
         runtime.display().to_string()
@@ -464,6 +543,7 @@ fn write_crate(dir: &Path, cases: &BTreeMap<String, Case>) {
     );
     let mut arms = String::new();
     let mut checks = String::new();
+    let mut kernels = String::new();
     for (module, case) in cases {
         write_if_changed(
             &gen.join(format!("{module}.rs")),
@@ -481,8 +561,18 @@ fn write_crate(dir: &Path, cases: &BTreeMap<String, Case>) {
             Inputs::Tokens { .. } => "tokens",
             Inputs::Features { .. } => "features",
         };
+        let new = if case.target == Target::Scalar {
+            format!("gen_rust_harness::{module}::Model::new()")
+        } else {
+            kernels.push_str(&format!(
+                "        (\"{module}\", gen_rust_harness::{module}::Model::new().kernel().isa().name()),\n"
+            ));
+            format!(
+                "if portable {{ gen_rust_harness::{module}::Model::with_kernel(irnn_runtime::simd::Kernel::PORTABLE) }} else {{ gen_rust_harness::{module}::Model::new() }}"
+            )
+        };
         arms.push_str(&format!(
-            "        \"{module}\" => {kind}!(gen_rust_harness::{module}, &input),\n"
+            "        \"{module}\" => {kind}!(gen_rust_harness::{module}, &input, {new}),\n"
         ));
     }
     write_if_changed(&src.join("lib.rs"), lib.as_bytes()).expect("write");
@@ -499,12 +589,12 @@ fn header(input: &[u8]) -> (usize, usize, &[u8]) {{
 /// Sequence 2 (mod 3) continues from the previous state; even sequences use `step`,
 /// odd ones `run`.
 macro_rules! drive {{
-    ($m:path, $input:expr, $decode:expr) => {{{{
+    ($m:path, $input:expr, $decode:expr, $new:expr) => {{{{
         use $m as m;
         let (n, t, data) = header($input);
         let xs: Vec<_> = $decode(data);
         assert_eq!(xs.len(), n * t);
-        let mut model = m::Model::new();
+        let mut model = $new;
         let mut out: Vec<i32> = Vec::with_capacity(n * t * m::OUTPUT_SIZE);
         for s in 0..n {{
             if s % 3 != 2 {{
@@ -530,17 +620,17 @@ macro_rules! drive {{
 }}
 
 macro_rules! tokens {{
-    ($m:path, $input:expr) => {{{{
+    ($m:path, $input:expr, $new:expr) => {{{{
         macro_rules! step_arg {{ ($x:expr) => {{ *$x }}; }}
         drive!($m, $input, |d: &[u8]| d
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-            .collect())
+            .collect(), $new)
     }}}};
 }}
 
 macro_rules! features {{
-    ($m:path, $input:expr) => {{{{
+    ($m:path, $input:expr, $new:expr) => {{{{
         macro_rules! step_arg {{ ($x:expr) => {{ $x }}; }}
         use $m as mm;
         drive!($m, $input, |d: &[u8]| d
@@ -552,7 +642,7 @@ macro_rules! features {{
                 }}
                 v
             }})
-            .collect())
+            .collect(), $new)
     }}}};
 }}
 
@@ -571,6 +661,17 @@ fn main() {{
         println!("{{}} modules checked", checks.len());
         return;
     }}
+    if args[1] == "--kernels" {{
+        let kernels: &[(&str, &str)] = &[
+{kernels}        ];
+        for (module, isa) in kernels {{
+            println!("{{module}} {{isa}}");
+        }}
+        return;
+    }}
+    // SIMD models: the portable kernel instead of the detected one.
+    let portable = std::env::var_os("IRNN_PORTABLE").is_some();
+    let _ = portable;
     let input = std::fs::read(&args[2]).expect("read input");
     let out: Vec<i32> = match args[1].as_str() {{
 {arms}        other => panic!("unknown module {{other}}"),
@@ -888,4 +989,334 @@ fn broken_programs_are_refused_not_miscompiled() {
     }
     let err = generate(&p, &opts(Unroll::None)).unwrap_err().to_string();
     assert!(err.contains("accumulator"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------
+// SIMD targets: the runtime's packed kernels, bit-exact with the interpreter.
+//
+// x86 (avx2, avx512vnni) runs natively; AArch64 (neon, neon-dotprod) is cross-built
+// with `aarch64-linux-gnu-gcc` as the linker and run under `qemu-aarch64 -cpu max`.
+// Every SIMD model also runs with `Kernel::PORTABLE` (the fallback on the same packed
+// weights). Synthetic shapes hit every kernel tail: rows = 4·hidden not a multiple of
+// four blocks (80 rows: 10 AVX2 blocks, 5 VNNI blocks; 28 rows: 7 NEON blocks), single
+// partial blocks (outputs 3, 5, 7, 10), odd group counts (9 and 20 columns) and
+// columns not a multiple of 4 (9, 13); one model has −128 weights in one matrix (the
+// AVX2 sign trick cannot take them: that matrix runs the portable kernel).
+
+const X86_TARGETS: [Target; 2] = [Target::Avx2, Target::Avx512Vnni];
+const ARM_TARGETS: [Target; 2] = [Target::Neon, Target::NeonDotprod];
+
+/// Whether this CPU runs the target's kernel natively.
+fn cpu_has(target: Target) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match target {
+            Target::Avx2 => is_x86_feature_detected!("avx2"),
+            Target::Avx512Vnni => {
+                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")
+            }
+            _ => false,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = target;
+        false
+    }
+}
+
+fn module_name(label: &str, target: Target) -> String {
+    format!("{label}_{}", target.name().replace('-', "_"))
+}
+
+/// The shipped char LM graph and its test data (the same files the README uses).
+fn charlm_case() -> (Program, Inputs) {
+    let root = repo_root();
+    let graph = root.join("examples/charlm/charlm.irnn.json");
+    let program = irnn_codegen::lower::lower(
+        &irnn_codegen::graph::Graph::load(&graph).expect("the shipped charlm graph loads"),
+    )
+    .expect("lowers");
+    let inputs = npy_inputs(&program, &root.join("examples/charlm/data/test_small.npy"));
+    let (n, t) = inputs.dims();
+    assert!(n * t >= 200, "charlm test data: {n} x {t} steps");
+    (program, inputs)
+}
+
+/// `program` with −128 in every fifth weight of the first LSTM layer's `W_hh`.
+fn with_min_weights(program: &Program) -> Program {
+    let mut p = program.clone();
+    p.name = format!("{}_min", p.name);
+    if let Some(LayerIr::Lstm(l)) = p.layers.iter_mut().find(|l| matches!(l, LayerIr::Lstm(_))) {
+        for (k, w) in l.w_hh.iter_mut().enumerate() {
+            if k % 5 == 0 {
+                *w = -128;
+            }
+        }
+    }
+    irnn_codegen::back::validate::check_program(&p, Unroll::None)
+        .expect("the -128 model still passes the accumulator bound");
+    p
+}
+
+fn simd_harness(targets: &[Target], root: PathBuf, cross: Option<Cross>) -> Harness {
+    let started = std::time::Instant::now();
+    type Shape = (&'static str, Option<usize>, usize, usize, usize, usize, u64);
+    let spec: [Shape; 4] = [
+        ("tok_mid", Some(30), 13, 20, 1, 7, 21),
+        ("feat_mid", None, 9, 20, 2, 5, 22),
+        ("feat_small", None, 13, 7, 1, 3, 23),
+        ("feat_wide", None, 40, 36, 1, 10, 24),
+    ];
+    let mut programs: Vec<(String, Program, Inputs)> = Vec::new();
+    let mut models = Vec::new();
+    for (k, &(label, vocab, input, hidden, layers, outputs, seed)) in spec.iter().enumerate() {
+        let m = synth_model(label, vocab, input, hidden, layers, outputs, seed);
+        let inputs = random_inputs(&m.program, 4, 100, 2000 + k as u64);
+        if label == "feat_mid" {
+            programs.push((
+                "min128".into(),
+                with_min_weights(&m.program),
+                inputs.clone(),
+            ));
+        }
+        programs.push((label.into(), m.program.clone(), inputs));
+        models.push(m);
+    }
+    let (charlm, inputs) = charlm_case();
+    programs.push(("charlm".into(), charlm, inputs));
+    let mut cases = BTreeMap::new();
+    for &target in targets {
+        for (label, program, inputs) in &programs {
+            cases.insert(
+                module_name(label, target),
+                Case {
+                    program: program.clone(),
+                    inputs: inputs.clone(),
+                    file: gen_for(program, Unroll::None, target),
+                    target,
+                },
+            );
+        }
+    }
+    build_crate(&root, cases, models, cross, started)
+}
+
+fn x86_harness() -> &'static Harness {
+    static H: OnceLock<Harness> = OnceLock::new();
+    H.get_or_init(|| {
+        simd_harness(
+            &X86_TARGETS,
+            repo_root().join("target").join("gen-rust-tests-x86"),
+            None,
+        )
+    })
+}
+
+/// `qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu`, or what
+/// `CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER` says.
+fn arm_runner() -> Vec<String> {
+    std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER")
+        .unwrap_or_else(|_| "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu".into())
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether the AArch64 tests can run: the cross linker and qemu must be installed
+/// (`.ci/run` installs them). Missing tools fail the test unless `IRNN_SKIP_CROSS=1`.
+fn cross_tools_present(test: &str) -> bool {
+    let runner = arm_runner();
+    let linker = std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER")
+        .unwrap_or_else(|_| "aarch64-linux-gnu-gcc".into());
+    let missing: Vec<&str> = [linker.as_str(), runner[0].as_str()]
+        .into_iter()
+        .filter(|tool| {
+            !Command::new(tool)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!(
+        "{test}: the AArch64 cross tools are missing ({}); install them as .ci/run does \
+         (gcc-aarch64-linux-gnu, qemu-user, rustup target add aarch64-unknown-linux-gnu), \
+         or set IRNN_SKIP_CROSS=1 to skip",
+        missing.join(", ")
+    );
+    if std::env::var("IRNN_SKIP_CROSS").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED {msg}");
+        false
+    } else {
+        panic!("{msg}");
+    }
+}
+
+fn arm_harness() -> &'static Harness {
+    static H: OnceLock<Harness> = OnceLock::new();
+    H.get_or_init(|| {
+        simd_harness(
+            &ARM_TARGETS,
+            repo_root().join("target").join("gen-rust-tests-arm"),
+            Some(Cross {
+                triple: "aarch64-unknown-linux-gnu",
+                runner: arm_runner(),
+            }),
+        )
+    })
+}
+
+/// `module isa` lines: the kernel `Model::new` picked in the harness process.
+fn picked_kernels(h: &Harness) -> BTreeMap<String, String> {
+    let out = h.command().arg("--kernels").output().expect("harness runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(m, k)| (m.to_string(), k.to_string()))
+        .collect()
+}
+
+/// Every case of `targets` bit-exact with the picked kernel and with the portable one;
+/// `expect_kernel(target)` is the kernel `Model::new` must pick.
+fn check_simd(h: &Harness, targets: &[Target], expect_kernel: impl Fn(Target) -> &'static str) {
+    let picked = picked_kernels(h);
+    let mut checked = 0;
+    for (module, case) in &h.cases {
+        if !targets.contains(&case.target) {
+            continue;
+        }
+        assert_eq!(
+            picked.get(module).map(String::as_str),
+            Some(expect_kernel(case.target)),
+            "{module}: kernel picked by Model::new"
+        );
+        h.check_bit_exact_with(module, false);
+        h.check_bit_exact_with(module, true);
+        checked += 1;
+    }
+    assert_eq!(checked, 6 * targets.len());
+}
+
+#[test]
+fn x86_simd_targets_run_bit_exact() {
+    let h = x86_harness();
+    for t in X86_TARGETS {
+        if !cpu_has(t) {
+            eprintln!(
+                "SKIPPED the {} kernel: this CPU lacks it (the portable fallback still runs)",
+                t.name()
+            );
+        }
+    }
+    check_simd(h, &X86_TARGETS, |t| {
+        if cpu_has(t) {
+            t.name()
+        } else {
+            "scalar"
+        }
+    });
+}
+
+#[test]
+fn arm_simd_targets_run_bit_exact_under_qemu() {
+    if !cross_tools_present("arm_simd_targets_run_bit_exact_under_qemu") {
+        return;
+    }
+    let h = arm_harness();
+    // qemu's `max` CPU has the dot-product extension.
+    check_simd(h, &ARM_TARGETS, |t| t.name());
+}
+
+/// The runtime's own kernel property tests (NEON and dot product against an i64 model)
+/// under qemu: `cargo test -p irnn-runtime --lib simd --target aarch64-unknown-linux-gnu`
+/// with its own target dir and fewer proptest cases.
+#[test]
+fn runtime_simd_kernels_pass_under_qemu() {
+    if !cross_tools_present("runtime_simd_kernels_pass_under_qemu") {
+        return;
+    }
+    let root = repo_root();
+    let triple = "aarch64-unknown-linux-gnu";
+    let out = Command::new(env!("CARGO"))
+        .args(["test", "--quiet", "--offline", "--manifest-path"])
+        .arg(root.join("runtime").join("Cargo.toml"))
+        .args(["--target", triple, "--lib", "simd", "--", "--nocapture"])
+        .env(
+            "CARGO_TARGET_DIR",
+            root.join("target")
+                .join("gen-rust-tests-arm")
+                .join("runtime"),
+        )
+        .env(
+            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER",
+            "aarch64-linux-gnu-gcc",
+        )
+        .env(
+            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER",
+            arm_runner().join(" "),
+        )
+        .env("PROPTEST_CASES", "48")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("cargo runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "runtime simd tests under qemu:\n{text}"
+    );
+    assert!(
+        text.contains("\"neon\", \"neon-dotprod\""),
+        "the NEON kernels did not run:\n{text}"
+    );
+}
+
+#[test]
+fn simd_rust_is_safe_code_with_aligned_packed_weights() {
+    let m = synth_model("words_simd", Some(12), 13, 7, 2, 12, 11);
+    for target in X86_TARGETS.into_iter().chain(ARM_TARGETS) {
+        let f = gen_for(&m.program, Unroll::None, target);
+        for w in code_words(&f.contents) {
+            assert!(
+                !["f32", "f64", "unsafe", "std", "alloc", "Vec", "Box", "String"]
+                    .contains(&w.as_str()),
+                "{}: forbidden word `{w}`",
+                target.name()
+            );
+        }
+        let c = squash(&f.contents);
+        assert!(c.contains("Aligned64<[u8;"), "{}", target.name());
+        assert!(
+            c.contains("kernel.matvec(&L1_MAT_X,x,&mutacc_x);"),
+            "{}",
+            target.name()
+        );
+        assert_eq!(
+            c.contains(".with_offset_bias("),
+            target == Target::Avx512Vnni,
+            "{}",
+            target.name()
+        );
+        for u in [Unroll::Inner, Unroll::Full] {
+            let err = generate(&m.program, &GenOptions { target, ..opts(u) })
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("--unroll applies to --target scalar only"),
+                "{err}"
+            );
+        }
+    }
 }

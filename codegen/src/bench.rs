@@ -110,19 +110,7 @@ fn tool_runs(tool: &str) -> bool {
 
 /// Bytes of int8 weights the kernels of `target` read.
 pub fn weight_bytes(program: &Program, target: Target) -> usize {
-    let br = match target {
-        Target::Scalar => 0,
-        Target::Avx2 => 8,
-        Target::Avx512Vnni => 16,
-        Target::Neon | Target::NeonDotprod => 4,
-    };
-    let packed = |rows: usize, cols: usize| {
-        if br == 0 {
-            rows * cols
-        } else {
-            rows.div_ceil(br) * br * cols.div_ceil(4) * 4
-        }
-    };
+    let packed = |rows: usize, cols: usize| crate::back::pack::packed_bytes(rows, cols, target);
     program
         .layers
         .iter()

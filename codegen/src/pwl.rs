@@ -787,7 +787,7 @@ fn solve_hulls(
             continue;
         }
         let (low, high) = interval(slope);
-        if best.map_or(true, |(_, bl, bh)| high - low > bh - bl) {
+        if best.is_none_or(|(_, bl, bh)| high - low > bh - bl) {
             best = Some((slope, low, high));
         }
     }

@@ -7,13 +7,20 @@
 //!
 //! The crate is `no_std`, allocates nothing and uses no floating point. Every rounding
 //! rule is written down in `docs/NUMERICS.md`.
-#![no_std]
-#![forbid(unsafe_code)]
+//!
+//! `unsafe` is denied everywhere except in the per-architecture SIMD kernels of
+//! [`simd`] (`simd::x86`, `simd::arm`), where every block carries its `SAFETY`
+//! argument and the public API stays safe. The feature `std` (off by default) only
+//! switches the SIMD kernel selection from compile-time `cfg!(target_feature)` to
+//! run-time CPU detection.
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod kernels;
 pub mod pwl;
 pub mod requant;
+pub mod simd;
 pub mod sqrt;
 
 pub use pwl::{Pwl, Symmetry};

@@ -11,6 +11,7 @@ pub mod c;
 pub mod c_f32;
 pub mod float;
 pub mod names;
+pub mod pack;
 pub mod pwl_index;
 pub mod rust;
 pub mod rust_f32;
@@ -32,21 +33,22 @@ pub enum Lang {
 pub enum Target {
     /// Portable scalar code (always available).
     Scalar,
-    /// x86-64 AVX2 (C only): int8 matrix–vector products with `vpmaddubsw` and the
-    /// sign trick, weights packed in blocks of 8 rows × 4 columns; scalar fallback when
-    /// the C is compiled without `__AVX2__`.
+    /// x86-64 AVX2: int8 matrix–vector products with `vpmaddubsw` and the sign trick,
+    /// weights packed in blocks of 8 rows × 4 columns; scalar fallback when the C is
+    /// compiled without `__AVX2__` or the Rust runs on a CPU without AVX2.
     Avx2,
-    /// x86-64 AVX-512 VNNI (C only): `vpdpbusd` on 16-row × 4-column blocks with the
-    /// `x + 128` offset folded into the bias; scalar fallback without
-    /// `__AVX512F__ && __AVX512VNNI__`.
+    /// x86-64 AVX-512 VNNI: `vpdpbusd` on 16-row × 4-column blocks with the `x + 128`
+    /// offset folded into the bias; scalar fallback without
+    /// `__AVX512F__ && __AVX512VNNI__` (C) or on a CPU without them (Rust).
     Avx512Vnni,
-    /// AArch64 Advanced SIMD (C): exact int8 products with `smull`/`smull2` into int16,
+    /// AArch64 Advanced SIMD: exact int8 products with `smull`/`smull2` into int16,
     /// `sadalp` into int32 lanes, weights packed in blocks of 4 rows × 4 columns;
-    /// scalar fallback without `__aarch64__ && __ARM_NEON` (little-endian).
+    /// C: scalar fallback without `__aarch64__ && __ARM_NEON` (little-endian); Rust:
+    /// `std::arch::aarch64` intrinsics.
     Neon,
-    /// AArch64 NEON with the Armv8.2 dot-product extension (C): `sdot` on the same
-    /// 4 × 4 blocks; the `smull` kernel when compiled without `__ARM_FEATURE_DOTPROD`,
-    /// scalar without NEON.
+    /// AArch64 NEON with the Armv8.2 dot-product extension: `sdot` on the same 4 × 4
+    /// blocks; C: the `smull` kernel when compiled without `__ARM_FEATURE_DOTPROD`,
+    /// scalar without NEON; Rust: `sdot` by inline assembly, NEON on a CPU without it.
     NeonDotprod,
 }
 

@@ -93,7 +93,7 @@ pub fn build(t: &PwlTable) -> Option<PieceIndex> {
             .max()
             .unwrap_or(0);
         // Prefer fewer compares; on a tie, fewer buckets (found first).
-        if best.map_or(true, |(e, _)| extra < e) {
+        if best.is_none_or(|(e, _)| extra < e) {
             best = Some((extra, shift));
         }
     }
@@ -103,7 +103,7 @@ pub fn build(t: &PwlTable) -> Option<PieceIndex> {
         .map(|b| scan(&t.starts, bucket_range(b, shift, bias, hi).0) as i32)
         .collect();
     let mut starts_ext = t.starts.clone();
-    starts_ext.extend(std::iter::repeat(i32::MAX).take(extra));
+    starts_ext.extend(std::iter::repeat_n(i32::MAX, extra));
     Some(PieceIndex {
         bias,
         shift,

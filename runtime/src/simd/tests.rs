@@ -1,0 +1,265 @@
+//! Every kernel this CPU runs against a plain `i64` model, on random shapes that hit
+//! every tail (row blocks not a multiple of 4, partial blocks, odd group counts,
+//! columns not a multiple of 4) with the extreme codes −128 and 127 on both sides.
+//! Under `qemu-aarch64 -cpu max` the NEON and dot-product kernels run too
+//! (tests/gen_rust.rs runs these tests that way).
+
+use super::*;
+use proptest::prelude::*;
+use std::vec::Vec;
+
+/// `bias[r] + Σ_j w[r, j]·x[j]` in i64, then wrapped to i32 (what `matvec_i8` defines).
+fn model(w: &[i8], rows: usize, cols: usize, bias: &[i32], x: &[i8]) -> Vec<i32> {
+    (0..rows)
+        .map(|r| {
+            let mut sum = bias[r] as i64;
+            for j in 0..cols {
+                sum += w[r * cols + j] as i64 * x[j] as i64;
+            }
+            sum as i32
+        })
+        .collect()
+}
+
+/// Codes biased towards the extremes.
+fn code() -> impl Strategy<Value = i8> {
+    prop_oneof![
+        2 => Just(-128i8),
+        2 => Just(127i8),
+        1 => Just(0i8),
+        1 => Just(-1i8),
+        6 => any::<i8>(),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    rows: usize,
+    cols: usize,
+    w: Vec<i8>,
+    bias: Vec<i32>,
+    x: Vec<i8>,
+}
+
+fn case(max_rows: usize, max_cols: usize) -> impl Strategy<Value = Case> {
+    (1..=max_rows, 0..=max_cols).prop_flat_map(|(rows, cols)| {
+        (
+            proptest::collection::vec(code(), rows * cols),
+            proptest::collection::vec(-(1i32 << 28)..(1i32 << 28), rows),
+            proptest::collection::vec(code(), cols),
+        )
+            .prop_map(move |(w, bias, x)| Case {
+                rows,
+                cols,
+                w,
+                bias,
+                x,
+            })
+    })
+}
+
+struct Packed {
+    weights: Vec<u8>,
+    bias: Vec<i32>,
+    offset: Vec<i32>,
+}
+
+fn pack_case(c: &Case, br: usize) -> Packed {
+    let mut weights = std::vec![0u8; packed_len(c.rows, c.cols, br)];
+    pack(&c.w, c.rows, c.cols, br, &mut weights).expect("packs");
+    let mut bias = c.bias.clone();
+    bias.resize(padded_rows(c.rows, br), 0);
+    let mut offset = std::vec![0i32; bias.len()];
+    offset_bias(&c.w, c.rows, c.cols, &c.bias, &mut offset).expect("offset bias");
+    Packed {
+        weights,
+        bias,
+        offset,
+    }
+}
+
+/// Runs `kernel` on `c` packed with `br` rows per block; returns the ISA that ran.
+fn run(kernel: Kernel, c: &Case, br: usize) -> Isa {
+    let p = pack_case(c, br);
+    let mut m =
+        PackedMatrix::new(&p.weights, &p.bias, c.rows, c.cols, br).with_offset_bias(&p.offset);
+    if !c.w.contains(&i8::MIN) {
+        m = m.without_min_weight();
+    }
+    let mut acc = std::vec![i32::MIN; c.rows];
+    kernel.matvec(&m, &c.x, &mut acc);
+    assert_eq!(
+        acc,
+        model(&c.w, c.rows, c.cols, &c.bias, &c.x),
+        "{:?} on {}x{} (block rows {br})",
+        kernel.isa(),
+        c.rows,
+        c.cols
+    );
+    kernel.isa_for(&m)
+}
+
+/// The SIMD kernels this CPU runs (reported, so that a run shows what it covered).
+fn simd_kernels() -> Vec<Kernel> {
+    let ks: Vec<Kernel> = Isa::ALL[1..]
+        .iter()
+        .filter_map(|&i| Kernel::new(i))
+        .collect();
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::eprintln!(
+            "simd kernels on this CPU: {:?}",
+            ks.iter().map(|k| k.isa().name()).collect::<Vec<_>>()
+        )
+    });
+    ks
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn portable_kernel_matches_model_for_any_block_height(c in case(40, 40), br in prop_oneof![Just(1usize), Just(4), Just(8), Just(16), Just(5)]) {
+        prop_assert_eq!(run(Kernel::PORTABLE, &c, br), Isa::Portable);
+    }
+
+    #[test]
+    fn simd_kernels_match_model(c in case(150, 70)) {
+        for k in simd_kernels() {
+            let br = k.isa().block_rows().unwrap();
+            let ran = run(k, &c, br);
+            // AVX2 refuses −128 weights (portable fallback); everything else runs SIMD.
+            let want = if k.isa() == Isa::Avx2 && c.w.contains(&i8::MIN) { Isa::Portable } else { k.isa() };
+            prop_assert_eq!(ran, want);
+        }
+    }
+
+    /// Without −128 weights the AVX2 kernel runs too, including x = −128 (|x| = 128 is
+    /// the corner of the sign trick).
+    #[test]
+    fn simd_kernels_match_model_without_min_weight(mut c in case(150, 70)) {
+        for w in &mut c.w {
+            *w = (*w).max(-127);
+        }
+        for k in simd_kernels() {
+            let br = k.isa().block_rows().unwrap();
+            prop_assert_eq!(run(k, &c, br), k.isa());
+        }
+    }
+
+    /// Whatever the lengths, the total kernel computes what is there.
+    #[test]
+    fn portable_total_is_total(c in case(20, 20), extra_x in 0usize..3, short_acc in 0usize..3, cut_w in 0usize..9) {
+        let p = pack_case(&c, 4);
+        let cut = p.weights.len().saturating_sub(cut_w);
+        let m = PackedMatrix::new(&p.weights[..cut], &p.bias, c.rows, c.cols, 4);
+        let mut x = c.x.clone();
+        x.extend(core::iter::repeat_n(5i8, extra_x));
+        let mut acc = std::vec![0i32; c.rows.saturating_sub(short_acc)];
+        portable_total(&m, &x, &mut acc);
+        let mut w = c.w.clone();
+        for r in 0..c.rows {
+            for j in 0..c.cols {
+                let at = ((r / 4 * c.cols.div_ceil(4) + j / 4) * 4 + r % 4) * 4 + j % 4;
+                if at >= cut {
+                    w[r * c.cols + j] = 0;
+                }
+            }
+        }
+        let want = model(&w, c.rows, c.cols, &c.bias, &c.x);
+        prop_assert_eq!(&acc[..], &want[..acc.len()]);
+    }
+}
+
+/// Larger matrices than the property tests (several 4-block groups, long rows), every
+/// kernel, including the all-extreme corner `W = −128 or 127`, `x = −128`.
+#[test]
+fn large_and_extreme_matrices() {
+    for (rows, cols) in [(259usize, 131usize), (64, 512), (17, 3), (33, 4)] {
+        for fill in 0..3 {
+            let w: Vec<i8> = (0..rows * cols)
+                .map(|i| match fill {
+                    0 => (i as i32 * 37 % 255 - 127) as i8,
+                    1 => [127i8, -127][i % 2],
+                    _ => [-128i8, 127][(i / 3) % 2],
+                })
+                .collect();
+            let x: Vec<i8> = (0..cols)
+                .map(|j| if fill > 0 { -128 } else { (j * 11) as i8 })
+                .collect();
+            let bias: Vec<i32> = (0..rows).map(|r| r as i32 * 1001 - 5000).collect();
+            let c = Case {
+                rows,
+                cols,
+                w,
+                bias,
+                x,
+            };
+            run(Kernel::PORTABLE, &c, 8);
+            for k in simd_kernels() {
+                run(k, &c, k.isa().block_rows().unwrap());
+            }
+        }
+    }
+}
+
+#[test]
+fn selection_never_returns_an_unsupported_kernel() {
+    for isa in Isa::ALL {
+        let k = Kernel::best_for(isa);
+        assert!(k.isa().is_supported());
+        assert_eq!(Kernel::new(isa).is_some(), isa.is_supported());
+        if isa.is_supported() {
+            assert_eq!(k.isa(), isa);
+        }
+    }
+    assert!(Kernel::detect().isa().is_supported());
+    assert_eq!(Kernel::default(), Kernel::PORTABLE);
+    #[cfg(target_arch = "aarch64")]
+    assert_ne!(Kernel::best_for(Isa::NeonDotprod).isa(), Isa::Portable);
+    #[cfg(not(target_arch = "x86_64"))]
+    assert!(Kernel::new(Isa::Avx2).is_none());
+    #[cfg(not(target_arch = "aarch64"))]
+    assert!(Kernel::new(Isa::Neon).is_none());
+}
+
+#[test]
+fn mismatched_layouts_fall_back_to_portable() {
+    let c = Case {
+        rows: 9,
+        cols: 7,
+        w: (0..63).map(|i| i as i8).collect(),
+        bias: std::vec![3; 9],
+        x: std::vec![1; 7],
+    };
+    for k in simd_kernels() {
+        let other = if k.isa().block_rows() == Some(8) {
+            16
+        } else {
+            8
+        };
+        assert_eq!(run(k, &c, other), Isa::Portable, "{:?}", k.isa());
+    }
+    // VNNI without the offset bias.
+    if let Some(k) = Kernel::new(Isa::Avx512Vnni) {
+        let p = pack_case(&c, 16);
+        let m = PackedMatrix::new(&p.weights, &p.bias, 9, 7, 16).without_min_weight();
+        assert_eq!(k.isa_for(&m), Isa::Portable);
+    }
+}
+
+#[test]
+fn pack_and_offset_bias_check_lengths() {
+    let mut out = [0u8; 8];
+    assert!(pack(&[1, 2, 3], 1, 3, 2, &mut out).is_ok());
+    assert_eq!(out, [1, 2, 3, 0, 0, 0, 0, 0]);
+    let e = pack(&[1, 2], 1, 3, 2, &mut out).unwrap_err();
+    assert_eq!((e.found, e.expected), (2, 3));
+    assert!(pack(&[1, 2, 3], 1, 3, 0, &mut out).is_err());
+    assert!(pack(&[1, 2, 3], 1, 3, 4, &mut out).is_err());
+    let mut ob = [0i32; 2];
+    offset_bias(&[1, 2, 3], 1, 3, &[10], &mut ob).unwrap();
+    assert_eq!(ob, [10 - 128 * 6, 0]);
+    assert!(offset_bias(&[-128; 3], 1, 3, &[i32::MAX], &mut ob).is_err());
+    assert!(std::format!("{e}").contains("expected 3"));
+}

@@ -1,0 +1,264 @@
+//! x86-64 kernels: AVX2 (sign trick) and AVX-512 VNNI (`vpdpbusd`).
+//!
+//! Both process four row blocks at a time and keep even and odd column groups in
+//! separate accumulators (8 independent chains), like the C back end's kernels.
+//! Memory is read through raw pointers only after [`Shape::fits`] has checked every
+//! length; the results leave through bounds-checked slices.
+
+use super::{detect, word, Shape};
+use core::arch::x86_64::*;
+
+/// Proof that this CPU runs AVX2 (only [`Avx2::detect`] makes one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Avx2(());
+
+impl Avx2 {
+    pub(super) fn detect() -> Option<Self> {
+        detect::avx2().then_some(Avx2(()))
+    }
+
+    /// `acc = bias + W x` on 8-row blocks; `false` (nothing written) if a length does
+    /// not fit. Needs every weight > −128 for exact results (checked by the caller).
+    pub(super) fn matvec(
+        self,
+        s: &Shape,
+        w: &[u8],
+        bias: &[i32],
+        x: &[i8],
+        acc: &mut [i32],
+    ) -> bool {
+        if !s.fits(8, w, bias, x, acc) {
+            return false;
+        }
+        // SAFETY: an `Avx2` value exists only when AVX2 was detected on this CPU (or
+        // enabled at compile time); `fits` checked the lengths `mv_avx2` relies on.
+        unsafe { mv_avx2(s, w, bias, x, acc) };
+        true
+    }
+}
+
+/// Proof that this CPU runs AVX-512F and AVX-512 VNNI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Avx512Vnni(());
+
+impl Avx512Vnni {
+    pub(super) fn detect() -> Option<Self> {
+        detect::avx512vnni().then_some(Avx512Vnni(()))
+    }
+
+    /// `acc = offset_bias + W (x + 128)` on 16-row blocks, where `offset_bias` holds
+    /// `bias − 128 · rowsum(W)`: equal to `bias + W x` in wrapping `i32`.
+    pub(super) fn matvec(
+        self,
+        s: &Shape,
+        w: &[u8],
+        offset_bias: &[i32],
+        x: &[i8],
+        acc: &mut [i32],
+    ) -> bool {
+        if !s.fits(16, w, offset_bias, x, acc) {
+            return false;
+        }
+        // SAFETY: an `Avx512Vnni` value exists only when AVX-512F and AVX-512 VNNI were
+        // detected (or enabled at compile time); `fits` checked the lengths.
+        unsafe { mv_vnni(s, w, offset_bias, x, acc) };
+        true
+    }
+}
+
+/// `maddubs(|x|, sign(w, x))` = `x · w` in int16 pairs (exact for `w > −128`:
+/// `|pair| ≤ 2 · 128 · 127 < 2^15`), then `madd` with ones into one int32 per row.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn dot_avx2(acc: __m256i, w: __m256i, xs: __m256i, xa: __m256i, ones: __m256i) -> __m256i {
+    let pairs = _mm256_maddubs_epi16(xa, _mm256_sign_epi8(w, xs));
+    _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones))
+}
+
+/// Writes the 8 lanes of `v` to `acc[at..]`, as many as fit.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn store_avx2(acc: &mut [i32], at: usize, v: __m256i) {
+    let mut t = [0i32; 8];
+    // SAFETY: `t` is 32 writable bytes; `storeu` has no alignment requirement.
+    unsafe { _mm256_storeu_si256(t.as_mut_ptr().cast::<__m256i>(), v) };
+    let n = acc.len().saturating_sub(at).min(8);
+    if let Some(d) = acc.get_mut(at..at + n) {
+        d.copy_from_slice(&t[..n]);
+    }
+}
+
+/// Caller guarantees: AVX2 on this CPU and `s.fits(8, w, bias, x, acc)`.
+#[target_feature(enable = "avx2")]
+fn mv_avx2(s: &Shape, w: &[u8], bias: &[i32], x: &[i8], acc: &mut [i32]) {
+    const BR: usize = 8;
+    let stride = s.groups * BR * 4;
+    let (wp, bp) = (w.as_ptr(), bias.as_ptr());
+    // Weight loads read 32 bytes at `b·stride + g·32 (+ 32)` with `b < blocks` and
+    // `g < groups`, i.e. inside `w` (`w.len() == blocks · stride`); bias loads read 8
+    // values at `b·8`, inside `bias` (`bias.len() ≥ blocks · 8`).
+    macro_rules! ldw {
+        ($off:expr) => {
+            // SAFETY: in bounds as argued above; `loadu` has no alignment requirement.
+            unsafe { _mm256_loadu_si256(wp.add($off).cast::<__m256i>()) }
+        };
+    }
+    macro_rules! ldb {
+        ($b:expr) => {
+            // SAFETY: in bounds as argued above.
+            unsafe { _mm256_loadu_si256(bp.add($b * BR).cast::<__m256i>()) }
+        };
+    }
+    let ones = _mm256_set1_epi16(1);
+    let zero = _mm256_setzero_si256();
+    let mut b = 0;
+    while b + 4 <= s.blocks {
+        let w0 = b * stride;
+        let (mut a0, mut a1, mut a2, mut a3) = (ldb!(b), ldb!(b + 1), ldb!(b + 2), ldb!(b + 3));
+        let (mut c0, mut c1, mut c2, mut c3) = (zero, zero, zero, zero);
+        let mut g = 0;
+        while g + 2 <= s.groups {
+            let x0 = _mm256_set1_epi32(word(x, g));
+            let x1 = _mm256_set1_epi32(word(x, g + 1));
+            let (y0, y1) = (_mm256_abs_epi8(x0), _mm256_abs_epi8(x1));
+            let o = w0 + g * 32;
+            a0 = dot_avx2(a0, ldw!(o), x0, y0, ones);
+            a1 = dot_avx2(a1, ldw!(o + stride), x0, y0, ones);
+            a2 = dot_avx2(a2, ldw!(o + 2 * stride), x0, y0, ones);
+            a3 = dot_avx2(a3, ldw!(o + 3 * stride), x0, y0, ones);
+            c0 = dot_avx2(c0, ldw!(o + 32), x1, y1, ones);
+            c1 = dot_avx2(c1, ldw!(o + stride + 32), x1, y1, ones);
+            c2 = dot_avx2(c2, ldw!(o + 2 * stride + 32), x1, y1, ones);
+            c3 = dot_avx2(c3, ldw!(o + 3 * stride + 32), x1, y1, ones);
+            g += 2;
+        }
+        if g < s.groups {
+            let x0 = _mm256_set1_epi32(word(x, g));
+            let y0 = _mm256_abs_epi8(x0);
+            let o = w0 + g * 32;
+            a0 = dot_avx2(a0, ldw!(o), x0, y0, ones);
+            a1 = dot_avx2(a1, ldw!(o + stride), x0, y0, ones);
+            a2 = dot_avx2(a2, ldw!(o + 2 * stride), x0, y0, ones);
+            a3 = dot_avx2(a3, ldw!(o + 3 * stride), x0, y0, ones);
+        }
+        store_avx2(acc, b * BR, _mm256_add_epi32(a0, c0));
+        store_avx2(acc, (b + 1) * BR, _mm256_add_epi32(a1, c1));
+        store_avx2(acc, (b + 2) * BR, _mm256_add_epi32(a2, c2));
+        store_avx2(acc, (b + 3) * BR, _mm256_add_epi32(a3, c3));
+        b += 4;
+    }
+    while b < s.blocks {
+        let w0 = b * stride;
+        let mut a0 = ldb!(b);
+        let mut c0 = zero;
+        let mut g = 0;
+        while g + 2 <= s.groups {
+            let x0 = _mm256_set1_epi32(word(x, g));
+            let x1 = _mm256_set1_epi32(word(x, g + 1));
+            let o = w0 + g * 32;
+            a0 = dot_avx2(a0, ldw!(o), x0, _mm256_abs_epi8(x0), ones);
+            c0 = dot_avx2(c0, ldw!(o + 32), x1, _mm256_abs_epi8(x1), ones);
+            g += 2;
+        }
+        if g < s.groups {
+            let x0 = _mm256_set1_epi32(word(x, g));
+            a0 = dot_avx2(a0, ldw!(w0 + g * 32), x0, _mm256_abs_epi8(x0), ones);
+        }
+        store_avx2(acc, b * BR, _mm256_add_epi32(a0, c0));
+        b += 1;
+    }
+}
+
+/// Writes the 16 lanes of `v` to `acc[at..]`, as many as fit.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn store_512(acc: &mut [i32], at: usize, v: __m512i) {
+    let mut t = [0i32; 16];
+    // SAFETY: `t` is 64 writable bytes; `storeu` has no alignment requirement.
+    unsafe { _mm512_storeu_si512(t.as_mut_ptr().cast::<__m512i>(), v) };
+    let n = acc.len().saturating_sub(at).min(16);
+    if let Some(d) = acc.get_mut(at..at + n) {
+        d.copy_from_slice(&t[..n]);
+    }
+}
+
+/// `x + 128` of every byte of group `g` (as unsigned bytes: flipping the sign bit),
+/// broadcast to every lane.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn x_u8(x: &[i8], g: usize) -> __m512i {
+    _mm512_set1_epi32(word(x, g) ^ 0x8080_8080_u32 as i32)
+}
+
+/// Caller guarantees: AVX-512F + VNNI on this CPU and `s.fits(16, w, bias, x, acc)`.
+#[target_feature(enable = "avx512f,avx512vnni")]
+fn mv_vnni(s: &Shape, w: &[u8], bias: &[i32], x: &[i8], acc: &mut [i32]) {
+    const BR: usize = 16;
+    let stride = s.groups * BR * 4;
+    let (wp, bp) = (w.as_ptr(), bias.as_ptr());
+    // Weight loads read 64 bytes at `b·stride + g·64 (+ 64)` with `b < blocks`,
+    // `g < groups`: inside `w`; bias loads read 16 values at `b·16`, inside `bias`.
+    macro_rules! ldw {
+        ($off:expr) => {
+            // SAFETY: in bounds as argued above; `loadu` has no alignment requirement.
+            unsafe { _mm512_loadu_si512(wp.add($off).cast::<__m512i>()) }
+        };
+    }
+    macro_rules! ldb {
+        ($b:expr) => {
+            // SAFETY: in bounds as argued above.
+            unsafe { _mm512_loadu_si512(bp.add($b * BR).cast::<__m512i>()) }
+        };
+    }
+    let zero = _mm512_setzero_si512();
+    let mut b = 0;
+    while b + 4 <= s.blocks {
+        let w0 = b * stride;
+        let (mut a0, mut a1, mut a2, mut a3) = (ldb!(b), ldb!(b + 1), ldb!(b + 2), ldb!(b + 3));
+        let (mut c0, mut c1, mut c2, mut c3) = (zero, zero, zero, zero);
+        let mut g = 0;
+        while g + 2 <= s.groups {
+            let (x0, x1) = (x_u8(x, g), x_u8(x, g + 1));
+            let o = w0 + g * 64;
+            a0 = _mm512_dpbusd_epi32(a0, x0, ldw!(o));
+            a1 = _mm512_dpbusd_epi32(a1, x0, ldw!(o + stride));
+            a2 = _mm512_dpbusd_epi32(a2, x0, ldw!(o + 2 * stride));
+            a3 = _mm512_dpbusd_epi32(a3, x0, ldw!(o + 3 * stride));
+            c0 = _mm512_dpbusd_epi32(c0, x1, ldw!(o + 64));
+            c1 = _mm512_dpbusd_epi32(c1, x1, ldw!(o + stride + 64));
+            c2 = _mm512_dpbusd_epi32(c2, x1, ldw!(o + 2 * stride + 64));
+            c3 = _mm512_dpbusd_epi32(c3, x1, ldw!(o + 3 * stride + 64));
+            g += 2;
+        }
+        if g < s.groups {
+            let x0 = x_u8(x, g);
+            let o = w0 + g * 64;
+            a0 = _mm512_dpbusd_epi32(a0, x0, ldw!(o));
+            a1 = _mm512_dpbusd_epi32(a1, x0, ldw!(o + stride));
+            a2 = _mm512_dpbusd_epi32(a2, x0, ldw!(o + 2 * stride));
+            a3 = _mm512_dpbusd_epi32(a3, x0, ldw!(o + 3 * stride));
+        }
+        store_512(acc, b * BR, _mm512_add_epi32(a0, c0));
+        store_512(acc, (b + 1) * BR, _mm512_add_epi32(a1, c1));
+        store_512(acc, (b + 2) * BR, _mm512_add_epi32(a2, c2));
+        store_512(acc, (b + 3) * BR, _mm512_add_epi32(a3, c3));
+        b += 4;
+    }
+    while b < s.blocks {
+        let w0 = b * stride;
+        let mut a0 = ldb!(b);
+        let mut c0 = zero;
+        let mut g = 0;
+        while g + 2 <= s.groups {
+            let o = w0 + g * 64;
+            a0 = _mm512_dpbusd_epi32(a0, x_u8(x, g), ldw!(o));
+            c0 = _mm512_dpbusd_epi32(c0, x_u8(x, g + 1), ldw!(o + 64));
+            g += 2;
+        }
+        if g < s.groups {
+            a0 = _mm512_dpbusd_epi32(a0, x_u8(x, g), ldw!(w0 + g * 64));
+        }
+        store_512(acc, b * BR, _mm512_add_epi32(a0, c0));
+        b += 1;
+    }
+}
