@@ -878,6 +878,14 @@ impl Gen<'_> {
             &format!("one LSTM step, input {isz}, hidden {hsz}; updates `h` and `c` in place"),
         );
 
+        // Every gate requantizer with −31 <= shift <= 0 (what the quantizer produces):
+        // the loop form uses the branch-free requantization of NUMERICS.md ("Branch-free
+        // requantization"), which LLVM vectorizes; otherwise the runtime's.
+        let fast = !full
+            && l.req_x
+                .iter()
+                .chain(&l.req_h)
+                .all(|r| (-31..=0).contains(&r.shift) && r.multiplier != i32::MIN);
         let body = if full {
             let x = quote!(x);
             let h = quote!(h);
@@ -952,6 +960,35 @@ impl Gen<'_> {
                 format_ident!("L{}_REQ_H_MUL", i),
                 format_ident!("L{}_REQ_H_SHIFT", i),
             );
+            let gate_pre = if fast {
+                quote! {
+                    /// `Requant { multiplier: m, shift }.apply(x)` for −31 <= shift <= 0 and
+                    /// m != i32::MIN, without branches.
+                    #[inline(always)]
+                    fn req_down(x: i32, m: i32, shift: i32) -> i64 {
+                        let e = (-shift) as u32;
+                        let y = (x as i64 * m as i64 + (1i64 << 30)) >> 31;
+                        let half = (1i64 << e) >> 1;
+                        (y + half - ((y >> 63) & (half > 0) as i64)) >> e
+                    }
+                    for r in 0..#rl {
+                        let sum = req_down(acc_x[r], #rxm[r], #rxs[r])
+                            + req_down(acc_h[r], #rhm[r], #rhs[r]);
+                        gates[r] = sum.clamp(i16::MIN as i64, i16::MAX as i64) as i16;
+                    }
+                }
+            } else {
+                quote! {
+                    for r in 0..#rl {
+                        gates[r] = gate_preactivation(
+                            acc_x[r],
+                            Requant { multiplier: #rxm[r], shift: #rxs[r] },
+                            acc_h[r],
+                            Requant { multiplier: #rhm[r], shift: #rhs[r] },
+                        );
+                    }
+                }
+            };
             let gate_loops = tables.iter().enumerate().map(|(g, t)| {
                 let (lo, hi) = (lit(g * hsz), lit((g + 1) * hsz));
                 quote! {
@@ -976,14 +1013,7 @@ impl Gen<'_> {
                 #mh
                 // Gate pre-activations (int16), then each gate's activation (Q0.15).
                 let mut gates = [0i16; #rl];
-                for r in 0..#rl {
-                    gates[r] = gate_preactivation(
-                        acc_x[r],
-                        Requant { multiplier: #rxm[r], shift: #rxs[r] },
-                        acc_h[r],
-                        Requant { multiplier: #rhm[r], shift: #rhs[r] },
-                    );
-                }
+                #gate_pre
                 #(#gate_loops)*
                 for k in 0..#hl {
                     let c_new = lstm_cell_update(gates[#gi], gates[#gf], gates[#gg], c[k], #cfb);
@@ -993,7 +1023,7 @@ impl Gen<'_> {
                 }
             }
         };
-        let uses = if full {
+        let uses = if full || fast {
             quote!(
                 use ::irnn_runtime::saturate_i16;
             )
@@ -1002,13 +1032,18 @@ impl Gen<'_> {
                 use ::irnn_runtime::{saturate_i16, Requant};
             )
         };
+        let kernels = if fast {
+            quote!(lstm_cell_update, lstm_output)
+        } else {
+            quote!(gate_preactivation, lstm_cell_update, lstm_output)
+        };
         let kparam = self.kernel_param();
         items.push(quote! {
             #fdoc
             #[allow(clippy::needless_range_loop)]
             #[inline]
             fn #f(#kparam x: &[i8; #il], h: &mut [i8; #hl], c: &mut [i16; #hl]) {
-                use ::irnn_runtime::kernels::{gate_preactivation, lstm_cell_update, lstm_output};
+                use ::irnn_runtime::kernels::{#kernels};
                 #uses
                 #body
             }
