@@ -576,38 +576,16 @@ fn table_ctx(index: usize, t: &PwlTable) -> TableCtx {
         shift: t.frac_bits.min(62),
         out_min: lit(t.out_min),
         out_max: lit(t.out_max),
-        idx: super::pwl_index::build(t).map(|i| {
-            // After the shift, |v| <= 2^(31 − frac_bits).
-            let shift = t.frac_bits.min(62);
-            let vmax = if shift >= 31 {
-                0
-            } else {
-                i32::MAX as i64 >> shift
-            };
-            let vmin = if shift >= 31 {
-                -1
-            } else {
-                i32::MIN as i64 >> shift
-            };
-            let in_i32 = |v: i64| v >= i32::MIN as i64 && v <= i32::MAX as i64;
-            let narrow_fold = match t.symmetry {
-                TableSymmetry::None => true,
-                TableSymmetry::Odd => shift >= 1,
-                TableSymmetry::Complement => {
-                    in_i32(t.total as i64 - vmin) && in_i32(t.total as i64 - vmax)
-                }
-            };
-            IndexCtx {
-                bias: i.bias,
-                bucket_shift: i.shift,
-                buckets: i.first.len(),
-                first: list_i32(&i.first),
-                extra: i.extra,
-                starts_len: i.starts_ext.len(),
-                starts_ext: list_i32(&i.starts_ext),
-                narrow: i.fits_i32 && shift <= 31,
-                narrow_fold,
-            }
+        idx: super::pwl_index::build(t).map(|i| IndexCtx {
+            bias: i.bias,
+            bucket_shift: i.shift,
+            buckets: i.first.len(),
+            first: list_i32(&i.first),
+            extra: i.extra,
+            starts_len: i.starts_ext.len(),
+            starts_ext: list_i32(&i.starts_ext),
+            narrow: i.narrow,
+            narrow_fold: i.narrow_fold,
         }),
     }
 }

@@ -43,6 +43,11 @@ pub struct PieceIndex {
     pub starts_ext: Vec<i32>,
     /// Whether `offset + slope · (u − start)` fits in `i32` for every reachable `u`.
     pub fits_i32: bool,
+    /// `fits_i32` and a shift `frac_bits <= 31`: the whole piece evaluation is int32.
+    pub narrow: bool,
+    /// The symmetric fold (negation, or `total − v`) of a shifted int32 value cannot
+    /// overflow int32.
+    pub narrow_fold: bool,
 }
 
 /// The range of `u` (the folded input) for int16 inputs.
@@ -104,13 +109,29 @@ pub fn build(t: &PwlTable) -> Option<PieceIndex> {
         .collect();
     let mut starts_ext = t.starts.clone();
     starts_ext.extend(std::iter::repeat_n(i32::MAX, extra));
+    let fits = fits_i32(t, lo, hi);
+    // After the shift, v lies in [i32::MIN >> frac_bits, i32::MAX >> frac_bits].
+    let frac = t.frac_bits.min(62);
+    let (vmin, vmax) = if frac >= 31 {
+        (-1, 0)
+    } else {
+        (i32::MIN as i64 >> frac, i32::MAX as i64 >> frac)
+    };
+    let in_i32 = |v: i64| v >= i32::MIN as i64 && v <= i32::MAX as i64;
+    let narrow_fold = match t.symmetry {
+        TableSymmetry::None => true,
+        TableSymmetry::Odd => frac >= 1,
+        TableSymmetry::Complement => in_i32(t.total as i64 - vmin) && in_i32(t.total as i64 - vmax),
+    };
     Some(PieceIndex {
         bias,
         shift,
         first,
         extra,
         starts_ext,
-        fits_i32: fits_i32(t, lo, hi),
+        fits_i32: fits,
+        narrow: fits && frac <= 31,
+        narrow_fold,
     })
 }
 

@@ -402,27 +402,112 @@ fn table_fn(k: usize, t: &PwlTable) -> Ident {
     format_ident!("t{}_{}", k, t.short_name())
 }
 
-/// `fn t{k}_...(x: i32) -> i32`, equal to `T{k}_....eval(x)` for every `x`.
+/// `fn t{k}_...(x: i16) -> i32`, equal to `T{k}_....eval(x as i32)` for every `x`.
 ///
-/// `Pwl::eval` finds the piece with a linear scan over all starts (and is not inlined
-/// with its constant table), which dominated the step time. Here the piece comes from
-/// the generation-time bucket index of `back::pwl_index` (one table read and at most a
-/// few compare-adds, the same index as the C back end) for int16 inputs — the only
-/// inputs generated code passes — and the runtime then evaluates the one-piece table
-/// `starts[k..k + 1]` (same symmetry and clamp), whose scan is empty. Other inputs, and
-/// tables without an index (starts not increasing), use `eval` on the whole table.
+/// Generated code evaluates tables only on int16 values (gate pre-activations, cell
+/// states), so the generator knows the whole domain and uses the bucket index of
+/// `back::pwl_index` (NUMERICS.md, "PWL lookup in generated code") instead of
+/// `Pwl::eval`'s scan. When the index proves the piece arithmetic and the symmetric
+/// fold exact in `i32` (always, for fitted tables), the function is branch-free
+/// integer code over power-of-two-sized tables indexed with masks (so no bounds-check
+/// panics, and LLVM can vectorize the loops that call it); otherwise the runtime
+/// evaluates the one piece found, or the whole table when there is no index.
 fn table_eval(k: usize, t: &PwlTable) -> TokenStream {
     let ident = table_ident(k, t);
     let f = table_fn(k, t);
     let d = doc(format!(
-        "Evaluates PWL table {k} at `x`: `{ident}.eval(x)`, with the piece found by a\n\
-         bucket index."
+        "Evaluates PWL table {k} at `x`: `{ident}.eval(x as i32)`, with the piece found\n\
+         by a bucket index."
     ));
-    let body = match super::pwl_index::build(t) {
-        Some(idx) if t.starts.len() > 1 => {
+    let idx = super::pwl_index::build(t).filter(|_| t.starts.len() > 1);
+    let bucket_expr = |idx: &super::pwl_index::PieceIndex| {
+        let shift = Literal::u32_unsuffixed(idx.shift);
+        match (idx.bias, idx.shift) {
+            (0, 0) => quote!(u),
+            (0, _) => quote!(u >> #shift),
+            (b, 0) => {
+                let b = int(b as i64);
+                quote!(u + #b)
+            }
+            (b, _) => {
+                let b = int(b as i64);
+                quote!((u + #b) >> #shift)
+            }
+        }
+    };
+    let body = match idx {
+        Some(idx) if idx.narrow && idx.narrow_fold => {
+            let n = t.starts.len();
+            let nb = idx.first.len().next_power_of_two();
+            let np = idx.starts_ext.len().next_power_of_two();
+            let last_first = *idx.first.last().unwrap_or(&0);
+            let first = ints(
+                &idx.first
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(last_first, nb - idx.first.len()))
+                    .collect::<Vec<i32>>(),
+            );
+            let pad = |v: &[i32], fill: i32| {
+                ints(
+                    &v.iter()
+                        .copied()
+                        .chain(std::iter::repeat_n(fill, np - v.len()))
+                        .collect::<Vec<i32>>(),
+                )
+            };
+            let starts = pad(&idx.starts_ext, i32::MAX);
+            let slopes = pad(&t.slopes[..n], 0);
+            let offsets = pad(&t.offsets[..n], 0);
+            let (nbl, npl) = (lit(nb), lit(np));
             let u = match t.symmetry {
                 TableSymmetry::None => quote!(x),
-                TableSymmetry::Odd | TableSymmetry::Complement => quote!(x.saturating_abs()),
+                TableSymmetry::Odd | TableSymmetry::Complement => quote!(x.abs()),
+            };
+            let bucket = bucket_expr(&idx);
+            let steps = (0..idx.extra).map(
+                |_| quote!(k = (k + (u >= STARTS[(k + 1) & (#npl - 1)]) as usize) & (#npl - 1);),
+            );
+            let frac = Literal::u32_unsuffixed(t.frac_bits);
+            let fold = match t.symmetry {
+                TableSymmetry::None => quote!(),
+                TableSymmetry::Odd => quote!(let v = if x < 0 { v.wrapping_neg() } else { v };),
+                TableSymmetry::Complement => {
+                    let total = Literal::i32_suffixed(t.total);
+                    quote!(let v = if x < 0 { #total.wrapping_sub(v) } else { v };)
+                }
+            };
+            let (lo, hi) = (int(t.out_min as i64), int(t.out_max as i64));
+            // `clamp` panics when min > max: keep `Pwl::eval`'s max-then-min there.
+            let clamp = if t.out_min <= t.out_max {
+                quote!(v.clamp(#lo, #hi))
+            } else {
+                quote!(v.max(#lo).min(#hi))
+            };
+            quote! {
+                /// Piece of each bucket's first input (padded to a power of two).
+                static FIRST: [i32; #nbl] = #first;
+                /// Starts, `i32::MAX` padding.
+                static STARTS: [i32; #npl] = #starts;
+                /// Slopes (zero padding).
+                static SLOPES: [i32; #npl] = #slopes;
+                /// Offsets (zero padding).
+                static OFFSETS: [i32; #npl] = #offsets;
+                let x = x as i32;
+                let u = #u;
+                let mut k = (FIRST[((#bucket) as usize) & (#nbl - 1)] as usize) & (#npl - 1);
+                #(#steps)*
+                // Exact in i32: the generator checked every piece on its inputs.
+                let v = OFFSETS[k].wrapping_add(SLOPES[k].wrapping_mul(u.wrapping_sub(STARTS[k])))
+                    >> #frac;
+                #fold
+                #clamp
+            }
+        }
+        Some(idx) => {
+            let u = match t.symmetry {
+                TableSymmetry::None => quote!(x),
+                TableSymmetry::Odd | TableSymmetry::Complement => quote!(x.abs()),
             };
             // Piece numbers are below the piece count: u8 for validated tables.
             let wide = t.starts.len() > 256;
@@ -435,28 +520,14 @@ fn table_eval(k: usize, t: &PwlTable) -> TokenStream {
             let nb = lit(idx.first.len());
             let ext: Vec<TokenStream> = idx.starts_ext.iter().map(|&v| int(v as i64)).collect();
             let ne = lit(idx.starts_ext.len());
-            let shift = Literal::u32_unsuffixed(idx.shift);
-            let bucket = match (idx.bias, idx.shift) {
-                (0, 0) => quote!(u),
-                (0, _) => quote!(u >> #shift),
-                (b, 0) => {
-                    let b = int(b as i64);
-                    quote!(u + #b)
-                }
-                (b, _) => {
-                    let b = int(b as i64);
-                    quote!((u + #b) >> #shift)
-                }
-            };
+            let bucket = bucket_expr(&idx);
             let steps = (0..idx.extra).map(|_| quote!(k += (u >= STARTS_EXT[k + 1]) as usize;));
             quote! {
                 /// Piece of each bucket's first input.
                 static FIRST: [#first_ty; #nb] = [#(#first),*];
                 /// The starts, then `i32::MAX` padding.
                 static STARTS_EXT: [i32; #ne] = [#(#ext),*];
-                if !(-32768..=32767).contains(&x) {
-                    return #ident.eval(x);
-                }
+                let x = x as i32;
                 let u = #u;
                 let mut k = FIRST[(#bucket) as usize] as usize;
                 #(#steps)*
@@ -469,12 +540,12 @@ fn table_eval(k: usize, t: &PwlTable) -> TokenStream {
                 piece.eval(x)
             }
         }
-        _ => quote!(#ident.eval(x)),
+        None => quote!(#ident.eval(x as i32)),
     };
     quote! {
         #d
         #[inline(always)]
-        fn #f(x: i32) -> i32 {
+        fn #f(x: i16) -> i32 {
             #body
         }
     }
@@ -911,17 +982,17 @@ impl Gen<'_> {
                 let kl = lit(k);
                 quote! {
                     c[#kl] = lstm_cell_update(gates[#gi], gates[#gf], gates[#gg], c[#kl], #cfb);
-                    h[#kl] = lstm_output(gates[#go], saturate_i16(#cell(c[#kl] as i32)), #req_out, #hzp);
+                    h[#kl] = lstm_output(gates[#go], saturate_i16(#cell(c[#kl])), #req_out, #hzp);
                 }
             });
             quote! {
                 /// A gate pre-activation from both accumulators and their factors.
                 #[inline(always)]
-                fn pre(acc_x: i32, mul_x: i32, shift_x: i32, acc_h: i32, mul_h: i32, shift_h: i32) -> i32 {
+                fn pre(acc_x: i32, mul_x: i32, shift_x: i32, acc_h: i32, mul_h: i32, shift_h: i32) -> i16 {
                     use ::irnn_runtime::Requant;
                     let req_x = Requant { multiplier: mul_x, shift: shift_x };
                     let req_h = Requant { multiplier: mul_h, shift: shift_h };
-                    gate_preactivation(acc_x, req_x, acc_h, req_h) as i32
+                    gate_preactivation(acc_x, req_x, acc_h, req_h)
                 }
                 let acc_x: [i32; #rl] = [#(#ax),*];
                 let acc_h: [i32; #rl] = [#(#ah),*];
@@ -993,7 +1064,7 @@ impl Gen<'_> {
                 let (lo, hi) = (lit(g * hsz), lit((g + 1) * hsz));
                 quote! {
                     for g in &mut gates[#lo..#hi] {
-                        *g = saturate_i16(#t(*g as i32));
+                        *g = saturate_i16(#t(*g));
                     }
                 }
             });
@@ -1018,7 +1089,7 @@ impl Gen<'_> {
                 for k in 0..#hl {
                     let c_new = lstm_cell_update(gates[#gi], gates[#gf], gates[#gg], c[k], #cfb);
                     c[k] = c_new;
-                    let tanh_c = saturate_i16(#cell(c_new as i32));
+                    let tanh_c = saturate_i16(#cell(c_new));
                     h[k] = lstm_output(gates[#go], tanh_c, #req_out, #hzp);
                 }
             }
