@@ -664,6 +664,9 @@ impl Gen<'_> {
             let eval = table_eval(k, t);
             quote! {
                 #d
+                // The evaluator below may not read this (its own int32 tables), but it
+                // is the table's definition and what tests compare the evaluator with.
+                #[allow(dead_code)]
                 const #ident: ::irnn_runtime::Pwl<'static> = ::irnn_runtime::Pwl {
                     symmetry: #symmetry,
                     starts: &#starts,
@@ -931,6 +934,7 @@ impl Gen<'_> {
         let ro = requant_lit(l.req_out);
         items.push(quote! {
             #d
+            #[allow(dead_code)] // the loop form may apply it branch-free instead
             const #req_out: ::irnn_runtime::Requant = #ro;
         });
 
@@ -957,6 +961,16 @@ impl Gen<'_> {
                 .iter()
                 .chain(&l.req_h)
                 .all(|r| (-31..=0).contains(&r.shift) && r.multiplier != i32::MIN);
+        // The output requantizer in the same branch-free form (only with `fast`, which
+        // defines `req_down`).
+        let out_down =
+            (fast && (-31..=0).contains(&l.req_out.shift) && l.req_out.multiplier != i32::MIN)
+                .then(|| {
+                    (
+                        int(l.req_out.multiplier as i64),
+                        int(l.req_out.shift as i64),
+                    )
+                });
         let body = if full {
             let x = quote!(x);
             let h = quote!(h);
@@ -1077,6 +1091,49 @@ impl Gen<'_> {
                 }
             };
             let (gi, gf, gg, go) = (off(0), off(1), off(2), off(3));
+            let cell_loops = if let Some((out_m, out_shift)) = &out_down {
+                // The C back end's cell and output passes (NUMERICS.md, "Branch-free
+                // requantization"): int32 rounding of the two products (|·| <= 2^30),
+                // then the output requantization in its own loop.
+                let s_in = 30 - l.cell_frac_bits.min(15);
+                let hzp64 = {
+                    let v = Literal::i64_suffixed((l.h_zero_point as i64).abs());
+                    match l.h_zero_point {
+                        0 => quote!(),
+                        z if z < 0 => quote!(- #v),
+                        _ => quote!(+ #v),
+                    }
+                };
+                let (sl, half_in) = (
+                    Literal::u32_unsuffixed(s_in),
+                    Literal::i32_unsuffixed(1 << (s_in - 1)),
+                );
+                quote! {
+                    let mut oc = [0i32; #hl];
+                    for k in 0..#hl {
+                        let fc = gates[#gf] as i32 * c[k] as i32;
+                        let ig = gates[#gi] as i32 * gates[#gg] as i32;
+                        let forget = (fc + (1 << 14) - (fc < 0) as i32) >> 15;
+                        let input = (ig + #half_in - (ig < 0) as i32) >> #sl;
+                        let c_new = (forget + input).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+                        c[k] = c_new;
+                        oc[k] = gates[#go] as i32 * saturate_i16(#cell(c_new)) as i32;
+                    }
+                    for k in 0..#hl {
+                        let v = req_down(oc[k], #out_m, #out_shift) #hzp64;
+                        h[k] = v.clamp(i8::MIN as i64, i8::MAX as i64) as i8;
+                    }
+                }
+            } else {
+                quote! {
+                    for k in 0..#hl {
+                        let c_new = lstm_cell_update(gates[#gi], gates[#gf], gates[#gg], c[k], #cfb);
+                        c[k] = c_new;
+                        let tanh_c = saturate_i16(#cell(c_new));
+                        h[k] = lstm_output(gates[#go], tanh_c, #req_out, #hzp);
+                    }
+                }
+            };
             quote! {
                 let mut acc_x = [0i32; #rl];
                 #mx
@@ -1086,12 +1143,7 @@ impl Gen<'_> {
                 let mut gates = [0i16; #rl];
                 #gate_pre
                 #(#gate_loops)*
-                for k in 0..#hl {
-                    let c_new = lstm_cell_update(gates[#gi], gates[#gf], gates[#gg], c[k], #cfb);
-                    c[k] = c_new;
-                    let tanh_c = saturate_i16(#cell(c_new));
-                    h[k] = lstm_output(gates[#go], tanh_c, #req_out, #hzp);
-                }
+                #cell_loops
             }
         };
         let uses = if full || fast {
@@ -1103,10 +1155,16 @@ impl Gen<'_> {
                 use ::irnn_runtime::{saturate_i16, Requant};
             )
         };
-        let kernels = if fast {
-            quote!(lstm_cell_update, lstm_output)
+        let kernels = if out_down.is_some() {
+            quote!()
+        } else if fast {
+            quote!(
+                use ::irnn_runtime::kernels::{lstm_cell_update, lstm_output};
+            )
         } else {
-            quote!(gate_preactivation, lstm_cell_update, lstm_output)
+            quote!(
+                use ::irnn_runtime::kernels::{gate_preactivation, lstm_cell_update, lstm_output};
+            )
         };
         let kparam = self.kernel_param();
         items.push(quote! {
@@ -1114,7 +1172,7 @@ impl Gen<'_> {
             #[allow(clippy::needless_range_loop)]
             #[inline]
             fn #f(#kparam x: &[i8; #il], h: &mut [i8; #hl], c: &mut [i16; #hl]) {
-                use ::irnn_runtime::kernels::{#kernels};
+                #kernels
                 #uses
                 #body
             }
