@@ -31,7 +31,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 use support::c_harness::{self, assert_same, build_harness, cc, prefix, write_files, Seq, STRICT};
-use support::{charlm_paths, features_paths, quantize_files, synth_model, TestModel};
+use support::{charlm_paths, features_paths, quantize_files, synth_model, Synth};
 
 const MODES: [Unroll; 3] = [Unroll::None, Unroll::Inner, Unroll::Full];
 
@@ -46,32 +46,18 @@ const SANITIZE: &[&str] = &[
 // Models
 // ---------------------------------------------------------------------------------
 
-struct Synth {
-    label: &'static str,
-    model: TestModel,
-}
-
 /// The synthetic models, built once per test binary.
 fn synth_models() -> &'static [Synth] {
     static MODELS: OnceLock<Vec<Synth>> = OnceLock::new();
     MODELS.get_or_init(|| {
-        type Shape = (&'static str, Option<usize>, usize, usize, usize, usize, u64);
-        let spec: [Shape; 5] = [
+        support::synth_models(&[
             // label, vocab, input, hidden, layers, outputs, seed
             ("tok_small", Some(20), 13, 7, 1, 5, 11),
             ("tok_deep", Some(37), 16, 12, 2, 11, 12),
             ("feat_small", None, 13, 7, 1, 3, 13),
             ("feat_deep", None, 9, 11, 2, 4, 14),
             ("feat_tiny", None, 3, 2, 1, 1, 15),
-        ];
-        spec.iter()
-            .map(
-                |&(label, vocab, input, hidden, layers, outputs, seed)| Synth {
-                    label,
-                    model: synth_model(label, vocab, input, hidden, layers, outputs, seed),
-                },
-            )
-            .collect()
+        ])
     })
 }
 

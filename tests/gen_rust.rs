@@ -11,6 +11,7 @@
 mod support;
 
 use irnn_codegen::back::{generate, GenError, GenOptions, GeneratedFile, Lang, Target, Unroll};
+use irnn_codegen::bench::host_runs;
 use irnn_codegen::interp::Interpreter;
 use irnn_codegen::ir::{InputIr, LayerIr, Program};
 use irnn_codegen::npy::{read_data, SeqData};
@@ -1006,25 +1007,6 @@ fn broken_programs_are_refused_not_miscompiled() {
 const X86_TARGETS: [Target; 2] = [Target::Avx2, Target::Avx512Vnni];
 const ARM_TARGETS: [Target; 2] = [Target::Neon, Target::NeonDotprod];
 
-/// Whether this CPU runs the target's kernel natively.
-fn cpu_has(target: Target) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        match target {
-            Target::Avx2 => is_x86_feature_detected!("avx2"),
-            Target::Avx512Vnni => {
-                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")
-            }
-            _ => false,
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = target;
-        false
-    }
-}
-
 fn module_name(label: &str, target: Target) -> String {
     format!("{label}_{}", target.name().replace('-', "_"))
 }
@@ -1061,16 +1043,10 @@ fn with_min_weights(program: &Program) -> Program {
 
 fn simd_harness(targets: &[Target], root: PathBuf, cross: Option<Cross>) -> Harness {
     let started = std::time::Instant::now();
-    type Shape = (&'static str, Option<usize>, usize, usize, usize, usize, u64);
-    let spec: [Shape; 4] = [
-        ("tok_mid", Some(30), 13, 20, 1, 7, 21),
-        ("feat_mid", None, 9, 20, 2, 5, 22),
-        ("feat_small", None, 13, 7, 1, 3, 23),
-        ("feat_wide", None, 40, 36, 1, 10, 24),
-    ];
     let mut programs: Vec<(String, Program, Inputs)> = Vec::new();
     let mut models = Vec::new();
-    for (k, &(label, vocab, input, hidden, layers, outputs, seed)) in spec.iter().enumerate() {
+    for (k, &(label, vocab, input, hidden, layers, outputs, seed)) in SIMD_SHAPES.iter().enumerate()
+    {
         let m = synth_model(label, vocab, input, hidden, layers, outputs, seed);
         let inputs = random_inputs(&m.program, 4, 100, 2000 + k as u64);
         if label == "feat_mid" {
@@ -1209,7 +1185,7 @@ fn check_simd(h: &Harness, targets: &[Target], expect_kernel: impl Fn(Target) ->
 fn x86_simd_targets_run_bit_exact() {
     let h = x86_harness();
     for t in X86_TARGETS {
-        if !cpu_has(t) {
+        if !host_runs(t) {
             eprintln!(
                 "SKIPPED the {} kernel: this CPU lacks it (the portable fallback still runs)",
                 t.name()
@@ -1217,7 +1193,7 @@ fn x86_simd_targets_run_bit_exact() {
         }
     }
     check_simd(h, &X86_TARGETS, |t| {
-        if cpu_has(t) {
+        if host_runs(t) {
             t.name()
         } else {
             "scalar"

@@ -24,6 +24,7 @@
 mod support;
 
 use irnn_codegen::back::{generate, GenOptions, GeneratedFile, Lang, Target, Unroll};
+use irnn_codegen::bench::{host_runs, target_flags};
 use irnn_codegen::graph::Graph;
 use irnn_codegen::ir::{InputIr, LayerIr, Program};
 use irnn_codegen::lower::lower;
@@ -34,47 +35,20 @@ use support::c_harness::{
     assert_same, cc, cross_enabled, expected, run_c, run_c_with, write_files, Seq, Toolchain,
     STRICT,
 };
-use support::{repo_root, synth_model, TestModel};
+use support::{repo_root, Synth, SIMD_SHAPES};
 
-const AVX2_FLAGS: &[&str] = &["-mavx2", "-mfma"];
-const VNNI_FLAGS: &[&str] = &[
-    "-mavx2",
-    "-mfma",
-    "-mavx512f",
-    "-mavx512bw",
-    "-mavx512vl",
-    "-mavx512vnni",
-];
-
+/// The x86 instruction-set flags of a target (`irnn bench`'s); none for the ARM
+/// targets, which this x86 gcc cannot take (they are cross-compiled separately).
 fn isa_flags(target: Target) -> &'static [&'static str] {
-    match target {
-        Target::Avx2 => AVX2_FLAGS,
-        Target::Avx512Vnni => VNNI_FLAGS,
-        Target::Scalar | Target::Neon | Target::NeonDotprod => &[],
-    }
-}
-
-/// Whether this CPU runs the target's SIMD code.
-fn cpu_has(target: Target) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        match target {
-            Target::Scalar => true,
-            Target::Avx2 => is_x86_feature_detected!("avx2"),
-            Target::Avx512Vnni => {
-                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni")
-            }
-            Target::Neon | Target::NeonDotprod => false,
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        target == Target::Scalar
+    if target.is_arm() {
+        &[]
+    } else {
+        target_flags(target)
     }
 }
 
 fn skip_unless(target: Target, test: &str) -> bool {
-    if cpu_has(target) {
+    if host_runs(target) {
         return false;
     }
     eprintln!(
@@ -90,11 +64,6 @@ const TARGETS: [Target; 2] = [Target::Avx2, Target::Avx512Vnni];
 /// The AArch64 targets.
 const ARM_TARGETS: [Target; 2] = [Target::Neon, Target::NeonDotprod];
 
-/// `-march` of a NEON build that compiles the target's fastest kernel.
-fn arm_flags(target: Target) -> &'static [&'static str] {
-    irnn_codegen::bench::target_flags(target)
-}
-
 /// Baseline Armv8-A: neon-dotprod's file compiles its `smull` kernel.
 const ARMV8: &[&str] = &["-march=armv8-a"];
 
@@ -105,33 +74,9 @@ const NOSIMD: &[&str] = &["-march=armv8-a+nosimd"];
 // Models
 // ---------------------------------------------------------------------------------
 
-struct Synth {
-    label: &'static str,
-    model: TestModel,
-}
-
 fn synth_models() -> &'static [Synth] {
     static MODELS: OnceLock<Vec<Synth>> = OnceLock::new();
-    MODELS.get_or_init(|| {
-        type Shape = (&'static str, Option<usize>, usize, usize, usize, usize, u64);
-        // Rows = 4·hidden. hidden 20: 80 rows = 10 AVX2 blocks (2 of them in the tail),
-        // 5 VNNI blocks (1 in the tail); input 9: 3 groups (odd), 13: 4 groups with
-        // padding; hidden 7: a single partial block.
-        let spec: [Shape; 4] = [
-            ("tok_mid", Some(30), 13, 20, 1, 7, 21),
-            ("feat_mid", None, 9, 20, 2, 5, 22),
-            ("feat_small", None, 13, 7, 1, 3, 23),
-            ("feat_wide", None, 40, 36, 1, 10, 24),
-        ];
-        spec.iter()
-            .map(
-                |&(label, vocab, input, hidden, layers, outputs, seed)| Synth {
-                    label,
-                    model: synth_model(label, vocab, input, hidden, layers, outputs, seed),
-                },
-            )
-            .collect()
-    })
+    MODELS.get_or_init(|| support::synth_models(&SIMD_SHAPES))
 }
 
 fn charlm() -> Program {
@@ -327,38 +272,37 @@ fn simd_targets_take_rust_and_refuse_unrolling() {
     }
 }
 
-#[test]
-fn avx2_c_matches_interpreter() {
-    if skip_unless(Target::Avx2, "avx2_c_matches_interpreter") {
+/// Every synthetic model with `target`'s SIMD kernels, alternating gcc and clang
+/// (starting with `first_cc`), inputs seeded from `seed`.
+fn synth_models_match(target: Target, test: &str, first_cc: usize, seed: u64) {
+    if skip_unless(target, test) {
         return;
     }
     for (k, s) in synth_models().iter().enumerate() {
-        let cc_name = ["gcc", "clang"][k % 2];
+        let cc_name = ["gcc", "clang"][(k + first_cc) % 2];
         check(
             &s.model.program,
-            Target::Avx2,
+            target,
             cc_name,
-            AVX2_FLAGS,
-            100 + k as u64,
+            target_flags(target),
+            seed + k as u64,
         );
     }
 }
 
 #[test]
+fn avx2_c_matches_interpreter() {
+    synth_models_match(Target::Avx2, "avx2_c_matches_interpreter", 0, 100);
+}
+
+#[test]
 fn avx512vnni_c_matches_interpreter() {
-    if skip_unless(Target::Avx512Vnni, "avx512vnni_c_matches_interpreter") {
-        return;
-    }
-    for (k, s) in synth_models().iter().enumerate() {
-        let cc_name = ["clang", "gcc"][k % 2];
-        check(
-            &s.model.program,
-            Target::Avx512Vnni,
-            cc_name,
-            VNNI_FLAGS,
-            200 + k as u64,
-        );
-    }
+    synth_models_match(
+        Target::Avx512Vnni,
+        "avx512vnni_c_matches_interpreter",
+        1,
+        200,
+    );
 }
 
 /// Compiled without the instruction-set flags, the portable kernel on the packed
@@ -455,7 +399,7 @@ fn simd_c_handles_minus_128_weights() {
         "AVX2 C with a -128 weight"
     );
     for target in TARGETS {
-        let flags = if cpu_has(target) {
+        let flags = if host_runs(target) {
             isa_flags(target)
         } else {
             &[][..]
@@ -471,7 +415,7 @@ fn bench_times_every_target() {
     use irnn_codegen::bench::{bench, table, weight_bytes, BenchOptions};
     let program = &synth_models()[2].model.program;
     let targets: Vec<Target> = std::iter::once(Target::Scalar)
-        .chain(TARGETS.into_iter().filter(|&t| cpu_has(t)))
+        .chain(TARGETS.into_iter().filter(|&t| host_runs(t)))
         .collect();
     let rows = bench(
         program,
@@ -557,7 +501,7 @@ fn neon_c_builds_strict_for_aarch64() {
             let (_, c) = write_files(dir.path(), &files);
             let mut builds: Vec<(&[&str], bool, bool)> = vec![(ARMV8, true, false)];
             if target == Target::NeonDotprod {
-                builds.push((arm_flags(target), false, true));
+                builds.push((target_flags(target), false, true));
             }
             builds.push((NOSIMD, false, false));
             for (flags, smull, sdot) in builds {
@@ -588,8 +532,8 @@ fn neon_c_matches_interpreter_under_qemu() {
     }
     for (k, s) in synth_models().iter().enumerate() {
         let p = &s.model.program;
-        check_arm(p, Target::Neon, arm_flags(Target::Neon), 600 + k as u64);
-        let dotprod = arm_flags(Target::NeonDotprod);
+        check_arm(p, Target::Neon, target_flags(Target::Neon), 600 + k as u64);
+        let dotprod = target_flags(Target::NeonDotprod);
         check_arm(p, Target::NeonDotprod, dotprod, 610 + k as u64);
         if k < 2 {
             check_arm(p, Target::NeonDotprod, ARMV8, 620 + k as u64);
@@ -619,7 +563,7 @@ fn neon_c_matches_interpreter_on_charlm() {
         if !cross {
             continue;
         }
-        let mut builds = vec![arm_flags(target)];
+        let mut builds = vec![target_flags(target)];
         if target == Target::NeonDotprod {
             builds.push(ARMV8);
         }
@@ -649,7 +593,7 @@ fn neon_c_handles_minus_128_weights() {
     }
     let program = with_minus_128_weights();
     for target in ARM_TARGETS {
-        check_arm(&program, target, arm_flags(target), 800);
+        check_arm(&program, target, target_flags(target), 800);
     }
     check_arm(&program, Target::NeonDotprod, ARMV8, 801);
 }

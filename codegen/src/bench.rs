@@ -372,28 +372,28 @@ pub fn bench_target(
     })
 }
 
+/// Whether this CPU runs `target`'s SIMD code natively (`Scalar`: always).
+pub fn host_runs(target: Target) -> bool {
+    match target {
+        Target::Scalar => true,
+        #[cfg(target_arch = "x86_64")]
+        Target::Avx2 => std::is_x86_feature_detected!("avx2"),
+        #[cfg(target_arch = "x86_64")]
+        Target::Avx512Vnni => {
+            std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
+        }
+        #[cfg(target_arch = "aarch64")]
+        Target::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+        #[cfg(target_arch = "aarch64")]
+        Target::NeonDotprod => std::arch::is_aarch64_feature_detected!("dotprod"),
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
+}
+
 /// Scalar, then each SIMD target this CPU can run.
 pub fn default_targets() -> Vec<Target> {
-    let mut t = vec![Target::Scalar];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            t.push(Target::Avx2);
-        }
-        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni") {
-            t.push(Target::Avx512Vnni);
-        }
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        if std::arch::is_aarch64_feature_detected!("neon") {
-            t.push(Target::Neon);
-        }
-        if std::arch::is_aarch64_feature_detected!("dotprod") {
-            t.push(Target::NeonDotprod);
-        }
-    }
-    t
+    Target::ALL.into_iter().filter(|&t| host_runs(t)).collect()
 }
 
 /// Times every requested target in every requested precision (rows in target order,

@@ -9,6 +9,7 @@ use crate::graph::{write_graph, Graph};
 use crate::interp::Interpreter;
 use crate::ir::{Activation, InputIr, LayerIr, Program};
 use crate::lower::lower;
+use crate::metrics::{argmax, bits};
 use crate::npy::{read_data, read_labels, DataFile, SeqData};
 use crate::pwl::FitMethod;
 use crate::quantize::{quantize, QuantizeOptions, RangeMethod};
@@ -702,23 +703,6 @@ pub fn run_float(model: &FloatModel, data: &DataFile, data_path: &Path) -> Resul
     Ok(out)
 }
 
-fn log_softmax_bits(logits: &[f64], target: usize) -> f64 {
-    let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = logits.iter().map(|v| (v - max).exp()).sum();
-    let logp = logits[target] - max - sum.ln();
-    -logp / std::f64::consts::LN_2
-}
-
-fn argmax(xs: &[f64]) -> usize {
-    let mut best = 0;
-    for (i, v) in xs.iter().enumerate() {
-        if *v > xs[best] {
-            best = i;
-        }
-    }
-    best
-}
-
 /// Results of `irnn eval`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EvalResult {
@@ -827,8 +811,8 @@ pub fn evaluate(
                         );
                     }
                     let (lf, li) = (flo(i), deq(i));
-                    fb += log_softmax_bits(&lf, target as usize);
-                    ib += log_softmax_bits(&li, target as usize);
+                    fb += bits(&lf, target as usize);
+                    ib += bits(&li, target as usize);
                     agree += (argmax(&lf) == argmax(&li)) as usize;
                     count += 1;
                 }

@@ -24,6 +24,7 @@ pub mod graph;
 pub mod interp;
 pub mod ir;
 pub mod lower;
+pub mod metrics;
 pub mod npy;
 pub mod pwl;
 pub mod quantize;

@@ -230,6 +230,14 @@ pub fn quantize_rows(data: &[f32], rows: usize, cols: usize) -> (Vec<i8>, Vec<f3
     (q, scales)
 }
 
+/// The int32 code of bias `b` on the grid `in_scale · w_scale` of its row's
+/// accumulator, or `None` when it is beyond `±2^30` (the bound lowering relies on).
+/// `irnn quantize` and QAT export (`irnn-train`) both quantize biases with it.
+pub fn bias_code(b: f32, in_scale: f64, w_scale: f32) -> Option<i32> {
+    let v = (b as f64 / (in_scale * w_scale as f64)).round();
+    (v.abs() <= (1i64 << 30) as f64).then_some(v as i32)
+}
+
 fn quantize_bias(
     bias: &[f32],
     in_scale: f64,
@@ -240,17 +248,14 @@ fn quantize_bias(
     bias.iter()
         .zip(w_scales)
         .enumerate()
-        .map(|(r, (b, s))| {
-            let v = (*b as f64 / (in_scale * *s as f64)).round();
-            if v.abs() > (1i64 << 30) as f64 {
+        .map(|(r, (&b, &s))| {
+            bias_code(b, in_scale, s).unwrap_or_else(|| {
                 problems.push(Problem::new(
                     loc,
                     format!("bias row {r} ({b}) is too large for the int32 grid of its weights and input"),
                 ));
                 0
-            } else {
-                v as i32
-            }
+            })
         })
         .collect()
 }

@@ -52,6 +52,42 @@ pub fn quantize_files(spec: &Path, calib: &Path, out_json: &Path) -> Program {
     lower(&Graph::load(out_json).expect("graph loads")).expect("lowers")
 }
 
+/// A synthetic model's shape: label, vocabulary (`None`: float features), input width,
+/// hidden width, LSTM layers, outputs, seed.
+pub type Shape = (&'static str, Option<usize>, usize, usize, usize, usize, u64);
+
+/// Shapes that hit every tail of the SIMD kernels (rows = 4·hidden). hidden 20: 80 rows
+/// = 10 AVX2 blocks (2 of them past the last group of 4 blocks), 5 VNNI blocks (1 past),
+/// 20 NEON blocks; input 9: 3 groups of 4 (odd), 13: 4 groups with padding; hidden 7: a
+/// single partial block.
+pub const SIMD_SHAPES: [Shape; 4] = [
+    ("tok_mid", Some(30), 13, 20, 1, 7, 21),
+    ("feat_mid", None, 9, 20, 2, 5, 22),
+    ("feat_small", None, 13, 7, 1, 3, 23),
+    ("feat_wide", None, 40, 36, 1, 10, 24),
+];
+
+/// A labelled synthetic model.
+pub struct Synth {
+    /// The shape's label.
+    pub label: &'static str,
+    /// The model.
+    pub model: TestModel,
+}
+
+/// Builds one model per shape.
+pub fn synth_models(shapes: &[Shape]) -> Vec<Synth> {
+    shapes
+        .iter()
+        .map(
+            |&(label, vocab, input, hidden, layers, outputs, seed)| Synth {
+                label,
+                model: synth_model(label, vocab, input, hidden, layers, outputs, seed),
+            },
+        )
+        .collect()
+}
+
 /// Builds a synthetic model: token input when `vocab` is `Some`, else features.
 pub fn synth_model(
     name: &str,

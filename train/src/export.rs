@@ -11,7 +11,8 @@ use irnn_codegen::graph::{
 };
 use irnn_codegen::interp::Interpreter;
 use irnn_codegen::ir::{Activation, PwlTable};
-use irnn_codegen::quantize::{affine_from_range, quantize_rows};
+use irnn_codegen::metrics::{argmax, bits};
+use irnn_codegen::quantize::{affine_from_range, bias_code, quantize_rows};
 use irnn_codegen::tensors::TensorWriter;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,15 +26,12 @@ fn quantize_bias(
     bias.iter()
         .zip(w_scales)
         .enumerate()
-        .map(|(r, (b, s))| {
-            let v = (*b as f64 / (in_scale * *s as f64)).round();
-            if v.abs() > (1i64 << 30) as f64 {
-                Err(TrainError::Model(format!(
+        .map(|(r, (&b, &s))| {
+            bias_code(b, in_scale, s).ok_or_else(|| {
+                TrainError::Model(format!(
                     "{what}: bias row {r} ({b}) is too large for its int32 grid"
-                )))
-            } else {
-                Ok(v as i32)
-            }
+                ))
+            })
         })
         .collect()
 }
@@ -181,22 +179,6 @@ pub fn export(
 ) -> Result<(), TrainError> {
     let (file, writer) = build_graph(p, qs, &tensor_file_name_for(output), producer, metadata)?;
     write_graph(output, &file, &writer).map_err(TrainError::Io)
-}
-
-fn bits(logits: &[f64], target: usize) -> f64 {
-    let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = logits.iter().map(|v| (v - max).exp()).sum();
-    -(logits[target] - max - sum.ln()) / std::f64::consts::LN_2
-}
-
-fn argmax(xs: &[f64]) -> usize {
-    let mut best = 0;
-    for (i, v) in xs.iter().enumerate() {
-        if *v > xs[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 /// Next-token logits of every step of every window (`[n·t][o]`, f64), computed by the

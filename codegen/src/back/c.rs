@@ -129,7 +129,7 @@ fn render(tera: &tera::Tera, name: &str, context: &tera::Context) -> Result<Stri
         .map_err(|e| template_error(name, e))
 }
 
-fn template_error(template: &str, e: tera::Error) -> GenError {
+pub(super) fn template_error(template: &str, e: tera::Error) -> GenError {
     // Tera keeps the useful part of the message in the source chain.
     let mut message = e.to_string();
     let mut source = std::error::Error::source(&e);
@@ -145,7 +145,7 @@ fn template_error(template: &str, e: tera::Error) -> GenError {
 }
 
 /// Trailing whitespace off every line, exactly one final newline.
-fn tidy(text: &str) -> String {
+pub(super) fn tidy(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.trim_end().lines() {
         out.push_str(line.trim_end());
@@ -339,7 +339,7 @@ enum LayerCtx {
         fast_req: bool,
         /// `(e, half)` of the output requantizer when `_q_lstm_out_down` applies
         /// (only emitted when `fast_req`, which brings `_q_req_down`).
-        out_down: Option<(i32, i64)>,
+        out_down: Option<(u32, i64)>,
         e_x: String,
         half_x: String,
         e_h: String,
@@ -505,7 +505,8 @@ fn down_shifts(req: &[Requant]) -> String {
 /// `2^(e−1)` (0 for `e = 0`) of requantizers with `shift <= 0`.
 fn down_halves(req: &[Requant]) -> String {
     list(
-        req.iter().map(|r| ((1i64 << -r.shift) >> 1).to_string()),
+        req.iter()
+            .map(|r| super::down_half((-r.shift) as u32).to_string()),
         "    ",
         PER_LINE_I32,
     )
@@ -652,7 +653,7 @@ fn lstm_ctx(
         .req_x
         .iter()
         .chain(&l.req_h)
-        .all(|r| (-31..=0).contains(&r.shift) && r.multiplier != i32::MIN);
+        .all(|r| super::down_shift(r).is_some());
     let full_rows = if simd { Vec::new() } else { full_rows };
     Ok(LayerCtx::Lstm {
         index,
@@ -693,10 +694,9 @@ fn lstm_ctx(
         out_shift: clamp_shift(l.req_out.shift).to_string(),
         h_zero_point: lit(l.h_zero_point),
         fast_req,
-        out_down: (fast_req
-            && (-31..=0).contains(&l.req_out.shift)
-            && l.req_out.multiplier != i32::MIN)
-            .then(|| (-l.req_out.shift, (1i64 << -l.req_out.shift) >> 1)),
+        out_down: super::down_shift(&l.req_out)
+            .filter(|_| fast_req)
+            .map(|e| (e, super::down_half(e))),
         e_x: if fast_req {
             down_shifts(&l.req_x)
         } else {
@@ -909,10 +909,9 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         .map(|&t| table_ctx(t, &program.tables[t]))
         .collect();
     // The saturating subtraction is only used by the scan evaluator.
-    let has_complement = used_tables.iter().any(|&t| {
-        program.tables[t].symmetry == TableSymmetry::Complement
-            && super::pwl_index::build(&program.tables[t]).is_none()
-    });
+    let has_complement = tables
+        .iter()
+        .any(|t| t.symmetry == "complement" && t.idx.is_none());
     let fast_req = |l: &LayerCtx| matches!(l, LayerCtx::Lstm { fast_req: true, .. });
     let slow_req = |l: &LayerCtx| {
         matches!(

@@ -18,6 +18,7 @@
 //!   (`__AVX2__ && __FMA__`, `__AVX512F__`, `__aarch64__`) portable loops run on the
 //!   same packed weights.
 
+use super::c::{template_error, tidy};
 use super::float::{F32Input, F32Layer, F32Program, TANH_P, TANH_Q, TANH_U_SCALE};
 use super::names::{comment_safe, sanitize, upper, NameTable};
 use super::{GenError, GenOptions, GeneratedFile, Target, GENERATOR};
@@ -419,29 +420,6 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
             contents: tidy(&source),
         },
     ])
-}
-
-fn template_error(template: &str, e: tera::Error) -> GenError {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    GenError::Template {
-        template: template.to_string(),
-        message,
-    }
-}
-
-fn tidy(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for line in text.trim_end().lines() {
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 /// Bytes of f32 weights the kernels of `target` read (padded and packed, including

@@ -18,6 +18,19 @@ pub mod rust_f32;
 pub mod validate;
 
 use crate::ir::Program;
+use irnn_runtime::Requant;
+
+/// The right shift `e = −shift` of a requantizer that has the branch-free form of
+/// NUMERICS.md ("Branch-free requantization"): `−31 <= shift <= 0` and a multiplier
+/// other than `i32::MIN`; `None` otherwise. Both back ends use it to choose that form.
+pub fn down_shift(r: &Requant) -> Option<u32> {
+    ((-31..=0).contains(&r.shift) && r.multiplier != i32::MIN).then_some((-r.shift) as u32)
+}
+
+/// The rounding constant `2^(e−1)` of [`down_shift`]'s form (0 for `e = 0`).
+pub fn down_half(e: u32) -> i64 {
+    (1i64 << e) >> 1
+}
 
 /// Output language.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -41,9 +41,8 @@ pub struct PieceIndex {
     pub extra: usize,
     /// `starts` followed by `extra` copies of `i32::MAX`.
     pub starts_ext: Vec<i32>,
-    /// Whether `offset + slope · (u − start)` fits in `i32` for every reachable `u`.
-    pub fits_i32: bool,
-    /// `fits_i32` and a shift `frac_bits <= 31`: the whole piece evaluation is int32.
+    /// `offset + slope · (u − start)` fits in `i32` for every reachable `u`, and the
+    /// shift `frac_bits <= 31`: the whole piece evaluation is int32.
     pub narrow: bool,
     /// The symmetric fold (negation, or `total − v`) of a shifted int32 value cannot
     /// overflow int32.
@@ -129,7 +128,6 @@ pub fn build(t: &PwlTable) -> Option<PieceIndex> {
         first,
         extra,
         starts_ext,
-        fits_i32: fits,
         narrow: fits && frac <= 31,
         narrow_fold,
     })
@@ -206,7 +204,7 @@ mod tests {
                 idx.extra
             );
             assert!(idx.extra <= 4, "{f:?}: {} compares", idx.extra);
-            assert!(idx.fits_i32, "fitted tables fit i32");
+            assert!(idx.narrow, "fitted tables fit i32");
         }
     }
 
@@ -231,6 +229,6 @@ mod tests {
         assert!(build(&unsorted).is_none());
         let mut wide = t;
         wide.slopes[2] = i32::MAX; // piece [-5, -1]: slope · 4 overflows
-        assert!(!build(&wide).unwrap().fits_i32);
+        assert!(!build(&wide).unwrap().narrow);
     }
 }

@@ -960,17 +960,15 @@ impl Gen<'_> {
             && l.req_x
                 .iter()
                 .chain(&l.req_h)
-                .all(|r| (-31..=0).contains(&r.shift) && r.multiplier != i32::MIN);
+                .all(|r| super::down_shift(r).is_some());
         // The output requantizer in the same branch-free form (only with `fast`, which
         // defines `req_down`).
-        let out_down =
-            (fast && (-31..=0).contains(&l.req_out.shift) && l.req_out.multiplier != i32::MIN)
-                .then(|| {
-                    (
-                        int(l.req_out.multiplier as i64),
-                        int(l.req_out.shift as i64),
-                    )
-                });
+        let out_down = super::down_shift(&l.req_out).filter(|_| fast).map(|_| {
+            (
+                int(l.req_out.multiplier as i64),
+                int(l.req_out.shift as i64),
+            )
+        });
         let body = if full {
             let x = quote!(x);
             let h = quote!(h);

@@ -10,63 +10,22 @@ use super::{detect, word, Shape};
 use core::arch::aarch64::*;
 use core::arch::asm;
 
-/// Proof that this CPU runs NEON (only [`Neon::detect`] makes one).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(super) struct Neon(());
+isa_proof!(
+    /// Proof that this CPU runs NEON: 4-row blocks, exact for every int8.
+    Neon,
+    detected: detect::neon(),
+    rows: 4,
+    kernel: mv_neon
+);
 
-impl Neon {
-    pub(super) fn detect() -> Option<Self> {
-        detect::neon().then_some(Neon(()))
-    }
-
-    /// `acc = bias + W x` on 4-row blocks (exact for every int8); `false` (nothing
-    /// written) if a length does not fit.
-    pub(super) fn matvec(
-        self,
-        s: &Shape,
-        w: &[u8],
-        bias: &[i32],
-        x: &[i8],
-        acc: &mut [i32],
-    ) -> bool {
-        if !s.fits(4, w, bias, x, acc) {
-            return false;
-        }
-        // SAFETY: a `Neon` value exists only when NEON was detected (or enabled at
-        // compile time); `fits` checked the lengths `mv_neon` relies on.
-        unsafe { mv_neon(s, w, bias, x, acc) };
-        true
-    }
-}
-
-/// Proof that this CPU runs NEON with the dot-product extension.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(super) struct NeonDotprod(());
-
-impl NeonDotprod {
-    pub(super) fn detect() -> Option<Self> {
-        (detect::neon() && detect::dotprod()).then_some(NeonDotprod(()))
-    }
-
-    /// `acc = bias + W x` on 4-row blocks with `sdot`; `false` if a length does not fit.
-    pub(super) fn matvec(
-        self,
-        s: &Shape,
-        w: &[u8],
-        bias: &[i32],
-        x: &[i8],
-        acc: &mut [i32],
-    ) -> bool {
-        if !s.fits(4, w, bias, x, acc) {
-            return false;
-        }
-        // SAFETY: a `NeonDotprod` value exists only when NEON and the dot-product
-        // extension were detected (or enabled at compile time); `fits` checked the
-        // lengths `mv_dotprod` relies on.
-        unsafe { mv_dotprod(s, w, bias, x, acc) };
-        true
-    }
-}
+isa_proof!(
+    /// Proof that this CPU runs NEON with the dot-product extension: `sdot` on 4-row
+    /// blocks.
+    NeonDotprod,
+    detected: detect::neon() && detect::dotprod(),
+    rows: 4,
+    kernel: mv_dotprod
+);
 
 /// Writes the 4 lanes of `v` to `acc[at..]`, as many as fit.
 #[inline]

@@ -23,6 +23,43 @@
 //! the portable kernel, which is total. The `unsafe` code lives in the per-architecture
 //! submodules only, each block with its `SAFETY` argument.
 
+/// Defines a zero-sized proof that this CPU runs an instruction set (made only by its
+/// `detect`) and its safe `matvec`, which calls the `unsafe` kernel only after
+/// [`Shape::fits`] has checked every length for the kernel's block height.
+macro_rules! isa_proof {
+    ($(#[$doc:meta])* $name:ident, detected: $detected:expr, rows: $rows:expr, kernel: $kernel:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub(super) struct $name(());
+
+        impl $name {
+            pub(super) fn detect() -> Option<Self> {
+                ($detected).then_some($name(()))
+            }
+
+            /// `acc = bias + W x` on the packed layout (see the type's documentation for
+            /// what `bias` must hold); `false` (nothing written) if a length does not fit.
+            pub(super) fn matvec(
+                self,
+                s: &Shape,
+                w: &[u8],
+                bias: &[i32],
+                x: &[i8],
+                acc: &mut [i32],
+            ) -> bool {
+                if !s.fits($rows, w, bias, x, acc) {
+                    return false;
+                }
+                // SAFETY: a value of this type exists only when `detect` found the
+                // instruction set on this CPU (or it is enabled at compile time), and
+                // `fits` checked every length the kernel relies on.
+                unsafe { $kernel(s, w, bias, x, acc) };
+                true
+            }
+        }
+    };
+}
+
 #[cfg(target_arch = "aarch64")]
 #[allow(unsafe_code)]
 mod arm;

@@ -8,63 +8,24 @@
 use super::{detect, word, Shape};
 use core::arch::x86_64::*;
 
-/// Proof that this CPU runs AVX2 (only [`Avx2::detect`] makes one).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(super) struct Avx2(());
+isa_proof!(
+    /// Proof that this CPU runs AVX2: 8-row blocks with the sign trick, exact only when
+    /// every weight is > −128 (checked by the caller).
+    Avx2,
+    detected: detect::avx2(),
+    rows: 8,
+    kernel: mv_avx2
+);
 
-impl Avx2 {
-    pub(super) fn detect() -> Option<Self> {
-        detect::avx2().then_some(Avx2(()))
-    }
-
-    /// `acc = bias + W x` on 8-row blocks; `false` (nothing written) if a length does
-    /// not fit. Needs every weight > −128 for exact results (checked by the caller).
-    pub(super) fn matvec(
-        self,
-        s: &Shape,
-        w: &[u8],
-        bias: &[i32],
-        x: &[i8],
-        acc: &mut [i32],
-    ) -> bool {
-        if !s.fits(8, w, bias, x, acc) {
-            return false;
-        }
-        // SAFETY: an `Avx2` value exists only when AVX2 was detected on this CPU (or
-        // enabled at compile time); `fits` checked the lengths `mv_avx2` relies on.
-        unsafe { mv_avx2(s, w, bias, x, acc) };
-        true
-    }
-}
-
-/// Proof that this CPU runs AVX-512F and AVX-512 VNNI.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(super) struct Avx512Vnni(());
-
-impl Avx512Vnni {
-    pub(super) fn detect() -> Option<Self> {
-        detect::avx512vnni().then_some(Avx512Vnni(()))
-    }
-
-    /// `acc = offset_bias + W (x + 128)` on 16-row blocks, where `offset_bias` holds
-    /// `bias − 128 · rowsum(W)`: equal to `bias + W x` in wrapping `i32`.
-    pub(super) fn matvec(
-        self,
-        s: &Shape,
-        w: &[u8],
-        offset_bias: &[i32],
-        x: &[i8],
-        acc: &mut [i32],
-    ) -> bool {
-        if !s.fits(16, w, offset_bias, x, acc) {
-            return false;
-        }
-        // SAFETY: an `Avx512Vnni` value exists only when AVX-512F and AVX-512 VNNI were
-        // detected (or enabled at compile time); `fits` checked the lengths.
-        unsafe { mv_vnni(s, w, offset_bias, x, acc) };
-        true
-    }
-}
+isa_proof!(
+    /// Proof that this CPU runs AVX-512F and AVX-512 VNNI: 16-row blocks computing
+    /// `bias + W (x + 128)`, so `bias` must be the offset bias `bias − 128 · rowsum(W)`
+    /// (equal to `bias + W x` in wrapping `i32`).
+    Avx512Vnni,
+    detected: detect::avx512vnni(),
+    rows: 16,
+    kernel: mv_vnni
+);
 
 /// `maddubs(|x|, sign(w, x))` = `x · w` in int16 pairs (exact for `w > −128`:
 /// `|pair| ≤ 2 · 128 · 127 < 2^15`), then `madd` with ones into one int32 per row.
