@@ -299,15 +299,7 @@ fn run_c(
         "-o".into(),
         exe.display().to_string(),
     ]);
-    let status = Command::new(compiler)
-        .args(&args)
-        .output()
-        .expect("cc runs");
-    assert!(
-        status.status.success(),
-        "{compiler} {args:?}: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    cc(compiler, &args, &format!("the f32 harness ({target:?})"));
     let input = dir.path().join("in.bin");
     let output = dir.path().join("out.bin");
     std::fs::write(&input, encode(seqs, width)).unwrap();
