@@ -632,3 +632,183 @@ fn bench_runs_arm_targets_under_qemu() {
         assert!(t.contains("meaningless"), "{t}");
     }
 }
+
+// ---------------------------------------------------------------------------------
+// PWL activations on whole arrays (`{p}_pwl{k}_n`), exhaustively
+// ---------------------------------------------------------------------------------
+
+/// Calls every table's array evaluator on all 65 536 int16 inputs (aligned, and once
+/// more from the second element so that the 16-lane loop starts misaligned and ends in
+/// the scalar tail) and writes the int16 results to stdout.
+const TABLE_HARNESS: &str = r#"
+#include <stdio.h>
+#include "@F@.c"
+
+static int16_t x[65536], y[65536];
+
+int main(void)
+{
+    int32_t i;
+    for (i = 0; i < 65536; ++i) {
+        x[i] = (int16_t)(i - 32768);
+    }
+@CALLS@    return 0;
+}
+"#;
+
+/// The tables of `p` the LSTM steps use.
+fn used_tables(p: &Program) -> Vec<usize> {
+    let mut used = std::collections::BTreeSet::new();
+    for l in &p.layers {
+        if let LayerIr::Lstm(l) = l {
+            used.extend(l.gate_tables.iter().copied().chain([l.cell_table]));
+        }
+    }
+    used.into_iter().collect()
+}
+
+/// `{p}_pwl{k}_n` of every used table equals `sat16(Pwl::eval)` on every int16 input,
+/// compiled with `cc_name` and `flags`.
+fn check_tables_exhaustively(p: &Program, target: Target, cc_name: &str, flags: &[&str]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, c) = write_files(dir.path(), &gen(p, target));
+    let stem = c.file_stem().unwrap().to_str().unwrap().to_string();
+    let prefix = support::c_harness::prefix(p);
+    let tables = used_tables(p);
+    if target == Target::Avx512Vnni {
+        // Every table here has at most 64 pieces and int32 piece arithmetic: each must
+        // take the register form.
+        let src = std::fs::read_to_string(&c).unwrap();
+        for k in &tables {
+            let body = src
+                .split(&format!("{prefix}_pwl{k}_n("))
+                .nth(1)
+                .and_then(|rest| rest.split("\n}\n").next())
+                .unwrap_or_else(|| panic!("no {prefix}_pwl{k}_n in the generated C"));
+            assert!(
+                body.contains("_mm512_permutex2var_epi32"),
+                "table {k} is not in the AVX-512 register form"
+            );
+        }
+    }
+    let calls: String = tables
+        .iter()
+        .map(|k| {
+            format!(
+                "    {prefix}_pwl{k}_n(x, y, 65536);\n    fwrite(y, 2, 65536, stdout);\n    \
+                 {prefix}_pwl{k}_n(x + 1, y, 65535);\n    fwrite(y, 2, 65535, stdout);\n"
+            )
+        })
+        .collect();
+    let main = dir.path().join("tables.c");
+    std::fs::write(
+        &main,
+        TABLE_HARNESS
+            .replace("@F@", &stem)
+            .replace("@CALLS@", &calls),
+    )
+    .unwrap();
+    let exe = dir.path().join("tables");
+    let mut args: Vec<String> = vec!["-O2".into(), "-I".into(), dir.path().display().to_string()];
+    args.extend(flags.iter().map(|f| f.to_string()));
+    args.extend([
+        main.display().to_string(),
+        "-o".into(),
+        exe.display().to_string(),
+    ]);
+    cc(cc_name, &args, "table harness");
+    let out = std::process::Command::new(&exe)
+        .output()
+        .expect("table harness runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<i16> = out
+        .stdout
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let mut want = Vec::new();
+    for &k in &tables {
+        let pwl = p.tables[k].as_pwl();
+        let sat = |x: i32| pwl.eval(x).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+        want.extend((-32768..=32767).map(sat));
+        want.extend((-32767..=32767).map(sat));
+    }
+    assert_eq!(got.len(), want.len(), "{}: output length", target.name());
+    if let Some(i) = got.iter().zip(&want).position(|(g, w)| g != w) {
+        let per = 65536 + 65535;
+        let (t, j) = (tables[i / per], i % per);
+        let x = if j < 65536 {
+            j as i32 - 32768
+        } else {
+            j as i32 - 65536 - 32767
+        };
+        panic!(
+            "{} ({cc_name} {flags:?}): table {t} ({}) at x = {x}: C gives {}, Pwl::eval {}",
+            target.name(),
+            p.tables[t].short_name(),
+            got[i],
+            want[i]
+        );
+    }
+}
+
+/// Tables in every form the vector evaluator handles: the char LM's and the synthetic
+/// models' (complement and odd symmetry, 46–64 pieces), the same with no symmetry (u
+/// may be negative), and only their last 22 pieces (the 32-entry register form; piece 0 then extends
+/// down to 0).
+fn table_programs() -> Vec<(String, Program)> {
+    let mut out = vec![("charlm".to_string(), charlm())];
+    out.push(("synth".into(), synth_models()[0].model.program.clone()));
+    // No symmetry: the inputs cover the whole int16 range; starts spread over it
+    // (first start -32768), slopes halved so that the int32 arithmetic still holds.
+    let mut none = charlm();
+    for t in &mut none.tables {
+        t.symmetry = irnn_codegen::ir::TableSymmetry::None;
+        for s in &mut t.starts {
+            *s = 2 * *s - 32768;
+        }
+        for s in &mut t.slopes {
+            *s /= 2;
+        }
+    }
+    out.push(("charlm, no symmetry".into(), none));
+    let mut short = charlm();
+    for t in &mut short.tables {
+        let skip = t.starts.len() - 22;
+        t.starts.drain(..skip);
+        t.slopes.drain(..skip);
+        t.offsets.drain(..skip);
+    }
+    out.push(("charlm, last 22 pieces".into(), short));
+    out
+}
+
+#[test]
+fn pwl_array_evaluators_match_the_runtime_on_every_int16() {
+    for (label, p) in table_programs() {
+        eprintln!("tables of {label}");
+        for target in [Target::Scalar, Target::Avx2, Target::Avx512Vnni] {
+            // Without instruction-set flags: the scalar loop of every target.
+            check_tables_exhaustively(&p, target, "gcc", &[]);
+        }
+        if host_runs(Target::Avx512Vnni) {
+            for cc_name in ["gcc", "clang"] {
+                check_tables_exhaustively(
+                    &p,
+                    Target::Avx512Vnni,
+                    cc_name,
+                    isa_flags(Target::Avx512Vnni),
+                );
+            }
+        } else {
+            eprintln!("SKIPPED the AVX-512 table evaluators: this CPU lacks avx512vnni");
+        }
+        if host_runs(Target::Avx2) {
+            check_tables_exhaustively(&p, Target::Avx2, "clang", isa_flags(Target::Avx2));
+        }
+    }
+}

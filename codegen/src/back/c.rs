@@ -243,6 +243,25 @@ struct TableCtx {
     out_max: String,
     /// Constant-time piece lookup on int16 inputs (`None`: linear scan).
     idx: Option<IndexCtx>,
+    /// AVX-512 evaluation with the table in registers (`None`: scalar loop only).
+    vec: Option<VecTableCtx>,
+}
+
+/// A table small enough to live in AVX-512 registers (docs/NUMERICS.md, "PWL lookup in
+/// generated code"): starts, slopes and offsets padded to `n` (32 or 64) int32 entries,
+/// the piece found by a binary search whose probes are `vpermt2d` lookups.
+#[derive(Serialize)]
+struct VecTableCtx {
+    n: usize,
+    /// `n / 2`: the first probe, a broadcast constant.
+    half: usize,
+    /// `starts[n / 2]`.
+    half_start: String,
+    /// The remaining probe distances `n / 4, ..., 1`.
+    steps: Vec<usize>,
+    starts: String,
+    slopes: String,
+    offsets: String,
 }
 
 /// A [`super::pwl_index::PieceIndex`] in template form.
@@ -554,7 +573,12 @@ fn scale_macro(real: f64, what: &str) -> ScaleMacro {
     }
 }
 
-fn table_ctx(index: usize, t: &PwlTable) -> TableCtx {
+fn table_ctx(index: usize, t: &PwlTable, target: Target) -> TableCtx {
+    let idx = super::pwl_index::build(t);
+    let vec = idx
+        .as_ref()
+        .filter(|_| target == Target::Avx512Vnni)
+        .and_then(|i| vec_table(t, i));
     TableCtx {
         index,
         desc: format!(
@@ -577,7 +601,8 @@ fn table_ctx(index: usize, t: &PwlTable) -> TableCtx {
         shift: t.frac_bits.min(62),
         out_min: lit(t.out_min),
         out_max: lit(t.out_max),
-        idx: super::pwl_index::build(t).map(|i| IndexCtx {
+        vec,
+        idx: idx.map(|i| IndexCtx {
             bias: i.bias,
             bucket_shift: i.shift,
             buckets: i.first.len(),
@@ -589,6 +614,39 @@ fn table_ctx(index: usize, t: &PwlTable) -> TableCtx {
             narrow_fold: i.narrow_fold,
         }),
     }
+}
+
+/// The register form of `t`, when its piece arithmetic is int32 (`narrow`, including
+/// the symmetric fold) and it has at most 64 pieces. The binary search finds the last
+/// start `<= u` (0 if none) because the starts are strictly increasing (the index
+/// exists) and the padding `i32::MAX` exceeds every int16-derived `u`.
+fn vec_table(t: &PwlTable, i: &super::pwl_index::PieceIndex) -> Option<VecTableCtx> {
+    let pieces = t.pieces();
+    if !i.narrow || !i.narrow_fold || pieces > 64 {
+        return None;
+    }
+    let n = if pieces <= 32 { 32 } else { 64 };
+    let pad = |v: &[i32], fill: i32| {
+        let mut v = v.to_vec();
+        v.resize(n, fill);
+        v
+    };
+    let starts = pad(&t.starts, i32::MAX);
+    let mut steps = Vec::new();
+    let mut s = n / 4;
+    while s >= 1 {
+        steps.push(s);
+        s /= 2;
+    }
+    Some(VecTableCtx {
+        n,
+        half: n / 2,
+        half_start: lit(starts[n / 2]),
+        steps,
+        starts: list_i32(&starts),
+        slopes: list_i32(&pad(&t.slopes, 0)),
+        offsets: list_i32(&pad(&t.offsets, 0)),
+    })
 }
 
 fn embedding_ctx(index: usize, id: String, e: &EmbeddingIr) -> LayerCtx {
@@ -906,7 +964,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
     used_tables.sort_unstable();
     let tables: Vec<TableCtx> = used_tables
         .iter()
-        .map(|&t| table_ctx(t, &program.tables[t]))
+        .map(|&t| table_ctx(t, &program.tables[t], opts.target))
         .collect();
     // The saturating subtraction is only used by the scan evaluator.
     let has_complement = tables
