@@ -261,7 +261,13 @@ struct VecTableCtx {
     steps: Vec<usize>,
     starts: String,
     slopes: String,
-    offsets: String,
+    /// `offsets[k] - slopes[k] * starts[k]` in wrapping int32: the piece value is
+    /// `intercepts[k] + slopes[k] * u` in wrapping int32 arithmetic, exact because the
+    /// true value fits in int32 (`narrow`).
+    intercepts: String,
+    /// Some int16 input needs the output clamp or the int16 saturation (checked on
+    /// every input at generation time); without, both are left out.
+    clamp: bool,
 }
 
 /// A [`super::pwl_index::PieceIndex`] in template form.
@@ -638,6 +644,9 @@ fn vec_table(t: &PwlTable, i: &super::pwl_index::PieceIndex) -> Option<VecTableC
         steps.push(s);
         s /= 2;
     }
+    let intercepts: Vec<i32> = (0..pieces)
+        .map(|k| t.offsets[k].wrapping_sub(t.slopes[k].wrapping_mul(t.starts[k])))
+        .collect();
     Some(VecTableCtx {
         n,
         half: n / 2,
@@ -645,7 +654,26 @@ fn vec_table(t: &PwlTable, i: &super::pwl_index::PieceIndex) -> Option<VecTableC
         steps,
         starts: list_i32(&starts),
         slopes: list_i32(&pad(&t.slopes, 0)),
-        offsets: list_i32(&pad(&t.offsets, 0)),
+        intercepts: list_i32(&pad(&intercepts, 0)),
+        clamp: needs_clamp(t),
+    })
+}
+
+/// Whether the output clamp and the int16 saturation change any value of `t` on int16
+/// inputs (the piece value after the shift and the symmetric fold, before clamping).
+fn needs_clamp(t: &PwlTable) -> bool {
+    let pwl = t.as_pwl();
+    (i16::MIN as i32..=i16::MAX as i32).any(|x| {
+        let negative = x < 0 && t.symmetry != TableSymmetry::None;
+        let u = if negative { -x } else { x };
+        let v = pwl.eval_piece(pwl.piece_index(u), u);
+        let v = match (negative, t.symmetry) {
+            (true, TableSymmetry::Odd) => -v,
+            (true, TableSymmetry::Complement) => t.total as i64 - v,
+            _ => v,
+        };
+        let clamped = (pwl.eval(x) as i64).clamp(i16::MIN as i64, i16::MAX as i64);
+        v != clamped
     })
 }
 
