@@ -247,9 +247,21 @@ struct TableCtx {
     vec: Option<VecTableCtx>,
 }
 
+/// One probe of the binary search at distance `d`: before it the piece `k` is a multiple
+/// of `2d`, so the start it compares with is `starts[k + d] = probe[k >> shift]`, a
+/// table of `n / 2d` entries (one zmm, two for 32 entries).
+#[derive(Serialize)]
+struct ProbeCtx {
+    d: usize,
+    shift: u32,
+    /// 32 entries (two registers) rather than at most 16.
+    wide: bool,
+    values: String,
+}
+
 /// A table small enough to live in AVX-512 registers (docs/NUMERICS.md, "PWL lookup in
-/// generated code"): starts, slopes and offsets padded to `n` (32 or 64) int32 entries,
-/// the piece found by a binary search whose probes are `vpermt2d` lookups.
+/// generated code"): slopes and intercepts padded to `n` (32 or 64) int32 entries, the
+/// piece found by a binary search whose probes are permutes of per-level tables.
 #[derive(Serialize)]
 struct VecTableCtx {
     n: usize,
@@ -257,9 +269,8 @@ struct VecTableCtx {
     half: usize,
     /// `starts[n / 2]`.
     half_start: String,
-    /// The remaining probe distances `n / 4, ..., 1`.
-    steps: Vec<usize>,
-    starts: String,
+    /// The remaining probes, distances `n / 4, ..., 1`.
+    steps: Vec<ProbeCtx>,
     slopes: String,
     /// `offsets[k] - slopes[k] * starts[k]` in wrapping int32: the piece value is
     /// `intercepts[k] + slopes[k] * u` in wrapping int32 arithmetic, exact because the
@@ -639,10 +650,18 @@ fn vec_table(t: &PwlTable, i: &super::pwl_index::PieceIndex) -> Option<VecTableC
     };
     let starts = pad(&t.starts, i32::MAX);
     let mut steps = Vec::new();
-    let mut s = n / 4;
-    while s >= 1 {
-        steps.push(s);
-        s /= 2;
+    let mut d = n / 4;
+    while d >= 1 {
+        let mut values: Vec<i32> = (0..n / (2 * d)).map(|j| starts[(2 * j + 1) * d]).collect();
+        let wide = values.len() > 16;
+        values.resize(if wide { 32 } else { 16 }, i32::MAX);
+        steps.push(ProbeCtx {
+            d,
+            shift: (2 * d).trailing_zeros(),
+            wide,
+            values: list_i32(&values),
+        });
+        d /= 2;
     }
     let intercepts: Vec<i32> = (0..pieces)
         .map(|k| t.offsets[k].wrapping_sub(t.slopes[k].wrapping_mul(t.starts[k])))
@@ -652,7 +671,6 @@ fn vec_table(t: &PwlTable, i: &super::pwl_index::PieceIndex) -> Option<VecTableC
         half: n / 2,
         half_start: lit(starts[n / 2]),
         steps,
-        starts: list_i32(&starts),
         slopes: list_i32(&pad(&t.slopes, 0)),
         intercepts: list_i32(&pad(&intercepts, 0)),
         clamp: needs_clamp(t),
