@@ -141,6 +141,13 @@ impl Builder {
         self
     }
 
+    /// Arithmetic (default int8, the product; `Precision::F32` writes the float
+    /// counterpart of the same model, for comparisons).
+    pub fn precision(&mut self, precision: crate::back::Precision) -> &mut Self {
+        self.options.precision = precision;
+        self
+    }
+
     /// All generation options at once.
     pub fn options(&mut self, options: GenOptions) -> &mut Self {
         self.options = options;

@@ -18,9 +18,17 @@
 //!
 //! - The path is relative to the directory of the crate's `Cargo.toml`
 //!   (`CARGO_MANIFEST_DIR`), or absolute.
-//! - An optional second argument chooses the unrolling:
-//!   `include_model!("m.irnn.json", unroll = "inner")` (`"none"`, the default,
-//!   `"inner"` or `"full"`).
+//! - Optional `key = "value"` arguments after the path, in any order:
+//!   - `unroll = "none" | "inner" | "full"` (default `"none"`; scalar target only);
+//!   - `target = "scalar" | "avx2" | "avx512vnni" | "neon" | "neon-dotprod"` (default
+//!     `"scalar"`): SIMD matrix–vector kernels from `irnn_runtime::simd`, chosen when
+//!     `Model::new` runs (run-time detection needs irnn-runtime's feature `std`; the
+//!     portable kernel otherwise), as `irnn gen --target` writes;
+//!   - `precision = "int8" | "f32"` (default `"int8"`): `"f32"` is the float
+//!     counterpart of the same model (float features or token ids in, f32 logits out),
+//!     for comparisons on equal terms.
+//!
+//!   `include_model!("m.irnn.json", target = "avx512vnni")`
 //! - The calling crate must depend on `irnn-runtime`; the generated code is `no_std`
 //!   and uses only `core` and `irnn_runtime`.
 //! - The expansion includes the model JSON and its tensor file with `include_bytes!`,
@@ -28,7 +36,7 @@
 //! - A missing, invalid or unsupported model is a compile error pointing at the path
 //!   literal (or at the option that is wrong).
 
-use irnn_codegen::back::{generate, GenOptions, Lang, Target, Unroll};
+use irnn_codegen::back::{generate, generate_f32, GenOptions, Lang, Precision, Target, Unroll};
 use irnn_codegen::graph::Graph;
 use irnn_codegen::lower::lower;
 use irnn_codegen::util::resolve_relative;
@@ -42,12 +50,20 @@ use syn::{Ident, LitStr, Token};
 struct Args {
     path: LitStr,
     unroll: Unroll,
+    target: Target,
+    precision: Precision,
 }
+
+/// The options and their values, for error messages.
+const OPTIONS: &str = "`unroll = \"none\" | \"inner\" | \"full\"`, `target = \"scalar\" | \"avx2\" | \
+                       \"avx512vnni\" | \"neon\" | \"neon-dotprod\"`, `precision = \"int8\" | \"f32\"`";
 
 impl Parse for Args {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let path: LitStr = input.parse()?;
         let mut unroll = Unroll::None;
+        let mut target = Target::Scalar;
+        let mut precision = Precision::Int8;
         while input.peek(Token![,]) {
             input.parse::<Token![,]>()?;
             if input.is_empty() {
@@ -56,32 +72,60 @@ impl Parse for Args {
             let key: Ident = input.parse()?;
             input.parse::<Token![=]>()?;
             let value: LitStr = input.parse()?;
+            let v = value.value();
+            let bad = |what: &str, expected: &str| {
+                Err(syn::Error::new(
+                    value.span(),
+                    format!("unknown {what} \"{v}\": expected {expected}"),
+                ))
+            };
             match key.to_string().as_str() {
                 "unroll" => {
-                    unroll = match value.value().as_str() {
+                    unroll = match v.as_str() {
                         "none" => Unroll::None,
                         "inner" => Unroll::Inner,
                         "full" => Unroll::Full,
-                        other => {
-                            return Err(syn::Error::new(
-                                value.span(),
-                                format!("unknown unroll \"{other}\": expected \"none\", \"inner\" or \"full\""),
-                            ))
+                        _ => return bad("unroll", "\"none\", \"inner\" or \"full\""),
+                    }
+                }
+                "target" => {
+                    target = match Target::ALL.into_iter().find(|t| t.name() == v) {
+                        Some(t) => t,
+                        None => {
+                            let names: Vec<String> = Target::ALL
+                                .iter()
+                                .map(|t| format!("\"{}\"", t.name()))
+                                .collect();
+                            return bad("target", &names.join(", "));
                         }
+                    }
+                }
+                "precision" => {
+                    precision = match v.as_str() {
+                        "int8" => Precision::Int8,
+                        "f32" => Precision::F32,
+                        _ => return bad("precision", "\"int8\" or \"f32\""),
                     }
                 }
                 other => {
                     return Err(syn::Error::new(
                         key.span(),
-                        format!("unknown option `{other}`: the only option is `unroll = \"none\" | \"inner\" | \"full\"`"),
+                        format!("unknown option `{other}`: the options are {OPTIONS}"),
                     ))
                 }
             }
         }
         if !input.is_empty() {
-            return Err(input.error("expected `, unroll = \"...\"` or the end of the arguments"));
+            return Err(input.error(format!(
+                "expected `, key = \"value\"` or the end of the arguments; the options are {OPTIONS}"
+            )));
         }
-        Ok(Args { path, unroll })
+        Ok(Args {
+            path,
+            unroll,
+            target,
+            precision,
+        })
     }
 }
 
@@ -117,11 +161,15 @@ fn expand(args: &Args) -> syn::Result<proc_macro2::TokenStream> {
     let program = lower(&graph).map_err(|e| fail(format!("irnn: {e}")))?;
     let opts = GenOptions {
         lang: Lang::Rust,
-        target: Target::Scalar,
+        target: args.target,
         unroll: args.unroll,
-        precision: Default::default(),
+        precision: args.precision,
     };
-    let files = generate(&program, &opts).map_err(|e| fail(format!("irnn: {raw}: {e}")))?;
+    let files = match args.precision {
+        Precision::Int8 => generate(&program, &opts),
+        Precision::F32 => generate_f32(&graph, &opts),
+    }
+    .map_err(|e| fail(format!("irnn: {raw}: {e}")))?;
     let mut code = proc_macro2::TokenStream::new();
     for f in files {
         let tokens: proc_macro2::TokenStream = f.contents.parse().map_err(|e| {
