@@ -219,7 +219,10 @@ int main(int argc, char **argv)
         }
         qsort(times, (size_t)runs, sizeof times[0], cmp);
         run_us = times[runs / 2];
+        free(seq);
+        free(ys);
     }
+    free(in);
     printf("%.6f %.6f %g\n", step_us, run_us, check);
     return 0;
 }

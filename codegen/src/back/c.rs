@@ -27,7 +27,11 @@
 //! void p_step(p_state_t *s, const int8_t *x, int32_t *out);    /* feature input */
 //! void p_run(p_state_t *s, const int32_t *inputs, int32_t n_steps, int32_t *out);
 //! void p_run(p_state_t *s, const int8_t *inputs, int32_t n_steps, int32_t *out);
+//! #define P_RUN_CHUNK, P_RUN_STACK_BYTES  /* SIMD targets: p_run in chunks */
 //! ```
+//!
+//! On the SIMD targets `p_run` computes the input projections of [`RUN_CHUNK`] steps
+//! at once (bit-identical to `p_step`; `-DP_RUN_STEPWISE` makes it a loop of `p_step`).
 
 use super::names::{comment_safe, sanitize, upper, NameTable};
 use super::GENERATOR;
@@ -1149,7 +1153,8 @@ mod tests {
     /// the same C identifier (checked by a unit test).
     const LAYER_SUFFIXES: &[&str] = &[
         "table", "zero_row", "w_ih", "w_hh", "bias_x", "bias_h", "mul_x", "shift_x", "mul_h",
-        "shift_h", "weight", "bias", "mul", "shift", "step",
+        "shift_h", "weight", "bias", "mul", "shift", "step", "cell", "chunk", "out", "e_x",
+        "half_x", "e_h", "half_h",
     ];
 
     #[test]
