@@ -79,7 +79,8 @@ const TERMS_PER_LINE: usize = 8;
 /// are computed together, so every input weight matrix is read once per chunk instead of
 /// once per step (docs/ARCHITECTURE.md, "Sequence mode"). The chunk buffers (int32
 /// accumulators of `RUN_CHUNK` steps for the widest layer, ...) live on `NAME_run`'s
-/// stack; the header states their size as `P_RUN_STACK_BYTES`.
+/// stack; the header states their size as `P_RUN_STACK_BYTES`. 16 measured no faster
+/// on (512, 512, 2) and doubles the stack (docs/BENCHMARKS.md, "Sequence mode").
 pub const RUN_CHUNK: usize = 8;
 
 /// Writes `NAME.h` and `NAME.c` for `program`.
