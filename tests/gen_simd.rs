@@ -393,9 +393,14 @@ fn simd_c_handles_minus_128_weights() {
         .find(|f| f.name.ends_with(".c"))
         .unwrap()
         .contents;
-    // The portable kernel is compiled unconditionally (not only as the fallback).
+    // The portable kernel is compiled unconditionally (not only as the fallback); its
+    // chunk version (W_ih has no −128) only as the fallback.
     assert!(
-        c.contains("_q_mv_simd(") && !c.contains("#if !"),
+        c.contains("_q_mv_simd(")
+            && !c.contains("_USE_SIMD\n/* Portable kernel on the packed layout")
+            && c.contains(
+                "_USE_SIMD\n#ifndef FEAT_MID_RUN_STEPWISE\n/* Portable kernel for n steps"
+            ),
         "AVX2 C with a -128 weight"
     );
     for target in TARGETS {
@@ -435,13 +440,17 @@ fn bench_times_every_target() {
             r.us_per_step > 0.0 && r.text_bytes > 0 && r.rodata_bytes > 0,
             "{r:?}"
         );
+        assert!(r.run_us_per_step.is_some_and(|v| v > 0.0), "{r:?}");
         assert!(
             r.weight_bytes >= weight_bytes(program, Target::Scalar),
             "{r:?}"
         );
     }
     let t = table(program, &rows);
-    assert!(t.contains("| scalar | int8 |"), "{t}");
+    assert!(
+        t.contains("| scalar | int8 |") && t.contains("run µs/step"),
+        "{t}"
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -631,6 +640,176 @@ fn bench_runs_arm_targets_under_qemu() {
     if emulated(Target::Neon) {
         assert!(t.contains("meaningless"), "{t}");
     }
+}
+
+// ---------------------------------------------------------------------------------
+// NAME_run in chunks (sequence mode)
+// ---------------------------------------------------------------------------------
+
+/// Lengths that hit every chunk tail of `NAME_run` (1, T − 1, T + 1, 3T + 5, 2T, and
+/// a long one), each three times: the harness sends sequence `s` through `step`
+/// (s % 3 == 0), one `run` (1), or `run` + 3 × `step` + `run` (2), so every length
+/// goes through each mode.
+fn chunk_lengths() -> Vec<usize> {
+    let t = irnn_codegen::back::c::RUN_CHUNK;
+    assert!(t >= 2);
+    [1, t - 1, t + 1, 3 * t + 5, 2 * t, 200]
+        .iter()
+        .flat_map(|&l| [l, l, l])
+        .collect()
+}
+
+/// `check` with the chunk lengths, natively or under qemu.
+fn check_chunks(program: &Program, target: Target, tc: &Toolchain, flags: &[&str], seed: u64) {
+    let files = gen(program, target);
+    let seqs = random_seqs(program, seed, &chunk_lengths());
+    assert!(seqs.iter().map(Seq::len).sum::<usize>() >= 600);
+    let got = run_c_with(program, &files, tc, flags, &seqs);
+    let want = expected(program, &seqs);
+    assert_same(
+        &got,
+        &want,
+        &seqs,
+        &format!(
+            "{} ({}, run in chunks, {} {})",
+            program.name,
+            target.name(),
+            tc.label(),
+            flags.join(" ")
+        ),
+    );
+}
+
+/// The batched `NAME_run` (and `step` after `run`, `run` after `step`) equals the
+/// interpreter on every synthetic shape, with the x86 SIMD kernels (gcc and clang) and
+/// the portable fallback; and the header states the chunk and its stack.
+#[test]
+fn run_in_chunks_matches_interpreter_x86() {
+    let gcc = Toolchain::native("gcc");
+    let clang = Toolchain::native("clang");
+    for (k, s) in synth_models().iter().enumerate() {
+        let p = &s.model.program;
+        for target in TARGETS {
+            let h = &gen(p, target)
+                .into_iter()
+                .find(|f| f.name.ends_with(".h"))
+                .unwrap()
+                .contents;
+            assert!(
+                h.contains(&format!(
+                    "_RUN_CHUNK {}\n",
+                    irnn_codegen::back::c::RUN_CHUNK
+                )) && h.contains("_RUN_STACK_BYTES "),
+                "{}: header without the chunk macros",
+                s.label
+            );
+            let seed = 900 + 10 * k as u64;
+            if host_runs(target) {
+                let tc = if k % 2 == 0 { &gcc } else { &clang };
+                check_chunks(p, target, tc, target_flags(target), seed);
+            } else {
+                skip_unless(target, "run_in_chunks_matches_interpreter_x86 (SIMD run)");
+            }
+            check_chunks(p, target, &gcc, &["-mno-avx2"], seed + 1);
+        }
+    }
+    // −128 weights: AVX2 runs that matrix with the portable chunk kernel.
+    let p = with_minus_128_weights();
+    for target in TARGETS {
+        let flags = if host_runs(target) {
+            target_flags(target)
+        } else {
+            &[][..]
+        };
+        check_chunks(&p, target, &clang, flags, 950);
+    }
+}
+
+/// Compiled with `-DNAME_RUN_STEPWISE`, `NAME_run` is a loop of `NAME_step` (same
+/// results, no chunk buffers).
+#[test]
+fn run_stepwise_option_matches_interpreter() {
+    let s = &synth_models()[1];
+    let p = &s.model.program;
+    let define = format!(
+        "-D{}_RUN_STEPWISE",
+        irnn_codegen::back::names::upper(&support::c_harness::prefix(p))
+    );
+    let files = gen(p, Target::Avx512Vnni);
+    let c = &files
+        .iter()
+        .find(|f| f.name.ends_with(".c"))
+        .unwrap()
+        .contents;
+    assert!(c.contains("_RUN_STEPWISE"), "{}", s.label);
+    check_chunks(p, Target::Avx2, &Toolchain::native("gcc"), &[&define], 960);
+}
+
+/// The char LM (embedding first) on its test data and random sequences hitting every
+/// chunk tail: x86 SIMD and fallback, and every AArch64 kernel under qemu.
+#[test]
+fn run_in_chunks_matches_interpreter_on_charlm() {
+    let program = charlm();
+    let mut seqs = charlm_seqs();
+    seqs.extend(random_seqs(&program, 970, &chunk_lengths()));
+    let want = expected(&program, &seqs);
+    let mut builds: Vec<(Target, Toolchain, &[&str])> = Vec::new();
+    for target in TARGETS {
+        if host_runs(target) {
+            builds.push((target, Toolchain::native("clang"), target_flags(target)));
+        }
+    }
+    builds.push((Target::Avx512Vnni, Toolchain::native("gcc"), &[]));
+    if cross_enabled("run_in_chunks_matches_interpreter_on_charlm (qemu part)") {
+        builds.push((Target::Neon, Toolchain::AARCH64, target_flags(Target::Neon)));
+        builds.push((
+            Target::NeonDotprod,
+            Toolchain::AARCH64,
+            target_flags(Target::NeonDotprod),
+        ));
+        builds.push((Target::NeonDotprod, Toolchain::AARCH64, ARMV8));
+        builds.push((Target::Neon, Toolchain::AARCH64, NOSIMD));
+    }
+    for (target, tc, flags) in builds {
+        let files = gen(&program, target);
+        let got = run_c_with(&program, &files, &tc, flags, &seqs);
+        assert_same(
+            &got,
+            &want,
+            &seqs,
+            &format!(
+                "charlm ({}, run in chunks, {} {})",
+                target.name(),
+                tc.label(),
+                flags.join(" ")
+            ),
+        );
+    }
+}
+
+/// Every AArch64 kernel's chunk version under qemu on every synthetic shape.
+#[test]
+fn run_in_chunks_matches_interpreter_under_qemu() {
+    if !cross_enabled("run_in_chunks_matches_interpreter_under_qemu") {
+        return;
+    }
+    let tc = Toolchain::AARCH64;
+    for (k, s) in synth_models().iter().enumerate() {
+        let p = &s.model.program;
+        let seed = 980 + 10 * k as u64;
+        check_chunks(p, Target::Neon, &tc, target_flags(Target::Neon), seed);
+        let dotprod = target_flags(Target::NeonDotprod);
+        check_chunks(p, Target::NeonDotprod, &tc, dotprod, seed + 1);
+        check_chunks(p, Target::NeonDotprod, &tc, ARMV8, seed + 2);
+        check_chunks(p, Target::Neon, &tc, NOSIMD, seed + 3);
+    }
+    check_chunks(
+        &with_minus_128_weights(),
+        Target::NeonDotprod,
+        &tc,
+        target_flags(Target::NeonDotprod),
+        999,
+    );
 }
 
 // ---------------------------------------------------------------------------------

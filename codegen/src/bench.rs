@@ -4,7 +4,10 @@
 //! compiler (`$CC`; default `clang` when installed, else `cc`) at `-O3` plus the target's instruction-set flags,
 //! together with a small timing harness: deterministic random inputs, a warm-up, then
 //! `runs` timed runs of `steps` calls of `NAME_step` each (state carried from step to
-//! step, `clock_gettime(CLOCK_MONOTONIC)`), reporting the median µs per step. The
+//! step, `clock_gettime(CLOCK_MONOTONIC)`), reporting the median µs per step. For
+//! int8 it also times sequence mode: `runs` calls of `NAME_run` over the same `steps`
+//! inputs laid out as one sequence (the batched input projections of the SIMD targets,
+//! docs/ARCHITECTURE.md), reported as µs per step. The
 //! object file of the model alone gives the code size (`.text`) and the constant data
 //! (`.rodata`: weights, biases, multipliers, tables).
 //!
@@ -62,6 +65,8 @@ pub struct BenchRow {
     pub precision: Precision,
     /// Median microseconds per step.
     pub us_per_step: f64,
+    /// Median microseconds per step of one `NAME_run` call over `steps` steps (int8 only).
+    pub run_us_per_step: Option<f64>,
     /// Bytes of weights as the kernels read them (packed and padded for SIMD targets),
     /// plus embedding tables: 1 byte a weight for int8, 4 for f32.
     pub weight_bytes: usize,
@@ -128,6 +133,7 @@ const HARNESS: &str = r#"
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include "@F@.h"
 
@@ -148,6 +154,8 @@ int main(int argc, char **argv)
 {
     const long steps = argc > 1 ? atol(argv[1]) : 1000;
     const int runs = argc > 2 ? atoi(argv[2]) : 7;
+    const int time_run = argc > 3 ? atoi(argv[3]) : 0;
+    double step_us, run_us = -1.0;
     static @P@_state_t st;
     static @OT@ out[@PU@_OUTPUT_SIZE];
     static double times[101];
@@ -188,7 +196,34 @@ int main(int argc, char **argv)
         check += (double)out[0];
     }
     qsort(times, (size_t)runs, sizeof times[0], cmp);
-    printf("%.6f %g\n", times[runs / 2], check);
+    step_us = times[runs / 2];
+    if (time_run) { /* sequence mode: one NAME_run over all steps */
+#ifdef @PU@_VOCAB_SIZE
+        int32_t *seq = (int32_t *)malloc(sizeof(int32_t) * (size_t)steps);
+        for (t = 0; t < steps; ++t) {
+            seq[t] = INPUT(t);
+        }
+#else
+        @IT@ *seq = (@IT@ *)malloc(sizeof(@IT@) * (size_t)steps * @PU@_INPUT_SIZE);
+        for (t = 0; t < steps; ++t) {
+            memcpy(seq + t * @PU@_INPUT_SIZE, INPUT(t), sizeof(@IT@) * @PU@_INPUT_SIZE);
+        }
+#endif
+        @OT@ *ys = (@OT@ *)malloc(sizeof(@OT@) * (size_t)steps * @PU@_OUTPUT_SIZE);
+        @P@_run(&st, seq, (int32_t)steps, ys); /* warm-up */
+        for (r = 0; r < runs; ++r) {
+            const double t0 = now_us();
+            @P@_run(&st, seq, (int32_t)steps, ys);
+            times[r] = (now_us() - t0) / (double)steps;
+            check += (double)ys[0];
+        }
+        qsort(times, (size_t)runs, sizeof times[0], cmp);
+        run_us = times[runs / 2];
+        free(seq);
+        free(ys);
+    }
+    free(in);
+    printf("%.6f %.6f %g\n", step_us, run_us, check);
     return 0;
 }
 "#;
@@ -353,19 +388,23 @@ pub fn bench_target(
     } else {
         Command::new(&exe)
     };
+    let time_run = precision == Precision::Int8;
     let out = run(
-        cmd.arg(opts.steps.to_string()).arg(opts.runs.to_string()),
+        cmd.arg(opts.steps.to_string())
+            .arg(opts.runs.to_string())
+            .arg(if time_run { "1" } else { "0" }),
         "the benchmark",
     )?;
-    let us_per_step: f64 = out
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("unexpected benchmark output: {out:?}"))?;
+    let mut fields = out.split_whitespace().map(|v| v.parse::<f64>().ok());
+    let (Some(Some(us_per_step)), Some(Some(run_us))) = (fields.next(), fields.next()) else {
+        bail!("unexpected benchmark output: {out:?}");
+    };
+    let run_us_per_step = time_run.then_some(run_us);
     Ok(BenchRow {
         target,
         precision,
         us_per_step,
+        run_us_per_step,
         weight_bytes,
         text_bytes,
         rodata_bytes,
@@ -436,8 +475,8 @@ pub fn table(program: &Program, rows: &[BenchRow]) -> String {
         InputIr::Features { size, .. } => format!("features ({size})"),
     };
     let mut s = format!("model \"{}\": {input}; {shape}\n\n", program.name);
-    s.push_str("| target | precision | µs/step | speed-up vs first row | int8 speed-up vs f32 (same target) | weight bytes | .text bytes | .rodata bytes |\n");
-    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str("| target | precision | µs/step | run µs/step | run speed-up vs step | speed-up vs first row | int8 speed-up vs f32 (same target) | weight bytes | .text bytes | .rodata bytes |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let base = rows.first().map(|r| r.us_per_step).unwrap_or(1.0);
     for r in rows {
         let vs_f32 = match r.precision {
@@ -448,8 +487,12 @@ pub fn table(program: &Program, rows: &[BenchRow]) -> String {
                 .unwrap_or_else(|| "-".to_string()),
             Precision::F32 => "-".to_string(),
         };
+        let (run_us, run_gain) = match r.run_us_per_step {
+            Some(v) => (format!("{v:.3}"), format!("{:.2}", r.us_per_step / v)),
+            None => ("-".to_string(), "-".to_string()),
+        };
         s.push_str(&format!(
-            "| {} | {} | {:.3} | {:.2} | {} | {} | {} | {} |\n",
+            "| {} | {} | {:.3} | {run_us} | {run_gain} | {:.2} | {} | {} | {} | {} |\n",
             r.target.name(),
             r.precision.name(),
             r.us_per_step,

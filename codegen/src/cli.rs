@@ -228,8 +228,9 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Time the generated C of a model (µs per step, weight bytes, code size) for
-    /// one or more targets, with the system C compiler ($CC; default clang if installed, else cc) at -O3.
+    /// Time the generated C of a model (µs per step of NAME_step, and for int8 of one
+    /// NAME_run over the whole sequence; weight bytes, code size) for one or more
+    /// targets, with the system C compiler ($CC; default clang if installed, else cc) at -O3.
     Bench {
         /// The quantized graph.
         model: PathBuf,

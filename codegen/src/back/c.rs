@@ -27,7 +27,11 @@
 //! void p_step(p_state_t *s, const int8_t *x, int32_t *out);    /* feature input */
 //! void p_run(p_state_t *s, const int32_t *inputs, int32_t n_steps, int32_t *out);
 //! void p_run(p_state_t *s, const int8_t *inputs, int32_t n_steps, int32_t *out);
+//! #define P_RUN_CHUNK, P_RUN_STACK_BYTES  /* SIMD targets: p_run in chunks */
 //! ```
+//!
+//! On the SIMD targets `p_run` computes the input projections of [`RUN_CHUNK`] steps
+//! at once (bit-identical to `p_step`; `-DP_RUN_STEPWISE` makes it a loop of `p_step`).
 
 use super::names::{comment_safe, sanitize, upper, NameTable};
 use super::GENERATOR;
@@ -70,6 +74,14 @@ const PER_LINE_I32: usize = 8;
 
 /// Terms per line in fully unrolled row expressions.
 const TERMS_PER_LINE: usize = 8;
+
+/// Steps per chunk of `NAME_run` on the SIMD targets: the input projections of a chunk
+/// are computed together, so every input weight matrix is read once per chunk instead of
+/// once per step (docs/ARCHITECTURE.md, "Sequence mode"). The chunk buffers (int32
+/// accumulators of `RUN_CHUNK` steps for the widest layer, ...) live on `NAME_run`'s
+/// stack; the header states their size as `P_RUN_STACK_BYTES`. 16 measured no faster
+/// on (512, 512, 2) and doubles the stack (docs/BENCHMARKS.md, "Sequence mode").
+pub const RUN_CHUNK: usize = 8;
 
 /// Writes `NAME.h` and `NAME.c` for `program`.
 pub fn write(program: &Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, GenError> {
@@ -181,6 +193,9 @@ struct Ctx {
     /// The intrinsics header included under `simd_cond`.
     simd_header: &'static str,
     vnni: bool,
+    /// AVX2: the chunk kernel also reads |x| words (`_q_prep_abs`), so `xq` is twice as
+    /// large in `NAME_run`.
+    avx2: bool,
     /// An AArch64 target (NEON kernels).
     neon: bool,
     /// neon-dotprod: the `sdot` kernel when `__ARM_FEATURE_DOTPROD` is defined (the
@@ -188,6 +203,9 @@ struct Ctx {
     dotprod: bool,
     br: usize,
     scalar_mv_always: bool,
+    /// Some input-side matrix (W_ih or a linear layer's) needs the portable chunk kernel
+    /// even where the SIMD one is compiled.
+    scalar_mm_always: bool,
     token_input: bool,
     vocab_size: usize,
     input_size: usize,
@@ -212,6 +230,12 @@ struct Ctx {
     step_doc: String,
     run_doc: String,
     step_body: Vec<String>,
+    /// Steps per chunk of the batched `NAME_run` (0: `NAME_run` loops over `NAME_step`,
+    /// the scalar target, which has no packed layout).
+    run_chunk: usize,
+    /// Bytes of `NAME_run`'s chunk buffers (without the `run_chunk` input pointers).
+    run_stack_bytes: usize,
+    run_body: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -936,6 +960,16 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
     }
     let mut decls = Vec::new();
     let mut calls = Vec::new();
+    // The batched NAME_run (SIMD targets): one chunk of at most RUN_CHUNK steps per
+    // iteration; `xs[t]` points to the int8 input of step t of the next layer, `seq`
+    // holds the previous layer's outputs, `acc`/`xq` the chunk's accumulators and
+    // prepared inputs (sized for the widest layer).
+    let batched = opts.target != Target::Scalar;
+    let chunk = if batched { RUN_CHUNK } else { 0 };
+    let mut run_calls = Vec::new();
+    let (mut acc_max, mut xq_max, mut seq_max) = (0usize, 0usize, 0usize);
+    let mut run_inputs = format!("xs[t] = inputs + t * {pu}_INPUT_SIZE;");
+    let mut run_uses_k = false;
     for (index, (layer, id)) in program.layers.iter().zip(&ids).enumerate() {
         match layer {
             LayerIr::Embedding(e) => {
@@ -944,6 +978,10 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                     v = e.vocab_size
                 ));
                 current = "x".to_string();
+                run_inputs = format!(
+                    "xs[t] = (inputs[t] >= 0 && inputs[t] < {v}) ? {p}_{id}_table[inputs[t]] : {p}_{id}_zero_row;",
+                    v = e.vocab_size
+                );
                 layers.push(embedding_ctx(index, id.clone(), e));
             }
             LayerIr::Lstm(l) => {
@@ -976,6 +1014,17 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                     opts.unroll,
                     opts.target,
                 )?);
+                if let Some(LayerCtx::Lstm { mx: Some(mx), .. }) = layers.last() {
+                    acc_max = acc_max.max(mx.rows_pad);
+                    xq_max = xq_max.max(mx.groups);
+                    seq_max = seq_max.max(h);
+                    run_calls.push(format!(
+                        "{p}_{id}_chunk(s->{id}_h, s->{id}_c, xs, n, seq, acc, xq);"
+                    ));
+                    run_calls.push(format!(
+                        "for (t = 0; t < n; ++t) {{ xs[t] = seq + t * {h}; }}"
+                    ));
+                }
             }
             LayerIr::Linear(l) => {
                 match l.output {
@@ -998,11 +1047,68 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                     }
                 }
                 layers.push(linear_ctx(index, id.clone(), l, opts.unroll, opts.target)?);
+                if let Some(LayerCtx::Linear { mw: Some(mw), .. }) = layers.last() {
+                    acc_max = acc_max.max(mw.rows_pad);
+                    xq_max = xq_max.max(mw.groups);
+                    match l.output {
+                        LinearOutput::I32 => {
+                            run_calls.push(format!("{p}_{id}_chunk(xs, n, out, acc, xq);"));
+                        }
+                        LinearOutput::I8 { .. } => {
+                            seq_max = seq_max.max(l.out_size);
+                            run_calls.push(format!("{p}_{id}_chunk(xs, n, seq, acc, xq);"));
+                            if index == program.layers.len() - 1 {
+                                run_uses_k = true;
+                                run_calls.push(format!(
+                                    "for (k = 0; k < n * {}; ++k) {{ out[k] = seq[k]; }}",
+                                    l.out_size
+                                ));
+                            } else {
+                                run_calls.push(format!(
+                                    "for (t = 0; t < n; ++t) {{ xs[t] = seq + t * {}; }}",
+                                    l.out_size
+                                ));
+                            }
+                        }
+                    }
+                }
             }
         }
     }
     step_body.extend(decls);
     step_body.extend(calls);
+    let mut run_body = Vec::new();
+    let mut run_stack_bytes = 0;
+    if batched {
+        // AVX2 keeps |x| next to x (`_q_prep_abs`).
+        let xq_words = chunk * xq_max * if opts.target == Target::Avx2 { 2 } else { 1 };
+        run_stack_bytes = 4 * chunk * acc_max + 4 * xq_words + chunk * seq_max;
+        run_body.push(format!("int32_t acc[{}] {pu}_ALIGN;", chunk * acc_max));
+        run_body.push(format!("int32_t xq[{xq_words}];"));
+        if seq_max > 0 {
+            run_body.push(format!("int8_t seq[{}];", chunk * seq_max));
+        }
+        run_body.push(format!("const int8_t *xs[{chunk}];"));
+        run_body.push(format!(
+            "int32_t n, t{};",
+            if run_uses_k { ", k" } else { "" }
+        ));
+        if lstm_states.is_empty() {
+            run_body.push("(void)s;".to_string());
+        }
+        run_body.push("while (n_steps > 0) {".to_string());
+        run_body.push(format!("    n = n_steps < {chunk} ? n_steps : {chunk};"));
+        run_body.push(format!("    for (t = 0; t < n; ++t) {{ {run_inputs} }}"));
+        run_body.extend(run_calls.into_iter().map(|c| format!("    {c}")));
+        run_body.push(if token_input {
+            "    inputs += n;".to_string()
+        } else {
+            format!("    inputs += n * {pu}_INPUT_SIZE;")
+        });
+        run_body.push(format!("    out += n * {pu}_OUTPUT_SIZE;"));
+        run_body.push("    n_steps -= n;".to_string());
+        run_body.push("}".to_string());
+    }
     if state_members.is_empty() {
         state_members.push("int8_t unused; /* the model has no recurrent state */".to_string());
         step_body.push("(void)s;".to_string());
@@ -1097,6 +1203,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
             "immintrin.h"
         },
         vnni: opts.target == Target::Avx512Vnni,
+        avx2: opts.target == Target::Avx2,
         neon: opts.target.is_arm(),
         dotprod: opts.target == Target::NeonDotprod,
         br: super::pack::block_rows(opts.target),
@@ -1104,6 +1211,11 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
             LayerCtx::Lstm { mx, mh, .. } => {
                 [mx, mh].iter().any(|m| m.as_ref().is_some_and(|m| !m.simd))
             }
+            LayerCtx::Linear { mw, .. } => mw.as_ref().is_some_and(|m| !m.simd),
+            LayerCtx::Embedding { .. } => false,
+        }),
+        scalar_mm_always: layers.iter().any(|l| match l {
+            LayerCtx::Lstm { mx, .. } => mx.as_ref().is_some_and(|m| !m.simd),
             LayerCtx::Linear { mw, .. } => mw.as_ref().is_some_and(|m| !m.simd),
             LayerCtx::Embedding { .. } => false,
         }),
@@ -1131,6 +1243,9 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         step_doc,
         run_doc,
         step_body,
+        run_chunk: chunk,
+        run_stack_bytes,
+        run_body,
     })
 }
 
@@ -1143,7 +1258,8 @@ mod tests {
     /// the same C identifier (checked by a unit test).
     const LAYER_SUFFIXES: &[&str] = &[
         "table", "zero_row", "w_ih", "w_hh", "bias_x", "bias_h", "mul_x", "shift_x", "mul_h",
-        "shift_h", "weight", "bias", "mul", "shift", "step",
+        "shift_h", "weight", "bias", "mul", "shift", "step", "cell", "chunk", "out", "e_x",
+        "half_x", "e_h", "half_h",
     ];
 
     #[test]
