@@ -451,7 +451,14 @@ fn build_harness() -> Harness {
         }
     }
     let models = models.into_iter().map(|(_, m)| m).collect();
-    build_crate(&scratch_dir(), cases, models, None, started)
+    build_crate(
+        &scratch_dir(),
+        cases,
+        models,
+        None,
+        Profile::Checked,
+        started,
+    )
 }
 
 /// Cross-compilation of a scratch crate: the Rust target triple and the command that
@@ -461,12 +468,23 @@ struct Cross {
     runner: Vec<String>,
 }
 
+/// Cargo profile of a scratch crate build.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    /// `dev`: opt-level 1 with overflow checks (the generated code must not overflow).
+    Checked,
+    /// `release` (opt-level 3): what users run, where LLVM vectorizes the step inside
+    /// `Kernel::vectorize` with the detected instruction set.
+    Release,
+}
+
 /// Writes and builds the scratch crate under `root` (natively, or for `cross`).
 fn build_crate(
     root: &Path,
     cases: BTreeMap<String, Case>,
     models: Vec<TestModel>,
     cross: Option<Cross>,
+    profile: Profile,
     started: std::time::Instant,
 ) -> Harness {
     let krate = root.join("crate");
@@ -484,6 +502,9 @@ fn build_crate(
         .env("CARGO_TARGET_DIR", &target)
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    if profile == Profile::Release {
+        cmd.arg("--release");
+    }
     if let Some(c) = &cross {
         cmd.args(["--target", c.triple]);
         let var = format!(
@@ -509,9 +530,13 @@ fn build_crate(
         krate.display(),
         started.elapsed()
     );
+    let dir = match profile {
+        Profile::Checked => "debug",
+        Profile::Release => "release",
+    };
     let out_dir = match &cross {
-        Some(c) => target.join(c.triple).join("debug"),
-        None => target.join("debug"),
+        Some(c) => target.join(c.triple).join(dir),
+        None => target.join(dir),
     };
     Harness {
         krate,
@@ -534,6 +559,7 @@ fn write_crate(dir: &Path, cases: &BTreeMap<String, Case>) {
         "[package]\nname = \"gen-rust-harness\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
          [dependencies]\nirnn-runtime = {{ path = {:?}, features = [\"std\"] }}\n\n\
          [profile.dev]\nopt-level = 1\noverflow-checks = true\ndebug = false\n\n\
+         [profile.release]\nopt-level = 3\ndebug = false\n\n\
          # Not part of the irnn workspace.\n[workspace]\n",
         runtime.display().to_string()
     );
@@ -998,7 +1024,9 @@ fn broken_programs_are_refused_not_miscompiled() {
 // x86 (avx2, avx512vnni) runs natively; AArch64 (neon, neon-dotprod) is cross-built
 // with `aarch64-linux-gnu-gcc` as the linker and run under `qemu-aarch64 -cpu max`.
 // Every SIMD model also runs with `Kernel::PORTABLE` (the fallback on the same packed
-// weights). Synthetic shapes hit every kernel tail: rows = 4·hidden not a multiple of
+// weights), and every harness is built twice: `dev` at opt-level 1 with overflow checks,
+// and `release` (opt-level 3), where LLVM vectorizes the step that runs inside
+// `Kernel::vectorize` for the picked kernel's instruction set. Synthetic shapes hit every kernel tail: rows = 4·hidden not a multiple of
 // four blocks (80 rows: 10 AVX2 blocks, 5 VNNI blocks; 28 rows: 7 NEON blocks), single
 // partial blocks (outputs 3, 5, 7, 10), odd group counts (9 and 20 columns) and
 // columns not a multiple of 4 (9, 13); one model has −128 weights in one matrix (the
@@ -1041,7 +1069,12 @@ fn with_min_weights(program: &Program) -> Program {
     p
 }
 
-fn simd_harness(targets: &[Target], root: PathBuf, cross: Option<Cross>) -> Harness {
+fn simd_harness(
+    targets: &[Target],
+    root: PathBuf,
+    cross: Option<Cross>,
+    profile: Profile,
+) -> Harness {
     let started = std::time::Instant::now();
     let mut programs: Vec<(String, Program, Inputs)> = Vec::new();
     let mut models = Vec::new();
@@ -1075,7 +1108,7 @@ fn simd_harness(targets: &[Target], root: PathBuf, cross: Option<Cross>) -> Harn
             );
         }
     }
-    build_crate(&root, cases, models, cross, started)
+    build_crate(&root, cases, models, cross, profile, started)
 }
 
 fn x86_harness() -> &'static Harness {
@@ -1085,6 +1118,21 @@ fn x86_harness() -> &'static Harness {
             &X86_TARGETS,
             repo_root().join("target").join("gen-rust-tests-x86"),
             None,
+            Profile::Checked,
+        )
+    })
+}
+
+fn x86_release_harness() -> &'static Harness {
+    static H: OnceLock<Harness> = OnceLock::new();
+    H.get_or_init(|| {
+        simd_harness(
+            &X86_TARGETS,
+            repo_root()
+                .join("target")
+                .join("gen-rust-tests-x86-release"),
+            None,
+            Profile::Release,
         )
     })
 }
@@ -1141,6 +1189,24 @@ fn arm_harness() -> &'static Harness {
                 triple: "aarch64-unknown-linux-gnu",
                 runner: arm_runner(),
             }),
+            Profile::Checked,
+        )
+    })
+}
+
+fn arm_release_harness() -> &'static Harness {
+    static H: OnceLock<Harness> = OnceLock::new();
+    H.get_or_init(|| {
+        simd_harness(
+            &ARM_TARGETS,
+            repo_root()
+                .join("target")
+                .join("gen-rust-tests-arm-release"),
+            Some(Cross {
+                triple: "aarch64-unknown-linux-gnu",
+                runner: arm_runner(),
+            }),
+            Profile::Release,
         )
     })
 }
@@ -1181,24 +1247,31 @@ fn check_simd(h: &Harness, targets: &[Target], expect_kernel: impl Fn(Target) ->
     assert_eq!(checked, 6 * targets.len());
 }
 
+/// The kernel `Model::new` must pick on this CPU for an x86 target.
+fn x86_kernel(t: Target) -> &'static str {
+    if host_runs(t) {
+        t.name()
+    } else {
+        eprintln!(
+            "SKIPPED the {} kernel: this CPU lacks it (the portable fallback still runs)",
+            t.name()
+        );
+        "scalar"
+    }
+}
+
 #[test]
 fn x86_simd_targets_run_bit_exact() {
-    let h = x86_harness();
-    for t in X86_TARGETS {
-        if !host_runs(t) {
-            eprintln!(
-                "SKIPPED the {} kernel: this CPU lacks it (the portable fallback still runs)",
-                t.name()
-            );
-        }
-    }
-    check_simd(h, &X86_TARGETS, |t| {
-        if host_runs(t) {
-            t.name()
-        } else {
-            "scalar"
-        }
-    });
+    check_simd(x86_harness(), &X86_TARGETS, x86_kernel);
+}
+
+/// The same in a release build: the step runs inside `Kernel::vectorize`, so at
+/// opt-level 3 LLVM vectorizes its element-wise code for the picked kernel's
+/// instruction set (AVX-512 gathers and 64-bit shifts on a VNNI CPU); the portable runs
+/// cover the baseline copy of the same step.
+#[test]
+fn x86_simd_targets_run_bit_exact_in_release_builds() {
+    check_simd(x86_release_harness(), &X86_TARGETS, x86_kernel);
 }
 
 #[test]
@@ -1209,6 +1282,16 @@ fn arm_simd_targets_run_bit_exact_under_qemu() {
     let h = arm_harness();
     // qemu's `max` CPU has the dot-product extension.
     check_simd(h, &ARM_TARGETS, |t| t.name());
+}
+
+/// The AArch64 targets in a release build (the step vectorized for NEON / dot product
+/// inside `Kernel::vectorize`), under qemu.
+#[test]
+fn arm_simd_targets_run_bit_exact_in_release_builds_under_qemu() {
+    if !cross_tools_present("arm_simd_targets_run_bit_exact_in_release_builds_under_qemu") {
+        return;
+    }
+    check_simd(arm_release_harness(), &ARM_TARGETS, |t| t.name());
 }
 
 /// The runtime's own kernel property tests (NEON and dot product against an i64 model)

@@ -24,8 +24,12 @@
 //! irnn_runtime::simd::PackedMatrix`; the layer functions take the model's
 //! `irnn_runtime::simd::Kernel` and call its safe `matvec`. `Model::new` picks the kernel
 //! once (`Kernel::best_for`, portable fallback; run-time detection needs irnn-runtime's
-//! feature `std`), `Model::with_kernel` is the `const` constructor. Everything after the
-//! accumulators is the scalar code. The generated code still contains no `unsafe`.
+//! feature `std`), `Model::with_kernel` is the `const` constructor. `Model::step` runs
+//! its body in `Kernel::vectorize(#[inline(always)] || ...)` with `#[inline(always)]`
+//! layer functions, so the element-wise code after the accumulators (requantization,
+//! PWL, cell update) is compiled for the kernel's instruction set too (gathers and
+//! 64-bit shifts on AVX2/AVX-512 without `-C target-cpu`). The generated code still
+//! contains no `unsafe`.
 //!
 //! # Layout
 //!
@@ -1165,10 +1169,11 @@ impl Gen<'_> {
             )
         };
         let kparam = self.kernel_param();
+        let inline = self.layer_inline();
         items.push(quote! {
             #fdoc
             #[allow(clippy::needless_range_loop)]
-            #[inline]
+            #inline
             fn #f(#kparam x: &[i8; #il], h: &mut [i8; #hl], c: &mut [i16; #hl]) {
                 #kernels
                 #uses
@@ -1184,6 +1189,17 @@ impl Gen<'_> {
             quote!(kernel: ::irnn_runtime::simd::Kernel,)
         } else {
             quote!()
+        }
+    }
+
+    /// The layer functions' inline attribute: on SIMD targets `#[inline(always)]`, so
+    /// that they are compiled into the step's `Kernel::vectorize` closure (with the
+    /// kernel's instruction set), else `#[inline]`.
+    fn layer_inline(&self) -> TokenStream {
+        if self.simd() {
+            quote!(#[inline(always)])
+        } else {
+            quote!(#[inline])
         }
     }
 
@@ -1293,10 +1309,11 @@ impl Gen<'_> {
         let fdoc = self.layer_doc(i, &format!("fully connected, {isz} → {osz}"));
         let f = format_ident!("l{}_linear", i);
         let kparam = self.kernel_param();
+        let inline = self.layer_inline();
         items.push(quote! {
             #fdoc
             #[allow(clippy::needless_range_loop)]
-            #[inline]
+            #inline
             fn #f(#kparam x: &[i8; #il], out: &mut [#out_ty; #ol]) {
                 #uses
                 #body
@@ -1395,6 +1412,22 @@ impl Gen<'_> {
         let next = match p.input {
             InputIr::Tokens { .. } => quote!(*x),
             InputIr::Features { .. } => quote!(x),
+        };
+        // On SIMD targets the whole step (matrix-vector products and the element-wise
+        // code after them) runs inside `Kernel::vectorize`, compiled with the kernel's
+        // instruction set: the closure and every layer function are `#[inline(always)]`.
+        let step_body = if self.simd() {
+            quote! {
+                let kernel = self.kernel;
+                kernel.vectorize(
+                    #[inline(always)]
+                    || {
+                        #(#steps)*
+                    },
+                );
+            }
+        } else {
+            quote!(#(#steps)*)
         };
         let (create_doc, kernel_field, constructors) = if self.simd() {
             let isa = match self.target {
@@ -1496,7 +1529,7 @@ impl Gen<'_> {
 
                 #step_doc
                 pub fn step(&mut self, #input_arg) -> &[i32; OUTPUT_SIZE] {
-                    #(#steps)*
+                    #step_body
                     &self.out
                 }
 

@@ -14,6 +14,7 @@ isa_proof!(
     /// Proof that this CPU runs NEON: 4-row blocks, exact for every int8.
     Neon,
     detected: detect::neon(),
+    features: "neon",
     rows: 4,
     kernel: mv_neon
 );
@@ -23,6 +24,7 @@ isa_proof!(
     /// blocks.
     NeonDotprod,
     detected: detect::neon() && detect::dotprod(),
+    features: "neon,dotprod",
     rows: 4,
     kernel: mv_dotprod
 );

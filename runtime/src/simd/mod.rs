@@ -20,14 +20,24 @@
 //! (`is_x86_feature_detected!`, `is_aarch64_feature_detected!`), at compile time
 //! (`cfg!(target_feature = ...)`) without it. [`Kernel::matvec`] checks every length
 //! once before a SIMD kernel touches memory; a matrix whose shape is inconsistent runs
-//! the portable kernel, which is total. The `unsafe` code lives in the per-architecture
-//! submodules only, each block with its `SAFETY` argument.
+//! the portable kernel, which is total. [`Kernel::vectorize`] calls a `#[target_feature]`
+//! function only through the same proofs, whose detection covers every feature it
+//! enables. The `unsafe` code lives in the per-architecture submodules only (the
+//! `isa_proof!` macro expands there), each block with its `SAFETY` argument.
 
 /// Defines a zero-sized proof that this CPU runs an instruction set (made only by its
-/// `detect`) and its safe `matvec`, which calls the `unsafe` kernel only after
-/// [`Shape::fits`] has checked every length for the kernel's block height.
+/// `detect`), its safe `matvec`, which calls the `unsafe` kernel only after
+/// [`Shape::fits`] has checked every length for the kernel's block height, and its safe
+/// `vectorize`, which runs a closure inside a function compiled with `features` (every
+/// one of them checked by `detect`).
 macro_rules! isa_proof {
-    ($(#[$doc:meta])* $name:ident, detected: $detected:expr, rows: $rows:expr, kernel: $kernel:ident) => {
+    (
+        $(#[$doc:meta])* $name:ident,
+        detected: $detected:expr,
+        features: $features:literal,
+        rows: $rows:expr,
+        kernel: $kernel:ident
+    ) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub(super) struct $name(());
@@ -55,6 +65,25 @@ macro_rules! isa_proof {
                 // `fits` checked every length the kernel relies on.
                 unsafe { $kernel(s, w, bias, x, acc) };
                 true
+            }
+
+            /// `f()`, called from a function compiled with this instruction set, so that
+            /// code LLVM inlines from `f` (an `#[inline(always)]` closure) is compiled
+            /// for it too.
+            #[inline]
+            pub(super) fn vectorize<R>(self, f: impl FnOnce() -> R) -> R {
+                /// Not inlined into callers without these features (LLVM refuses), so
+                /// it is where `f`'s body ends up.
+                #[inline]
+                #[target_feature(enable = $features)]
+                fn with_isa<R>(f: impl FnOnce() -> R) -> R {
+                    f()
+                }
+                // SAFETY: a value of this type exists only when `detect` found every
+                // feature in `features` on this CPU (or they are enabled at compile
+                // time). `f` is safe code: compiling it with more instructions
+                // available changes how, not what, it computes.
+                unsafe { with_isa(f) }
             }
         }
     };
@@ -149,14 +178,21 @@ mod detect {
     pub fn avx2() -> bool {
         cfg!(target_feature = "avx2")
     }
+    /// AVX-512 F, BW, VL and VNNI: the VNNI kernel needs F and VNNI, the code
+    /// `Kernel::vectorize` compiles also uses BW and VL (every CPU with VNNI has them).
     #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
     pub fn avx512vnni() -> bool {
-        std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512vnni")
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512vnni")
     }
     #[cfg(all(target_arch = "x86_64", not(any(test, feature = "std"))))]
     pub fn avx512vnni() -> bool {
         cfg!(all(
             target_feature = "avx512f",
+            target_feature = "avx512bw",
+            target_feature = "avx512vl",
             target_feature = "avx512vnni"
         ))
     }
@@ -515,6 +551,30 @@ impl Kernel {
             Inner::Neon(_) => Isa::Neon,
             #[cfg(target_arch = "aarch64")]
             Inner::NeonDotprod(_) => Isa::NeonDotprod,
+        }
+    }
+
+    /// Returns `f()`, run inside a function compiled with this kernel's instruction set
+    /// (AVX2; AVX-512 F, BW, VL and VNNI; NEON; NEON with dot product; nothing extra for
+    /// the portable kernel), so that LLVM can vectorize what it inlines from `f` with
+    /// those instructions, without `-C target-cpu` and without `unsafe` in the caller.
+    ///
+    /// Only code inlined into that function benefits: pass an `#[inline(always)]`
+    /// closure (`kernel.vectorize(#[inline(always)] || ...)`) whose calls are
+    /// `#[inline(always)]` too. `f` is called exactly once; what it computes does not
+    /// depend on the kernel.
+    #[inline]
+    pub fn vectorize<R>(self, f: impl FnOnce() -> R) -> R {
+        match self.0 {
+            Inner::Portable => f(),
+            #[cfg(target_arch = "x86_64")]
+            Inner::Avx2(k) => k.vectorize(f),
+            #[cfg(target_arch = "x86_64")]
+            Inner::Avx512Vnni(k) => k.vectorize(f),
+            #[cfg(target_arch = "aarch64")]
+            Inner::Neon(k) => k.vectorize(f),
+            #[cfg(target_arch = "aarch64")]
+            Inner::NeonDotprod(k) => k.vectorize(f),
         }
     }
 

@@ -263,3 +263,71 @@ fn pack_and_offset_bias_check_lengths() {
     assert!(offset_bias(&[-128; 3], 1, 3, &[i32::MAX], &mut ob).is_err());
     assert!(std::format!("{e}").contains("expected 3"));
 }
+
+/// Code of the kind `Kernel::vectorize` is for (64-bit products, arithmetic shifts by
+/// a lane-dependent amount, masked table reads, clamps; LLVM vectorizes it with
+/// gathers where the instruction set has them).
+#[inline(always)]
+fn tail(x: &[i32], m: &[i32], table: &[i32; 64], out: &mut [i16]) {
+    for ((o, &x), &m) in out.iter_mut().zip(x).zip(m) {
+        let y = (x as i64 * m as i64 + (1 << 30)) >> 31;
+        let v = (y + table[(x as usize) & 63] as i64) >> (m & 15);
+        *o = v.clamp(i16::MIN as i64, i16::MAX as i64) as i16;
+    }
+}
+
+/// `tail` on one element, in i128 arithmetic.
+fn tail_model(x: i32, m: i32, table: &[i32; 64]) -> i16 {
+    let y = (x as i128 * m as i128 + (1 << 30)) >> 31;
+    let v = (y + table[(x as u32 % 64) as usize] as i128) >> (m.rem_euclid(16));
+    v.clamp(i16::MIN as i128, i16::MAX as i128) as i16
+}
+
+#[test]
+fn vectorize_calls_f_once_and_returns_what_it_computes() {
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s as i32
+    };
+    let n = 1001; // not a multiple of any vector width
+    let mut x: Vec<i32> = (0..n).map(|_| next()).collect();
+    let m: Vec<i32> = (0..n).map(|_| next()).collect();
+    x[..4].copy_from_slice(&[i32::MIN, i32::MAX, 0, -1]);
+    let table: [i32; 64] = core::array::from_fn(|_| next() >> 8);
+    let expected: Vec<i16> = x
+        .iter()
+        .zip(&m)
+        .map(|(&x, &m)| tail_model(x, m, &table))
+        .collect();
+    let c = Case {
+        rows: 37,
+        cols: 29,
+        w: (0..37 * 29).map(|_| (next() as i8).max(-127)).collect(), // AVX2 needs > −128
+        bias: (0..37).map(|_| next() >> 4).collect(),
+        x: (0..29).map(|_| next() as i8).collect(),
+    };
+    let kernels: Vec<Kernel> = std::iter::once(Kernel::PORTABLE)
+        .chain(simd_kernels())
+        .collect();
+    for k in kernels {
+        let mut calls = 0;
+        let moved = std::vec![7u8; 3]; // FnOnce: `f` may consume what it captures
+        let (out, isa, moved) = k.vectorize(
+            #[inline(always)]
+            || {
+                calls += 1;
+                let mut out = std::vec![0i16; n];
+                tail(&x, &m, &table, &mut out);
+                let br = k.isa().block_rows().unwrap_or(8);
+                (out, run(k, &c, br), moved)
+            },
+        );
+        assert_eq!(calls, 1, "{:?}: f called {calls} times", k.isa());
+        assert_eq!(out, expected, "{:?}", k.isa());
+        assert_eq!(isa, k.isa(), "the kernel's own matvec ran inside");
+        assert_eq!(moved, [7, 7, 7]);
+    }
+}

@@ -13,16 +13,18 @@ isa_proof!(
     /// every weight is > −128 (checked by the caller).
     Avx2,
     detected: detect::avx2(),
+    features: "avx2",
     rows: 8,
     kernel: mv_avx2
 );
 
 isa_proof!(
-    /// Proof that this CPU runs AVX-512F and AVX-512 VNNI: 16-row blocks computing
+    /// Proof that this CPU runs AVX-512 F, BW, VL and VNNI: 16-row blocks computing
     /// `bias + W (x + 128)`, so `bias` must be the offset bias `bias − 128 · rowsum(W)`
     /// (equal to `bias + W x` in wrapping `i32`).
     Avx512Vnni,
     detected: detect::avx512vnni(),
+    features: "avx512f,avx512bw,avx512vl,avx512vnni",
     rows: 16,
     kernel: mv_vnni
 );
