@@ -382,8 +382,10 @@ fn real_models(dir: &Path) -> Vec<(&'static str, Program, Inputs)> {
 }
 
 /// Code appended to a case's module: `check_tables()` compares every generated table
-/// evaluator with the runtime's `Pwl::eval` on the whole i16 domain (their input type).
-fn table_check(p: &Program) -> String {
+/// evaluator with the runtime's `Pwl::eval` on the whole i16 domain (their input type),
+/// and on the VNNI target the register form through `Kernel::pwl_i16` (with the
+/// model's kernel: AVX-512 on a CPU that has it) too, on whole and misaligned arrays.
+fn table_check(p: &Program, target: Target) -> String {
     let mut used = std::collections::BTreeSet::new();
     for l in &p.layers {
         if let LayerIr::Lstm(l) = l {
@@ -391,19 +393,50 @@ fn table_check(p: &Program) -> String {
         }
     }
     let mut body = String::new();
+    let mut arrays = String::new();
     for k in used {
         let short = p.tables[k].short_name();
+        let upper = short.to_ascii_uppercase();
         body.push_str(&format!(
-            "        let (got, want) = (t{k}_{short}(x), T{k}_{}.eval(x as i32));\n        \
+            "        let (got, want) = (t{k}_{short}(x), T{k}_{upper}.eval(x as i32));\n        \
              if got != want {{\n            return Some(({k}, x as i32, got, want));\n        }}\n",
-            short.to_ascii_uppercase()
         ));
+        let t = &p.tables[k];
+        let regs = target == Target::Avx512Vnni
+            && irnn_codegen::back::pwl_index::build(t)
+                .and_then(|i| irnn_codegen::back::pwl_index::register_form(t, &i, 64))
+                .is_some();
+        if regs {
+            arrays.push_str(&format!(
+                "        for skip in [0usize, 1] {{\n            \
+                 for base in 0..16i32 {{\n                \
+                 let mut xs = [0i16; 4096];\n                \
+                 for (j, x) in xs.iter_mut().enumerate() {{\n                    \
+                 *x = (base * 4096 + j as i32 - 32768) as i16;\n                \
+                 }}\n                \
+                 let mut ys = xs;\n                \
+                 kernel.pwl_i16(&T{k}_{upper}_REGS, &mut ys[skip..], t{k}_{short});\n                \
+                 for j in skip..4096 {{\n                    \
+                 let want = T{k}_{upper}.eval(xs[j] as i32).clamp(i16::MIN as i32, i16::MAX as i32);\n                    \
+                 if ys[j] as i32 != want {{\n                        \
+                 return Some(({k}, xs[j] as i32, ys[j] as i32, want));\n                    \
+                 }}\n                \
+                 }}\n            \
+                 }}\n        \
+                 }}\n"
+            ));
+        }
     }
+    let kernel = if arrays.is_empty() {
+        String::new()
+    } else {
+        "        let kernel = Model::new().kernel();\n".to_string()
+    };
     format!(
         "    /// The first input where a table evaluator differs from the runtime.\n    \
          pub fn check_tables() -> Option<(usize, i32, i32, i32)> {{\n        \
          for x in i16::MIN..=i16::MAX {{\n\
-         {body}        }}\n        None\n    }}\n"
+         {body}        }}\n{kernel}{arrays}        None\n    }}\n"
     )
 }
 
@@ -579,7 +612,7 @@ fn write_crate(dir: &Path, cases: &BTreeMap<String, Case>) {
         .expect("write");
         lib.push_str(&format!(
             "/// Case {module}.\npub mod {module} {{\n    include!(\"generated/{module}.rs\");\n{}}}\n",
-            table_check(&case.program)
+            table_check(&case.program, case.target)
         ));
         checks.push_str(&format!(
             "        (\"{module}\", gen_rust_harness::{module}::check_tables),\n"
@@ -787,16 +820,31 @@ fn hostile_names_compile_and_match_the_plain_model() {
 /// runtime on one piece) equal `Pwl::eval` on every input of every table of every case.
 #[test]
 fn table_evaluators_match_the_runtime_exhaustively() {
-    let h = harness();
-    let out = Command::new(&h.bin)
-        .arg("--tables")
-        .output()
-        .expect("harness runs");
+    run_table_checks(harness());
+}
+
+/// `--tables` of a harness: every table evaluator of every case, and on the VNNI
+/// target the register forms through `Kernel::pwl_i16`.
+fn run_table_checks(h: &Harness) {
+    let out = h.command().arg("--tables").output().expect("harness runs");
     assert!(
         out.status.success(),
-        "{}",
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The VNNI cases' register-form tables through `Kernel::pwl_i16` (AVX-512 on a CPU
+/// that has it, the scalar evaluator otherwise) equal `Pwl::eval` on every int16, in
+/// the checked build and in the release build (where the AVX-512 code is optimized).
+#[test]
+fn register_form_tables_match_the_runtime_exhaustively() {
+    if !host_runs(Target::Avx512Vnni) {
+        eprintln!("note: this CPU lacks AVX-512 VNNI: pwl_i16 runs its scalar path here");
+    }
+    run_table_checks(x86_harness());
+    run_table_checks(x86_release_harness());
 }
 
 /// The generated code lands in users' crates: it must pass clippy's default lints.

@@ -657,65 +657,32 @@ fn table_ctx(index: usize, t: &PwlTable, target: Target) -> TableCtx {
     }
 }
 
-/// The register form of `t`, when its piece arithmetic is int32 (`narrow`, including
-/// the symmetric fold) and it has at most 64 pieces. The binary search finds the last
-/// start `<= u` (0 if none) because the starts are strictly increasing (the index
-/// exists) and the padding `i32::MAX` exceeds every int16-derived `u`.
+/// The C form of the table's register form (`pwl_index::register_form`, 32 or 64
+/// entries).
 fn vec_table(t: &PwlTable, i: &super::pwl_index::PieceIndex) -> Option<VecTableCtx> {
-    let pieces = t.pieces();
-    if !i.narrow || !i.narrow_fold || pieces > 64 {
-        return None;
-    }
-    let n = if pieces <= 32 { 32 } else { 64 };
-    let pad = |v: &[i32], fill: i32| {
-        let mut v = v.to_vec();
-        v.resize(n, fill);
-        v
-    };
-    let starts = pad(&t.starts, i32::MAX);
-    let mut steps = Vec::new();
-    let mut d = n / 4;
-    while d >= 1 {
-        let mut values: Vec<i32> = (0..n / (2 * d)).map(|j| starts[(2 * j + 1) * d]).collect();
-        let wide = values.len() > 16;
-        values.resize(if wide { 32 } else { 16 }, i32::MAX);
-        steps.push(ProbeCtx {
-            d,
-            shift: (2 * d).trailing_zeros(),
-            wide,
-            values: list_i32(&values),
-        });
-        d /= 2;
-    }
-    let intercepts: Vec<i32> = (0..pieces)
-        .map(|k| t.offsets[k].wrapping_sub(t.slopes[k].wrapping_mul(t.starts[k])))
+    let r = super::pwl_index::register_form(t, i, 32)?;
+    let steps = r
+        .probes()
+        .into_iter()
+        .map(|(d, mut values)| {
+            let wide = values.len() > 16;
+            values.resize(if wide { 32 } else { 16 }, i32::MAX);
+            ProbeCtx {
+                d,
+                shift: (2 * d).trailing_zeros(),
+                wide,
+                values: list_i32(&values),
+            }
+        })
         .collect();
     Some(VecTableCtx {
-        n,
-        half: n / 2,
-        half_start: lit(starts[n / 2]),
+        n: r.n,
+        half: r.n / 2,
+        half_start: lit(r.starts[r.n / 2]),
         steps,
-        slopes: list_i32(&pad(&t.slopes, 0)),
-        intercepts: list_i32(&pad(&intercepts, 0)),
-        clamp: needs_clamp(t),
-    })
-}
-
-/// Whether the output clamp and the int16 saturation change any value of `t` on int16
-/// inputs (the piece value after the shift and the symmetric fold, before clamping).
-fn needs_clamp(t: &PwlTable) -> bool {
-    let pwl = t.as_pwl();
-    (i16::MIN as i32..=i16::MAX as i32).any(|x| {
-        let negative = x < 0 && t.symmetry != TableSymmetry::None;
-        let u = if negative { -x } else { x };
-        let v = pwl.eval_piece(pwl.piece_index(u), u);
-        let v = match (negative, t.symmetry) {
-            (true, TableSymmetry::Odd) => -v,
-            (true, TableSymmetry::Complement) => t.total as i64 - v,
-            _ => v,
-        };
-        let clamped = (pwl.eval(x) as i64).clamp(i16::MIN as i64, i16::MAX as i64);
-        v != clamped
+        slopes: list_i32(&r.slopes),
+        intercepts: list_i32(&r.intercepts),
+        clamp: r.clamp,
     })
 }
 

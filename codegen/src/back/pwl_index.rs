@@ -133,6 +133,86 @@ pub fn build(t: &PwlTable) -> Option<PieceIndex> {
     })
 }
 
+/// A table in the form SIMD array evaluators keep in registers (NUMERICS.md, "PWL
+/// lookup in generated code"): at most 64 pieces, int32 piece arithmetic and fold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegisterForm {
+    /// Entries per array: 32 or 64.
+    pub n: usize,
+    /// Starts padded with `i32::MAX` (never `<= u` for int16-derived `u`).
+    pub starts: Vec<i32>,
+    /// Slopes, zero padded.
+    pub slopes: Vec<i32>,
+    /// `offsets[k] − slopes[k] · starts[k]` in wrapping `i32`, zero padded: in wrapping
+    /// arithmetic `intercepts[k] + slopes[k] · u` equals `offsets[k] + slopes[k] · (u −
+    /// starts[k])`, exact because the true value fits in `i32` (`narrow`).
+    pub intercepts: Vec<i32>,
+    /// Some int16 input needs the output clamp or the int16 saturation.
+    pub clamp: bool,
+}
+
+impl RegisterForm {
+    /// The binary search's probes after the first (which compares with `starts[n/2]`):
+    /// for `d = n/4, …, 1`, before the probe the piece `k` is a multiple of `2d` and the
+    /// start it compares with is `starts[k + d]` = entry `k >> log2(2d)` of
+    /// `starts[(2j + 1)·d]`, `j < n / 2d`.
+    pub fn probes(&self) -> Vec<(usize, Vec<i32>)> {
+        let mut out = Vec::new();
+        let mut d = self.n / 4;
+        while d >= 1 {
+            let values = (0..self.n / (2 * d))
+                .map(|j| self.starts[(2 * j + 1) * d])
+                .collect();
+            out.push((d, values));
+            d /= 2;
+        }
+        out
+    }
+}
+
+/// The register form of `t` with at least `min_n` entries (32 or 64), when its index
+/// proves the piece arithmetic and the fold int32 and it has at most 64 pieces.
+pub fn register_form(t: &PwlTable, idx: &PieceIndex, min_n: usize) -> Option<RegisterForm> {
+    let pieces = t.pieces();
+    if !idx.narrow || !idx.narrow_fold || pieces > 64 || t.frac_bits > 31 {
+        return None;
+    }
+    let n = if pieces <= 32 && min_n <= 32 { 32 } else { 64 };
+    let pad = |v: &[i32], fill: i32| {
+        let mut v = v.to_vec();
+        v.resize(n, fill);
+        v
+    };
+    let intercepts: Vec<i32> = (0..pieces)
+        .map(|k| t.offsets[k].wrapping_sub(t.slopes[k].wrapping_mul(t.starts[k])))
+        .collect();
+    Some(RegisterForm {
+        n,
+        starts: pad(&t.starts, i32::MAX),
+        slopes: pad(&t.slopes, 0),
+        intercepts: pad(&intercepts, 0),
+        clamp: needs_clamp(t),
+    })
+}
+
+/// Whether the output clamp and the int16 saturation change any value of `t` on int16
+/// inputs (the piece value after the shift and the symmetric fold, before clamping).
+fn needs_clamp(t: &PwlTable) -> bool {
+    let pwl = t.as_pwl();
+    (i16::MIN as i32..=i16::MAX as i32).any(|x| {
+        let negative = x < 0 && t.symmetry != TableSymmetry::None;
+        let u = if negative { -x } else { x };
+        let v = pwl.eval_piece(pwl.piece_index(u), u);
+        let v = match (negative, t.symmetry) {
+            (true, TableSymmetry::Odd) => -v,
+            (true, TableSymmetry::Complement) => t.total as i64 - v,
+            _ => v,
+        };
+        let clamped = (pwl.eval(x) as i64).clamp(i16::MIN as i64, i16::MAX as i64);
+        v != clamped
+    })
+}
+
 /// Inputs `[lo, hi]` of bucket `b`.
 fn bucket_range(b: usize, shift: u32, bias: i32, hi: i32) -> (i32, i32) {
     let lo = ((b as i64) << shift) - bias as i64;

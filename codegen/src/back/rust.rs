@@ -401,6 +401,11 @@ fn table_ident(k: usize, t: &PwlTable) -> Ident {
     format_ident!("T{}_{}", k, t.short_name().to_ascii_uppercase())
 }
 
+/// The register form of table `k`: `T{k}_{SHORT NAME}_REGS`.
+fn reg_ident(k: usize, t: &PwlTable) -> Ident {
+    format_ident!("T{}_{}_REGS", k, t.short_name().to_ascii_uppercase())
+}
+
 /// The function that evaluates table `k`: `t{k}_{short name}(x: i32) -> i32`.
 fn table_fn(k: usize, t: &PwlTable) -> Ident {
     format_ident!("t{}_{}", k, t.short_name())
@@ -666,7 +671,9 @@ impl Gen<'_> {
             let frac = Literal::u32_unsuffixed(t.frac_bits);
             let (lo, hi) = (int(t.out_min as i64), int(t.out_max as i64));
             let eval = table_eval(k, t);
+            let regs = self.reg_static(k);
             quote! {
+                #regs
                 #d
                 // The evaluator below may not read this (its own int32 tables), but it
                 // is the table's definition and what tests compare the evaluator with.
@@ -734,6 +741,70 @@ impl Gen<'_> {
     /// Whether the matrix-vector products use the runtime's packed SIMD kernels.
     fn simd(&self) -> bool {
         self.target != Target::Scalar
+    }
+
+    /// Table `k` in register form, on the AVX-512 VNNI target (the only kernel that
+    /// evaluates it; NUMERICS.md, "PWL lookup in generated code").
+    fn reg_form(&self, k: usize) -> Option<super::pwl_index::RegisterForm> {
+        let t = &self.p.tables[k];
+        (self.target == Target::Avx512Vnni)
+            .then(|| super::pwl_index::build(t))
+            .flatten()
+            .and_then(|i| super::pwl_index::register_form(t, &i, 64))
+    }
+
+    /// `static T{k}_REGS: RegPwl` for tables with a register form.
+    fn reg_static(&self, k: usize) -> TokenStream {
+        let Some(r) = self.reg_form(k) else {
+            return quote!();
+        };
+        let t = &self.p.tables[k];
+        let ident = reg_ident(k, t);
+        let probes = r.probes().into_iter().map(|(_, mut v)| {
+            v.resize(32, i32::MAX);
+            ints(&v)
+        });
+        let (half, slopes, intercepts) = (
+            int(r.starts[32] as i64),
+            ints(&r.slopes),
+            ints(&r.intercepts),
+        );
+        let frac = Literal::u32_unsuffixed(t.frac_bits);
+        let fold = match t.symmetry {
+            TableSymmetry::None => quote!(::irnn_runtime::simd::RegFold::None),
+            TableSymmetry::Odd => quote!(::irnn_runtime::simd::RegFold::Odd),
+            TableSymmetry::Complement => {
+                let total = int(t.total as i64);
+                quote!(::irnn_runtime::simd::RegFold::Complement(#total))
+            }
+        };
+        let clamp = if r.clamp {
+            let (lo, hi) = (int(t.out_min as i64), int(t.out_max as i64));
+            quote!(Some((#lo, #hi)))
+        } else {
+            quote!(None)
+        };
+        let d = doc(format!(
+            "PWL table {k} in register form for `Kernel::pwl_i16` (AVX-512: binary search\n\
+             by permutes, wrapping-int32 intercepts{}).",
+            if r.clamp {
+                ""
+            } else {
+                "; no clamp is needed on int16 inputs"
+            }
+        ));
+        quote! {
+            #d
+            static #ident: ::irnn_runtime::simd::RegPwl = ::irnn_runtime::simd::RegPwl {
+                half_start: #half,
+                probes: [#(#probes),*],
+                slopes: #slopes,
+                intercepts: #intercepts,
+                frac_bits: #frac,
+                fold: #fold,
+                clamp: #clamp,
+            };
+        }
     }
 
     /// The statics of one packed matrix: `{base}` weights, `{bias}` (padded), for VNNI
@@ -1078,9 +1149,15 @@ impl Gen<'_> {
             };
             let gate_loops = tables.iter().enumerate().map(|(g, t)| {
                 let (lo, hi) = (lit(g * hsz), lit((g + 1) * hsz));
-                quote! {
-                    for g in &mut gates[#lo..#hi] {
-                        *g = saturate_i16(#t(*g));
+                let k = l.gate_tables[g];
+                if self.reg_form(k).is_some() {
+                    let regs = reg_ident(k, &self.p.tables[k]);
+                    quote!(kernel.pwl_i16(&#regs, &mut gates[#lo..#hi], #t);)
+                } else {
+                    quote! {
+                        for g in &mut gates[#lo..#hi] {
+                            *g = saturate_i16(#t(*g));
+                        }
                     }
                 }
             });
@@ -1110,17 +1187,38 @@ impl Gen<'_> {
                     Literal::u32_unsuffixed(s_in),
                     Literal::i32_unsuffixed(1 << (s_in - 1)),
                 );
+                let cell_update = quote! {
+                    let fc = gates[#gf] as i32 * c[k] as i32;
+                    let ig = gates[#gi] as i32 * gates[#gg] as i32;
+                    let forget = (fc + (1 << 14) - (fc < 0) as i32) >> 15;
+                    let input = (ig + #half_in - (ig < 0) as i32) >> #sl;
+                    let c_new = (forget + input).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+                    c[k] = c_new;
+                };
+                let cell_pass = if self.reg_form(l.cell_table).is_some() {
+                    // tanh of the whole new cell state at once, with the table in registers.
+                    let regs = reg_ident(l.cell_table, &self.p.tables[l.cell_table]);
+                    quote! {
+                        for k in 0..#hl {
+                            #cell_update
+                        }
+                        let mut tc = *c;
+                        kernel.pwl_i16(&#regs, &mut tc, #cell);
+                        for k in 0..#hl {
+                            oc[k] = gates[#go] as i32 * tc[k] as i32;
+                        }
+                    }
+                } else {
+                    quote! {
+                        for k in 0..#hl {
+                            #cell_update
+                            oc[k] = gates[#go] as i32 * saturate_i16(#cell(c_new)) as i32;
+                        }
+                    }
+                };
                 quote! {
                     let mut oc = [0i32; #hl];
-                    for k in 0..#hl {
-                        let fc = gates[#gf] as i32 * c[k] as i32;
-                        let ig = gates[#gi] as i32 * gates[#gg] as i32;
-                        let forget = (fc + (1 << 14) - (fc < 0) as i32) >> 15;
-                        let input = (ig + #half_in - (ig < 0) as i32) >> #sl;
-                        let c_new = (forget + input).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
-                        c[k] = c_new;
-                        oc[k] = gates[#go] as i32 * saturate_i16(#cell(c_new)) as i32;
-                    }
+                    #cell_pass
                     for k in 0..#hl {
                         let v = req_down(oc[k], #out_m, #out_shift) #hzp64;
                         h[k] = v.clamp(i8::MIN as i64, i8::MAX as i64) as i8;
@@ -1148,7 +1246,16 @@ impl Gen<'_> {
                 #cell_loops
             }
         };
-        let uses = if full || fast {
+        // With every table in register form (and the separate output pass) nothing
+        // saturates in the layer itself: `Kernel::pwl_i16` does.
+        let all_regs = out_down.is_some()
+            && l.gate_tables
+                .iter()
+                .chain([&l.cell_table])
+                .all(|&k| self.reg_form(k).is_some());
+        let uses = if all_regs {
+            quote!()
+        } else if full || fast {
             quote!(
                 use ::irnn_runtime::saturate_i16;
             )

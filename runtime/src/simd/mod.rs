@@ -96,8 +96,11 @@ mod arm;
 #[allow(unsafe_code)]
 mod x86;
 
+mod pwl;
 #[cfg(test)]
 mod tests;
+
+pub use pwl::{RegFold, RegPwl};
 
 /// Instruction-set targets of the matrix–vector kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

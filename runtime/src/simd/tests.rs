@@ -331,3 +331,86 @@ fn vectorize_calls_f_once_and_returns_what_it_computes() {
         assert_eq!(moved, [7, 7, 7]);
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Kernel::pwl_i16 (the register form; the generator's tables are checked end to end in
+// tests/gen_rust.rs, these cover the clamp and every fold on hand-made tables)
+// ---------------------------------------------------------------------------------
+
+/// The register form of `p` (at most 64 pieces, piece arithmetic in i32 on int16
+/// inputs), with the clamp kept.
+fn reg_of(p: &crate::Pwl<'_>) -> RegPwl {
+    let n = p.starts.len();
+    assert!(n <= 64);
+    let start = |k: usize| p.starts.get(k).copied().unwrap_or(i32::MAX);
+    let mut probes = [[i32::MAX; 32]; 5];
+    for (level, row) in probes.iter_mut().enumerate() {
+        let d = 16 >> level;
+        for (j, v) in row.iter_mut().take(64 / (2 * d)).enumerate() {
+            *v = start((2 * j + 1) * d);
+        }
+    }
+    let mut slopes = [0; 64];
+    let mut intercepts = [0; 64];
+    for k in 0..n {
+        slopes[k] = p.slopes[k];
+        intercepts[k] = p.offsets[k].wrapping_sub(p.slopes[k].wrapping_mul(p.starts[k]));
+    }
+    RegPwl {
+        half_start: start(32),
+        probes,
+        slopes,
+        intercepts,
+        frac_bits: p.frac_bits,
+        fold: match p.symmetry {
+            crate::Symmetry::None => RegFold::None,
+            crate::Symmetry::Odd => RegFold::Odd,
+            crate::Symmetry::Complement { total } => RegFold::Complement(total),
+        },
+        clamp: Some((p.out_min, p.out_max)),
+    }
+}
+
+#[test]
+fn pwl_i16_equals_eval_on_every_int16() {
+    // 45 and 20 pieces over [0, 32768) (or all of int16 without symmetry), slopes
+    // up to 2^9 and offsets of both signs; out ranges that clip.
+    for (symmetry, pieces, lo, hi) in [
+        (crate::Symmetry::Odd, 45usize, -20000, 20000),
+        (crate::Symmetry::Complement { total: 32768 }, 45, 0, 32767),
+        (crate::Symmetry::None, 20, -32768, 32767),
+        (crate::Symmetry::Odd, 64, -40000, 40000),
+    ] {
+        let none = symmetry == crate::Symmetry::None;
+        let (from, width) = if none { (-32768, 65536) } else { (0, 32768) };
+        let starts: Vec<i32> = (0..pieces as i32)
+            .map(|k| from + k * width / pieces as i32)
+            .collect();
+        let slopes: Vec<i32> = (0..pieces as i32).map(|k| 512 - 23 * k).collect();
+        let offsets: Vec<i32> = (0..pieces as i32).map(|k| 1000 * k - 7000).collect();
+        let p = crate::Pwl {
+            symmetry,
+            starts: &starts,
+            slopes: &slopes,
+            offsets: &offsets,
+            frac_bits: 4,
+            out_min: lo,
+            out_max: hi,
+        };
+        let reg = reg_of(&p);
+        let xs: Vec<i16> = (i16::MIN..=i16::MAX).collect();
+        for kernel in [Kernel::detect(), Kernel::PORTABLE] {
+            for skip in [0, 1, 7] {
+                let mut ys = xs.clone();
+                kernel.pwl_i16(&reg, &mut ys[skip..], |x| p.eval(x as i32));
+                for (&x, &y) in xs.iter().zip(&ys).skip(skip) {
+                    let want = p.eval(x as i32).clamp(i16::MIN as i32, i16::MAX as i32);
+                    assert_eq!(
+                        y as i32, want,
+                        "{symmetry:?}, {pieces} pieces, x = {x} ({kernel:?})"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -225,3 +225,112 @@ fn mv_vnni(s: &Shape, w: &[u8], bias: &[i32], x: &[i8], acc: &mut [i32]) {
         b += 1;
     }
 }
+
+// ---------------------------------------------------------------------------------
+// PWL activations with the table in registers (see `super::pwl`)
+// ---------------------------------------------------------------------------------
+
+impl Avx512Vnni {
+    /// Evaluates `t` on the first `16·⌊len/16⌋` elements of `xs` in place; returns how
+    /// many it did.
+    pub(super) fn pwl_i16(self, t: &super::RegPwl, xs: &mut [i16]) -> usize {
+        // SAFETY: a value of this type exists only when AVX-512F (with VNNI) was found
+        // on this CPU; the function reads and writes `xs` through whole 16-element
+        // chunks and the table through its fixed-size arrays only.
+        unsafe { pwl_avx512(t, xs) }
+    }
+}
+
+/// Entry `i` (0..64) of a 64-entry table held in `t[0..4]`; `upper` = bit 5 of `i`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn lut64(t: &[__m512i; 4], i: __m512i, upper: __mmask16) -> __m512i {
+    _mm512_mask_blend_epi32(
+        upper,
+        _mm512_permutex2var_epi32(t[0], i, t[1]),
+        _mm512_permutex2var_epi32(t[2], i, t[3]),
+    )
+}
+
+/// Loads 16 `i32` from `v[at..at + 16]` (`at + 16 <= v.len()` for the fixed tables).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn load16(v: &[i32], at: usize) -> __m512i {
+    let mut b = [0i32; 16];
+    if let Some(s) = v.get(at..at + 16) {
+        b.copy_from_slice(s);
+    }
+    // SAFETY: `b` is 64 readable bytes; `loadu` has no alignment requirement.
+    unsafe { _mm512_loadu_si512(b.as_ptr().cast()) }
+}
+
+/// Caller guarantees: AVX-512F on this CPU.
+#[target_feature(enable = "avx512f")]
+fn pwl_avx512(t: &super::RegPwl, xs: &mut [i16]) -> usize {
+    let four = |v: &[i32; 64]| [load16(v, 0), load16(v, 16), load16(v, 32), load16(v, 48)];
+    let (slopes, intercepts) = (four(&t.slopes), four(&t.intercepts));
+    let probe = |l: usize| (load16(&t.probes[l], 0), load16(&t.probes[l], 16));
+    let p = [probe(0), probe(1), probe(2), probe(3), probe(4)];
+    let half = _mm512_set1_epi32(t.half_start);
+    let shift = _mm_cvtsi32_si128(t.frac_bits.min(31) as i32);
+    let mut n = 0;
+    for chunk in xs.chunks_exact_mut(16) {
+        // SAFETY: `chunk` is 16 readable and writable i16 (32 bytes); unaligned access.
+        let x = _mm512_cvtepi16_epi32(unsafe { _mm256_loadu_si256(chunk.as_ptr().cast()) });
+        let (u, neg) = match t.fold {
+            super::RegFold::None => (x, 0),
+            _ => (
+                _mm512_abs_epi32(x),
+                _mm512_cmplt_epi32_mask(x, _mm512_setzero_si512()),
+            ),
+        };
+        let mut i = _mm512_maskz_mov_epi32(_mm512_cmpge_epi32_mask(u, half), _mm512_set1_epi32(32));
+        let upper = _mm512_test_epi32_mask(i, i);
+        // Probes at distance 16, 8, 4, 2 (tables of at most 16 entries) and 1 (32).
+        macro_rules! probe {
+            ($l:expr, $d:expr, $sh:expr, $s:expr) => {{
+                let j = _mm512_srli_epi32::<$sh>(i);
+                let s = $s(j);
+                i = _mm512_mask_add_epi32(
+                    i,
+                    _mm512_cmpge_epi32_mask(u, s),
+                    i,
+                    _mm512_set1_epi32($d),
+                );
+                let _ = $l;
+            }};
+        }
+        probe!(0, 16, 5, |j| _mm512_permutexvar_epi32(j, p[0].0));
+        probe!(1, 8, 4, |j| _mm512_permutexvar_epi32(j, p[1].0));
+        probe!(2, 4, 3, |j| _mm512_permutexvar_epi32(j, p[2].0));
+        probe!(3, 2, 2, |j| _mm512_permutexvar_epi32(j, p[3].0));
+        probe!(4, 1, 1, |j| _mm512_permutex2var_epi32(p[4].0, j, p[4].1));
+        // Wrapping i32: equal to offsets + slopes · (u − start), which fits.
+        let acc = _mm512_add_epi32(
+            lut64(&intercepts, i, upper),
+            _mm512_mullo_epi32(lut64(&slopes, i, upper), u),
+        );
+        let mut v = _mm512_sra_epi32(acc, shift);
+        v = match t.fold {
+            super::RegFold::None => v,
+            super::RegFold::Odd => _mm512_mask_sub_epi32(v, neg, _mm512_setzero_si512(), v),
+            super::RegFold::Complement(total) => {
+                _mm512_mask_sub_epi32(v, neg, _mm512_set1_epi32(total), v)
+            }
+        };
+        if let Some((lo, hi)) = t.clamp {
+            v = _mm512_min_epi32(
+                _mm512_max_epi32(v, _mm512_set1_epi32(lo)),
+                _mm512_set1_epi32(hi),
+            );
+            v = _mm512_max_epi32(
+                _mm512_min_epi32(v, _mm512_set1_epi32(i16::MAX as i32)),
+                _mm512_set1_epi32(i16::MIN as i32),
+            );
+        }
+        // SAFETY: as above, 32 writable bytes.
+        unsafe { _mm256_storeu_si256(chunk.as_mut_ptr().cast(), _mm512_cvtepi32_epi16(v)) };
+        n += 16;
+    }
+    n
+}
