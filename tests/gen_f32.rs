@@ -20,12 +20,13 @@ use irnn_codegen::back::float::{F32Input, F32Program, Reference};
 use irnn_codegen::back::{
     generate_f32, GenOptions, GeneratedFile, Lang, Precision, Target, Unroll,
 };
+use irnn_codegen::bench::{host_runs, target_flags};
 use irnn_codegen::graph::Graph;
 use irnn_codegen::npy::{read_data, SeqData};
 use irnn_codegen::synth::Rng;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::c_harness::{cc, STRICT};
+use support::c_harness::{cc, cross_enabled, Toolchain, STRICT};
 use support::{repo_root, synth_model, TestModel};
 
 /// Allowed max |f32 − f64 reference| relative to the reference logits' range.
@@ -37,30 +38,6 @@ fn opts(lang: Lang, target: Target) -> GenOptions {
         target,
         unroll: Unroll::None,
         precision: Precision::F32,
-    }
-}
-
-fn flags(target: Target) -> &'static [&'static str] {
-    match target {
-        Target::Avx2 => &["-mavx2", "-mfma"],
-        Target::Avx512Vnni => &["-mavx2", "-mfma", "-mavx512f"],
-        _ => &[],
-    }
-}
-
-fn cpu_has(target: Target) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        match target {
-            Target::Scalar => true,
-            Target::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-            Target::Avx512Vnni => is_x86_feature_detected!("avx512f"),
-            Target::Neon | Target::NeonDotprod => false,
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        target == Target::Scalar
     }
 }
 
@@ -352,47 +329,31 @@ fn c_builds_strict_for_every_target() {
         let files = generate_f32(&case.graph, &opts(Lang::C, target)).expect("generates");
         let c = write_files(dir.path(), &files);
         let obj = dir.path().join("m.o");
-        let compilers: &[(&str, &[&str])] = if target.is_arm() {
+        let compilers: &[&str] = if target.is_arm() {
             &[]
         } else {
-            &[("gcc", &[]), ("clang", &[])]
+            &["gcc", "clang"]
         };
-        for (compiler, _) in compilers {
+        for compiler in compilers {
             for with_isa in [false, true] {
                 let mut args: Vec<&str> = STRICT.to_vec();
                 args.push("-O2");
                 if with_isa {
-                    args.extend(flags(target));
+                    args.extend(target_flags(target));
                 }
                 let (c, o) = (c.display().to_string(), obj.display().to_string());
                 args.extend(["-c", &c, "-o", &o]);
                 cc(compiler, &args, &format!("f32 C for {}", target.name()));
             }
         }
-        if target.is_arm() && has_tool("aarch64-linux-gnu-gcc") {
+        if target.is_arm() && cross_enabled("f32 C strict build for AArch64") {
             let mut args: Vec<String> = STRICT.iter().map(|s| s.to_string()).collect();
             args.extend(["-O2", "-c"].map(String::from));
             args.push(c.display().to_string());
             args.extend(["-o".to_string(), obj.display().to_string()]);
-            let out = Command::new("aarch64-linux-gnu-gcc")
-                .args(&args)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "aarch64 gcc: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            cc(Toolchain::AARCH64.cc, &args, "aarch64 gcc, f32 C");
         }
     }
-}
-
-fn has_tool(name: &str) -> bool {
-    Command::new(name)
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 #[test]
@@ -402,29 +363,21 @@ fn c_matches_the_f64_reference() {
         let want = reference(&case.p, &seqs);
         for target in [Target::Scalar, Target::Avx2, Target::Avx512Vnni] {
             for compiler in ["gcc", "clang"] {
-                // The portable fallback of every target runs everywhere.
-                let got = run_c(
-                    &case.p,
-                    &case.graph,
-                    target,
-                    compiler,
-                    &[],
-                    None,
-                    &seqs,
-                    width(&case.p),
-                );
-                assert_close(
-                    &got,
-                    &want,
-                    &format!("{} C {} {compiler} (portable)", case.p.name, target.name()),
-                );
-                if target != Target::Scalar && cpu_has(target) {
+                // The portable fallback of every target runs everywhere; the SIMD
+                // build where this CPU has the instruction set.
+                let mut builds: Vec<(&[&str], &str)> = vec![(&[], "portable")];
+                if target != Target::Scalar && host_runs(target) {
+                    builds.push((target_flags(target), "SIMD"));
+                } else if target != Target::Scalar {
+                    eprintln!("SKIPPED running {}: this CPU lacks it", target.name());
+                }
+                for (flags, label) in builds {
                     let got = run_c(
                         &case.p,
                         &case.graph,
                         target,
                         compiler,
-                        flags(target),
+                        flags,
                         None,
                         &seqs,
                         width(&case.p),
@@ -432,10 +385,8 @@ fn c_matches_the_f64_reference() {
                     assert_close(
                         &got,
                         &want,
-                        &format!("{} C {} {compiler} (SIMD)", case.p.name, target.name()),
+                        &format!("{} C {} {compiler} ({label})", case.p.name, target.name()),
                     );
-                } else if target != Target::Scalar {
-                    eprintln!("SKIPPED running {}: this CPU lacks it", target.name());
                 }
             }
         }
@@ -445,8 +396,7 @@ fn c_matches_the_f64_reference() {
 
 #[test]
 fn c_neon_under_qemu() {
-    if !(has_tool("aarch64-linux-gnu-gcc") && has_tool("qemu-aarch64")) {
-        eprintln!("SKIPPED: aarch64-linux-gnu-gcc or qemu-aarch64 is not installed");
+    if !cross_enabled("c_neon_under_qemu") {
         return;
     }
     let case = &cases()[1];
@@ -498,12 +448,21 @@ fn charlm_f32_tracks_reference_and_integer_model() {
         .sum();
     assert!(steps >= 300, "only {steps} steps of test data");
     let want = reference(&p, &seqs);
-    let target = if cpu_has(Target::Avx2) {
+    let target = if host_runs(Target::Avx2) {
         Target::Avx2
     } else {
         Target::Scalar
     };
-    let got = run_c(&p, &graph, target, "gcc", flags(target), None, &seqs, 1);
+    let got = run_c(
+        &p,
+        &graph,
+        target,
+        "gcc",
+        target_flags(target),
+        None,
+        &seqs,
+        1,
+    );
     assert_close(&got, &want, "charlm C f32");
     // Against the interpreter.
     let o = p.output_size;
@@ -592,10 +551,10 @@ fn rust_matches_the_f64_reference() {
             (Target::Avx2, &[]),
             (Target::Neon, &[]),
         ];
-        if cpu_has(Target::Avx2) {
+        if host_runs(Target::Avx2) {
             runs.push((Target::Avx2, &["-C", "target-feature=+avx2,+fma"]));
         }
-        if cpu_has(Target::Avx512Vnni) {
+        if host_runs(Target::Avx512Vnni) {
             runs.push((
                 Target::Avx512Vnni,
                 &["-C", "target-feature=+avx2,+fma,+avx512f"],

@@ -386,15 +386,9 @@ fn real_models(dir: &Path) -> Vec<(&'static str, Program, Inputs)> {
 /// and on the VNNI target the register form through `Kernel::pwl_i16` (with the
 /// model's kernel: AVX-512 on a CPU that has it) too, on whole and misaligned arrays.
 fn table_check(p: &Program, target: Target) -> String {
-    let mut used = std::collections::BTreeSet::new();
-    for l in &p.layers {
-        if let LayerIr::Lstm(l) = l {
-            used.extend(l.gate_tables.iter().copied().chain([l.cell_table]));
-        }
-    }
     let mut body = String::new();
     let mut arrays = String::new();
-    for k in used {
+    for k in p.lstm_tables() {
         let short = p.tables[k].short_name();
         let upper = short.to_ascii_uppercase();
         body.push_str(&format!(

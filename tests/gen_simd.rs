@@ -726,7 +726,8 @@ fn run_in_chunks_matches_interpreter_x86() {
 }
 
 /// Compiled with `-DNAME_RUN_STEPWISE`, `NAME_run` is a loop of `NAME_step` (same
-/// results, no chunk buffers).
+/// results, no chunk buffers): the preprocessed file has no chunk functions with the
+/// define and has them without it, and the outputs equal the interpreter's.
 #[test]
 fn run_stepwise_option_matches_interpreter() {
     let s = &synth_models()[1];
@@ -735,13 +736,34 @@ fn run_stepwise_option_matches_interpreter() {
         "-D{}_RUN_STEPWISE",
         irnn_codegen::back::names::upper(&support::c_harness::prefix(p))
     );
-    let files = gen(p, Target::Avx512Vnni);
-    let c = &files
-        .iter()
-        .find(|f| f.name.ends_with(".c"))
-        .unwrap()
-        .contents;
-    assert!(c.contains("_RUN_STEPWISE"), "{}", s.label);
+    let files = gen(p, Target::Avx2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, c) = write_files(dir.path(), &files);
+    let preprocessed = |extra: &[&str]| -> String {
+        let out = std::process::Command::new(support::c_harness::compiler("gcc"))
+            .args(["-E", "-P", "-I"])
+            .arg(dir.path())
+            .args(extra)
+            .arg(&c)
+            .output()
+            .expect("gcc -E runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    assert!(
+        preprocessed(&[]).contains("_chunk("),
+        "{}: no chunk functions",
+        s.label
+    );
+    assert!(
+        !preprocessed(&[&define]).contains("_chunk("),
+        "{}: chunk functions despite {define}",
+        s.label
+    );
     check_chunks(p, Target::Avx2, &Toolchain::native("gcc"), &[&define], 960);
 }
 
@@ -835,17 +857,6 @@ int main(void)
 }
 "#;
 
-/// The tables of `p` the LSTM steps use.
-fn used_tables(p: &Program) -> Vec<usize> {
-    let mut used = std::collections::BTreeSet::new();
-    for l in &p.layers {
-        if let LayerIr::Lstm(l) = l {
-            used.extend(l.gate_tables.iter().copied().chain([l.cell_table]));
-        }
-    }
-    used.into_iter().collect()
-}
-
 /// `{p}_pwl{k}_n` of every used table equals `sat16(Pwl::eval)` on every int16 input,
 /// compiled with `cc_name` and `flags`.
 fn check_tables_exhaustively(p: &Program, target: Target, cc_name: &str, flags: &[&str]) {
@@ -853,7 +864,7 @@ fn check_tables_exhaustively(p: &Program, target: Target, cc_name: &str, flags: 
     let (_, c) = write_files(dir.path(), &gen(p, target));
     let stem = c.file_stem().unwrap().to_str().unwrap().to_string();
     let prefix = support::c_harness::prefix(p);
-    let tables = used_tables(p);
+    let tables: Vec<usize> = p.lstm_tables().into_iter().collect();
     if target == Target::Avx512Vnni {
         // Every table here has at most 64 pieces and int32 piece arithmetic: each must
         // take the register form.

@@ -67,6 +67,20 @@ pub enum LayerIr {
     Linear(LinearIr),
 }
 
+impl Program {
+    /// Indices of the PWL tables the LSTM layers use (gates and cell), ascending.
+    pub fn lstm_tables(&self) -> std::collections::BTreeSet<usize> {
+        self.layers
+            .iter()
+            .filter_map(|l| match l {
+                LayerIr::Lstm(l) => Some(l.gate_tables.iter().copied().chain([l.cell_table])),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+}
+
 impl LayerIr {
     /// The layer's name from the graph.
     pub fn name(&self) -> &str {

@@ -289,9 +289,7 @@ struct ProbeCtx {
 #[derive(Serialize)]
 struct VecTableCtx {
     n: usize,
-    /// `n / 2`: the first probe, a broadcast constant.
-    half: usize,
-    /// `starts[n / 2]`.
+    /// `starts[n / 2]`: the first probe compares with a constant.
     half_start: String,
     /// The remaining probes, distances `n / 4, ..., 1`.
     steps: Vec<ProbeCtx>,
@@ -677,7 +675,6 @@ fn vec_table(t: &PwlTable, i: &super::pwl_index::PieceIndex) -> Option<VecTableC
         .collect();
     Some(VecTableCtx {
         n: r.n,
-        half: r.n / 2,
         half_start: lit(r.starts[r.n / 2]),
         steps,
         slopes: list_i32(&r.slopes),
@@ -912,7 +909,6 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         .map(|l| names.unique(l.name()))
         .collect();
 
-    let mut used_tables: Vec<usize> = Vec::new();
     let mut layers = Vec::new();
     let mut lstm_states = Vec::new();
     let mut state_members = Vec::new();
@@ -952,11 +948,6 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                 layers.push(embedding_ctx(index, id.clone(), e));
             }
             LayerIr::Lstm(l) => {
-                for t in l.gate_tables.iter().chain([&l.cell_table]) {
-                    if !used_tables.contains(t) {
-                        used_tables.push(*t);
-                    }
-                }
                 let h = l.hidden_size;
                 state_members.push(format!(
                     "int8_t {id}_h[{h}]; /* layer {index}: hidden state (int8) */"
@@ -1080,10 +1071,10 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         state_members.push("int8_t unused; /* the model has no recurrent state */".to_string());
         step_body.push("(void)s;".to_string());
     }
-    used_tables.sort_unstable();
-    let tables: Vec<TableCtx> = used_tables
-        .iter()
-        .map(|&t| table_ctx(t, &program.tables[t], opts.target))
+    let tables: Vec<TableCtx> = program
+        .lstm_tables()
+        .into_iter()
+        .map(|t| table_ctx(t, &program.tables[t], opts.target))
         .collect();
     // The saturating subtraction is only used by the scan evaluator.
     let has_complement = tables

@@ -117,6 +117,12 @@ pub fn layout(
     out
 }
 
+/// The hidden width `h` padded to a multiple of [`HIDDEN_PAD`] (each gate's stride in
+/// the padded rows).
+pub fn padded_hidden(h: usize) -> usize {
+    h.div_ceil(HIDDEN_PAD) * HIDDEN_PAD
+}
+
 /// Padded LSTM row `pr` (gate-major with stride `hp`) → row of the `[4H]` original.
 pub fn lstm_row(pr: usize, h: usize, hp: usize) -> Option<usize> {
     let (g, k) = (pr / hp, pr % hp);
@@ -202,7 +208,7 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
                 ..
             } => {
                 let (i, h) = (*input_size, *hidden_size);
-                let hp = h.div_ceil(HIDDEN_PAD) * HIDDEN_PAD;
+                let hp = padded_hidden(h);
                 let rows = 4 * hp;
                 let map = |pr: usize| lstm_row(pr, h, hp);
                 push_array(
@@ -435,7 +441,7 @@ pub fn weight_bytes(p: &F32Program, target: Target) -> usize {
                 hidden_size,
                 ..
             } => {
-                let rows = 4 * hidden_size.div_ceil(HIDDEN_PAD) * HIDDEN_PAD;
+                let rows = 4 * padded_hidden(*hidden_size);
                 rows * (input_size + hidden_size)
             }
             F32Layer::Linear {

@@ -66,7 +66,6 @@ use crate::ir::*;
 use irnn_runtime::{saturate_i8, Requant};
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
-use std::collections::BTreeSet;
 
 /// Dot products are unrolled by this factor with [`Unroll::Inner`].
 pub const INNER_UNROLL: usize = 4;
@@ -96,6 +95,7 @@ pub fn write(program: &Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>,
         unroll: opts.unroll,
         target: opts.target,
         blobs: Blobs::new(program),
+        regs: register_forms(program, opts.target),
     };
     let tokens = gen.file()?;
     let file = syn::parse2::<syn::File>(tokens).map_err(|e| GenError::RustSyntax(e.to_string()))?;
@@ -365,6 +365,8 @@ struct Gen<'p> {
     /// Scalar, or the SIMD target whose packed layout the statics use.
     target: Target,
     blobs: Blobs,
+    /// Register form of each table (by index) on the VNNI target, computed once.
+    regs: Vec<Option<super::pwl_index::RegisterForm>>,
 }
 
 /// Where a layer's int8 input vector lives, inside `step`.
@@ -399,6 +401,22 @@ impl Src {
 
 fn table_ident(k: usize, t: &PwlTable) -> Ident {
     format_ident!("T{}_{}", k, t.short_name().to_ascii_uppercase())
+}
+
+/// The register forms of the tables the LSTM layers use, by table index (`None` off
+/// the VNNI target, for unused tables and for tables without one).
+fn register_forms(p: &Program, target: Target) -> Vec<Option<super::pwl_index::RegisterForm>> {
+    let used = p.lstm_tables();
+    p.tables
+        .iter()
+        .enumerate()
+        .map(|(k, t)| {
+            if target != Target::Avx512Vnni || !used.contains(&k) {
+                return None;
+            }
+            super::pwl_index::build(t).and_then(|i| super::pwl_index::register_form(t, &i, 64))
+        })
+        .collect()
 }
 
 /// The register form of table `k`: `T{k}_{SHORT NAME}_REGS`.
@@ -637,15 +655,7 @@ impl Gen<'_> {
     /// The PWL tables the LSTM layers use, as `const` values.
     fn tables(&self) -> TokenStream {
         let p = self.p;
-        let used: BTreeSet<usize> = p
-            .layers
-            .iter()
-            .filter_map(|l| match l {
-                LayerIr::Lstm(l) => Some(l.gate_tables.iter().copied().chain([l.cell_table])),
-                _ => None,
-            })
-            .flatten()
-            .collect();
+        let used = p.lstm_tables();
         let items = used.into_iter().map(|k| {
             let t = &p.tables[k];
             let ident = table_ident(k, t);
@@ -745,12 +755,8 @@ impl Gen<'_> {
 
     /// Table `k` in register form, on the AVX-512 VNNI target (the only kernel that
     /// evaluates it; NUMERICS.md, "PWL lookup in generated code").
-    fn reg_form(&self, k: usize) -> Option<super::pwl_index::RegisterForm> {
-        let t = &self.p.tables[k];
-        (self.target == Target::Avx512Vnni)
-            .then(|| super::pwl_index::build(t))
-            .flatten()
-            .and_then(|i| super::pwl_index::register_form(t, &i, 64))
+    fn reg_form(&self, k: usize) -> Option<&super::pwl_index::RegisterForm> {
+        self.regs.get(k).and_then(Option::as_ref)
     }
 
     /// `static T{k}_REGS: RegPwl` for tables with a register form.

@@ -12,7 +12,7 @@
 //! `std`; without it they are a multiply and an add and the code is `no_std`. Element-wise
 //! LSTM updates use [`super::float::tanh_approx`] over hidden widths padded to 16.
 
-use super::c_f32::{block_rows, layout, lstm_row, HIDDEN_PAD};
+use super::c_f32::{block_rows, layout, lstm_row, padded_hidden};
 use super::float::{F32Input, F32Layer, F32Program, TANH_P, TANH_Q, TANH_U_SCALE};
 use super::names::{comment_safe, sanitize};
 use super::{GenError, GenOptions, GeneratedFile, GENERATOR};
@@ -214,7 +214,7 @@ fn matvec(w: &[f32], x: &[f32], acc: &mut [f32]) {
                 ..
             } => {
                 let (ni, h) = (*input_size, *hidden_size);
-                let hp = h.div_ceil(HIDDEN_PAD) * HIDDEN_PAD;
+                let hp = padded_hidden(h);
                 let rows = 4 * hp;
                 let map = |pr: usize| lstm_row(pr, h, hp);
                 array(

@@ -269,8 +269,10 @@ fn load16(v: &[i32], at: usize) -> __m512i {
 fn pwl_avx512(t: &super::RegPwl, xs: &mut [i16]) -> usize {
     let four = |v: &[i32; 64]| [load16(v, 0), load16(v, 16), load16(v, 32), load16(v, 48)];
     let (slopes, intercepts) = (four(&t.slopes), four(&t.intercepts));
-    let probe = |l: usize| (load16(&t.probes[l], 0), load16(&t.probes[l], 16));
-    let p = [probe(0), probe(1), probe(2), probe(3), probe(4)];
+    // Levels 0..=3 (distances 16, 8, 4, 2) hold at most 16 starts; level 4 (distance
+    // 1) holds 32 in two vectors.
+    let p = [0, 1, 2, 3].map(|l| load16(&t.probes[l], 0));
+    let p1 = (load16(&t.probes[4], 0), load16(&t.probes[4], 16));
     let half = _mm512_set1_epi32(t.half_start);
     let shift = _mm_cvtsi32_si128(t.frac_bits.min(31) as i32);
     let mut n = 0;
@@ -286,25 +288,25 @@ fn pwl_avx512(t: &super::RegPwl, xs: &mut [i16]) -> usize {
         };
         let mut i = _mm512_maskz_mov_epi32(_mm512_cmpge_epi32_mask(u, half), _mm512_set1_epi32(32));
         let upper = _mm512_test_epi32_mask(i, i);
-        // Probes at distance 16, 8, 4, 2 (tables of at most 16 entries) and 1 (32).
+        // Before the probe at distance d the piece is a multiple of 2d: the start to
+        // compare with is entry i >> log2(2d) of that level's table.
         macro_rules! probe {
-            ($l:expr, $d:expr, $sh:expr, $s:expr) => {{
+            ($d:expr, $sh:expr, $start:expr) => {{
                 let j = _mm512_srli_epi32::<$sh>(i);
-                let s = $s(j);
+                let s = $start(j);
                 i = _mm512_mask_add_epi32(
                     i,
                     _mm512_cmpge_epi32_mask(u, s),
                     i,
                     _mm512_set1_epi32($d),
                 );
-                let _ = $l;
             }};
         }
-        probe!(0, 16, 5, |j| _mm512_permutexvar_epi32(j, p[0].0));
-        probe!(1, 8, 4, |j| _mm512_permutexvar_epi32(j, p[1].0));
-        probe!(2, 4, 3, |j| _mm512_permutexvar_epi32(j, p[2].0));
-        probe!(3, 2, 2, |j| _mm512_permutexvar_epi32(j, p[3].0));
-        probe!(4, 1, 1, |j| _mm512_permutex2var_epi32(p[4].0, j, p[4].1));
+        probe!(16, 5, |j| _mm512_permutexvar_epi32(j, p[0]));
+        probe!(8, 4, |j| _mm512_permutexvar_epi32(j, p[1]));
+        probe!(4, 3, |j| _mm512_permutexvar_epi32(j, p[2]));
+        probe!(2, 2, |j| _mm512_permutexvar_epi32(j, p[3]));
+        probe!(1, 1, |j| _mm512_permutex2var_epi32(p1.0, j, p1.1));
         // Wrapping i32: equal to offsets + slopes · (u − start), which fits.
         let acc = _mm512_add_epi32(
             lut64(&intercepts, i, upper),
