@@ -34,11 +34,7 @@ pub fn default_cc() -> String {
             return cc;
         }
     }
-    let clang_runs = Command::new("clang")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if clang_runs { "clang" } else { "cc" }.to_string()
+    if tool_runs("clang") { "clang" } else { "cc" }.to_string()
 }
 
 /// Options of [`bench`].
