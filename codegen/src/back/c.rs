@@ -269,6 +269,31 @@ struct TableCtx {
     idx: Option<IndexCtx>,
     /// AVX-512 evaluation with the table in registers (`None`: scalar loop only).
     vec: Option<VecTableCtx>,
+    /// AVX2 evaluation with gathers (`None`: scalar loop only).
+    gather: Option<GatherCtx>,
+}
+
+/// A table read by 8-lane AVX2 gathers (`pwl_index::gather_form`).
+#[derive(Serialize)]
+struct GatherCtx {
+    buckets_len: usize,
+    buckets: String,
+    bias: i32,
+    /// `Some(cap)`: the biased input is capped there (the last piece's start).
+    cap: Option<i32>,
+    shift: u32,
+    /// `2^shift - 1`: the position inside a bucket and each packed field.
+    mask: i32,
+    /// Starts inside a bucket at most (0, 1 or 2 compares).
+    compares: usize,
+    pieces: usize,
+    slopes: String,
+    intercepts: String,
+    clamp: bool,
+    /// Output clamp bounds saturated to int16 (with `clamp`; the int16 saturation of
+    /// the pack then adds nothing).
+    lo: String,
+    hi: String,
 }
 
 /// One probe of the binary search at distance `d`: before it the piece `k` is a multiple
@@ -618,6 +643,28 @@ fn table_ctx(index: usize, t: &PwlTable, target: Target) -> TableCtx {
         .as_ref()
         .filter(|_| target == Target::Avx512Vnni)
         .and_then(|i| vec_table(t, i));
+    let gather = idx
+        .as_ref()
+        .filter(|_| target == Target::Avx2)
+        .and_then(|i| super::pwl_index::gather_form(t, i))
+        .map(|g| {
+            let sat = |v: i64| lit(v.clamp(i16::MIN as i64, i16::MAX as i64) as i32);
+            GatherCtx {
+                buckets_len: g.buckets.len(),
+                buckets: list_i32(&g.buckets),
+                bias: g.bias,
+                cap: g.capped.then_some(g.cap),
+                shift: g.shift,
+                mask: (1 << g.shift) - 1,
+                compares: g.compares,
+                pieces: g.slopes.len(),
+                slopes: list_i32(&g.slopes),
+                intercepts: list_i32(&g.intercepts),
+                clamp: g.clamp,
+                lo: sat(t.out_min as i64),
+                hi: sat(t.out_max as i64),
+            }
+        });
     TableCtx {
         index,
         desc: format!(
@@ -641,6 +688,7 @@ fn table_ctx(index: usize, t: &PwlTable, target: Target) -> TableCtx {
         out_min: lit(t.out_min),
         out_max: lit(t.out_max),
         vec,
+        gather,
         idx: idx.map(|i| IndexCtx {
             bias: i.bias,
             bucket_shift: i.shift,

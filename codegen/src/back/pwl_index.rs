@@ -82,30 +82,17 @@ pub fn build(t: &PwlTable) -> Option<PieceIndex> {
     let bias = -lo;
     let mut best: Option<(usize, u32)> = None;
     for shift in (0..=16u32).rev() {
-        let buckets = (((hi + bias) >> shift) + 1) as usize;
-        if buckets > MAX_BUCKETS {
+        if (((hi + bias) >> shift) + 1) as usize > MAX_BUCKETS {
             break;
         }
-        let extra = (0..buckets)
-            .map(|b| {
-                let (blo, bhi) = bucket_range(b, shift, bias, hi);
-                t.starts[1..]
-                    .iter()
-                    .filter(|&&s| s > blo && s <= bhi)
-                    .count()
-            })
-            .max()
-            .unwrap_or(0);
+        let extra = extra_starts(t, shift, bias, hi);
         // Prefer fewer compares; on a tie, fewer buckets (found first).
         if best.is_none_or(|(e, _)| extra < e) {
             best = Some((extra, shift));
         }
     }
     let (extra, shift) = best?;
-    let buckets = (((hi + bias) >> shift) + 1) as usize;
-    let first = (0..buckets)
-        .map(|b| scan(&t.starts, bucket_range(b, shift, bias, hi).0) as i32)
-        .collect();
+    let first = firsts(t, shift, bias, hi);
     let mut starts_ext = t.starts.clone();
     starts_ext.extend(std::iter::repeat_n(i32::MAX, extra));
     let fits = fits_i32(t, lo, hi);
@@ -195,6 +182,114 @@ pub fn register_form(t: &PwlTable, idx: &PieceIndex, min_n: usize) -> Option<Reg
     })
 }
 
+/// A table in the form 8-lane AVX2 array evaluators read with gathers (NUMERICS.md, "PWL
+/// lookup in generated code"): AVX2 has no two-table permute, so the register form's
+/// binary search would cost more than three gathers. One gather of a packed bucket
+/// entry gives the bucket's first piece and where the next one or two pieces start
+/// inside the bucket, one compare each finishes the index, and two gathers give the
+/// slope and intercept:
+///
+/// ```text
+/// ub = min(u + bias, cap),  e = buckets[ub >> shift],  r = ub & (2^shift − 1)
+/// k  = (e & 255) + (r > (e >> 8) & (2^shift − 1)) + (r > e >> (8 + shift))
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatherForm {
+    /// Per bucket: its first piece `k0` in bits 0–7, then for `k0 + 1` and `k0 + 2` (in
+    /// that order, `shift` bits each) the last position in the bucket (`ub` minus the
+    /// bucket's first biased input) still before that piece's start, capped at
+    /// `2^shift − 1` (never passed).
+    pub buckets: Vec<i32>,
+    /// Added to `u` before the shift (32 768 without symmetry, where `u` may be negative).
+    pub bias: i32,
+    /// The last start plus `bias` (or the largest biased input, if smaller): every input
+    /// from there on is in the last piece, so the buckets stop there (tanh at 8
+    /// fraction bits has starts ~10 codes apart but none beyond ~1 500 of 32 768).
+    pub cap: i32,
+    /// Does `ub` need the cap (some int16 input lies beyond it)?
+    pub capped: bool,
+    /// Bucket width `2^shift`, at most 12 (two fields and the piece fit 32 bits).
+    pub shift: u32,
+    /// Compares per input: the most starts strictly inside one bucket (0, 1 or 2).
+    pub compares: usize,
+    /// Slopes, one per piece.
+    pub slopes: Vec<i32>,
+    /// `offsets[k] − slopes[k] · starts[k]` in wrapping `i32` (as in [`RegisterForm`]).
+    pub intercepts: Vec<i32>,
+    /// Some int16 input needs the output clamp or the int16 saturation.
+    pub clamp: bool,
+}
+
+/// Largest number of buckets of a gather form (`int32`: 4 KB).
+pub const MAX_GATHER_BUCKETS: usize = 1025;
+
+impl GatherForm {
+    /// The piece of input `u` (what the generated code computes).
+    pub fn piece(&self, u: i32) -> usize {
+        let ub = (u + self.bias).min(self.cap);
+        let e = self.buckets[(ub >> self.shift) as usize];
+        let mask = (1 << self.shift) - 1;
+        let r = ub & mask;
+        let mut k = e & 255;
+        if self.compares >= 1 {
+            k += (r > (e >> 8) & mask) as i32;
+        }
+        if self.compares >= 2 {
+            k += (r > (e >> (8 + self.shift)) & mask) as i32;
+        }
+        k as usize
+    }
+}
+
+/// The gather form of `t`, when its index proves the piece arithmetic and the fold
+/// int32 and the pieces fit the 8-bit field: the fewest compares (at most 2) with at
+/// most [`MAX_GATHER_BUCKETS`] buckets, then the fewest buckets.
+pub fn gather_form(t: &PwlTable, idx: &PieceIndex) -> Option<GatherForm> {
+    let pieces = t.pieces();
+    if !idx.narrow || !idx.narrow_fold || pieces > 255 || t.frac_bits > 31 {
+        return None;
+    }
+    let (_, max_u) = u_domain(t);
+    let hi = (*t.starts.last()?).min(max_u);
+    let bias = idx.bias;
+    let top = hi + bias; // largest biased input the buckets cover, < 2^17
+    let (compares, shift) = (0..=12u32)
+        .rev()
+        .filter(|&s| ((top >> s) + 1) as usize <= MAX_GATHER_BUCKETS)
+        .map(|s| (extra_starts(t, s, bias, hi), s))
+        .filter(|&(e, _)| e <= 2)
+        .min_by_key(|&(e, s)| (e, std::cmp::Reverse(s)))?;
+    let mask = (1i64 << shift) - 1;
+    let buckets = firsts(t, shift, bias, hi)
+        .iter()
+        .enumerate()
+        .map(|(b, &k0)| {
+            let first = (b as i64) << shift; // the bucket's first biased input
+            let pos = |k: usize| {
+                t.starts
+                    .get(k)
+                    .map_or(mask, |&s| (s as i64 + bias as i64 - 1 - first).min(mask))
+            };
+            let fields = pos(k0 as usize + 1) | pos(k0 as usize + 2) << shift;
+            (k0 as i64 | fields << 8) as i32
+        })
+        .collect();
+    let intercepts = (0..pieces)
+        .map(|k| t.offsets[k].wrapping_sub(t.slopes[k].wrapping_mul(t.starts[k])))
+        .collect();
+    Some(GatherForm {
+        buckets,
+        bias,
+        cap: top,
+        capped: hi < max_u,
+        shift,
+        compares,
+        slopes: t.slopes.clone(),
+        intercepts,
+        clamp: needs_clamp(t),
+    })
+}
+
 /// Whether the output clamp and the int16 saturation change any value of `t` on int16
 /// inputs (the piece value after the shift and the symmetric fold, before clamping).
 fn needs_clamp(t: &PwlTable) -> bool {
@@ -211,6 +306,29 @@ fn needs_clamp(t: &PwlTable) -> bool {
         let clamped = (pwl.eval(x) as i64).clamp(i16::MIN as i64, i16::MAX as i64);
         v != clamped
     })
+}
+
+/// The largest number of starts strictly inside one bucket of width `2^shift`.
+fn extra_starts(t: &PwlTable, shift: u32, bias: i32, hi: i32) -> usize {
+    let buckets = (((hi + bias) >> shift) + 1) as usize;
+    (0..buckets)
+        .map(|b| {
+            let (blo, bhi) = bucket_range(b, shift, bias, hi);
+            t.starts[1..]
+                .iter()
+                .filter(|&&s| s > blo && s <= bhi)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The piece of each bucket's first input.
+fn firsts(t: &PwlTable, shift: u32, bias: i32, hi: i32) -> Vec<i32> {
+    let buckets = (((hi + bias) >> shift) + 1) as usize;
+    (0..buckets)
+        .map(|b| scan(&t.starts, bucket_range(b, shift, bias, hi).0) as i32)
+        .collect()
 }
 
 /// Inputs `[lo, hi]` of bucket `b`.
@@ -263,6 +381,11 @@ mod tests {
             }
             assert_eq!(k, scan(&t.starts, u), "u = {u}");
         }
+        if let Some(g) = gather_form(t, &idx) {
+            for u in lo..=hi {
+                assert_eq!(g.piece(u), scan(&t.starts, u), "gather form, u = {u}");
+            }
+        }
     }
 
     #[test]
@@ -284,6 +407,11 @@ mod tests {
                 idx.extra
             );
             assert!(idx.extra <= 4, "{f:?}: {} compares", idx.extra);
+            // Every grid here gets the AVX2 gather form (one compare per bucket).
+            assert!(
+                gather_form(&t, &idx).is_some(),
+                "{f:?} q{bits}: no gather form"
+            );
             assert!(idx.narrow, "fitted tables fit i32");
         }
     }
