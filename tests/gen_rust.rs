@@ -396,11 +396,17 @@ fn table_check(p: &Program, target: Target) -> String {
              if got != want {{\n            return Some(({k}, x as i32, got, want));\n        }}\n",
         ));
         let t = &p.tables[k];
-        let regs = target == Target::Avx512Vnni
-            && irnn_codegen::back::pwl_index::build(t)
+        let idx = irnn_codegen::back::pwl_index::build(t);
+        let form = match target {
+            Target::Avx512Vnni => idx
                 .and_then(|i| irnn_codegen::back::pwl_index::register_form(t, &i, 64))
-                .is_some();
-        if regs {
+                .map(|_| ("pwl_i16", "REGS")),
+            Target::Avx2 => idx
+                .and_then(|i| irnn_codegen::back::pwl_index::gather_form(t, &i))
+                .map(|_| ("pwl_i16_gather", "GATHER")),
+            _ => None,
+        };
+        if let Some((call, kind)) = form {
             arrays.push_str(&format!(
                 "        for skip in [0usize, 1] {{\n            \
                  for base in 0..16i32 {{\n                \
@@ -409,7 +415,7 @@ fn table_check(p: &Program, target: Target) -> String {
                  *x = (base * 4096 + j as i32 - 32768) as i16;\n                \
                  }}\n                \
                  let mut ys = xs;\n                \
-                 kernel.pwl_i16(&T{k}_{upper}_REGS, &mut ys[skip..], t{k}_{short});\n                \
+                 kernel.{call}(&T{k}_{upper}_{kind}, &mut ys[skip..], t{k}_{short});\n                \
                  for j in skip..4096 {{\n                    \
                  let want = T{k}_{upper}.eval(xs[j] as i32).clamp(i16::MIN as i32, i16::MAX as i32);\n                    \
                  if ys[j] as i32 != want {{\n                        \
@@ -830,12 +836,26 @@ fn run_table_checks(h: &Harness) {
 }
 
 /// The VNNI cases' register-form tables through `Kernel::pwl_i16` (AVX-512 on a CPU
-/// that has it, the scalar evaluator otherwise) equal `Pwl::eval` on every int16, in
-/// the checked build and in the release build (where the AVX-512 code is optimized).
+/// that has it, the scalar evaluator otherwise) and the AVX2 cases' gather-form tables
+/// through `Kernel::pwl_i16_gather` equal `Pwl::eval` on every int16, in the checked
+/// build and in the release build (where the SIMD code is optimized).
 #[test]
 fn register_form_tables_match_the_runtime_exhaustively() {
     if !host_runs(Target::Avx512Vnni) {
         eprintln!("note: this CPU lacks AVX-512 VNNI: pwl_i16 runs its scalar path here");
+    }
+    // The cases must use the forms at all: every table of every AVX2 and VNNI case has
+    // one (at most 64 pieces, int32 arithmetic, at most two starts per bucket).
+    for (module, case) in &x86_harness().cases {
+        for k in case.program.lstm_tables() {
+            let t = &case.program.tables[k];
+            let i = irnn_codegen::back::pwl_index::build(t).expect("index");
+            let has = match case.target {
+                Target::Avx2 => irnn_codegen::back::pwl_index::gather_form(t, &i).is_some(),
+                _ => irnn_codegen::back::pwl_index::register_form(t, &i, 64).is_some(),
+            };
+            assert!(has, "{module}: table {k} has no whole-array form");
+        }
     }
     run_table_checks(x86_harness());
     run_table_checks(x86_release_harness());

@@ -95,7 +95,7 @@ pub fn write(program: &Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>,
         unroll: opts.unroll,
         target: opts.target,
         blobs: Blobs::new(program),
-        regs: register_forms(program, opts.target),
+        regs: array_forms(program, opts.target),
     };
     let tokens = gen.file()?;
     let file = syn::parse2::<syn::File>(tokens).map_err(|e| GenError::RustSyntax(e.to_string()))?;
@@ -365,8 +365,18 @@ struct Gen<'p> {
     /// Scalar, or the SIMD target whose packed layout the statics use.
     target: Target,
     blobs: Blobs,
-    /// Register form of each table (by index) on the VNNI target, computed once.
-    regs: Vec<Option<super::pwl_index::RegisterForm>>,
+    /// Whole-array form of each table (by index) on the VNNI and AVX2 targets,
+    /// computed once.
+    regs: Vec<Option<ArrayForm>>,
+}
+
+/// How a SIMD target evaluates a table on whole arrays (NUMERICS.md, "PWL lookup in
+/// generated code").
+enum ArrayForm {
+    /// AVX-512: the table in registers, `Kernel::pwl_i16`.
+    Reg(super::pwl_index::RegisterForm),
+    /// AVX2: gathers, `Kernel::pwl_i16_gather`.
+    Gather(super::pwl_index::GatherForm),
 }
 
 /// Where a layer's int8 input vector lives, inside `step`.
@@ -403,25 +413,33 @@ fn table_ident(k: usize, t: &PwlTable) -> Ident {
     format_ident!("T{}_{}", k, t.short_name().to_ascii_uppercase())
 }
 
-/// The register forms of the tables the LSTM layers use, by table index (`None` off
-/// the VNNI target, for unused tables and for tables without one).
-fn register_forms(p: &Program, target: Target) -> Vec<Option<super::pwl_index::RegisterForm>> {
+/// The whole-array forms of the tables the LSTM layers use, by table index (`None`
+/// off the VNNI and AVX2 targets, for unused tables and for tables without one).
+fn array_forms(p: &Program, target: Target) -> Vec<Option<ArrayForm>> {
+    use super::pwl_index::{build, gather_form, register_form};
     let used = p.lstm_tables();
     p.tables
         .iter()
         .enumerate()
         .map(|(k, t)| {
-            if target != Target::Avx512Vnni || !used.contains(&k) {
-                return None;
+            let idx = build(t).filter(|_| used.contains(&k))?;
+            match target {
+                Target::Avx512Vnni => register_form(t, &idx, 64).map(ArrayForm::Reg),
+                Target::Avx2 => gather_form(t, &idx).map(ArrayForm::Gather),
+                _ => None,
             }
-            super::pwl_index::build(t).and_then(|i| super::pwl_index::register_form(t, &i, 64))
         })
         .collect()
 }
 
-/// The register form of table `k`: `T{k}_{SHORT NAME}_REGS`.
-fn reg_ident(k: usize, t: &PwlTable) -> Ident {
-    format_ident!("T{}_{}_REGS", k, t.short_name().to_ascii_uppercase())
+/// The whole-array form of table `k`: `T{k}_{SHORT NAME}_REGS` (registers) or
+/// `_GATHER`.
+fn reg_ident(k: usize, t: &PwlTable, form: &ArrayForm) -> Ident {
+    let kind = match form {
+        ArrayForm::Reg(_) => "REGS",
+        ArrayForm::Gather(_) => "GATHER",
+    };
+    format_ident!("T{}_{}_{}", k, t.short_name().to_ascii_uppercase(), kind)
 }
 
 /// The function that evaluates table `k`: `t{k}_{short name}(x: i32) -> i32`.
@@ -753,28 +771,30 @@ impl Gen<'_> {
         self.target != Target::Scalar
     }
 
-    /// Table `k` in register form, on the AVX-512 VNNI target (the only kernel that
-    /// evaluates it; NUMERICS.md, "PWL lookup in generated code").
-    fn reg_form(&self, k: usize) -> Option<&super::pwl_index::RegisterForm> {
+    /// Table `k`'s whole-array form: registers on the AVX-512 VNNI target, gathers on
+    /// AVX2 (NUMERICS.md, "PWL lookup in generated code").
+    fn array_form(&self, k: usize) -> Option<&ArrayForm> {
         self.regs.get(k).and_then(Option::as_ref)
     }
 
-    /// `static T{k}_REGS: RegPwl` for tables with a register form.
+    /// `kernel.pwl_i16(&T{k}_REGS, xs, f)` or `kernel.pwl_i16_gather(&T{k}_GATHER, …)`.
+    fn array_call(&self, k: usize, xs: TokenStream, scalar: &Ident) -> Option<TokenStream> {
+        let form = self.array_form(k)?;
+        let ident = reg_ident(k, &self.p.tables[k], form);
+        Some(match form {
+            ArrayForm::Reg(_) => quote!(kernel.pwl_i16(&#ident, #xs, #scalar);),
+            ArrayForm::Gather(_) => quote!(kernel.pwl_i16_gather(&#ident, #xs, #scalar);),
+        })
+    }
+
+    /// `static T{k}_REGS: RegPwl` or `static T{k}_GATHER: GatherPwl` for tables with a
+    /// whole-array form.
     fn reg_static(&self, k: usize) -> TokenStream {
-        let Some(r) = self.reg_form(k) else {
+        let Some(form) = self.array_form(k) else {
             return quote!();
         };
         let t = &self.p.tables[k];
-        let ident = reg_ident(k, t);
-        let probes = r.probes().into_iter().map(|(_, mut v)| {
-            v.resize(32, i32::MAX);
-            ints(&v)
-        });
-        let (half, slopes, intercepts) = (
-            int(r.starts[32] as i64),
-            ints(&r.slopes),
-            ints(&r.intercepts),
-        );
+        let ident = reg_ident(k, t, form);
         let frac = Literal::u32_unsuffixed(t.frac_bits);
         let fold = match t.symmetry {
             TableSymmetry::None => quote!(::irnn_runtime::simd::RegFold::None),
@@ -784,32 +804,76 @@ impl Gen<'_> {
                 quote!(::irnn_runtime::simd::RegFold::Complement(#total))
             }
         };
-        let clamp = if r.clamp {
+        let clamp_needed = match form {
+            ArrayForm::Reg(r) => r.clamp,
+            ArrayForm::Gather(g) => g.clamp,
+        };
+        let clamp = if clamp_needed {
             let (lo, hi) = (int(t.out_min as i64), int(t.out_max as i64));
             quote!(Some((#lo, #hi)))
         } else {
             quote!(None)
         };
-        let d = doc(format!(
-            "PWL table {k} in register form for `Kernel::pwl_i16` (AVX-512: binary search\n\
-             by permutes, wrapping-int32 intercepts{}).",
-            if r.clamp {
-                ""
-            } else {
-                "; no clamp is needed on int16 inputs"
+        let no_clamp = if clamp_needed {
+            ""
+        } else {
+            "; no clamp is needed on int16 inputs"
+        };
+        match form {
+            ArrayForm::Reg(r) => {
+                let probes = r.probes().into_iter().map(|(_, mut v)| {
+                    v.resize(32, i32::MAX);
+                    ints(&v)
+                });
+                let (half, slopes, intercepts) = (
+                    int(r.starts[32] as i64),
+                    ints(&r.slopes),
+                    ints(&r.intercepts),
+                );
+                let d = doc(format!(
+                    "PWL table {k} in register form for `Kernel::pwl_i16` (AVX-512: binary search\n\
+                     by permutes, wrapping-int32 intercepts{no_clamp})."
+                ));
+                quote! {
+                    #d
+                    static #ident: ::irnn_runtime::simd::RegPwl = ::irnn_runtime::simd::RegPwl {
+                        half_start: #half,
+                        probes: [#(#probes),*],
+                        slopes: #slopes,
+                        intercepts: #intercepts,
+                        frac_bits: #frac,
+                        fold: #fold,
+                        clamp: #clamp,
+                    };
+                }
             }
-        ));
-        quote! {
-            #d
-            static #ident: ::irnn_runtime::simd::RegPwl = ::irnn_runtime::simd::RegPwl {
-                half_start: #half,
-                probes: [#(#probes),*],
-                slopes: #slopes,
-                intercepts: #intercepts,
-                frac_bits: #frac,
-                fold: #fold,
-                clamp: #clamp,
-            };
+            ArrayForm::Gather(g) => {
+                let (buckets, slopes, intercepts) =
+                    (ints(&g.buckets), ints(&g.slopes), ints(&g.intercepts));
+                let (bias, cap) = (int(g.bias as i64), int(g.cap as i64));
+                let shift = Literal::u32_unsuffixed(g.shift);
+                let compares = Literal::u32_unsuffixed(g.compares as u32);
+                let d = doc(format!(
+                    "PWL table {k} in gather form for `Kernel::pwl_i16_gather` (AVX2: packed\n\
+                     buckets of 2^{} inputs, {} compare(s), wrapping-int32 intercepts{no_clamp}).",
+                    g.shift, g.compares
+                ));
+                quote! {
+                    #d
+                    static #ident: ::irnn_runtime::simd::GatherPwl = ::irnn_runtime::simd::GatherPwl::new(
+                        &#buckets,
+                        #bias,
+                        #cap,
+                        #shift,
+                        #compares,
+                        &#slopes,
+                        &#intercepts,
+                        #frac,
+                        #fold,
+                        #clamp,
+                    );
+                }
+            }
         }
     }
 
@@ -1156,9 +1220,8 @@ impl Gen<'_> {
             let gate_loops = tables.iter().enumerate().map(|(g, t)| {
                 let (lo, hi) = (lit(g * hsz), lit((g + 1) * hsz));
                 let k = l.gate_tables[g];
-                if self.reg_form(k).is_some() {
-                    let regs = reg_ident(k, &self.p.tables[k]);
-                    quote!(kernel.pwl_i16(&#regs, &mut gates[#lo..#hi], #t);)
+                if let Some(call) = self.array_call(k, quote!(&mut gates[#lo..#hi]), t) {
+                    call
                 } else {
                     quote! {
                         for g in &mut gates[#lo..#hi] {
@@ -1201,15 +1264,15 @@ impl Gen<'_> {
                     let c_new = (forget + input).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
                     c[k] = c_new;
                 };
-                let cell_pass = if self.reg_form(l.cell_table).is_some() {
-                    // tanh of the whole new cell state at once, with the table in registers.
-                    let regs = reg_ident(l.cell_table, &self.p.tables[l.cell_table]);
+                let cell_call = self.array_call(l.cell_table, quote!(&mut tc), &cell);
+                let cell_pass = if let Some(call) = cell_call {
+                    // tanh of the whole new cell state at once (registers or gathers).
                     quote! {
                         for k in 0..#hl {
                             #cell_update
                         }
                         let mut tc = *c;
-                        kernel.pwl_i16(&#regs, &mut tc, #cell);
+                        #call
                         for k in 0..#hl {
                             oc[k] = gates[#go] as i32 * tc[k] as i32;
                         }
@@ -1258,7 +1321,7 @@ impl Gen<'_> {
             && l.gate_tables
                 .iter()
                 .chain([&l.cell_table])
-                .all(|&k| self.reg_form(k).is_some());
+                .all(|&k| self.array_form(k).is_some());
         let uses = if all_regs {
             quote!()
         } else if full || fast {

@@ -1,8 +1,9 @@
-//! PWL activations on whole int16 arrays with the table in registers
-//! (docs/NUMERICS.md, "PWL lookup in generated code"): the generated LSTM tail hands
-//! each gate's pre-activations (and the cell states) to [`Kernel::pwl_i16`], which runs
-//! AVX-512 code when the kernel is the VNNI one and the table's scalar evaluator
-//! otherwise. Both give `saturate_i16(Pwl::eval(x))` for every int16 `x`.
+//! PWL activations on whole int16 arrays (docs/NUMERICS.md, "PWL lookup in generated
+//! code"): the generated LSTM tail hands each gate's pre-activations (and the cell
+//! states) to [`Kernel::pwl_i16`] (the table in registers: AVX-512 code when the kernel
+//! is the VNNI one) or [`Kernel::pwl_i16_gather`] (AVX2 gathers when the kernel is the
+//! AVX2 one), and the table's scalar evaluator otherwise. All give
+//! `saturate_i16(Pwl::eval(x))` for every int16 `x`.
 
 #[cfg(target_arch = "x86_64")]
 use super::Inner;
@@ -55,6 +56,120 @@ impl Kernel {
         #[cfg(target_arch = "x86_64")]
         let done = match self.0 {
             Inner::Avx512Vnni(k) => k.pwl_i16(t, xs),
+            _ => 0,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = {
+            let _ = t;
+            0
+        };
+        for x in xs.iter_mut().skip(done) {
+            *x = scalar(*x).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+        }
+    }
+}
+
+/// A PWL table in the form the AVX2 gather evaluator reads, made by the code generator
+/// (`back::pwl_index::GatherForm`) from a table whose piece arithmetic is exact in
+/// `i32` on int16 inputs. For `ub = min(u + bias, cap)` and `e = buckets[ub >> shift]`,
+/// the piece is `e & 255` plus one for each of the next `compares` starts inside the
+/// bucket that `ub & (2^shift − 1)` has passed (their last positions before them in
+/// the `shift`-bit fields above bit 8); its value is
+/// `(intercepts[k] + slopes[k] · u) >> frac_bits` in wrapping `i32`.
+///
+/// Built only by [`GatherPwl::new`], which checks (at compile time for a `static`)
+/// that every gather stays inside the tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GatherPwl {
+    pub(super) buckets: &'static [i32],
+    pub(super) slopes: &'static [i32],
+    pub(super) intercepts: &'static [i32],
+    pub(super) bias: i32,
+    pub(super) cap: i32,
+    pub(super) shift: u32,
+    pub(super) compares: u32,
+    pub(super) frac_bits: u32,
+    pub(super) fold: RegFold,
+    pub(super) clamp: Option<(i32, i32)>,
+}
+
+impl GatherPwl {
+    /// The table; `clamp` as in [`RegPwl`].
+    ///
+    /// # Panics
+    /// (A compile error for a `static`) if a gather could leave the tables: `bias`
+    /// must make every folded int16 input non-negative (32 768 without symmetry, 0
+    /// with), `cap >> shift` must index `buckets`, every piece a bucket can give (its
+    /// first plus one per field below `2^shift − 1`) must index `slopes`, which must be
+    /// as long as `intercepts`; and `shift <= 12`, `compares <= 2`, `frac_bits <= 31`.
+    #[allow(clippy::too_many_arguments)]
+    pub const fn new(
+        buckets: &'static [i32],
+        bias: i32,
+        cap: i32,
+        shift: u32,
+        compares: u32,
+        slopes: &'static [i32],
+        intercepts: &'static [i32],
+        frac_bits: u32,
+        fold: RegFold,
+        clamp: Option<(i32, i32)>,
+    ) -> GatherPwl {
+        let min_bias = match fold {
+            RegFold::None => 32768,
+            _ => 0,
+        };
+        assert!(bias >= min_bias && bias <= 65536, "GatherPwl: bias");
+        assert!(
+            shift <= 12 && compares <= 2 && frac_bits <= 31,
+            "GatherPwl: fields"
+        );
+        assert!(
+            cap >= 0 && ((cap >> shift) as usize) < buckets.len(),
+            "GatherPwl: cap"
+        );
+        assert!(slopes.len() == intercepts.len(), "GatherPwl: table lengths");
+        // The largest piece a bucket can give: its first plus one per field that a
+        // position (at most 2^shift − 1) can pass.
+        let mask = (1u32 << shift) - 1;
+        let mut b = 0;
+        while b < buckets.len() {
+            let e = buckets[b] as u32;
+            let mut k = (e & 255) as usize;
+            let mut c = 0;
+            while c < compares {
+                if (e >> (8 + c * shift)) & mask < mask {
+                    k += 1;
+                }
+                c += 1;
+            }
+            assert!(k < slopes.len(), "GatherPwl: bucket piece out of range");
+            b += 1;
+        }
+        GatherPwl {
+            buckets,
+            slopes,
+            intercepts,
+            bias,
+            cap,
+            shift,
+            compares,
+            frac_bits,
+            fold,
+            clamp,
+        }
+    }
+}
+
+impl Kernel {
+    /// `x = saturate_i16(scalar(x))` for every element of `xs`, where `scalar` is the
+    /// table's exact evaluator (`Pwl::eval` on int16 inputs) and `t` its gather form.
+    /// With the AVX2 kernel 8 elements at a time with `t`, the rest with `scalar`.
+    #[inline(always)]
+    pub fn pwl_i16_gather(self, t: &GatherPwl, xs: &mut [i16], scalar: impl Fn(i16) -> i32) {
+        #[cfg(target_arch = "x86_64")]
+        let done = match self.0 {
+            Inner::Avx2(k) => k.pwl_i16_gather(t, xs),
             _ => 0,
         };
         #[cfg(not(target_arch = "x86_64"))]

@@ -414,3 +414,128 @@ fn pwl_i16_equals_eval_on_every_int16() {
         }
     }
 }
+
+/// The gather form of `p` with buckets of `2^shift` inputs (the generator's layout,
+/// `back::pwl_index::GatherForm`), leaked to `'static`.
+fn gather_of(p: &crate::Pwl<'_>, shift: u32) -> GatherPwl {
+    let none = p.symmetry == crate::Symmetry::None;
+    let (bias, max_u) = if none { (32768, 32767) } else { (0, 32768) };
+    let cap = (*p.starts.last().unwrap()).min(max_u) + bias;
+    let mask = (1i64 << shift) - 1;
+    let piece = |u: i32| p.starts.iter().rposition(|&s| s <= u).unwrap_or(0);
+    let buckets: Vec<i32> = (0..=(cap >> shift))
+        .map(|b| {
+            let first = (b as i64) << shift;
+            let k0 = piece((first - bias as i64) as i32);
+            let pos = |k: usize| {
+                p.starts
+                    .get(k)
+                    .map_or(mask, |&s| (s as i64 + bias as i64 - 1 - first).min(mask))
+            };
+            (k0 as i64 | (pos(k0 + 1) | pos(k0 + 2) << shift) << 8) as i32
+        })
+        .collect();
+    let intercepts: Vec<i32> = (0..p.starts.len())
+        .map(|k| p.offsets[k].wrapping_sub(p.slopes[k].wrapping_mul(p.starts[k])))
+        .collect();
+    let leak = |v: Vec<i32>| -> &'static [i32] { Box::leak(v.into_boxed_slice()) };
+    GatherPwl::new(
+        leak(buckets),
+        bias,
+        cap,
+        shift,
+        2,
+        leak(p.slopes.to_vec()),
+        leak(intercepts),
+        p.frac_bits,
+        match p.symmetry {
+            crate::Symmetry::None => RegFold::None,
+            crate::Symmetry::Odd => RegFold::Odd,
+            crate::Symmetry::Complement { total } => RegFold::Complement(total),
+        },
+        Some((p.out_min, p.out_max)),
+    )
+}
+
+#[test]
+fn pwl_i16_gather_equals_eval_on_every_int16() {
+    // As above, with buckets of 1024 inputs: up to two starts inside one (45 pieces
+    // are ~728 inputs apart), so both compares matter.
+    for (symmetry, pieces, lo, hi) in [
+        (crate::Symmetry::Odd, 45usize, -20000, 20000),
+        (crate::Symmetry::Complement { total: 32768 }, 45, 0, 32767),
+        (crate::Symmetry::None, 20, -32768, 32767),
+        (crate::Symmetry::Odd, 64, -40000, 40000),
+    ] {
+        let none = symmetry == crate::Symmetry::None;
+        let (from, width) = if none { (-32768, 65536) } else { (0, 32768) };
+        let starts: Vec<i32> = (0..pieces as i32)
+            .map(|k| from + k * width / pieces as i32)
+            .collect();
+        let slopes: Vec<i32> = (0..pieces as i32).map(|k| 512 - 23 * k).collect();
+        let offsets: Vec<i32> = (0..pieces as i32).map(|k| 1000 * k - 7000).collect();
+        let p = crate::Pwl {
+            symmetry,
+            starts: &starts,
+            slopes: &slopes,
+            offsets: &offsets,
+            frac_bits: 4,
+            out_min: lo,
+            out_max: hi,
+        };
+        let g = gather_of(&p, 10);
+        let xs: Vec<i16> = (i16::MIN..=i16::MAX).collect();
+        let kernels = [Kernel::new(Isa::Avx2), Some(Kernel::PORTABLE)];
+        for kernel in kernels.into_iter().flatten() {
+            for skip in [0, 1, 7] {
+                let mut ys = xs.clone();
+                kernel.pwl_i16_gather(&g, &mut ys[skip..], |x| p.eval(x as i32));
+                for (&x, &y) in xs.iter().zip(&ys).skip(skip) {
+                    let want = p.eval(x as i32).clamp(i16::MIN as i32, i16::MAX as i32);
+                    assert_eq!(
+                        y as i32, want,
+                        "{symmetry:?}, {pieces} pieces, x = {x} ({kernel:?})"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "bucket piece out of range")]
+fn gather_form_with_a_piece_beyond_the_tables_is_refused() {
+    static BUCKETS: [i32; 2] = [0, 3 | (5 << 8)]; // piece 3, then a start at 6: piece 4
+    static SLOPES: [i32; 4] = [0; 4];
+    let _ = GatherPwl::new(
+        &BUCKETS,
+        0,
+        9,
+        3,
+        1,
+        &SLOPES,
+        &SLOPES,
+        4,
+        RegFold::Odd,
+        None,
+    );
+}
+
+#[test]
+#[should_panic(expected = "GatherPwl: bias")]
+fn gather_form_with_negative_indices_is_refused() {
+    static BUCKETS: [i32; 1] = [0];
+    static SLOPES: [i32; 1] = [0];
+    let _ = GatherPwl::new(
+        &BUCKETS,
+        0,
+        0,
+        3,
+        0,
+        &SLOPES,
+        &SLOPES,
+        4,
+        RegFold::None,
+        None,
+    );
+}

@@ -336,3 +336,86 @@ fn pwl_avx512(t: &super::RegPwl, xs: &mut [i16]) -> usize {
     }
     n
 }
+
+// ---------------------------------------------------------------------------------
+// PWL activations with AVX2 gathers (see `super::pwl::GatherPwl`)
+// ---------------------------------------------------------------------------------
+
+impl Avx2 {
+    /// Evaluates `t` on the first `8·⌊len/8⌋` elements of `xs` in place; returns how
+    /// many it did.
+    pub(super) fn pwl_i16_gather(self, t: &super::GatherPwl, xs: &mut [i16]) -> usize {
+        // SAFETY: a value of this type exists only when AVX2 was found on this CPU; the
+        // function reads and writes `xs` through whole 8-element chunks, and every
+        // gather index is in bounds by `GatherPwl::new`'s checks (see there).
+        unsafe { pwl_gather_avx2(t, xs) }
+    }
+}
+
+/// Caller guarantees: AVX2 on this CPU; `t` made by `GatherPwl::new`.
+#[target_feature(enable = "avx2")]
+fn pwl_gather_avx2(t: &super::GatherPwl, xs: &mut [i16]) -> usize {
+    let mask = _mm256_set1_epi32((1 << t.shift) - 1);
+    let (bias, cap) = (_mm256_set1_epi32(t.bias), _mm256_set1_epi32(t.cap));
+    let shift = _mm_cvtsi32_si128(t.shift as i32);
+    let shift2 = _mm_cvtsi32_si128(8 + t.shift as i32);
+    let frac = _mm_cvtsi32_si128(t.frac_bits as i32);
+    let mut n = 0;
+    for chunk in xs.chunks_exact_mut(8) {
+        // SAFETY: `chunk` is 8 readable and writable i16 (16 bytes); unaligned access.
+        let x = _mm256_cvtepi16_epi32(unsafe { _mm_loadu_si128(chunk.as_ptr().cast()) });
+        let u = match t.fold {
+            super::RegFold::None => x,
+            _ => _mm256_abs_epi32(x),
+        };
+        // ub >= 0 (`new` checked the bias for the fold) and <= cap, whose bucket exists.
+        let ub = _mm256_min_epi32(_mm256_add_epi32(u, bias), cap);
+        // SAFETY: bucket indices ub >> shift lie in 0..=cap >> shift < buckets.len().
+        let e =
+            unsafe { _mm256_i32gather_epi32::<4>(t.buckets.as_ptr(), _mm256_srl_epi32(ub, shift)) };
+        let r = _mm256_and_si256(ub, mask);
+        let mut i = _mm256_and_si256(e, _mm256_set1_epi32(255));
+        if t.compares >= 1 {
+            let last = _mm256_and_si256(_mm256_srli_epi32::<8>(e), mask);
+            i = _mm256_sub_epi32(i, _mm256_cmpgt_epi32(r, last));
+        }
+        if t.compares >= 2 {
+            let last = _mm256_and_si256(_mm256_srl_epi32(e, shift2), mask);
+            i = _mm256_sub_epi32(i, _mm256_cmpgt_epi32(r, last));
+        }
+        // SAFETY: i <= (e & 255) + compares < slopes.len() = intercepts.len() (`new`).
+        let (slope, intercept) = unsafe {
+            (
+                _mm256_i32gather_epi32::<4>(t.slopes.as_ptr(), i),
+                _mm256_i32gather_epi32::<4>(t.intercepts.as_ptr(), i),
+            )
+        };
+        // Wrapping i32: equal to offsets + slopes · (u − start), which fits.
+        let mut v = _mm256_sra_epi32(
+            _mm256_add_epi32(intercept, _mm256_mullo_epi32(slope, u)),
+            frac,
+        );
+        let neg = _mm256_srai_epi32::<31>(x);
+        v = match t.fold {
+            super::RegFold::None => v,
+            super::RegFold::Odd => {
+                _mm256_blendv_epi8(v, _mm256_sub_epi32(_mm256_setzero_si256(), v), neg)
+            }
+            super::RegFold::Complement(total) => {
+                _mm256_blendv_epi8(v, _mm256_sub_epi32(_mm256_set1_epi32(total), v), neg)
+            }
+        };
+        if let Some((lo, hi)) = t.clamp {
+            v = _mm256_min_epi32(
+                _mm256_max_epi32(v, _mm256_set1_epi32(lo)),
+                _mm256_set1_epi32(hi),
+            );
+        }
+        // The pack saturates to int16; lanes 0-3 and 4-7 end in 64-bit words 0 and 2.
+        let packed = _mm256_permute4x64_epi64::<0x08>(_mm256_packs_epi32(v, v));
+        // SAFETY: as above, 16 writable bytes.
+        unsafe { _mm_storeu_si128(chunk.as_mut_ptr().cast(), _mm256_castsi256_si128(packed)) };
+        n += 8;
+    }
+    n
+}
