@@ -393,6 +393,23 @@ enum Src {
 }
 
 impl Src {
+    /// The chunk form in sequence mode: `xs` (the inputs), `x0s`, `hs{i}`, `ys{i}`
+    /// (arrays of `RUN_CHUNK` vectors).
+    fn chunk_expr(self) -> TokenStream {
+        match self {
+            Src::Features => quote!(xs),
+            Src::Embedded => quote!(x0s),
+            Src::Hidden(i) => {
+                let h = format_ident!("hs{}", i);
+                quote!(#h)
+            }
+            Src::Local(i) => {
+                let y = format_ident!("ys{}", i);
+                quote!(#y)
+            }
+        }
+    }
+
     fn expr(self) -> TokenStream {
         match self {
             Src::Features => quote!(x),
@@ -1303,9 +1320,18 @@ impl Gen<'_> {
                     }
                 }
             };
+            // On SIMD targets `acc_x` is the cell function's parameter (sequence mode
+            // computes it for a chunk of steps at once).
+            let acc_x_init = if self.simd() {
+                quote!()
+            } else {
+                quote! {
+                    let mut acc_x = [0i32; #rl];
+                    #mx
+                }
+            };
             quote! {
-                let mut acc_x = [0i32; #rl];
-                #mx
+                #acc_x_init
                 let mut acc_h = [0i32; #rl];
                 #mh
                 // Gate pre-activations (int16), then each gate's activation (Q0.15).
@@ -1346,16 +1372,47 @@ impl Gen<'_> {
         };
         let kparam = self.kernel_param();
         let inline = self.layer_inline();
-        items.push(quote! {
-            #fdoc
-            #[allow(clippy::needless_range_loop)]
-            #inline
-            fn #f(#kparam x: &[i8; #il], h: &mut [i8; #hl], c: &mut [i16; #hl]) {
-                #kernels
-                #uses
-                #body
-            }
-        });
+        if self.simd() {
+            // The step = the input projection, then the recurrent part (`l{i}_cell`),
+            // which sequence mode (`Model::run`) calls with projections made for a
+            // chunk of steps by `Kernel::matvec_seq`.
+            let fc = format_ident!("l{}_cell", i);
+            let cdoc = self.layer_doc(
+                i,
+                "the recurrent part of one LSTM step, given the input projection \
+                 `acc_x = bias_x + W_ih x`; updates `h` and `c` in place",
+            );
+            let mx = quote!(kernel.matvec(&#mat_x, x, &mut acc_x););
+            items.push(quote! {
+                #fdoc
+                #inline
+                fn #f(#kparam x: &[i8; #il], h: &mut [i8; #hl], c: &mut [i16; #hl]) {
+                    let mut acc_x = [0i32; #rl];
+                    #mx
+                    #fc(kernel, &acc_x, h, c);
+                }
+
+                #cdoc
+                #[allow(clippy::needless_range_loop)]
+                #inline
+                fn #fc(#kparam acc_x: &[i32; #rl], h: &mut [i8; #hl], c: &mut [i16; #hl]) {
+                    #kernels
+                    #uses
+                    #body
+                }
+            });
+        } else {
+            items.push(quote! {
+                #fdoc
+                #[allow(clippy::needless_range_loop)]
+                #inline
+                fn #f(#kparam x: &[i8; #il], h: &mut [i8; #hl], c: &mut [i16; #hl]) {
+                    #kernels
+                    #uses
+                    #body
+                }
+            });
+        }
         Ok(quote!(#(#items)*))
     }
 
@@ -1386,6 +1443,21 @@ impl Gen<'_> {
         } else {
             quote!()
         }
+    }
+
+    /// `RUN_STACK_BYTES`: the chunk buffers of sequence mode (`RUN_CHUNK` = 8 steps).
+    fn run_stack_bytes(&self) -> usize {
+        self.p
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| match layer {
+                LayerIr::Embedding(e) => 8 * e.dim,
+                LayerIr::Lstm(l) => 8 * (16 * l.hidden_size + l.hidden_size),
+                LayerIr::Linear(l) if !self.is_last(i) => 8 * l.out_size,
+                LayerIr::Linear(_) => 0,
+            })
+            .sum()
     }
 
     /// Whether layer `i` is the last one (it writes the model output).
@@ -1504,14 +1576,30 @@ impl Gen<'_> {
         let mut fields = Vec::new();
         let mut inits = Vec::new();
         let mut steps = Vec::new();
+        // Sequence mode (SIMD targets): the same layers, each over a chunk of steps.
+        let mut chunk = Vec::new();
         let mut src = Src::Features;
         let ka = self.kernel_arg();
         for (i, layer) in p.layers.iter().enumerate() {
+            let cs = src.chunk_expr();
             match layer {
                 LayerIr::Embedding(e) => {
                     let table = format_ident!("L{}_EMBEDDING", i);
                     let dl = lit(e.dim);
                     let zp = int(saturate_i8(e.zero_point) as i64);
+                    chunk.push(quote! {
+                        let mut x0s = [[#zp; #dl]; RUN_CHUNK];
+                        for (x0, &token) in x0s.iter_mut().zip(xs) {
+                            let row = usize::try_from(token)
+                                .ok()
+                                .and_then(|t| #table.chunks_exact(#dl).nth(t));
+                            if let Some(row) = row {
+                                for (dst, src) in x0.iter_mut().zip(row) {
+                                    *dst = *src as i8;
+                                }
+                            }
+                        }
+                    });
                     steps.push(quote! {
                         let row = usize::try_from(token)
                             .ok()
@@ -1541,6 +1629,27 @@ impl Gen<'_> {
                     let f = format_ident!("l{}_lstm", i);
                     let x = src.expr();
                     steps.push(quote!(#f(#ka #x, &mut self.#h, &mut self.#c);));
+                    let (fc, mat, hs) = (
+                        format_ident!("l{}_cell", i),
+                        format_ident!("L{}_MAT_X", i),
+                        format_ident!("hs{}", i),
+                    );
+                    let rl = lit(4 * l.hidden_size);
+                    chunk.push(quote! {
+                        let mut #hs = [[0i8; #hl]; RUN_CHUNK];
+                        {
+                            let mut acc = [[0i32; #rl]; RUN_CHUNK];
+                            kernel.matvec_seq(
+                                &#mat,
+                                #cs[..len].as_flattened(),
+                                acc[..len].as_flattened_mut(),
+                            );
+                            for (a, h) in acc[..len].iter().zip(&mut #hs) {
+                                #fc(kernel, a, &mut self.#h, &mut self.#c);
+                                *h = self.#h;
+                            }
+                        }
+                    });
                     src = Src::Hidden(i);
                 }
                 LayerIr::Linear(l) => {
@@ -1548,12 +1657,24 @@ impl Gen<'_> {
                     let x = src.expr();
                     if self.is_last(i) {
                         steps.push(quote!(#f(#ka #x, &mut self.out);));
+                        chunk.push(quote! {
+                            for (x, y) in #cs[..len].iter().zip(ys.iter_mut()) {
+                                #f(kernel, x, y);
+                            }
+                        });
                     } else {
                         let y = format_ident!("y{}", i);
+                        let ys = format_ident!("ys{}", i);
                         let ol = lit(l.out_size);
                         steps.push(quote! {
                             let mut #y = [0i8; #ol];
                             #f(#ka #x, &mut #y);
+                        });
+                        chunk.push(quote! {
+                            let mut #ys = [[0i8; #ol]; RUN_CHUNK];
+                            for (x, y) in #cs[..len].iter().zip(&mut #ys) {
+                                #f(kernel, x, y);
+                            }
                         });
                         src = Src::Local(i);
                     }
@@ -1604,6 +1725,63 @@ impl Gen<'_> {
             }
         } else {
             quote!(#(#steps)*)
+        };
+        // Sequence mode on SIMD targets (ARCHITECTURE.md, "Sequence mode"): chunks of
+        // `RUN_CHUNK` steps, layer by layer; each LSTM's input projections for the whole
+        // chunk by `Kernel::matvec_seq` (one pass over its input weights per chunk).
+        let (run_mode_doc, run_body, run_consts) = if self.simd() {
+            (
+                quote! {
+                    ///
+                    /// Works in chunks of [`RUN_CHUNK`] steps, layer by layer: each LSTM
+                    /// layer's input projections for the whole chunk first (its input
+                    /// weights read once per chunk), then its recurrent part step by step.
+                    /// The outputs equal those of [`Model::step`] exactly; the stack holds
+                    /// about [`RUN_STACK_BYTES`] more than a step needs.
+                },
+                quote! {
+                    let n = inputs.len().min(out.len());
+                    let kernel = self.kernel;
+                    for (xs, ys) in inputs[..n].chunks(RUN_CHUNK).zip(out[..n].chunks_mut(RUN_CHUNK)) {
+                        let len = xs.len();
+                        kernel.vectorize(
+                            #[inline(always)]
+                            || {
+                                #(#chunk)*
+                            },
+                        );
+                    }
+                    if let Some(last) = out[..n].last() {
+                        self.out = *last;
+                    }
+                    n
+                },
+                {
+                    let bytes = lit(self.run_stack_bytes());
+                    quote! {
+                        /// Steps per chunk of [`Model::run`] (sequence mode).
+                        pub const RUN_CHUNK: usize = 8;
+                        /// Bytes of the chunk buffers [`Model::run`] keeps on the stack: per
+                        /// LSTM layer the input projections (`RUN_CHUNK x 4 x hidden` int32)
+                        /// and its hidden states (`RUN_CHUNK x hidden` int8), plus the
+                        /// embedding and intermediate linear outputs.
+                        pub const RUN_STACK_BYTES: usize = #bytes;
+                    }
+                },
+            )
+        } else {
+            (
+                quote!(),
+                quote! {
+                    let mut n = 0;
+                    for (x, y) in inputs.iter().zip(out.iter_mut()) {
+                        *y = *self.step(#next);
+                        n += 1;
+                    }
+                    n
+                },
+                quote!(),
+            )
         };
         let (create_doc, kernel_field, constructors) = if self.simd() {
             let isa = match self.target {
@@ -1714,15 +1892,12 @@ impl Gen<'_> {
                 /// Runs `min(inputs.len(), out.len())` steps and returns that number: inputs
                 /// beyond the end of `out` are not consumed, and rows of `out` beyond the end
                 /// of `inputs` are left untouched.
+                #run_mode_doc
                 pub fn run(&mut self, inputs: &[#input_ty], out: &mut [[i32; OUTPUT_SIZE]]) -> usize {
-                    let mut n = 0;
-                    for (x, y) in inputs.iter().zip(out.iter_mut()) {
-                        *y = *self.step(#next);
-                        n += 1;
-                    }
-                    n
+                    #run_body
                 }
             }
+            #run_consts
 
             impl Default for Model {
                 fn default() -> Self {

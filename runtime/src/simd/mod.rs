@@ -651,6 +651,66 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// [`Kernel::matvec`] for `n` input vectors at once: `xs` holds `n` vectors of
+    /// `m.cols()` values one after another and `accs` receives `n` results of
+    /// `m.rows()` values, `accs[t·rows + r] = bias[r] + Σ_j W[r, j] · xs[t·cols + j]`
+    /// (the same values as `n` calls of `matvec`).
+    ///
+    /// The rows are taken in tiles of about [`SEQ_TILE_BYTES`] of weights, each tile for
+    /// every vector before the next: a tile is read from memory once for the `n`
+    /// vectors and from the L1 cache after that, where `n` separate matrix–vector
+    /// products would stream the whole matrix `n` times (the sequence mode of generated
+    /// code: the input projections of a chunk of steps, ARCHITECTURE.md).
+    ///
+    /// `xs.len()` must be `n · cols` and `accs.len()` `n · rows` for the same `n`;
+    /// otherwise (a bug in the caller: `debug_assert!` fails in debug builds) each
+    /// vector goes through `matvec` on its own, which handles bad lengths as documented
+    /// there.
+    pub fn matvec_seq(self, m: &PackedMatrix<'_>, xs: &[i8], accs: &mut [i32]) {
+        let (rows, cols, br) = (m.rows, m.cols, m.block_rows);
+        let n = xs.len().checked_div(cols).unwrap_or(0);
+        let ok =
+            m.shape_ok() && cols > 0 && rows > 0 && xs.len() == n * cols && accs.len() == n * rows;
+        debug_assert!(ok, "packed matvec_seq: inconsistent shapes");
+        if !ok {
+            for (x, acc) in xs.chunks(cols.max(1)).zip(accs.chunks_mut(rows.max(1))) {
+                self.matvec(m, x, acc);
+            }
+            return;
+        }
+        let block_bytes = cols.div_ceil(4) * 4 * br;
+        let blocks = rows.div_ceil(br);
+        // Whole groups of 4 blocks (the kernels' unit), at least one group.
+        let tile = (SEQ_TILE_BYTES / block_bytes / 4 * 4).max(4);
+        let mut b0 = 0;
+        while b0 < blocks {
+            let b1 = (b0 + tile).min(blocks);
+            let (r0, r1) = (b0 * br, (b1 * br).min(rows));
+            let sub = PackedMatrix {
+                weights: m
+                    .weights
+                    .get(b0 * block_bytes..b1 * block_bytes)
+                    .unwrap_or(&[]),
+                bias: m.bias.get(b0 * br..b1 * br).unwrap_or(&[]),
+                offset_bias: m.offset_bias.get(b0 * br..b1 * br).unwrap_or(&[]),
+                rows: r1 - r0,
+                cols,
+                block_rows: br,
+                has_min_weight: m.has_min_weight,
+            };
+            for (x, acc) in xs.chunks_exact(cols).zip(accs.chunks_exact_mut(rows)) {
+                self.matvec(&sub, x, &mut acc[r0..r1]);
+            }
+            b0 = b1;
+        }
+    }
+}
+
+/// Weight bytes per tile of [`Kernel::matvec_seq`] (at least four row blocks): a third
+/// of a 48 KB L1 data cache, half of a 32 KB one.
+pub const SEQ_TILE_BYTES: usize = 16 * 1024;
+
 /// The 4 input bytes of group `g` (zero past the end) as a little-endian word.
 #[inline(always)]
 fn group_word(x: &[i8], g: usize) -> i32 {

@@ -539,3 +539,57 @@ fn gather_form_with_negative_indices_is_refused() {
         None,
     );
 }
+
+// ---------------------------------------------------------------------------------
+// Kernel::matvec_seq (row tiles across several vectors)
+// ---------------------------------------------------------------------------------
+
+#[test]
+fn matvec_seq_equals_the_model_for_every_vector() {
+    // Shapes with one tile and with many (1031 x 700 is ~720 KB: dozens of tiles and a
+    // partial last block), columns not a multiple of 4, and 0, 1, 5 and 8 vectors.
+    let mut s: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 33) as u32
+    };
+    for (rows, cols) in [(1usize, 3usize), (37, 64), (300, 257), (1031, 700)] {
+        // No weight is -128 (the AVX2 sign trick).
+        let w: Vec<i8> = (0..rows * cols)
+            .map(|_| ((next() % 255) as i32 - 127) as i8)
+            .collect();
+        let bias: Vec<i32> = (0..rows).map(|_| next() as i32 >> 4).collect();
+        let mut kernels = simd_kernels();
+        kernels.push(Kernel::PORTABLE);
+        for kernel in kernels {
+            let br = kernel.isa().block_rows().unwrap_or(4);
+            let c = Case {
+                rows,
+                cols,
+                w: w.clone(),
+                bias: bias.clone(),
+                x: Vec::new(),
+            };
+            let p = pack_case(&c, br);
+            let m = PackedMatrix::new(&p.weights, &p.bias, rows, cols, br)
+                .with_offset_bias(&p.offset)
+                .without_min_weight();
+            for n in [0usize, 1, 5, 8] {
+                let xs: Vec<i8> = (0..n * cols).map(|_| next() as i8).collect();
+                let mut accs = std::vec![i32::MIN; n * rows];
+                kernel.matvec_seq(&m, &xs, &mut accs);
+                for t in 0..n {
+                    let want = model(&w, rows, cols, &bias, &xs[t * cols..(t + 1) * cols]);
+                    assert_eq!(
+                        &accs[t * rows..(t + 1) * rows],
+                        &want[..],
+                        "{:?}, {rows}x{cols}, vector {t} of {n}",
+                        kernel.isa()
+                    );
+                }
+            }
+        }
+    }
+}
