@@ -1015,3 +1015,176 @@ fn pwl_array_evaluators_match_the_runtime_on_every_int16() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------
+// AVX2: requantization in int32 lanes (`_q_req32`, `_q_gate_pre32`)
+// ---------------------------------------------------------------------------------
+
+const REQ32_HARNESS: &str = r#"
+#include <stdio.h>
+#include "@F@.c"
+
+static const int32_t xs[] = { @XS@ };
+static const int32_t ms[] = { @MS@ };
+
+int main(void)
+{
+    size_t i, j;
+    int32_t e;
+    for (i = 0; i < sizeof xs / sizeof xs[0]; ++i) {
+        for (j = 0; j < sizeof ms / sizeof ms[0]; ++j) {
+            for (e = 0; e < 32; ++e) {
+                const int32_t v = @P@_q_req32(xs[i], ms[j], e, (int32_t)((UINT32_C(1) << e) >> 1));
+                fwrite(&v, 4, 1, stdout);
+            }
+        }
+    }
+    return 0;
+}
+"#;
+
+/// `_q_req32` (the AVX2 target's int32 form of the branch-free requantization) equals
+/// `Requant::apply` for every shift 0..=31 on the int32 extremes, rounding ties of both
+/// signs and random values, with multipliers of both signs up to `±(2^31 − 1)`.
+#[test]
+fn req32_equals_requant_apply() {
+    let p = charlm();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = gen(&p, Target::Avx2);
+    let (_, c) = write_files(dir.path(), &files);
+    let src = std::fs::read_to_string(&c).unwrap();
+    assert!(
+        src.contains("_q_gate_pre32("),
+        "the char LM's AVX2 C must use the int32 form"
+    );
+    let mut rng = Rng::new(77);
+    let mut xs: Vec<i32> = vec![i32::MIN, i32::MIN + 1, -(1 << 30), -3, -2, -1, 0, 1, 2, 3];
+    xs.extend([
+        1 << 30,
+        i32::MAX - 1,
+        i32::MAX,
+        1 << 16,
+        -(1 << 16),
+        12345,
+        -12345,
+    ]);
+    xs.extend((0..40).map(|_| rng.below(1 << 32) as u32 as i32));
+    let mut ms: Vec<i32> = vec![1, -1, 1 << 30, -(1 << 30), i32::MAX, -i32::MAX, 1518500250];
+    ms.extend(
+        (0..9)
+            .map(|_| rng.below(1 << 32) as u32 as i32)
+            .filter(|&m| m != i32::MIN),
+    );
+    let list = |v: &[i32]| {
+        v.iter()
+            .map(|x| format!("(int32_t){x}LL"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let stem = c.file_stem().unwrap().to_str().unwrap().to_string();
+    let main = dir.path().join("req32.c");
+    std::fs::write(
+        &main,
+        REQ32_HARNESS
+            .replace("@F@", &stem)
+            .replace("@P@", &support::c_harness::prefix(&p))
+            .replace("@XS@", &list(&xs))
+            .replace("@MS@", &list(&ms)),
+    )
+    .unwrap();
+    let mut want = Vec::new();
+    for &x in &xs {
+        for &m in &ms {
+            for e in 0..32 {
+                let r = irnn_runtime::Requant {
+                    multiplier: m,
+                    shift: -e,
+                };
+                want.push(r.apply(x));
+            }
+        }
+    }
+    let mut builds: Vec<(&str, Vec<&str>)> = vec![("gcc", vec![]), ("clang", vec![])];
+    if host_runs(Target::Avx2) {
+        builds.push(("gcc", isa_flags(Target::Avx2).to_vec()));
+        builds.push(("clang", isa_flags(Target::Avx2).to_vec()));
+    }
+    for (cc_name, flags) in builds {
+        let exe = dir.path().join("req32");
+        let mut args: Vec<String> =
+            vec!["-O2".into(), "-I".into(), dir.path().display().to_string()];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        args.extend([
+            main.display().to_string(),
+            "-o".into(),
+            exe.display().to_string(),
+        ]);
+        cc(cc_name, &args, "req32 harness");
+        let out = std::process::Command::new(&exe)
+            .output()
+            .expect("req32 harness runs");
+        assert!(out.status.success());
+        let got: Vec<i32> = out
+            .stdout
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        assert_eq!(got.len(), want.len());
+        if let Some(i) = got.iter().zip(&want).position(|(g, w)| g != w) {
+            let (x, m, e) = (xs[i / (32 * ms.len())], ms[i / 32 % ms.len()], i % 32);
+            panic!(
+                "{cc_name} {flags:?}: _q_req32({x}, {m}, e = {e}) = {}, Requant::apply = {}",
+                got[i], want[i]
+            );
+        }
+    }
+}
+
+/// A layer whose gate sums are not provably within int32 (biases near 2^30 and a
+/// multiplier of 2^31 − 1 on row 0) keeps the 64-bit form on AVX2, and still matches.
+#[test]
+fn avx2_keeps_64_bit_requantization_when_the_sum_may_overflow() {
+    let mut p = charlm();
+    let l = p
+        .layers
+        .iter_mut()
+        .find_map(|l| match l {
+            LayerIr::Lstm(l) => Some(l),
+            _ => None,
+        })
+        .expect("an LSTM layer");
+    assert!(
+        irnn_codegen::back::gate_sum_fits_i32(l),
+        "the char LM's layers fit"
+    );
+    l.bias_x[0] = 1 << 30;
+    l.bias_h[0] = -(1 << 30);
+    l.req_x[0] = irnn_runtime::Requant {
+        multiplier: i32::MAX,
+        shift: 0,
+    };
+    l.req_h[0] = irnn_runtime::Requant {
+        multiplier: i32::MAX,
+        shift: 0,
+    };
+    assert!(!irnn_codegen::back::gate_sum_fits_i32(l));
+    let src: String = gen(&p, Target::Avx2)
+        .iter()
+        .map(|f| f.contents.clone())
+        .collect();
+    assert!(
+        src.contains("_q_gate_pre_down("),
+        "the first LSTM keeps the 64-bit form"
+    );
+    assert!(
+        src.contains("_q_gate_pre32("),
+        "the second LSTM still uses the int32 form"
+    );
+    if skip_unless(
+        Target::Avx2,
+        "avx2_keeps_64_bit_requantization_when_the_sum_may_overflow",
+    ) {
+        return;
+    }
+    check(&p, Target::Avx2, "clang", isa_flags(Target::Avx2), 91);
+}

@@ -220,6 +220,8 @@ struct Ctx {
     has_lstm: bool,
     uses_gate_pre: bool,
     uses_gate_pre_down: bool,
+    /// Some layer uses `_q_req32` / `_q_gate_pre32` (AVX2).
+    uses_req32: bool,
     uses_lstm_out: bool,
     uses_sat8: bool,
     has_complement: bool,
@@ -420,6 +422,9 @@ enum LayerCtx {
         /// Every gate requantizer has `−31 <= shift <= 0` and a multiplier other than
         /// `INT32_MIN`: the branch-free `_q_gate_pre_down` applies.
         fast_req: bool,
+        /// AVX2 with `fast_req` and the gate sum proven to fit int32
+        /// (`back::gate_sum_fits_i32`): `_q_gate_pre32` and `_q_req32` in int32 lanes.
+        req32: bool,
         /// `(e, half)` of the output requantizer when `_q_lstm_out_down` applies
         /// (only emitted when `fast_req`, which brings `_q_req_down`).
         out_down: Option<(u32, i64)>,
@@ -795,6 +800,7 @@ fn lstm_ctx(
         .chain(&l.req_h)
         .all(|r| super::down_shift(r).is_some());
     let full_rows = if simd { Vec::new() } else { full_rows };
+    let req32 = fast_req && target == Target::Avx2 && super::gate_sum_fits_i32(l);
     Ok(LayerCtx::Lstm {
         index,
         id,
@@ -834,6 +840,7 @@ fn lstm_ctx(
         out_shift: clamp_shift(l.req_out.shift).to_string(),
         h_zero_point: lit(l.h_zero_point),
         fast_req,
+        req32,
         out_down: super::down_shift(&l.req_out)
             .filter(|_| fast_req)
             .map(|e| (e, super::down_half(e))),
@@ -1139,6 +1146,9 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         )
     };
     let uses_gate_pre_down = layers.iter().any(fast_req);
+    let uses_req32 = layers
+        .iter()
+        .any(|l| matches!(l, LayerCtx::Lstm { req32: true, .. }));
     let uses_gate_pre = layers.iter().any(slow_req);
     let uses_lstm_out = layers
         .iter()
@@ -1239,6 +1249,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         has_lstm: program.layers.iter().any(|l| matches!(l, LayerIr::Lstm(_))),
         uses_gate_pre,
         uses_gate_pre_down,
+        uses_req32,
         uses_lstm_out,
         uses_sat8,
         has_complement,

@@ -27,6 +27,27 @@ pub fn down_shift(r: &Requant) -> Option<u32> {
     ((-31..=0).contains(&r.shift) && r.multiplier != i32::MIN).then_some((-r.shift) as u32)
 }
 
+/// Whether the gate pre-activations of `l` can use the 32-bit form of NUMERICS.md
+/// ("Branch-free requantization", AVX2): every requantizer has [`down_shift`]'s form and
+/// for every row the two requantized accumulators are provably at most `2^31 − 1` in
+/// magnitude together, so that their sum needs no 64-bit lane. With int8 inputs
+/// (`|x| <= 128`) an accumulator is at most `B = |bias| + 128 · Σ|w|` in magnitude, and
+/// a requantized value at most `(B · |m| + 2^30) / 2^31 + 1`.
+pub fn gate_sum_fits_i32(l: &crate::ir::LstmIr) -> bool {
+    let bound = |bias: i32, w: &[i8], r: &Requant| -> Option<i128> {
+        down_shift(r)?;
+        let b = bias.unsigned_abs() as i128
+            + 128 * w.iter().map(|&v| v.unsigned_abs() as i128).sum::<i128>();
+        Some((b * r.multiplier.unsigned_abs() as i128 + (1 << 30)) / (1i128 << 31) + 1)
+    };
+    let (isz, hsz) = (l.input_size, l.hidden_size);
+    (0..4 * hsz).all(|r| {
+        let x = bound(l.bias_x[r], &l.w_ih[r * isz..(r + 1) * isz], &l.req_x[r]);
+        let h = bound(l.bias_h[r], &l.w_hh[r * hsz..(r + 1) * hsz], &l.req_h[r]);
+        matches!((x, h), (Some(x), Some(h)) if x + h <= i32::MAX as i128)
+    })
+}
+
 /// The rounding constant `2^(e−1)` of [`down_shift`]'s form (0 for `e = 0`).
 pub fn down_half(e: u32) -> i64 {
     (1i64 << e) >> 1
