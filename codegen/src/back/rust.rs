@@ -1125,6 +1125,8 @@ impl Gen<'_> {
                 .all(|r| super::down_shift(r).is_some());
         // The output requantizer in the same branch-free form (only with `fast`, which
         // defines `req_down`).
+        // On AVX2, with the gate sums proven to fit: the same requantization in int32.
+        let req32 = fast && self.target == Target::Avx2 && super::gate_sum_fits_i32(l);
         let out_down = super::down_shift(&l.req_out).filter(|_| fast).map(|_| {
             (
                 int(l.req_out.multiplier as i64),
@@ -1205,7 +1207,30 @@ impl Gen<'_> {
                 format_ident!("L{}_REQ_H_MUL", i),
                 format_ident!("L{}_REQ_H_SHIFT", i),
             );
-            let gate_pre = if fast {
+            let gate_pre = if req32 {
+                quote! {
+                    /// `Requant { multiplier: m, shift }.apply(x)` for −31 <= shift <= 0 and
+                    /// m != i32::MIN, in int32 lanes (AVX2 has no 64-bit arithmetic shift):
+                    /// `floor((x·m + 2^30) / 2^31)` from a non-negative 64-bit value by a
+                    /// logical shift, then the magnitude rounded half up and the sign put
+                    /// back (the same rounding, ties away from zero).
+                    #[inline(always)]
+                    fn req32(x: i32, m: i32, shift: i32) -> i32 {
+                        let e = (-shift) as u32;
+                        let q = (x as i64 * m as i64 + (1i64 << 30) + (1i64 << 62)) as u64;
+                        let y = ((q >> 31) as u32 ^ 0x8000_0000) as i32;
+                        let s = y >> 31;
+                        let a = ((y ^ s) - s) as u32;
+                        let z = ((a + ((1u32 << e) >> 1)) >> e) as i32;
+                        (z ^ s) - s
+                    }
+                    // The generator proved both terms at most 2^31 − 1 together.
+                    for r in 0..#rl {
+                        let sum = req32(acc_x[r], #rxm[r], #rxs[r]) + req32(acc_h[r], #rhm[r], #rhs[r]);
+                        gates[r] = sum.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
+                    }
+                }
+            } else if fast {
                 quote! {
                     /// `Requant { multiplier: m, shift }.apply(x)` for −31 <= shift <= 0 and
                     /// m != i32::MIN, without branches.
@@ -1302,13 +1327,32 @@ impl Gen<'_> {
                         }
                     }
                 };
+                let out_pass = if req32 {
+                    // |oc| <= 2^30: the requantized value and the zero point fit int32.
+                    let v = Literal::i32_suffixed(l.h_zero_point.saturating_abs());
+                    let zp = match l.h_zero_point {
+                        0 => quote!(),
+                        z if z < 0 => quote!(- #v),
+                        _ => quote!(+ #v),
+                    };
+                    quote! {
+                        for k in 0..#hl {
+                            let v = req32(oc[k], #out_m, #out_shift) #zp;
+                            h[k] = v.clamp(i8::MIN as i32, i8::MAX as i32) as i8;
+                        }
+                    }
+                } else {
+                    quote! {
+                        for k in 0..#hl {
+                            let v = req_down(oc[k], #out_m, #out_shift) #hzp64;
+                            h[k] = v.clamp(i8::MIN as i64, i8::MAX as i64) as i8;
+                        }
+                    }
+                };
                 quote! {
                     let mut oc = [0i32; #hl];
                     #cell_pass
-                    for k in 0..#hl {
-                        let v = req_down(oc[k], #out_m, #out_shift) #hzp64;
-                        h[k] = v.clamp(i8::MIN as i64, i8::MAX as i64) as i8;
-                    }
+                    #out_pass
                 }
             } else {
                 quote! {
