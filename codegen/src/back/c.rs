@@ -1135,7 +1135,16 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
     let has_complement = tables
         .iter()
         .any(|t| t.symmetry == "complement" && t.idx.is_none());
-    let fast_req = |l: &LayerCtx| matches!(l, LayerCtx::Lstm { fast_req: true, .. });
+    let fast_req = |l: &LayerCtx| {
+        matches!(
+            l,
+            LayerCtx::Lstm {
+                fast_req: true,
+                req32: false,
+                ..
+            }
+        )
+    };
     let slow_req = |l: &LayerCtx| {
         matches!(
             l,
