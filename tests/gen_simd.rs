@@ -441,6 +441,11 @@ fn bench_times_every_target() {
             "{r:?}"
         );
         assert!(r.run_us_per_step.is_some_and(|v| v > 0.0), "{r:?}");
+        // The fastest run is never slower than the median.
+        assert!(
+            r.best_us_per_step > 0.0 && r.best_us_per_step <= r.us_per_step,
+            "{r:?}"
+        );
         assert!(
             r.weight_bytes >= weight_bytes(program, Target::Scalar),
             "{r:?}"
