@@ -631,6 +631,7 @@ fn bench_times_int8_and_f32() {
             steps: 20,
             runs: 3,
             cc: "gcc".into(),
+            lang: Lang::C,
         },
     )
     .expect("bench runs");
@@ -652,6 +653,7 @@ fn bench_times_int8_and_f32() {
             steps: 20,
             runs: 3,
             cc: "gcc".into(),
+            lang: Lang::C,
         },
     )
     .unwrap_err();

@@ -415,6 +415,70 @@ fn simd_c_handles_minus_128_weights() {
 
 /// `irnn bench`'s library side: every target compiles, runs and reports a positive
 /// time; the packed weights are at least the model's weights.
+/// `irnn bench --lang rust`: the generated Rust of every target this CPU runs, int8 and
+/// f32, built as a scratch crate against irnn-runtime and timed.
+#[test]
+fn bench_times_the_generated_rust() {
+    use irnn_codegen::back::Precision;
+    use irnn_codegen::bench::{bench, table, BenchOptions};
+    let model = &synth_models()[2].model;
+    let f32_program =
+        irnn_codegen::back::float::F32Program::from_graph(&Graph::load(&model.graph).unwrap())
+            .unwrap();
+    let targets: Vec<Target> = std::iter::once(Target::Scalar)
+        .chain(TARGETS.into_iter().filter(|&t| host_runs(t)))
+        .collect();
+    let rows = bench(
+        &model.program,
+        Some(&f32_program),
+        &BenchOptions {
+            targets: targets.clone(),
+            precisions: vec![Precision::Int8, Precision::F32],
+            steps: 20,
+            runs: 3,
+            cc: "gcc".into(),
+            lang: Lang::Rust,
+        },
+    )
+    .expect("the Rust benchmark builds and runs");
+    assert_eq!(rows.len(), 2 * targets.len());
+    for r in &rows {
+        assert!(
+            r.us_per_step > 0.0 && r.best_us_per_step > 0.0 && r.best_us_per_step <= r.us_per_step,
+            "{r:?}"
+        );
+        // Sequence mode is timed for int8 only.
+        assert_eq!(
+            r.run_us_per_step.is_some(),
+            r.precision == Precision::Int8,
+            "{r:?}"
+        );
+        assert!(r.run_us_per_step.is_none_or(|v| v > 0.0), "{r:?}");
+    }
+    let t = table(&model.program, &rows);
+    assert!(
+        t.contains("| scalar | f32 |") && t.contains("| - | - |"),
+        "{t}"
+    );
+    // A target this CPU cannot run is refused with a clear error, not emulated.
+    let arm = bench(
+        &model.program,
+        None,
+        &BenchOptions {
+            targets: vec![Target::Neon],
+            precisions: vec![Precision::Int8],
+            steps: 20,
+            runs: 3,
+            cc: "gcc".into(),
+            lang: Lang::Rust,
+        },
+    );
+    if !host_runs(Target::Neon) {
+        let e = format!("{:#}", arm.expect_err("neon is not run on x86"));
+        assert!(e.contains("neon does not run here"), "{e}");
+    }
+}
+
 #[test]
 fn bench_times_every_target() {
     use irnn_codegen::bench::{bench, table, weight_bytes, BenchOptions};
@@ -431,6 +495,7 @@ fn bench_times_every_target() {
             steps: 20,
             runs: 3,
             cc: "gcc".into(),
+            lang: Lang::C,
         },
     )
     .expect("bench runs");
@@ -630,6 +695,7 @@ fn bench_runs_arm_targets_under_qemu() {
             steps: 20,
             runs: 3,
             cc: "gcc".into(),
+            lang: Lang::C,
         },
     )
     .expect("bench runs the ARM targets");

@@ -49,8 +49,11 @@ pub struct BenchOptions {
     pub steps: usize,
     /// Timed runs (the median is reported).
     pub runs: usize,
-    /// C compiler command.
+    /// C compiler command (C only).
     pub cc: String,
+    /// Language of the timed code: the generated C (compiled with `cc`) or the
+    /// generated Rust (a scratch crate built with cargo against irnn-runtime).
+    pub lang: Lang,
 }
 
 /// One row of the result table.
@@ -70,9 +73,9 @@ pub struct BenchRow {
     /// Bytes of weights as the kernels read them (packed and padded for SIMD targets),
     /// plus embedding tables: 1 byte a weight for int8, 4 for f32.
     pub weight_bytes: usize,
-    /// `.text` bytes of the model's object file.
+    /// `.text` bytes of the model's object file (C only; 0 for Rust).
     pub text_bytes: u64,
-    /// `.rodata` bytes of the model's object file.
+    /// `.rodata` bytes of the model's object file (C only; 0 for Rust).
     pub rodata_bytes: u64,
 }
 
@@ -272,6 +275,9 @@ pub fn bench_target(
     precision: Precision,
     opts: &BenchOptions,
 ) -> Result<BenchRow> {
+    if opts.lang == Lang::Rust {
+        return bench_target_rust(program, f32_program, target, precision, opts);
+    }
     let gen_opts = GenOptions {
         lang: Lang::C,
         target,
@@ -415,6 +421,217 @@ pub fn bench_target(
     })
 }
 
+const RUST_HARNESS: &str = r#"//! irnn bench: times the generated module `model`.
+#![allow(clippy::all, dead_code)]
+mod model;
+
+use std::time::Instant;
+
+fn median_best(mut t: Vec<f64>) -> (f64, f64) {
+    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (t[t.len() / 2], t[0])
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let steps: usize = args[1].parse().unwrap();
+    let runs: usize = args[2].parse().unwrap();
+    let time_run = args[3] == "1";
+    let mut seed: u32 = 12345;
+    let mut next = move || {
+        seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+        seed >> 8
+    };
+    @INPUTS@
+    let mut check = 0.0f64;
+    let mut m = model::Model::new();
+    for t in 0..steps / 4 + 1 {
+        check += m.step(@ARG@)[0] as f64;
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        for t in 0..steps {
+            std::hint::black_box(m.step(@ARG@));
+        }
+        times.push(t0.elapsed().as_secs_f64() * 1e6 / steps as f64);
+        check += m.step(@ARG0@)[0] as f64;
+    }
+    let (step_us, best_us) = median_best(times);
+    let mut run_us = -1.0;
+    if time_run {
+        let seq: Vec<_> = (0..steps).map(|t| @SEQ@).collect();
+        let mut ys = vec![[Default::default(); model::OUTPUT_SIZE]; steps];
+        m.run(&seq, &mut ys);
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            m.run(&seq, &mut ys);
+            times.push(t0.elapsed().as_secs_f64() * 1e6 / steps as f64);
+            check += ys[0][0] as f64;
+        }
+        run_us = median_best(times).0;
+    }
+    println!("{step_us:.6} {run_us:.6} {best_us:.6} {check}");
+}
+"#;
+
+/// The irnn-runtime sources the Rust benchmark builds against: `$IRNN_RUNTIME_DIR`, else
+/// the `runtime/` directory of the source tree this `irnn` was built from.
+pub fn runtime_dir() -> Result<std::path::PathBuf> {
+    let dir = match std::env::var_os("IRNN_RUNTIME_DIR") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime"),
+    };
+    if !dir.join("Cargo.toml").is_file() {
+        bail!(
+            "irnn bench --lang rust builds the generated Rust against irnn-runtime, whose \
+             sources are not at {} (set IRNN_RUNTIME_DIR to the runtime/ directory of the \
+             irnn source tree)",
+            dir.display()
+        );
+    }
+    Ok(dir.canonicalize().unwrap_or(dir))
+}
+
+/// `-C target-feature` of a target for the Rust benchmark (the C flags' counterpart):
+/// the int8 code detects its kernel at run time either way, the f32 code needs them for
+/// FMA and wide vectors.
+fn rust_target_features(target: Target) -> &'static str {
+    match target {
+        Target::Avx2 => "+avx2,+fma",
+        Target::Avx512Vnni => "+avx2,+fma,+avx512f,+avx512bw,+avx512vl,+avx512vnni",
+        _ => "",
+    }
+}
+
+/// [`bench_target`] for the generated Rust: a scratch crate (the module, a timing
+/// `main` like the C harness's, irnn-runtime with `std` by path) built with `cargo build
+/// --release` and the target's `-C target-feature`s, run natively.
+fn bench_target_rust(
+    program: &Program,
+    f32_program: Option<&F32Program>,
+    target: Target,
+    precision: Precision,
+    opts: &BenchOptions,
+) -> Result<BenchRow> {
+    if !host_runs(target) {
+        bail!(
+            "irnn bench --lang rust runs only targets this CPU has; {} does not run here",
+            target.name()
+        );
+    }
+    let runtime = runtime_dir()?;
+    let gen_opts = GenOptions {
+        lang: Lang::Rust,
+        target,
+        unroll: Unroll::None,
+        precision,
+    };
+    let (files, weight_bytes) = match (precision, f32_program) {
+        (Precision::Int8, _) => (generate(program, &gen_opts)?, weight_bytes(program, target)),
+        (Precision::F32, Some(fp)) => (
+            crate::back::float::generate_program(fp, &gen_opts)?,
+            crate::back::c_f32::weight_bytes(fp, target),
+        ),
+        (Precision::F32, None) => bail!("the f32 benchmark needs the dequantized model"),
+    };
+    let module = files
+        .iter()
+        .find(|f| f.name.ends_with(".rs"))
+        .context("the Rust back end wrote no .rs file")?;
+    let dir = tempfile::tempdir().context("temporary directory")?;
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).with_context(|| format!("{}: cannot create", src.display()))?;
+    let cargo_toml = format!(
+        "[package]\nname = \"irnn-bench\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
+         [dependencies]\nirnn-runtime = {{ path = {:?}, features = [\"std\"] }}\n\n\
+         [profile.release]\nopt-level = 3\ndebug = false\n\n[workspace]\n",
+        runtime.display().to_string()
+    );
+    let tokens = matches!(program.input, InputIr::Tokens { .. });
+    let (inputs, arg, arg0, seq) = match (tokens, precision) {
+        (true, _) => (
+            "let inputs: Vec<u32> = (0..4096).map(|_| next() % model::VOCAB_SIZE as u32).collect();",
+            "inputs[t % 4096]",
+            "inputs[0]",
+            "inputs[t % 4096]",
+        ),
+        (false, Precision::Int8) => (
+            "let inputs: Vec<[i8; model::INPUT_SIZE]> = (0..256).map(|_| { let mut x = [0i8; model::INPUT_SIZE]; for v in x.iter_mut() { *v = ((next() & 255) as i32 - 128) as i8; } x }).collect();",
+            "&inputs[t % 256]",
+            "&inputs[0]",
+            "inputs[t % 256]",
+        ),
+        (false, Precision::F32) => (
+            "let inputs: Vec<[f32; model::INPUT_SIZE]> = (0..256).map(|_| { let mut x = [0f32; model::INPUT_SIZE]; for v in x.iter_mut() { *v = ((next() & 255) as i32 - 128) as f32 / 64.0; } x }).collect();",
+            "&inputs[t % 256]",
+            "&inputs[0]",
+            "inputs[t % 256]",
+        ),
+    };
+    let main = RUST_HARNESS
+        .replace("@INPUTS@", inputs)
+        .replace("@ARG0@", arg0)
+        .replace("@ARG@", arg)
+        .replace("@SEQ@", seq);
+    for (path, text) in [
+        (dir.path().join("Cargo.toml"), cargo_toml.as_str()),
+        (src.join("main.rs"), main.as_str()),
+        (src.join("model.rs"), module.contents.as_str()),
+    ] {
+        std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let target_dir = dir.path().join("target");
+    let mut rustflags = String::new();
+    if !rust_target_features(target).is_empty() {
+        rustflags = format!("-C target-feature={}", rust_target_features(target));
+    }
+    run(
+        Command::new(&cargo)
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "--offline",
+                "--manifest-path",
+            ])
+            .arg(dir.path().join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .env("RUSTFLAGS", &rustflags)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS"),
+        &format!("{cargo} build (the Rust benchmark)"),
+    )?;
+    let exe = target_dir
+        .join("release")
+        .join(format!("irnn-bench{}", std::env::consts::EXE_SUFFIX));
+    let time_run = precision == Precision::Int8;
+    let out = run(
+        Command::new(&exe)
+            .arg(opts.steps.to_string())
+            .arg(opts.runs.to_string())
+            .arg(if time_run { "1" } else { "0" }),
+        "the Rust benchmark",
+    )?;
+    let mut fields = out.split_whitespace().map(|v| v.parse::<f64>().ok());
+    let (Some(Some(us_per_step)), Some(Some(run_us)), Some(Some(best_us_per_step))) =
+        (fields.next(), fields.next(), fields.next())
+    else {
+        bail!("unexpected benchmark output: {out:?}");
+    };
+    Ok(BenchRow {
+        target,
+        precision,
+        us_per_step,
+        best_us_per_step,
+        run_us_per_step: time_run.then_some(run_us),
+        weight_bytes,
+        text_bytes: 0,
+        rodata_bytes: 0,
+    })
+}
+
 /// Whether this CPU runs `target`'s SIMD code natively (`Scalar`: always).
 pub fn host_runs(target: Target) -> bool {
     match target {
@@ -495,6 +712,13 @@ pub fn table(program: &Program, rows: &[BenchRow]) -> String {
             Some(v) => (format!("{v:.3}"), format!("{:.2}", r.us_per_step / v)),
             None => ("-".to_string(), "-".to_string()),
         };
+        let size = |b: u64| {
+            if b == 0 {
+                "-".to_string()
+            } else {
+                b.to_string()
+            }
+        };
         s.push_str(&format!(
             "| {} | {} | {:.3} | {:.3} | {run_us} | {run_gain} | {:.2} | {} | {} | {} | {} |\n",
             r.target.name(),
@@ -504,8 +728,8 @@ pub fn table(program: &Program, rows: &[BenchRow]) -> String {
             base / r.us_per_step,
             vs_f32,
             r.weight_bytes,
-            r.text_bytes,
-            r.rodata_bytes
+            size(r.text_bytes),
+            size(r.rodata_bytes)
         ));
     }
     if rows.iter().any(|r| emulated(r.target)) {

@@ -248,6 +248,11 @@ enum Command {
         /// counterpart (same generator, same SIMD care).
         #[arg(long, value_enum, value_delimiter = ',', default_values_t = [PrecisionArg::Int8, PrecisionArg::F32])]
         precision: Vec<PrecisionArg>,
+        /// Language of the timed code: the generated C (system C compiler) or the
+        /// generated Rust (a scratch crate built with cargo against irnn-runtime; targets
+        /// this CPU runs only).
+        #[arg(long, value_enum, default_value_t = LangArg::C)]
+        lang: LangArg,
     },
     /// Fit a PWL table and print its report, or the error-versus-pieces comparison.
     Pwl {
@@ -396,6 +401,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             steps,
             runs,
             precision,
+            lang,
         } => {
             let graph = Graph::load(&model)?;
             let program = lower(&graph)?;
@@ -417,12 +423,23 @@ pub fn run_cli(cli: Cli) -> Result<()> {
                 steps,
                 runs,
                 cc: crate::bench::default_cc(),
+                lang: match lang {
+                    LangArg::Rust => crate::back::Lang::Rust,
+                    LangArg::C => crate::back::Lang::C,
+                },
             };
-            println!(
-                "compiler: {} {} (set $CC to change)",
-                opts.cc,
-                crate::bench::OPT_LEVEL
-            );
+            match opts.lang {
+                crate::back::Lang::C => println!(
+                    "compiler: {} {} (set $CC to change)",
+                    opts.cc,
+                    crate::bench::OPT_LEVEL
+                ),
+                crate::back::Lang::Rust => println!(
+                    "compiler: cargo build --release with the target's -C target-feature \
+                     (irnn-runtime from {})",
+                    crate::bench::runtime_dir()?.display()
+                ),
+            }
             let rows = crate::bench::bench(&program, f32_program.as_ref(), &opts)?;
             print!("{}", crate::bench::table(&program, &rows));
             Ok(())
