@@ -952,6 +952,14 @@ fn check_tables_exhaustively(p: &Program, target: Target, cc_name: &str, flags: 
                 .and_then(|rest| rest.split("\n}\n").next())
                 .unwrap_or_else(|| panic!("no {prefix}_pwl{k}_n in the generated C"));
             assert!(body.contains(marker), "table {k} is not in the {what}");
+            // Symmetric tables also get the 32-input loop with the search on 16-bit lanes.
+            let symmetric = p.tables[*k].symmetry != irnn_codegen::ir::TableSymmetry::None;
+            if target == Target::Avx512Vnni && symmetric {
+                assert!(
+                    body.contains("_mm512_permutexvar_epi16"),
+                    "table {k} has no 16-bit search loop"
+                );
+            }
         }
     }
     let calls: String = tables

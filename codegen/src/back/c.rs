@@ -308,6 +308,9 @@ struct ProbeCtx {
     /// 32 entries (two registers) rather than at most 16.
     wide: bool,
     values: String,
+    /// The level's starts as unsigned 16-bit values (saturated, padded to 32 with
+    /// 65 535), written as the int16 literals of the same bits.
+    values16: String,
 }
 
 /// A table small enough to live in AVX-512 registers (docs/NUMERICS.md, "PWL lookup in
@@ -328,6 +331,11 @@ struct VecTableCtx {
     /// Some int16 input needs the output clamp or the int16 saturation (checked on
     /// every input at generation time); without, both are left out.
     clamp: bool,
+    /// Symmetric tables (`u = |x|` in 0..=32768) also get a 32-input loop whose search
+    /// runs on unsigned 16-bit lanes: `half_start16` and each level's `values16` are the
+    /// starts saturated to 65 535 (never `<= u`), as int16 literals of the same bits.
+    w16: bool,
+    half_start16: String,
 }
 
 /// A [`super::pwl_index::PieceIndex`] in template form.
@@ -717,12 +725,15 @@ fn vec_table(t: &PwlTable, i: &super::pwl_index::PieceIndex) -> Option<VecTableC
         .into_iter()
         .map(|(d, mut values)| {
             let wide = values.len() > 16;
+            let mut v16: Vec<i32> = values.iter().map(|&v| u16_bits(v)).collect();
+            v16.resize(32, u16_bits(i32::MAX));
             values.resize(if wide { 32 } else { 16 }, i32::MAX);
             ProbeCtx {
                 d,
                 shift: (2 * d).trailing_zeros(),
                 wide,
                 values: list_i32(&values),
+                values16: list_i32(&v16),
             }
         })
         .collect();
@@ -733,7 +744,15 @@ fn vec_table(t: &PwlTable, i: &super::pwl_index::PieceIndex) -> Option<VecTableC
         slopes: list_i32(&r.slopes),
         intercepts: list_i32(&r.intercepts),
         clamp: r.clamp,
+        w16: t.symmetry != TableSymmetry::None,
+        half_start16: lit(u16_bits(r.starts[r.n / 2])),
     })
+}
+
+/// `v` saturated to 0..=65 535, as the int16 value of the same 16 bits (what
+/// `_mm512_set1_epi16` and an `int16_t` table take for an unsigned lane).
+fn u16_bits(v: i32) -> i32 {
+    v.clamp(0, u16::MAX as i32) as u16 as i16 as i32
 }
 
 fn embedding_ctx(index: usize, id: String, e: &EmbeddingIr) -> LayerCtx {
