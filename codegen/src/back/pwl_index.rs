@@ -249,8 +249,9 @@ pub fn gather_form(t: &PwlTable, idx: &PieceIndex) -> Option<GatherForm> {
     if !idx.narrow || !idx.narrow_fold || pieces > 255 || t.frac_bits > 31 {
         return None;
     }
-    let (_, max_u) = u_domain(t);
-    let hi = (*t.starts.last()?).min(max_u);
+    let (lo, max_u) = u_domain(t);
+    // Every input from the last start on is in the last piece (inside the domain).
+    let hi = (*t.starts.last()?).clamp(lo, max_u);
     let bias = idx.bias;
     let top = hi + bias; // largest biased input the buckets cover, < 2^17
     let (compares, shift) = (0..=12u32)
@@ -435,8 +436,16 @@ mod tests {
         let mut unsorted = t.clone();
         unsorted.starts.swap(2, 3);
         assert!(build(&unsorted).is_none());
-        let mut wide = t;
+        let mut wide = t.clone();
         wide.slopes[2] = i32::MAX; // piece [-5, -1]: slope · 4 overflows
         assert!(!build(&wide).unwrap().narrow);
+        // Every start below the int16 domain: one bucket, the last piece everywhere.
+        let mut below = t;
+        below.starts = vec![-50000, -40000];
+        below.slopes.truncate(2);
+        below.offsets.truncate(2);
+        check_equal(&below);
+        let g = gather_form(&below, &build(&below).unwrap()).expect("gather form");
+        assert_eq!((g.cap, g.buckets.len()), (0, 1));
     }
 }
