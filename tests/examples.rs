@@ -149,23 +149,31 @@ fn proc_macro_example_matches_the_interpreter() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("next characters guessed right"));
 }
 
+/// A scratch crate `target/.../NAME` (its `src/` made) depending on irnn-macros and on
+/// irnn-runtime with `runtime_extra` appended to its dependency line; returns its
+/// directory.
+fn macro_crate(name: &str, runtime_extra: &str) -> PathBuf {
+    let dir = target_dir().join(name);
+    std::fs::create_dir_all(dir.join("src")).expect("mkdir");
+    let root = repo_root();
+    let toml = format!(
+        "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
+         [dependencies]\nirnn-macros = {{ path = {:?} }}\nirnn-runtime = {{ path = {:?}{runtime_extra} }}\n\n[workspace]\n",
+        root.join("macros").display().to_string(),
+        root.join("runtime").display().to_string(),
+    );
+    irnn_codegen::util::write_if_changed(&dir.join("Cargo.toml"), toml.as_bytes()).expect("write");
+    dir
+}
+
 /// `include_model!` errors: a missing file, an invalid model and a bad option, each
 /// a compile error at the offending literal.
 #[test]
 fn include_model_errors_point_at_the_literal() {
-    let dir = target_dir().join("macro-errors");
-    std::fs::create_dir_all(dir.join("src")).expect("mkdir");
-    let root = repo_root();
-    let toml = format!(
-        "[package]\nname = \"macro-errors\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
-         [dependencies]\nirnn-macros = {{ path = {:?} }}\nirnn-runtime = {{ path = {:?} }}\n\n[workspace]\n",
-        root.join("macros").display().to_string(),
-        root.join("runtime").display().to_string(),
-    );
+    let dir = macro_crate("macro-errors", "");
     let write = |p: PathBuf, s: &str| {
         irnn_codegen::util::write_if_changed(&p, s.as_bytes()).expect("write")
     };
-    write(dir.join("Cargo.toml"), &toml);
     write(
         dir.join("bad.irnn.json"),
         "{ \"format\": \"irnn-graph\", oops }\n",
@@ -209,15 +217,8 @@ fn include_model_errors_point_at_the_literal() {
 /// >= 95% of the steps (measured 99.6% on the test split).
 #[test]
 fn include_model_takes_target_and_precision() {
-    let dir = target_dir().join("macro-options");
-    std::fs::create_dir_all(dir.join("src")).expect("mkdir");
+    let dir = macro_crate("macro-options", ", features = [\"std\"]");
     let root = repo_root();
-    let toml = format!(
-        "[package]\nname = \"macro-options\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
-         [dependencies]\nirnn-macros = {{ path = {:?} }}\nirnn-runtime = {{ path = {:?}, features = [\"std\"] }}\n\n[workspace]\n",
-        root.join("macros").display().to_string(),
-        root.join("runtime").display().to_string(),
-    );
     let json = root.join("examples/charlm/charlm.irnn.json");
     let main = format!(
         "mod simd {{\n    irnn_macros::include_model!({json:?}, target = \"avx512vnni\");\n}}\n\
@@ -239,11 +240,7 @@ fn include_model_takes_target_and_precision() {
              println!(\"kernel {{}}\", m.kernel().isa().name());\n\
          }}\n"
     );
-    let write = |p: PathBuf, s: &str| {
-        irnn_codegen::util::write_if_changed(&p, s.as_bytes()).expect("write")
-    };
-    write(dir.join("Cargo.toml"), &toml);
-    write(dir.join("src/main.rs"), &main);
+    irnn_codegen::util::write_if_changed(&dir.join("src/main.rs"), main.as_bytes()).expect("write");
     let out = cargo(&dir, "build");
     assert!(
         out.status.success(),

@@ -840,7 +840,7 @@ fn run_table_checks(h: &Harness) {
 /// through `Kernel::pwl_i16_gather` equal `Pwl::eval` on every int16, in the checked
 /// build and in the release build (where the SIMD code is optimized).
 #[test]
-fn register_form_tables_match_the_runtime_exhaustively() {
+fn array_form_tables_match_the_runtime_exhaustively() {
     if !host_runs(Target::Avx512Vnni) {
         eprintln!("note: this CPU lacks AVX-512 VNNI: pwl_i16 runs its scalar path here");
     }

@@ -32,8 +32,7 @@ use irnn_codegen::npy::{read_data, SeqData};
 use irnn_codegen::synth::Rng;
 use std::sync::OnceLock;
 use support::c_harness::{
-    assert_same, cc, cross_enabled, expected, run_c, run_c_with, write_files, Seq, Toolchain,
-    STRICT,
+    assert_same, cc, cross_enabled, expected, run_c_with, write_files, Seq, Toolchain, STRICT,
 };
 use support::{repo_root, Synth, SIMD_SHAPES};
 
@@ -129,42 +128,66 @@ fn random_seqs(program: &Program, seed: u64, lengths: &[usize]) -> Vec<Seq> {
 
 const LENGTHS: &[usize] = &[160, 0, 140, 1];
 
-fn check(program: &Program, target: Target, cc_name: &str, flags: &[&str], seed: u64) {
-    let files = gen(program, target);
-    let seqs = random_seqs(program, seed, LENGTHS);
-    let got = run_c(program, &files, cc_name, flags, &seqs);
-    let want = expected(program, &seqs);
+/// `files` (the C of `program` for `target`) built with `tc` and `flags` and run on
+/// `seqs` gives `want`, the interpreter's outputs; `what` labels a failure.
+#[allow(clippy::too_many_arguments)]
+fn assert_runs_as(
+    program: &Program,
+    files: &[GeneratedFile],
+    target: Target,
+    tc: &Toolchain,
+    flags: &[&str],
+    seqs: &[Seq],
+    want: &[Vec<i32>],
+    what: &str,
+) {
+    let got = run_c_with(program, files, tc, flags, seqs);
     assert_same(
         &got,
-        &want,
-        &seqs,
+        want,
+        seqs,
         &format!(
-            "{} ({}, {cc_name} {})",
-            program.name,
-            target.name(),
-            flags.join(" ")
-        ),
-    );
-}
-
-/// [`check`] under qemu: the C cross-compiled for AArch64.
-fn check_arm(program: &Program, target: Target, flags: &[&str], seed: u64) {
-    let files = gen(program, target);
-    let seqs = random_seqs(program, seed, LENGTHS);
-    let tc = Toolchain::AARCH64;
-    let got = run_c_with(program, &files, &tc, flags, &seqs);
-    let want = expected(program, &seqs);
-    assert_same(
-        &got,
-        &want,
-        &seqs,
-        &format!(
-            "{} ({}, {} {})",
+            "{} ({}, {what}{} {})",
             program.name,
             target.name(),
             tc.label(),
             flags.join(" ")
         ),
+    );
+}
+
+/// Random sequences of `lengths` through the generated C of `program` for `target`
+/// (built with `tc` and `flags`) equal the interpreter.
+fn check_with(
+    program: &Program,
+    target: Target,
+    tc: &Toolchain,
+    flags: &[&str],
+    seed: u64,
+    lengths: &[usize],
+    what: &str,
+) {
+    let seqs = random_seqs(program, seed, lengths);
+    let want = expected(program, &seqs);
+    let files = gen(program, target);
+    assert_runs_as(program, &files, target, tc, flags, &seqs, &want, what);
+}
+
+fn check(program: &Program, target: Target, cc_name: &'static str, flags: &[&str], seed: u64) {
+    let tc = Toolchain::native(cc_name);
+    check_with(program, target, &tc, flags, seed, LENGTHS, "");
+}
+
+/// [`check`] under qemu: the C cross-compiled for AArch64.
+fn check_arm(program: &Program, target: Target, flags: &[&str], seed: u64) {
+    check_with(
+        program,
+        target,
+        &Toolchain::AARCH64,
+        flags,
+        seed,
+        LENGTHS,
+        "",
     );
 }
 
@@ -350,13 +373,8 @@ fn simd_c_matches_interpreter_on_charlm() {
             runs.push(("gcc", isa_flags(target)));
         }
         for (cc_name, flags) in runs {
-            let got = run_c(&program, &files, cc_name, flags, &seqs);
-            assert_same(
-                &got,
-                &want,
-                &seqs,
-                &format!("charlm ({}, {cc_name} {})", target.name(), flags.join(" ")),
-            );
+            let tc = Toolchain::native(cc_name);
+            assert_runs_as(&program, &files, target, &tc, flags, &seqs, &want, "");
         }
     }
 }
@@ -632,12 +650,16 @@ fn neon_c_matches_interpreter_on_charlm() {
     let cross = cross_enabled("neon_c_matches_interpreter_on_charlm (qemu part)");
     for target in ARM_TARGETS {
         let files = gen(&program, target);
-        let got = run_c(&program, &files, "gcc", &[], &seqs);
-        assert_same(
-            &got,
-            &want,
+        let gcc = Toolchain::native("gcc");
+        assert_runs_as(
+            &program,
+            &files,
+            target,
+            &gcc,
+            &[],
             &seqs,
-            &format!("charlm ({}, gcc x86 fallback)", target.name()),
+            &want,
+            "x86 fallback, ",
         );
         if !cross {
             continue;
@@ -648,18 +670,7 @@ fn neon_c_matches_interpreter_on_charlm() {
         }
         for flags in builds {
             let tc = Toolchain::AARCH64;
-            let got = run_c_with(&program, &files, &tc, flags, &seqs);
-            assert_same(
-                &got,
-                &want,
-                &seqs,
-                &format!(
-                    "charlm ({}, {} {})",
-                    target.name(),
-                    tc.label(),
-                    flags.join(" ")
-                ),
-            );
+            assert_runs_as(&program, &files, target, &tc, flags, &seqs, &want, "");
         }
     }
 }
@@ -732,22 +743,16 @@ fn chunk_lengths() -> Vec<usize> {
 
 /// `check` with the chunk lengths, natively or under qemu.
 fn check_chunks(program: &Program, target: Target, tc: &Toolchain, flags: &[&str], seed: u64) {
-    let files = gen(program, target);
-    let seqs = random_seqs(program, seed, &chunk_lengths());
-    assert!(seqs.iter().map(Seq::len).sum::<usize>() >= 600);
-    let got = run_c_with(program, &files, tc, flags, &seqs);
-    let want = expected(program, &seqs);
-    assert_same(
-        &got,
-        &want,
-        &seqs,
-        &format!(
-            "{} ({}, run in chunks, {} {})",
-            program.name,
-            target.name(),
-            tc.label(),
-            flags.join(" ")
-        ),
+    let lengths = chunk_lengths();
+    assert!(lengths.iter().sum::<usize>() >= 600);
+    check_with(
+        program,
+        target,
+        tc,
+        flags,
+        seed,
+        &lengths,
+        "run in chunks, ",
     );
 }
 
@@ -865,17 +870,15 @@ fn run_in_chunks_matches_interpreter_on_charlm() {
     }
     for (target, tc, flags) in builds {
         let files = gen(&program, target);
-        let got = run_c_with(&program, &files, &tc, flags, &seqs);
-        assert_same(
-            &got,
-            &want,
+        assert_runs_as(
+            &program,
+            &files,
+            target,
+            &tc,
+            flags,
             &seqs,
-            &format!(
-                "charlm ({}, run in chunks, {} {})",
-                target.name(),
-                tc.label(),
-                flags.join(" ")
-            ),
+            &want,
+            "run in chunks, ",
         );
     }
 }
@@ -912,6 +915,30 @@ fn run_in_chunks_matches_interpreter_under_qemu() {
 /// Calls every table's array evaluator on all 65 536 int16 inputs (aligned, and once
 /// more from the second element so that the 16-lane loop starts misaligned and ends in
 /// the scalar tail) and writes the int16 results to stdout.
+/// Builds the C program `main` (which includes a generated `.c` from its directory) at
+/// `-O2` with `flags`, runs it and returns its standard output.
+fn run_c_main(main: &std::path::Path, cc_name: &str, flags: &[&str], what: &str) -> Vec<u8> {
+    let dir = main.parent().expect("the harness's directory");
+    let exe = main.with_extension("bin");
+    let mut args: Vec<String> = vec!["-O2".into(), "-I".into(), dir.display().to_string()];
+    args.extend(flags.iter().map(|f| f.to_string()));
+    args.extend([
+        main.display().to_string(),
+        "-o".into(),
+        exe.display().to_string(),
+    ]);
+    cc(cc_name, &args, what);
+    let out = std::process::Command::new(&exe)
+        .output()
+        .unwrap_or_else(|e| panic!("{what} does not run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 const TABLE_HARNESS: &str = r#"
 #include <stdio.h>
 #include "@F@.c"
@@ -979,25 +1006,7 @@ fn check_tables_exhaustively(p: &Program, target: Target, cc_name: &str, flags: 
             .replace("@CALLS@", &calls),
     )
     .unwrap();
-    let exe = dir.path().join("tables");
-    let mut args: Vec<String> = vec!["-O2".into(), "-I".into(), dir.path().display().to_string()];
-    args.extend(flags.iter().map(|f| f.to_string()));
-    args.extend([
-        main.display().to_string(),
-        "-o".into(),
-        exe.display().to_string(),
-    ]);
-    cc(cc_name, &args, "table harness");
-    let out = std::process::Command::new(&exe)
-        .output()
-        .expect("table harness runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Vec<i16> = out
-        .stdout
+    let got: Vec<i16> = run_c_main(&main, cc_name, flags, "table harness")
         .chunks_exact(2)
         .map(|b| i16::from_le_bytes([b[0], b[1]]))
         .collect();
@@ -1189,22 +1198,7 @@ fn req32_equals_requant_apply() {
         builds.push(("clang", isa_flags(Target::Avx2).to_vec()));
     }
     for (cc_name, flags) in builds {
-        let exe = dir.path().join("req32");
-        let mut args: Vec<String> =
-            vec!["-O2".into(), "-I".into(), dir.path().display().to_string()];
-        args.extend(flags.iter().map(|f| f.to_string()));
-        args.extend([
-            main.display().to_string(),
-            "-o".into(),
-            exe.display().to_string(),
-        ]);
-        cc(cc_name, &args, "req32 harness");
-        let out = std::process::Command::new(&exe)
-            .output()
-            .expect("req32 harness runs");
-        assert!(out.status.success());
-        let got: Vec<i32> = out
-            .stdout
+        let got: Vec<i32> = run_c_main(&main, cc_name, &flags, "req32 harness")
             .chunks_exact(4)
             .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();

@@ -278,20 +278,7 @@ pub fn bench_target(
     if opts.lang == Lang::Rust {
         return bench_target_rust(program, f32_program, target, precision, opts);
     }
-    let gen_opts = GenOptions {
-        lang: Lang::C,
-        target,
-        unroll: Unroll::None,
-        precision,
-    };
-    let (files, weight_bytes) = match (precision, f32_program) {
-        (Precision::Int8, _) => (generate(program, &gen_opts)?, weight_bytes(program, target)),
-        (Precision::F32, Some(fp)) => (
-            crate::back::float::generate_program(fp, &gen_opts)?,
-            crate::back::c_f32::weight_bytes(fp, target),
-        ),
-        (Precision::F32, None) => bail!("the f32 benchmark needs the dequantized model"),
-    };
+    let (files, weight_bytes) = generate_timed(program, f32_program, target, precision, Lang::C)?;
     let dir = tempfile::tempdir().context("temporary directory")?;
     let mut c_file = None;
     for f in &files {
@@ -395,12 +382,62 @@ pub fn bench_target(
     } else {
         Command::new(&exe)
     };
+    timed_row(
+        &mut cmd,
+        "the benchmark",
+        target,
+        precision,
+        opts,
+        weight_bytes,
+    )
+    .map(|r| BenchRow {
+        text_bytes,
+        rodata_bytes,
+        ..r
+    })
+}
+
+/// The model's generated files in `lang` for one target and precision, and its weight
+/// bytes as the kernels read them.
+fn generate_timed(
+    program: &Program,
+    f32_program: Option<&F32Program>,
+    target: Target,
+    precision: Precision,
+    lang: Lang,
+) -> Result<(Vec<crate::back::GeneratedFile>, usize)> {
+    let gen_opts = GenOptions {
+        lang,
+        target,
+        unroll: Unroll::None,
+        precision,
+    };
+    Ok(match (precision, f32_program) {
+        (Precision::Int8, _) => (generate(program, &gen_opts)?, weight_bytes(program, target)),
+        (Precision::F32, Some(fp)) => (
+            crate::back::float::generate_program(fp, &gen_opts)?,
+            crate::back::c_f32::weight_bytes(fp, target),
+        ),
+        (Precision::F32, None) => bail!("the f32 benchmark needs the dequantized model"),
+    })
+}
+
+/// Runs a built harness (`cmd STEPS RUNS TIME_RUN`, which prints the median µs per step,
+/// the run's median or −1, the best µs per step) and makes its row (no object sizes).
+fn timed_row(
+    cmd: &mut Command,
+    what: &str,
+    target: Target,
+    precision: Precision,
+    opts: &BenchOptions,
+    weight_bytes: usize,
+) -> Result<BenchRow> {
     let time_run = precision == Precision::Int8;
     let out = run(
         cmd.arg(opts.steps.to_string())
             .arg(opts.runs.to_string())
             .arg(if time_run { "1" } else { "0" }),
-        "the benchmark",
+        what,
     )?;
     let mut fields = out.split_whitespace().map(|v| v.parse::<f64>().ok());
     let (Some(Some(us_per_step)), Some(Some(run_us)), Some(Some(best_us_per_step))) =
@@ -408,16 +445,15 @@ pub fn bench_target(
     else {
         bail!("unexpected benchmark output: {out:?}");
     };
-    let run_us_per_step = time_run.then_some(run_us);
     Ok(BenchRow {
         target,
         precision,
         us_per_step,
         best_us_per_step,
-        run_us_per_step,
+        run_us_per_step: time_run.then_some(run_us),
         weight_bytes,
-        text_bytes,
-        rodata_bytes,
+        text_bytes: 0,
+        rodata_bytes: 0,
     })
 }
 
@@ -522,20 +558,8 @@ fn bench_target_rust(
         );
     }
     let runtime = runtime_dir()?;
-    let gen_opts = GenOptions {
-        lang: Lang::Rust,
-        target,
-        unroll: Unroll::None,
-        precision,
-    };
-    let (files, weight_bytes) = match (precision, f32_program) {
-        (Precision::Int8, _) => (generate(program, &gen_opts)?, weight_bytes(program, target)),
-        (Precision::F32, Some(fp)) => (
-            crate::back::float::generate_program(fp, &gen_opts)?,
-            crate::back::c_f32::weight_bytes(fp, target),
-        ),
-        (Precision::F32, None) => bail!("the f32 benchmark needs the dequantized model"),
-    };
+    let (files, weight_bytes) =
+        generate_timed(program, f32_program, target, precision, Lang::Rust)?;
     let module = files
         .iter()
         .find(|f| f.name.ends_with(".rs"))
@@ -606,30 +630,14 @@ fn bench_target_rust(
     let exe = target_dir
         .join("release")
         .join(format!("irnn-bench{}", std::env::consts::EXE_SUFFIX));
-    let time_run = precision == Precision::Int8;
-    let out = run(
-        Command::new(&exe)
-            .arg(opts.steps.to_string())
-            .arg(opts.runs.to_string())
-            .arg(if time_run { "1" } else { "0" }),
+    timed_row(
+        &mut Command::new(&exe),
         "the Rust benchmark",
-    )?;
-    let mut fields = out.split_whitespace().map(|v| v.parse::<f64>().ok());
-    let (Some(Some(us_per_step)), Some(Some(run_us)), Some(Some(best_us_per_step))) =
-        (fields.next(), fields.next(), fields.next())
-    else {
-        bail!("unexpected benchmark output: {out:?}");
-    };
-    Ok(BenchRow {
         target,
         precision,
-        us_per_step,
-        best_us_per_step,
-        run_us_per_step: time_run.then_some(run_us),
+        opts,
         weight_bytes,
-        text_bytes: 0,
-        rodata_bytes: 0,
-    })
+    )
 }
 
 /// Whether this CPU runs `target`'s SIMD code natively (`Scalar`: always).

@@ -666,7 +666,7 @@ fn table_ctx(index: usize, t: &PwlTable, target: Target) -> TableCtx {
                 buckets_len: g.buckets.len(),
                 buckets: list_i32(&g.buckets),
                 bias: g.bias,
-                cap: g.capped.then_some(g.cap),
+                cap: g.capped(t).then_some(g.cap),
                 shift: g.shift,
                 mask: (1 << g.shift) - 1,
                 compares: g.compares,

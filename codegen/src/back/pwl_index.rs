@@ -170,9 +170,7 @@ pub fn register_form(t: &PwlTable, idx: &PieceIndex, min_n: usize) -> Option<Reg
         v.resize(n, fill);
         v
     };
-    let intercepts: Vec<i32> = (0..pieces)
-        .map(|k| t.offsets[k].wrapping_sub(t.slopes[k].wrapping_mul(t.starts[k])))
-        .collect();
+    let intercepts = intercepts(t);
     Some(RegisterForm {
         n,
         starts: pad(&t.starts, i32::MAX),
@@ -206,8 +204,6 @@ pub struct GatherForm {
     /// from there on is in the last piece, so the buckets stop there (tanh at 8
     /// fraction bits has starts ~10 codes apart but none beyond ~1 500 of 32 768).
     pub cap: i32,
-    /// Does `ub` need the cap (some int16 input lies beyond it)?
-    pub capped: bool,
     /// Bucket width `2^shift`, at most 12 (two fields and the piece fit 32 bits).
     pub shift: u32,
     /// Compares per input: the most starts strictly inside one bucket (0, 1 or 2).
@@ -224,6 +220,12 @@ pub struct GatherForm {
 pub const MAX_GATHER_BUCKETS: usize = 1025;
 
 impl GatherForm {
+    /// Whether the cap changes some input of `t` (the form's table): some int16 input
+    /// lies beyond the last start.
+    pub fn capped(&self, t: &PwlTable) -> bool {
+        self.cap < u_domain(t).1 + self.bias
+    }
+
     /// The piece of input `u` (what the generated code computes).
     pub fn piece(&self, u: i32) -> usize {
         let ub = (u + self.bias).min(self.cap);
@@ -275,20 +277,26 @@ pub fn gather_form(t: &PwlTable, idx: &PieceIndex) -> Option<GatherForm> {
             (k0 as i64 | fields << 8) as i32
         })
         .collect();
-    let intercepts = (0..pieces)
-        .map(|k| t.offsets[k].wrapping_sub(t.slopes[k].wrapping_mul(t.starts[k])))
-        .collect();
+    let intercepts = intercepts(t);
     Some(GatherForm {
         buckets,
         bias,
         cap: top,
-        capped: hi < max_u,
         shift,
         compares,
         slopes: t.slopes.clone(),
         intercepts,
         clamp: needs_clamp(t),
     })
+}
+
+/// `offsets[k] − slopes[k] · starts[k]` in wrapping `i32` for every piece: in wrapping
+/// arithmetic `intercepts[k] + slopes[k] · u` equals `offsets[k] + slopes[k] · (u −
+/// starts[k])` (exact where `narrow` proves the true value fits).
+fn intercepts(t: &PwlTable) -> Vec<i32> {
+    (0..t.pieces())
+        .map(|k| t.offsets[k].wrapping_sub(t.slopes[k].wrapping_mul(t.starts[k])))
+        .collect()
 }
 
 /// Whether the output clamp and the int16 saturation change any value of `t` on int16

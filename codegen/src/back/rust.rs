@@ -95,7 +95,7 @@ pub fn write(program: &Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>,
         unroll: opts.unroll,
         target: opts.target,
         blobs: Blobs::new(program),
-        regs: array_forms(program, opts.target),
+        forms: array_forms(program, opts.target),
     };
     let tokens = gen.file()?;
     let file = syn::parse2::<syn::File>(tokens).map_err(|e| GenError::RustSyntax(e.to_string()))?;
@@ -367,7 +367,7 @@ struct Gen<'p> {
     blobs: Blobs,
     /// Whole-array form of each table (by index) on the VNNI and AVX2 targets,
     /// computed once.
-    regs: Vec<Option<ArrayForm>>,
+    forms: Vec<Option<ArrayForm>>,
 }
 
 /// How a SIMD target evaluates a table on whole arrays (NUMERICS.md, "PWL lookup in
@@ -451,7 +451,7 @@ fn array_forms(p: &Program, target: Target) -> Vec<Option<ArrayForm>> {
 
 /// The whole-array form of table `k`: `T{k}_{SHORT NAME}_REGS` (registers) or
 /// `_GATHER`.
-fn reg_ident(k: usize, t: &PwlTable, form: &ArrayForm) -> Ident {
+fn form_ident(k: usize, t: &PwlTable, form: &ArrayForm) -> Ident {
     let kind = match form {
         ArrayForm::Reg(_) => "REGS",
         ArrayForm::Gather(_) => "GATHER",
@@ -716,9 +716,9 @@ impl Gen<'_> {
             let frac = Literal::u32_unsuffixed(t.frac_bits);
             let (lo, hi) = (int(t.out_min as i64), int(t.out_max as i64));
             let eval = table_eval(k, t);
-            let regs = self.reg_static(k);
+            let form = self.form_static(k);
             quote! {
-                #regs
+                #form
                 #d
                 // The evaluator below may not read this (its own int32 tables), but it
                 // is the table's definition and what tests compare the evaluator with.
@@ -791,13 +791,13 @@ impl Gen<'_> {
     /// Table `k`'s whole-array form: registers on the AVX-512 VNNI target, gathers on
     /// AVX2 (NUMERICS.md, "PWL lookup in generated code").
     fn array_form(&self, k: usize) -> Option<&ArrayForm> {
-        self.regs.get(k).and_then(Option::as_ref)
+        self.forms.get(k).and_then(Option::as_ref)
     }
 
     /// `kernel.pwl_i16(&T{k}_REGS, xs, f)` or `kernel.pwl_i16_gather(&T{k}_GATHER, …)`.
     fn array_call(&self, k: usize, xs: TokenStream, scalar: &Ident) -> Option<TokenStream> {
         let form = self.array_form(k)?;
-        let ident = reg_ident(k, &self.p.tables[k], form);
+        let ident = form_ident(k, &self.p.tables[k], form);
         Some(match form {
             ArrayForm::Reg(_) => quote!(kernel.pwl_i16(&#ident, #xs, #scalar);),
             ArrayForm::Gather(_) => quote!(kernel.pwl_i16_gather(&#ident, #xs, #scalar);),
@@ -806,12 +806,12 @@ impl Gen<'_> {
 
     /// `static T{k}_REGS: RegPwl` or `static T{k}_GATHER: GatherPwl` for tables with a
     /// whole-array form.
-    fn reg_static(&self, k: usize) -> TokenStream {
+    fn form_static(&self, k: usize) -> TokenStream {
         let Some(form) = self.array_form(k) else {
             return quote!();
         };
         let t = &self.p.tables[k];
-        let ident = reg_ident(k, t, form);
+        let ident = form_ident(k, t, form);
         let frac = Literal::u32_unsuffixed(t.frac_bits);
         let fold = match t.symmetry {
             TableSymmetry::None => quote!(::irnn_runtime::simd::RegFold::None),
@@ -1176,27 +1176,15 @@ impl Gen<'_> {
                 #(#cells)*
             }
         } else {
-            let (mx, mh) = if self.simd() {
-                (
-                    quote!(kernel.matvec(&#mat_x, x, &mut acc_x);),
-                    quote!(kernel.matvec(&#mat_h, &h[..], &mut acc_h);),
-                )
+            let mh = if self.simd() {
+                quote!(kernel.matvec(&#mat_h, &h[..], &mut acc_h);)
             } else {
-                (
-                    self.matvec_loop(
-                        w_ih,
-                        bias_x,
-                        &format_ident!("x"),
-                        isz,
-                        quote!(acc_x[r] = sum;),
-                    ),
-                    self.matvec_loop(
-                        w_hh,
-                        bias_h,
-                        &format_ident!("h"),
-                        hsz,
-                        quote!(acc_h[r] = sum;),
-                    ),
+                self.matvec_loop(
+                    w_hh,
+                    bias_h,
+                    &format_ident!("h"),
+                    hsz,
+                    quote!(acc_h[r] = sum;),
                 )
             };
             let (rxm, rxs) = (
@@ -1369,6 +1357,13 @@ impl Gen<'_> {
             let acc_x_init = if self.simd() {
                 quote!()
             } else {
+                let mx = self.matvec_loop(
+                    w_ih,
+                    bias_x,
+                    &format_ident!("x"),
+                    isz,
+                    quote!(acc_x[r] = sum;),
+                );
                 quote! {
                     let mut acc_x = [0i32; #rl];
                     #mx
@@ -1385,14 +1380,14 @@ impl Gen<'_> {
                 #cell_loops
             }
         };
-        // With every table in register form (and the separate output pass) nothing
-        // saturates in the layer itself: `Kernel::pwl_i16` does.
-        let all_regs = out_down.is_some()
+        // With every table in a whole-array form (and the separate output pass) nothing
+        // saturates in the layer itself: `Kernel::pwl_i16`/`pwl_i16_gather` do.
+        let all_forms = out_down.is_some()
             && l.gate_tables
                 .iter()
                 .chain([&l.cell_table])
                 .all(|&k| self.array_form(k).is_some());
-        let uses = if all_regs {
+        let uses = if all_forms {
             quote!()
         } else if full || fast {
             quote!(
@@ -1426,13 +1421,12 @@ impl Gen<'_> {
                 "the recurrent part of one LSTM step, given the input projection \
                  `acc_x = bias_x + W_ih x`; updates `h` and `c` in place",
             );
-            let mx = quote!(kernel.matvec(&#mat_x, x, &mut acc_x););
             items.push(quote! {
                 #fdoc
                 #inline
                 fn #f(#kparam x: &[i8; #il], h: &mut [i8; #hl], c: &mut [i16; #hl]) {
                     let mut acc_x = [0i32; #rl];
-                    #mx
+                    kernel.matvec(&#mat_x, x, &mut acc_x);
                     #fc(kernel, &acc_x, h, c);
                 }
 
@@ -1489,19 +1483,21 @@ impl Gen<'_> {
         }
     }
 
-    /// `RUN_STACK_BYTES`: the chunk buffers of sequence mode (`RUN_CHUNK` = 8 steps).
+    /// `RUN_STACK_BYTES`: the chunk buffers of sequence mode (`RUN_CHUNK` steps, the C
+    /// back end's chunk).
     fn run_stack_bytes(&self) -> usize {
         self.p
             .layers
             .iter()
             .enumerate()
             .map(|(i, layer)| match layer {
-                LayerIr::Embedding(e) => 8 * e.dim,
-                LayerIr::Lstm(l) => 8 * (16 * l.hidden_size + l.hidden_size),
-                LayerIr::Linear(l) if !self.is_last(i) => 8 * l.out_size,
+                LayerIr::Embedding(e) => e.dim,
+                LayerIr::Lstm(l) => 16 * l.hidden_size + l.hidden_size,
+                LayerIr::Linear(l) if !self.is_last(i) => l.out_size,
                 LayerIr::Linear(_) => 0,
             })
-            .sum()
+            .sum::<usize>()
+            * super::c::RUN_CHUNK
     }
 
     /// Whether layer `i` is the last one (it writes the model output).
@@ -1631,29 +1627,30 @@ impl Gen<'_> {
                     let table = format_ident!("L{}_EMBEDDING", i);
                     let dl = lit(e.dim);
                     let zp = int(saturate_i8(e.zero_point) as i64);
-                    chunk.push(quote! {
-                        let mut x0s = [[#zp; #dl]; RUN_CHUNK];
-                        for (x0, &token) in x0s.iter_mut().zip(xs) {
-                            let row = usize::try_from(token)
-                                .ok()
-                                .and_then(|t| #table.chunks_exact(#dl).nth(t));
-                            if let Some(row) = row {
-                                for (dst, src) in x0.iter_mut().zip(row) {
-                                    *dst = *src as i8;
-                                }
-                            }
-                        }
-                    });
-                    steps.push(quote! {
-                        let row = usize::try_from(token)
+                    // The row of `token` (none out of range) copied into `x0`.
+                    let row = quote! {
+                        usize::try_from(token)
                             .ok()
-                            .and_then(|t| #table.chunks_exact(#dl).nth(t));
-                        let mut x0 = [#zp; #dl];
+                            .and_then(|t| #table.chunks_exact(#dl).nth(t))
+                    };
+                    let copy = quote! {
                         if let Some(row) = row {
                             for (dst, src) in x0.iter_mut().zip(row) {
                                 *dst = *src as i8;
                             }
                         }
+                    };
+                    chunk.push(quote! {
+                        let mut x0s = [[#zp; #dl]; RUN_CHUNK];
+                        for (x0, &token) in x0s.iter_mut().zip(xs) {
+                            let row = #row;
+                            #copy
+                        }
+                    });
+                    steps.push(quote! {
+                        let row = #row;
+                        let mut x0 = [#zp; #dl];
+                        #copy
                     });
                     src = Src::Embedded;
                 }
@@ -1801,10 +1798,10 @@ impl Gen<'_> {
                     n
                 },
                 {
-                    let bytes = lit(self.run_stack_bytes());
+                    let (bytes, steps) = (lit(self.run_stack_bytes()), lit(super::c::RUN_CHUNK));
                     quote! {
                         /// Steps per chunk of [`Model::run`] (sequence mode).
-                        pub const RUN_CHUNK: usize = 8;
+                        pub const RUN_CHUNK: usize = #steps;
                         /// Bytes of the chunk buffers [`Model::run`] keeps on the stack: per
                         /// LSTM layer the input projections (`RUN_CHUNK x 4 x hidden` int32)
                         /// and its hidden states (`RUN_CHUNK x hidden` int8), plus the

@@ -649,9 +649,7 @@ impl Kernel {
             portable(m, x, acc);
         }
     }
-}
 
-impl Kernel {
     /// [`Kernel::matvec`] for `n` input vectors at once: `xs` holds `n` vectors of
     /// `m.cols()` values one after another and `accs` receives `n` results of
     /// `m.rows()` values, `accs[t·rows + r] = bias[r] + Σ_j W[r, j] · xs[t·cols + j]`

@@ -63,9 +63,7 @@ impl Kernel {
             let _ = t;
             0
         };
-        for x in xs.iter_mut().skip(done) {
-            *x = scalar(*x).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
-        }
+        scalar_rest(xs, done, scalar);
     }
 }
 
@@ -177,8 +175,15 @@ impl Kernel {
             let _ = t;
             0
         };
-        for x in xs.iter_mut().skip(done) {
-            *x = scalar(*x).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
-        }
+        scalar_rest(xs, done, scalar);
+    }
+}
+
+/// `x = saturate_i16(scalar(x))` for the elements of `xs` after the first `done` (those
+/// the SIMD code left, or all of them).
+#[inline(always)]
+fn scalar_rest(xs: &mut [i16], done: usize, scalar: impl Fn(i16) -> i32) {
+    for x in xs.iter_mut().skip(done) {
+        *x = scalar(*x).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
     }
 }

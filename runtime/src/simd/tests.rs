@@ -337,6 +337,20 @@ fn vectorize_calls_f_once_and_returns_what_it_computes() {
 // tests/gen_rust.rs, these cover the clamp and every fold on hand-made tables)
 // ---------------------------------------------------------------------------------
 
+/// `offsets[k] − slopes[k] · starts[k]` in wrapping `i32` (what both array forms hold).
+fn intercept(p: &crate::Pwl<'_>, k: usize) -> i32 {
+    p.offsets[k].wrapping_sub(p.slopes[k].wrapping_mul(p.starts[k]))
+}
+
+/// The array forms' fold of `p`'s symmetry.
+fn fold_of(p: &crate::Pwl<'_>) -> RegFold {
+    match p.symmetry {
+        crate::Symmetry::None => RegFold::None,
+        crate::Symmetry::Odd => RegFold::Odd,
+        crate::Symmetry::Complement { total } => RegFold::Complement(total),
+    }
+}
+
 /// The register form of `p` (at most 64 pieces, piece arithmetic in i32 on int16
 /// inputs), with the clamp kept.
 fn reg_of(p: &crate::Pwl<'_>) -> RegPwl {
@@ -354,7 +368,7 @@ fn reg_of(p: &crate::Pwl<'_>) -> RegPwl {
     let mut intercepts = [0; 64];
     for k in 0..n {
         slopes[k] = p.slopes[k];
-        intercepts[k] = p.offsets[k].wrapping_sub(p.slopes[k].wrapping_mul(p.starts[k]));
+        intercepts[k] = intercept(p, k);
     }
     RegPwl {
         half_start: start(32),
@@ -362,19 +376,15 @@ fn reg_of(p: &crate::Pwl<'_>) -> RegPwl {
         slopes,
         intercepts,
         frac_bits: p.frac_bits,
-        fold: match p.symmetry {
-            crate::Symmetry::None => RegFold::None,
-            crate::Symmetry::Odd => RegFold::Odd,
-            crate::Symmetry::Complement { total } => RegFold::Complement(total),
-        },
+        fold: fold_of(p),
         clamp: Some((p.out_min, p.out_max)),
     }
 }
 
-#[test]
-fn pwl_i16_equals_eval_on_every_int16() {
-    // 45 and 20 pieces over [0, 32768) (or all of int16 without symmetry), slopes
-    // up to 2^9 and offsets of both signs; out ranges that clip.
+/// Hand-made tables for the array evaluators: 45 and 20 pieces over [0, 32768) (or all
+/// of int16 without symmetry), slopes up to 2^9 and offsets of both signs; out ranges
+/// that clip. Calls `f` with each.
+fn with_test_tables(mut f: impl FnMut(&crate::Pwl<'_>)) {
     for (symmetry, pieces, lo, hi) in [
         (crate::Symmetry::Odd, 45usize, -20000, 20000),
         (crate::Symmetry::Complement { total: 32768 }, 45, 0, 32767),
@@ -388,7 +398,7 @@ fn pwl_i16_equals_eval_on_every_int16() {
             .collect();
         let slopes: Vec<i32> = (0..pieces as i32).map(|k| 512 - 23 * k).collect();
         let offsets: Vec<i32> = (0..pieces as i32).map(|k| 1000 * k - 7000).collect();
-        let p = crate::Pwl {
+        f(&crate::Pwl {
             symmetry,
             starts: &starts,
             slopes: &slopes,
@@ -396,23 +406,44 @@ fn pwl_i16_equals_eval_on_every_int16() {
             frac_bits: 4,
             out_min: lo,
             out_max: hi,
-        };
-        let reg = reg_of(&p);
-        let xs: Vec<i16> = (i16::MIN..=i16::MAX).collect();
-        for kernel in [Kernel::detect(), Kernel::PORTABLE] {
-            for skip in [0, 1, 7] {
-                let mut ys = xs.clone();
-                kernel.pwl_i16(&reg, &mut ys[skip..], |x| p.eval(x as i32));
-                for (&x, &y) in xs.iter().zip(&ys).skip(skip) {
-                    let want = p.eval(x as i32).clamp(i16::MIN as i32, i16::MAX as i32);
-                    assert_eq!(
-                        y as i32, want,
-                        "{symmetry:?}, {pieces} pieces, x = {x} ({kernel:?})"
-                    );
-                }
+        });
+    }
+}
+
+/// `eval(kernel, xs)` (an array evaluator of `p`, in place) gives `saturate_i16(p.eval)`
+/// on every int16 input, for every kernel in `kernels`, on whole and misaligned arrays.
+fn check_array_evaluator(
+    p: &crate::Pwl<'_>,
+    kernels: &[Kernel],
+    eval: impl Fn(Kernel, &mut [i16]),
+) {
+    let xs: Vec<i16> = (i16::MIN..=i16::MAX).collect();
+    for &kernel in kernels {
+        for skip in [0, 1, 7] {
+            let mut ys = xs.clone();
+            eval(kernel, &mut ys[skip..]);
+            for (&x, &y) in xs.iter().zip(&ys).skip(skip) {
+                let want = p.eval(x as i32).clamp(i16::MIN as i32, i16::MAX as i32);
+                assert_eq!(
+                    y as i32,
+                    want,
+                    "{:?}, {} pieces, x = {x} ({kernel:?})",
+                    p.symmetry,
+                    p.starts.len()
+                );
             }
         }
     }
+}
+
+#[test]
+fn pwl_i16_equals_eval_on_every_int16() {
+    with_test_tables(|p| {
+        let reg = reg_of(p);
+        check_array_evaluator(p, &[Kernel::detect(), Kernel::PORTABLE], |kernel, xs| {
+            kernel.pwl_i16(&reg, xs, |x| p.eval(x as i32))
+        });
+    });
 }
 
 /// The gather form of `p` with buckets of `2^shift` inputs (the generator's layout,
@@ -435,9 +466,7 @@ fn gather_of(p: &crate::Pwl<'_>, shift: u32) -> GatherPwl {
             (k0 as i64 | (pos(k0 + 1) | pos(k0 + 2) << shift) << 8) as i32
         })
         .collect();
-    let intercepts: Vec<i32> = (0..p.starts.len())
-        .map(|k| p.offsets[k].wrapping_sub(p.slopes[k].wrapping_mul(p.starts[k])))
-        .collect();
+    let intercepts: Vec<i32> = (0..p.starts.len()).map(|k| intercept(p, k)).collect();
     let leak = |v: Vec<i32>| -> &'static [i32] { Box::leak(v.into_boxed_slice()) };
     GatherPwl::new(
         leak(buckets),
@@ -448,58 +477,25 @@ fn gather_of(p: &crate::Pwl<'_>, shift: u32) -> GatherPwl {
         leak(p.slopes.to_vec()),
         leak(intercepts),
         p.frac_bits,
-        match p.symmetry {
-            crate::Symmetry::None => RegFold::None,
-            crate::Symmetry::Odd => RegFold::Odd,
-            crate::Symmetry::Complement { total } => RegFold::Complement(total),
-        },
+        fold_of(p),
         Some((p.out_min, p.out_max)),
     )
 }
 
 #[test]
 fn pwl_i16_gather_equals_eval_on_every_int16() {
-    // As above, with buckets of 1024 inputs: up to two starts inside one (45 pieces
-    // are ~728 inputs apart), so both compares matter.
-    for (symmetry, pieces, lo, hi) in [
-        (crate::Symmetry::Odd, 45usize, -20000, 20000),
-        (crate::Symmetry::Complement { total: 32768 }, 45, 0, 32767),
-        (crate::Symmetry::None, 20, -32768, 32767),
-        (crate::Symmetry::Odd, 64, -40000, 40000),
-    ] {
-        let none = symmetry == crate::Symmetry::None;
-        let (from, width) = if none { (-32768, 65536) } else { (0, 32768) };
-        let starts: Vec<i32> = (0..pieces as i32)
-            .map(|k| from + k * width / pieces as i32)
+    // Buckets of 1024 inputs: up to two starts inside one (45 pieces are ~728 inputs
+    // apart), so both compares matter.
+    with_test_tables(|p| {
+        let g = gather_of(p, 10);
+        let kernels: Vec<Kernel> = [Kernel::new(Isa::Avx2), Some(Kernel::PORTABLE)]
+            .into_iter()
+            .flatten()
             .collect();
-        let slopes: Vec<i32> = (0..pieces as i32).map(|k| 512 - 23 * k).collect();
-        let offsets: Vec<i32> = (0..pieces as i32).map(|k| 1000 * k - 7000).collect();
-        let p = crate::Pwl {
-            symmetry,
-            starts: &starts,
-            slopes: &slopes,
-            offsets: &offsets,
-            frac_bits: 4,
-            out_min: lo,
-            out_max: hi,
-        };
-        let g = gather_of(&p, 10);
-        let xs: Vec<i16> = (i16::MIN..=i16::MAX).collect();
-        let kernels = [Kernel::new(Isa::Avx2), Some(Kernel::PORTABLE)];
-        for kernel in kernels.into_iter().flatten() {
-            for skip in [0, 1, 7] {
-                let mut ys = xs.clone();
-                kernel.pwl_i16_gather(&g, &mut ys[skip..], |x| p.eval(x as i32));
-                for (&x, &y) in xs.iter().zip(&ys).skip(skip) {
-                    let want = p.eval(x as i32).clamp(i16::MIN as i32, i16::MAX as i32);
-                    assert_eq!(
-                        y as i32, want,
-                        "{symmetry:?}, {pieces} pieces, x = {x} ({kernel:?})"
-                    );
-                }
-            }
-        }
-    }
+        check_array_evaluator(p, &kernels, |kernel, xs| {
+            kernel.pwl_i16_gather(&g, xs, |x| p.eval(x as i32))
+        });
+    });
 }
 
 #[test]
