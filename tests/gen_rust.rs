@@ -255,7 +255,7 @@ struct Harness {
 impl Harness {
     /// Runs the built binary on one case and returns its outputs.
     fn run(&self, module: &str) -> Vec<i32> {
-        self.run_with(module, false)
+        self.run_with(module, None)
     }
 
     /// The harness binary, through the runner if there is one.
@@ -270,16 +270,16 @@ impl Harness {
         }
     }
 
-    /// Runs one case; `portable`: SIMD models run `Kernel::PORTABLE` instead of the
-    /// kernel `Model::new` picks.
-    fn run_with(&self, module: &str, portable: bool) -> Vec<i32> {
+    /// Runs one case; `kernel`: SIMD models run the kernel of that name (`scalar`: the
+    /// portable one) instead of the one `Model::new` picks.
+    fn run_with(&self, module: &str, kernel: Option<&str>) -> Vec<i32> {
         let case = &self.cases[module];
         let dir = tempfile::tempdir().expect("tempdir");
         let (input, output) = (dir.path().join("in.bin"), dir.path().join("out.bin"));
         std::fs::write(&input, case.inputs.to_bytes()).expect("write inputs");
         let mut cmd = self.command();
-        if portable {
-            cmd.env("IRNN_PORTABLE", "1");
+        if let Some(k) = kernel {
+            cmd.env("IRNN_KERNEL", k);
         }
         let status = cmd
             .args([module.as_ref(), input.as_os_str(), output.as_os_str()])
@@ -294,13 +294,13 @@ impl Harness {
     }
 
     fn check_bit_exact(&self, module: &str) {
-        self.check_bit_exact_with(module, false)
+        self.check_bit_exact_with(module, None)
     }
 
-    fn check_bit_exact_with(&self, module: &str, portable: bool) {
+    fn check_bit_exact_with(&self, module: &str, kernel: Option<&str>) {
         let case = &self.cases[module];
         let want = interpret(&case.program, &case.inputs);
-        let got = self.run_with(module, portable);
+        let got = self.run_with(module, kernel);
         assert_eq!(got.len(), want.len(), "{module}: output length");
         if let Some(i) = (0..want.len()).find(|&i| got[i] != want[i]) {
             let o = case.program.output.size;
@@ -628,7 +628,7 @@ fn write_crate(dir: &Path, cases: &BTreeMap<String, Case>) {
                 "        (\"{module}\", gen_rust_harness::{module}::Model::new().kernel().isa().name()),\n"
             ));
             format!(
-                "if portable {{ gen_rust_harness::{module}::Model::with_kernel(irnn_runtime::simd::Kernel::PORTABLE) }} else {{ gen_rust_harness::{module}::Model::new() }}"
+                "match forced {{ Some(k) => gen_rust_harness::{module}::Model::with_kernel(k), None => gen_rust_harness::{module}::Model::new() }}"
             )
         };
         arms.push_str(&format!(
@@ -729,9 +729,16 @@ fn main() {{
         }}
         return;
     }}
-    // SIMD models: the portable kernel instead of the detected one.
-    let portable = std::env::var_os("IRNN_PORTABLE").is_some();
-    let _ = portable;
+    // SIMD models: the kernel named by IRNN_KERNEL (scalar: the portable one) instead
+    // of the detected one.
+    let forced: Option<irnn_runtime::simd::Kernel> = std::env::var("IRNN_KERNEL").ok().map(|name| {{
+        irnn_runtime::simd::Isa::ALL
+            .into_iter()
+            .find(|i| i.name() == name)
+            .and_then(irnn_runtime::simd::Kernel::new)
+            .unwrap_or_else(|| panic!("kernel {{name}} does not run here"))
+    }});
+    let _ = forced;
     let input = std::fs::read(&args[2]).expect("read input");
     let out: Vec<i32> = match args[1].as_str() {{
 {arms}        other => panic!("unknown module {{other}}"),
@@ -1302,16 +1309,23 @@ fn check_simd(h: &Harness, targets: &[Target], expect_kernel: impl Fn(Target) ->
             Some(expect_kernel(case.target)),
             "{module}: kernel picked by Model::new"
         );
-        h.check_bit_exact_with(module, false);
-        h.check_bit_exact_with(module, true);
+        h.check_bit_exact_with(module, None);
+        h.check_bit_exact_with(module, Some("scalar"));
+        // AVX2's layout picks AVX-VNNI where the CPU has it: the sign trick too.
+        if case.target == Target::Avx2 && picked.get(module).is_some_and(|k| k == "avx-vnni") {
+            h.check_bit_exact_with(module, Some("avx2"));
+        }
         checked += 1;
     }
     assert_eq!(checked, 6 * targets.len());
 }
 
-/// The kernel `Model::new` must pick on this CPU for an x86 target.
+/// The kernel `Model::new` must pick on this CPU for an x86 target (AVX-VNNI for
+/// AVX2's layout where the CPU has it).
 fn x86_kernel(t: Target) -> &'static str {
-    if host_runs(t) {
+    if t == Target::Avx2 && irnn_codegen::bench::host_has_avx_vnni() {
+        "avx-vnni"
+    } else if host_runs(t) {
         t.name()
     } else {
         eprintln!(
@@ -1424,9 +1438,10 @@ fn simd_rust_is_safe_code_with_aligned_packed_weights() {
             "{}",
             target.name()
         );
+        // The VNNI kernels' offset biases (AVX-512 VNNI; AVX-VNNI on AVX2's layout).
         assert_eq!(
             c.contains(".with_offset_bias("),
-            target == Target::Avx512Vnni,
+            matches!(target, Target::Avx512Vnni | Target::Avx2),
             "{}",
             target.name()
         );

@@ -24,7 +24,7 @@
 mod support;
 
 use irnn_codegen::back::{generate, GenOptions, GeneratedFile, Lang, Target, Unroll};
-use irnn_codegen::bench::{host_runs, target_flags};
+use irnn_codegen::bench::{host_has_avx_vnni, host_runs, target_flags, AVX_VNNI_FLAG};
 use irnn_codegen::graph::Graph;
 use irnn_codegen::ir::{InputIr, LayerIr, Program};
 use irnn_codegen::lower::lower;
@@ -226,8 +226,17 @@ fn simd_c_builds_strict_with_and_without_isa_flags() {
             let (_, c) = write_files(dir.path(), &files);
             let text = std::fs::read_to_string(&c).unwrap();
             assert!(text.contains("_q_mv_simd("), "{}: no SIMD kernel", s.label);
+            let vnni: Vec<&str> = isa_flags(target)
+                .iter()
+                .copied()
+                .chain([AVX_VNNI_FLAG])
+                .collect();
             for cc_name in ["gcc", "clang"] {
-                for flags in [&[][..], isa_flags(target)] {
+                let mut builds = vec![&[][..], isa_flags(target)];
+                if target == Target::Avx2 {
+                    builds.push(&vnni);
+                }
+                for flags in builds {
                     let mut args: Vec<String> = STRICT.iter().map(|s| s.to_string()).collect();
                     args.extend(flags.iter().map(|s| s.to_string()));
                     args.extend([
@@ -316,6 +325,78 @@ fn synth_models_match(target: Target, test: &str, first_cc: usize, seed: u64) {
 #[test]
 fn avx2_c_matches_interpreter() {
     synth_models_match(Target::Avx2, "avx2_c_matches_interpreter", 0, 100);
+}
+
+/// The avx2 target's C compiled with `-mavxvnni`: every kernel (step and chunk) on
+/// `vpdpbusd` ymm, x + 128 and the offset biases; the −128 model's matrix runs SIMD too.
+#[test]
+fn avx_vnni_c_matches_interpreter() {
+    let flags: Vec<&str> = target_flags(Target::Avx2)
+        .iter()
+        .copied()
+        .chain([AVX_VNNI_FLAG])
+        .collect();
+    // The AVX-VNNI kernels are what gets compiled (and only with the flag).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, c) = write_files(
+        dir.path(),
+        &gen(&synth_models()[1].model.program, Target::Avx2),
+    );
+    for (with, extra) in [(true, &flags[..]), (false, target_flags(Target::Avx2))] {
+        let mut args: Vec<String> = STRICT.iter().map(|s| s.to_string()).collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let asm = dir.path().join("m.s");
+        args.extend([
+            "-O2".into(),
+            "-S".into(),
+            c.display().to_string(),
+            "-o".into(),
+            asm.display().to_string(),
+        ]);
+        cc("gcc", &args, "avx2 C to assembly");
+        let text = std::fs::read_to_string(&asm).unwrap();
+        assert_eq!(text.contains("vpdpbusd"), with, "vpdpbusd with {extra:?}");
+        assert_eq!(
+            !text.contains("vpmaddubsw"),
+            with,
+            "sign trick with {extra:?}"
+        );
+    }
+    if !host_has_avx_vnni() {
+        eprintln!("SKIPPED avx_vnni_c_matches_interpreter's runs: this CPU lacks AVX-VNNI");
+        return;
+    }
+    for (k, s) in synth_models().iter().enumerate() {
+        let cc_name = ["gcc", "clang"][k % 2];
+        check(
+            &s.model.program,
+            Target::Avx2,
+            cc_name,
+            &flags,
+            250 + k as u64,
+        );
+    }
+    check(
+        &with_minus_128_weights(),
+        Target::Avx2,
+        "clang",
+        &flags,
+        450,
+    );
+    let program = charlm();
+    let seqs = charlm_seqs();
+    let want = expected(&program, &seqs);
+    let files = gen(&program, Target::Avx2);
+    assert_runs_as(
+        &program,
+        &files,
+        Target::Avx2,
+        &Toolchain::native("gcc"),
+        &flags,
+        &seqs,
+        &want,
+        "",
+    );
 }
 
 #[test]
@@ -472,6 +553,7 @@ fn bench_times_the_generated_rust() {
             "{r:?}"
         );
         assert!(r.run_us_per_step.is_none_or(|v| v > 0.0), "{r:?}");
+        check_clock(r);
     }
     let t = table(&model.program, &rows);
     assert!(
@@ -497,6 +579,24 @@ fn bench_times_the_generated_rust() {
     }
 }
 
+/// A bench row's clock and cycles: measured on x86-64 (a plausible core clock, and
+/// cycles per step that are the time at that clock, within the spread of the runs),
+/// absent elsewhere.
+fn check_clock(r: &irnn_codegen::bench::BenchRow) {
+    if cfg!(target_arch = "x86_64") {
+        let ghz = r.ghz.expect("the clock is measured on x86-64");
+        assert!((0.4..8.0).contains(&ghz), "{r:?}");
+        let cycles = r.cycles_per_step.expect("cycles per step on x86-64");
+        let at_clock = r.us_per_step * ghz * 1e3;
+        assert!(
+            cycles > 0.0 && (0.25 * at_clock..4.0 * at_clock).contains(&cycles),
+            "{r:?}"
+        );
+    } else {
+        assert!(r.ghz.is_none() && r.cycles_per_step.is_none(), "{r:?}");
+    }
+}
+
 #[test]
 fn bench_times_every_target() {
     use irnn_codegen::bench::{bench, table, weight_bytes, BenchOptions};
@@ -517,13 +617,21 @@ fn bench_times_every_target() {
         },
     )
     .expect("bench runs");
-    assert_eq!(rows.len(), targets.len());
+    // One row per target, and the avx2 C once more with AVX-VNNI where the CPU has it.
+    let vnni_row = host_runs(Target::Avx2) && host_has_avx_vnni();
+    assert_eq!(rows.len(), targets.len() + vnni_row as usize);
+    assert_eq!(
+        rows.iter()
+            .any(|r| r.label == format!("avx2 {AVX_VNNI_FLAG}")),
+        vnni_row
+    );
     for r in &rows {
         assert!(
             r.us_per_step > 0.0 && r.text_bytes > 0 && r.rodata_bytes > 0,
             "{r:?}"
         );
         assert!(r.run_us_per_step.is_some_and(|v| v > 0.0), "{r:?}");
+        check_clock(r);
         // The fastest run is never slower than the median.
         assert!(
             r.best_us_per_step > 0.0 && r.best_us_per_step <= r.us_per_step,
@@ -536,7 +644,7 @@ fn bench_times_every_target() {
     }
     let t = table(program, &rows);
     assert!(
-        t.contains("| scalar | int8 |") && t.contains("run µs/step"),
+        t.contains("| scalar | int8 |") && t.contains("run µs/step") && t.contains("MAC/cycle"),
         "{t}"
     );
 }

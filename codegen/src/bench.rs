@@ -8,7 +8,11 @@
 //! fastest run's (other tenants of a shared machine only ever add time). For
 //! int8 it also times sequence mode: `runs` calls of `NAME_run` over the same `steps`
 //! inputs laid out as one sequence (the batched input projections of the SIMD targets,
-//! docs/ARCHITECTURE.md), reported as µs per step. The
+//! docs/ARCHITECTURE.md), reported as µs per step. Just before each timed run the
+//! harness measures the core clock (a chain of dependent `imul`, x86-64 only), so the
+//! table also gives cycles per step (each run's time at its own clock, median) and
+//! multiply-accumulates per cycle: on a machine whose clock moves, cycles are the
+//! figure to compare with per-cycle limits. The
 //! object file of the model alone gives the code size (`.text`) and the constant data
 //! (`.rodata`: weights, biases, multipliers, tables).
 //!
@@ -61,6 +65,10 @@ pub struct BenchOptions {
 pub struct BenchRow {
     /// Target.
     pub target: Target,
+    /// What the row ran, as the table shows it: the target's name, and for `avx2` on a
+    /// CPU with AVX-VNNI which kernel (C: a second int8 row built with `-mavxvnni`;
+    /// Rust: the kernel the runtime picked).
+    pub label: String,
     /// Precision.
     pub precision: Precision,
     /// Median microseconds per step.
@@ -70,6 +78,13 @@ pub struct BenchRow {
     pub best_us_per_step: f64,
     /// Median microseconds per step of one `NAME_run` call over `steps` steps (int8 only).
     pub run_us_per_step: Option<f64>,
+    /// Median core clock (GHz) measured just before each timed run, where the harness
+    /// knows how (x86-64); `None` elsewhere.
+    pub ghz: Option<f64>,
+    /// Median over the timed runs of µs per step times that run's clock: core cycles
+    /// per step, steadier than µs on a machine whose clock moves (`None` without a
+    /// clock).
+    pub cycles_per_step: Option<f64>,
     /// Bytes of weights as the kernels read them (packed and padded for SIMD targets),
     /// plus embedding tables: 1 byte a weight for int8, 4 for f32.
     pub weight_bytes: usize,
@@ -132,6 +147,20 @@ pub fn weight_bytes(program: &Program, target: Target) -> usize {
         .sum()
 }
 
+/// Multiply-accumulates of one step: every weight of every matrix once (embedding
+/// lookups are free).
+pub fn macs_per_step(program: &Program) -> usize {
+    program
+        .layers
+        .iter()
+        .map(|l| match l {
+            LayerIr::Embedding(_) => 0,
+            LayerIr::Lstm(l) => 4 * l.hidden_size * (l.input_size + l.hidden_size),
+            LayerIr::Linear(l) => l.out_size * l.in_size,
+        })
+        .sum()
+}
+
 const HARNESS: &str = r#"
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
@@ -147,6 +176,37 @@ static double now_us(void)
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
 }
 
+/* The core clock in GHz, for cycles per step: a chain of dependent 64-bit imul (3
+ * cycles each on every x86-64 core of the last decade), best of 3 short runs just
+ * before each timed run, so that a clock that moves between runs is followed.
+ * 0 where no such chain is known (the table then shows no cycles). */
+#if defined(__x86_64__) && defined(__GNUC__)
+static double clock_ghz(void)
+{
+    double best = 1e30;
+    int r;
+    for (r = 0; r < 3; ++r) {
+        unsigned long long v = 3;
+        long i;
+        const double t0 = now_us();
+        double dt;
+        for (i = 0; i < 20000; ++i) {
+            __asm__ volatile("imul %0, %0\n\timul %0, %0\n\timul %0, %0\n\timul %0, %0\n\t"
+                             "imul %0, %0\n\timul %0, %0\n\timul %0, %0\n\timul %0, %0"
+                             : "+r"(v));
+        }
+        dt = now_us() - t0;
+        best = dt < best ? dt : best;
+    }
+    return 20000.0 * 8.0 * 3.0 / best / 1e3;
+}
+#else
+static double clock_ghz(void)
+{
+    return 0.0;
+}
+#endif
+
 static int cmp(const void *a, const void *b)
 {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -158,10 +218,10 @@ int main(int argc, char **argv)
     const long steps = argc > 1 ? atol(argv[1]) : 1000;
     const int runs = argc > 2 ? atoi(argv[2]) : 7;
     const int time_run = argc > 3 ? atoi(argv[3]) : 0;
-    double step_us, best_us, run_us = -1.0;
+    double step_us, best_us, run_us = -1.0, step_cycles, ghz;
     static @P@_state_t st;
     static @OT@ out[@PU@_OUTPUT_SIZE];
-    static double times[101];
+    static double times[101], cycles[101], clocks[101];
     unsigned int seed = 12345u;
     long k, t;
     int r;
@@ -191,16 +251,23 @@ int main(int argc, char **argv)
         check += (double)out[0];
     }
     for (r = 0; r < runs; ++r) {
-        const double t0 = now_us();
+        double t0;
+        clocks[r] = clock_ghz();
+        t0 = now_us();
         for (t = 0; t < steps; ++t) {
             @P@_step(&st, INPUT(t), out);
         }
         times[r] = (now_us() - t0) / (double)steps;
+        cycles[r] = times[r] * clocks[r] * 1e3;
         check += (double)out[0];
     }
     qsort(times, (size_t)runs, sizeof times[0], cmp);
+    qsort(cycles, (size_t)runs, sizeof cycles[0], cmp);
+    qsort(clocks, (size_t)runs, sizeof clocks[0], cmp);
     step_us = times[runs / 2];
     best_us = times[0];
+    step_cycles = cycles[runs / 2];
+    ghz = clocks[runs / 2];
     if (time_run) { /* sequence mode: one NAME_run over all steps */
 #ifdef @PU@_VOCAB_SIZE
         int32_t *seq = (int32_t *)malloc(sizeof(int32_t) * (size_t)steps);
@@ -227,7 +294,7 @@ int main(int argc, char **argv)
         free(ys);
     }
     free(in);
-    printf("%.6f %.6f %.6f %g\n", step_us, run_us, best_us, check);
+    printf("%.6f %.6f %.6f %g %.1f %.4f\n", step_us, run_us, best_us, check, step_cycles, ghz);
     return 0;
 }
 "#;
@@ -274,6 +341,34 @@ pub fn bench_target(
     target: Target,
     precision: Precision,
     opts: &BenchOptions,
+) -> Result<BenchRow> {
+    bench_target_with(program, f32_program, target, precision, opts, &[])
+}
+
+/// The extra C flag of the AVX-VNNI variant of the `avx2` target.
+pub const AVX_VNNI_FLAG: &str = "-mavxvnni";
+
+/// Whether this CPU has AVX-VNNI (the VEX-encoded `vpdpbusd` the `avx2` target's
+/// kernels use when compiled with [`AVX_VNNI_FLAG`], and the Rust runtime picks).
+pub fn host_has_avx_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// [`bench_target`] with `extra` C flags after the target's (the label names them).
+fn bench_target_with(
+    program: &Program,
+    f32_program: Option<&F32Program>,
+    target: Target,
+    precision: Precision,
+    opts: &BenchOptions,
+    extra: &[&str],
 ) -> Result<BenchRow> {
     if opts.lang == Lang::Rust {
         return bench_target_rust(program, f32_program, target, precision, opts);
@@ -349,6 +444,7 @@ pub fn bench_target(
         );
     }
     let mut flags: Vec<&str> = target_flags(target).to_vec();
+    flags.extend(extra);
     if emulate {
         flags.push("-static");
     }
@@ -391,6 +487,10 @@ pub fn bench_target(
         weight_bytes,
     )
     .map(|r| BenchRow {
+        label: std::iter::once(target.name())
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>()
+            .join(" "),
         text_bytes,
         rodata_bytes,
         ..r
@@ -423,7 +523,8 @@ fn generate_timed(
 }
 
 /// Runs a built harness (`cmd STEPS RUNS TIME_RUN`, which prints the median µs per step,
-/// the run's median or −1, the best µs per step) and makes its row (no object sizes).
+/// the run's median or −1, the best µs per step, a checksum, the median cycles per step
+/// and the median clock in GHz, 0 when unknown) and makes its row (no object sizes).
 fn timed_row(
     cmd: &mut Command,
     what: &str,
@@ -439,18 +540,22 @@ fn timed_row(
             .arg(if time_run { "1" } else { "0" }),
         what,
     )?;
-    let mut fields = out.split_whitespace().map(|v| v.parse::<f64>().ok());
-    let (Some(Some(us_per_step)), Some(Some(run_us)), Some(Some(best_us_per_step))) =
-        (fields.next(), fields.next(), fields.next())
+    let fields: Vec<Option<f64>> = out.split_whitespace().map(|v| v.parse().ok()).collect();
+    let &[Some(us_per_step), Some(run_us), Some(best_us_per_step), Some(_), Some(cycles), Some(ghz)] =
+        fields.as_slice()
     else {
         bail!("unexpected benchmark output: {out:?}");
     };
+    let known = ghz > 0.0;
     Ok(BenchRow {
         target,
+        label: target.name().to_string(),
         precision,
         us_per_step,
         best_us_per_step,
         run_us_per_step: time_run.then_some(run_us),
+        ghz: known.then_some(ghz),
+        cycles_per_step: known.then_some(cycles),
         weight_bytes,
         text_bytes: 0,
         rodata_bytes: 0,
@@ -462,6 +567,37 @@ const RUST_HARNESS: &str = r#"//! irnn bench: times the generated module `model`
 mod model;
 
 use std::time::Instant;
+
+/// The core clock in GHz (the C harness's `clock_ghz`): dependent 64-bit `imul`, 3
+/// cycles each, best of 3 short runs; 0 off x86-64.
+fn clock_ghz() -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let mut v: u64 = 3;
+            let t0 = Instant::now();
+            for _ in 0..20000 {
+                // SAFETY: register-only arithmetic, no memory, no flags read after.
+                unsafe {
+                    std::arch::asm!(
+                        "imul {0}, {0}", "imul {0}, {0}", "imul {0}, {0}", "imul {0}, {0}",
+                        "imul {0}, {0}", "imul {0}, {0}", "imul {0}, {0}", "imul {0}, {0}",
+                        inout(reg) v,
+                        options(nomem, nostack)
+                    );
+                }
+            }
+            best = best.min(t0.elapsed().as_secs_f64() * 1e6);
+            std::hint::black_box(v);
+        }
+        20000.0 * 8.0 * 3.0 / best / 1e3
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        0.0
+    }
+}
 
 fn median_best(mut t: Vec<f64>) -> (f64, f64) {
     t.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -485,15 +621,22 @@ fn main() {
         check += m.step(@ARG@)[0] as f64;
     }
     let mut times = Vec::with_capacity(runs);
+    let mut cycles = Vec::with_capacity(runs);
+    let mut clocks = Vec::with_capacity(runs);
     for _ in 0..runs {
+        let ghz = clock_ghz();
         let t0 = Instant::now();
         for t in 0..steps {
             std::hint::black_box(m.step(@ARG@));
         }
-        times.push(t0.elapsed().as_secs_f64() * 1e6 / steps as f64);
+        let us = t0.elapsed().as_secs_f64() * 1e6 / steps as f64;
+        times.push(us);
+        cycles.push(us * ghz * 1e3);
+        clocks.push(ghz);
         check += m.step(@ARG0@)[0] as f64;
     }
     let (step_us, best_us) = median_best(times);
+    let (step_cycles, ghz) = (median_best(cycles).0, median_best(clocks).0);
     let mut run_us = -1.0;
     if time_run {
         let seq: Vec<_> = (0..steps).map(|t| @SEQ@).collect();
@@ -508,7 +651,7 @@ fn main() {
         }
         run_us = median_best(times).0;
     }
-    println!("{step_us:.6} {run_us:.6} {best_us:.6} {check}");
+    println!("{step_us:.6} {run_us:.6} {best_us:.6} {check} {step_cycles:.1} {ghz:.4}");
 }
 "#;
 
@@ -638,6 +781,15 @@ fn bench_target_rust(
         opts,
         weight_bytes,
     )
+    .map(|r| BenchRow {
+        // The runtime picks AVX-VNNI for AVX2's layout where the CPU has it.
+        label: if target == Target::Avx2 && precision == Precision::Int8 && host_has_avx_vnni() {
+            "avx2 (avx-vnni kernel)".to_string()
+        } else {
+            r.label
+        },
+        ..r
+    })
 }
 
 /// Whether this CPU runs `target`'s SIMD code natively (`Scalar`: always).
@@ -682,6 +834,21 @@ pub fn bench(
     for &t in &opts.targets {
         for &pr in &opts.precisions {
             rows.push(bench_target(program, f32_program, t, pr, opts)?);
+            // The avx2 C again with AVX-VNNI's kernels, where this CPU runs them.
+            if t == Target::Avx2
+                && pr == Precision::Int8
+                && opts.lang == Lang::C
+                && host_has_avx_vnni()
+            {
+                rows.push(bench_target_with(
+                    program,
+                    f32_program,
+                    t,
+                    pr,
+                    opts,
+                    &[AVX_VNNI_FLAG],
+                )?);
+            }
         }
     }
     Ok(rows)
@@ -704,8 +871,9 @@ pub fn table(program: &Program, rows: &[BenchRow]) -> String {
         InputIr::Features { size, .. } => format!("features ({size})"),
     };
     let mut s = format!("model \"{}\": {input}; {shape}\n\n", program.name);
-    s.push_str("| target | precision | µs/step | best µs/step | run µs/step | run speed-up vs step | speed-up vs first row | int8 speed-up vs f32 (same target) | weight bytes | .text bytes | .rodata bytes |\n");
-    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str("| target | precision | µs/step | best µs/step | run µs/step | run speed-up vs step | GHz | cycles/step | MAC/cycle | speed-up vs first row | int8 speed-up vs f32 (same target) | weight bytes | .text bytes | .rodata bytes |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let macs = macs_per_step(program) as f64;
     let base = rows.first().map(|r| r.us_per_step).unwrap_or(1.0);
     for r in rows {
         let vs_f32 = match r.precision {
@@ -727,9 +895,17 @@ pub fn table(program: &Program, rows: &[BenchRow]) -> String {
                 b.to_string()
             }
         };
+        let (ghz, cycles, per_cycle) = match (r.ghz, r.cycles_per_step) {
+            (Some(g), Some(c)) if !emulated(r.target) => (
+                format!("{g:.2}"),
+                format!("{c:.0}"),
+                format!("{:.1}", macs / c),
+            ),
+            _ => ("-".to_string(), "-".to_string(), "-".to_string()),
+        };
         s.push_str(&format!(
-            "| {} | {} | {:.3} | {:.3} | {run_us} | {run_gain} | {:.2} | {} | {} | {} | {} |\n",
-            r.target.name(),
+            "| {} | {} | {:.3} | {:.3} | {run_us} | {run_gain} | {ghz} | {cycles} | {per_cycle} | {:.2} | {} | {} | {} | {} |\n",
+            r.label,
             r.precision.name(),
             r.us_per_step,
             r.best_us_per_step,

@@ -69,7 +69,9 @@ pub enum Target {
     Scalar,
     /// x86-64 AVX2: int8 matrix–vector products with `vpmaddubsw` and the sign trick,
     /// weights packed in blocks of 8 rows × 4 columns; scalar fallback when the C is
-    /// compiled without `__AVX2__` or the Rust runs on a CPU without AVX2.
+    /// compiled without `__AVX2__` or the Rust runs on a CPU without AVX2. Where AVX-VNNI
+    /// is there (C: `__AVXVNNI__`; Rust: detected at run time) the same layout runs
+    /// `vpdpbusd` on ymm with the `x + 128` offset bias instead (also for −128 weights).
     Avx2,
     /// x86-64 AVX-512 VNNI: `vpdpbusd` on 16-row × 4-column blocks with the `x + 128`
     /// offset folded into the bias; scalar fallback without

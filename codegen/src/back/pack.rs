@@ -3,7 +3,8 @@
 //! The layout itself (`[blocks][groups][block_rows][4]`, rows padded to the block
 //! height, columns to a multiple of 4) is defined once, next to the kernels that read
 //! it, in [`irnn_runtime::simd::pack`]; this module adds what generation needs: the
-//! padded bias, the AVX-512 VNNI offset bias `bias − 128 · rowsum(W)` (with a layer
+//! padded bias, the VNNI offset bias `bias − 128 · rowsum(W)` (AVX-512 VNNI, and AVX2
+//! for CPUs with AVX-VNNI; with a layer
 //! error if it left `i32`) and whether the target's SIMD kernel is exact for the
 //! matrix (AVX2's sign trick needs every weight > −128).
 
@@ -33,8 +34,8 @@ pub struct PackedMat {
     pub data: Vec<i8>,
     /// The bias padded with zeros to `rows_pad`.
     pub bias: Vec<i32>,
-    /// AVX-512 VNNI only: `bias − 128 · rowsum(W)`, padded (the kernel multiplies
-    /// `x + 128` as unsigned bytes).
+    /// AVX-512 VNNI and AVX2 (for AVX-VNNI): `bias − 128 · rowsum(W)`, padded (the
+    /// VNNI kernels multiply `x + 128` as unsigned bytes).
     pub offset_bias: Option<Vec<i32>>,
     /// Rows and columns of the unpadded matrix.
     pub rows: usize,
@@ -82,7 +83,7 @@ pub fn pack_matrix(
     let rows_pad = simd::padded_rows(rows, br);
     let mut padded = bias.to_vec();
     padded.resize(rows_pad, 0);
-    let offset_bias = if target == Target::Avx512Vnni {
+    let offset_bias = if matches!(target, Target::Avx512Vnni | Target::Avx2) {
         let mut v = Vec::with_capacity(rows_pad);
         for (r, b) in padded.iter().enumerate() {
             let rowsum: i64 = if r < rows {

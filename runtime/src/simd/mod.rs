@@ -1,5 +1,5 @@
 //! Packed int8 matrix–vector kernels: a portable one and hand-written SIMD ones
-//! (AVX2, AVX-512 VNNI, NEON, NEON dot product), all bit-identical to
+//! (AVX2, AVX-VNNI, AVX-512 VNNI, NEON, NEON dot product), all bit-identical to
 //! [`crate::kernels::matvec_i8`] (docs/NUMERICS.md §8: every partial sum fits in `i32`,
 //! so any summation order, and wrapping arithmetic, is exact).
 //!
@@ -110,6 +110,11 @@ pub enum Isa {
     /// x86-64 AVX2: `vpmaddubsw` with the sign trick, 8-row blocks. Exact only when no
     /// weight is −128: a matrix holding one runs the portable kernel.
     Avx2,
+    /// x86-64 AVX-VNNI (VEX `vpdpbusd` on 256-bit vectors: Alder Lake and later, Zen 5)
+    /// on AVX2's 8-row layout: `x + 128` times the weights with the offset bias
+    /// ([`PackedMatrix::with_offset_bias`]), exact for every weight. Without an offset
+    /// bias the matrix runs AVX2's sign trick (every such CPU has AVX2).
+    AvxVnni,
     /// x86-64 AVX-512 VNNI: `vpdpbusd` on `x + 128`, 16-row blocks; needs the bias
     /// `bias − 128 · rowsum(W)` ([`PackedMatrix::with_offset_bias`]).
     Avx512Vnni,
@@ -121,9 +126,10 @@ pub enum Isa {
 
 impl Isa {
     /// Every ISA, portable first.
-    pub const ALL: [Isa; 5] = [
+    pub const ALL: [Isa; 6] = [
         Isa::Portable,
         Isa::Avx2,
+        Isa::AvxVnni,
         Isa::Avx512Vnni,
         Isa::Neon,
         Isa::NeonDotprod,
@@ -133,7 +139,7 @@ impl Isa {
     pub const fn block_rows(self) -> Option<usize> {
         match self {
             Isa::Portable => None,
-            Isa::Avx2 => Some(8),
+            Isa::Avx2 | Isa::AvxVnni => Some(8),
             Isa::Avx512Vnni => Some(16),
             Isa::Neon | Isa::NeonDotprod => Some(4),
         }
@@ -144,6 +150,7 @@ impl Isa {
         match self {
             Isa::Portable => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avx-vnni",
             Isa::Avx512Vnni => "avx512vnni",
             Isa::Neon => "neon",
             Isa::NeonDotprod => "neon-dotprod",
@@ -155,6 +162,7 @@ impl Isa {
         match self {
             Isa::Portable => true,
             Isa::Avx2 => detect::avx2(),
+            Isa::AvxVnni => detect::avx2() && detect::avxvnni(),
             Isa::Avx512Vnni => detect::avx512vnni(),
             Isa::Neon => detect::neon(),
             Isa::NeonDotprod => detect::neon() && detect::dotprod(),
@@ -165,7 +173,17 @@ impl Isa {
     const fn fallback(self) -> Isa {
         match self {
             Isa::NeonDotprod => Isa::Neon,
+            Isa::AvxVnni => Isa::Avx2,
             _ => Isa::Portable,
+        }
+    }
+
+    /// A faster kernel on the same layout, tried first by [`Kernel::best_for`]: AVX-VNNI
+    /// for AVX2's layout.
+    const fn upgrade(self) -> Option<Isa> {
+        match self {
+            Isa::Avx2 => Some(Isa::AvxVnni),
+            _ => None,
         }
     }
 }
@@ -199,8 +217,20 @@ mod detect {
             target_feature = "avx512vnni"
         ))
     }
+    #[cfg(all(target_arch = "x86_64", any(test, feature = "std")))]
+    pub fn avxvnni() -> bool {
+        std::is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(all(target_arch = "x86_64", not(any(test, feature = "std"))))]
+    pub fn avxvnni() -> bool {
+        cfg!(target_feature = "avxvnni")
+    }
     #[cfg(not(target_arch = "x86_64"))]
     pub fn avx2() -> bool {
+        false
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    pub fn avxvnni() -> bool {
         false
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -486,6 +516,8 @@ enum Inner {
     #[cfg(target_arch = "x86_64")]
     Avx2(x86::Avx2),
     #[cfg(target_arch = "x86_64")]
+    AvxVnni(x86::AvxVnni),
+    #[cfg(target_arch = "x86_64")]
     Avx512Vnni(x86::Avx512Vnni),
     #[cfg(target_arch = "aarch64")]
     Neon(arm::Neon),
@@ -510,6 +542,8 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => x86::Avx2::detect().map(Inner::Avx2),
             #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => x86::AvxVnni::detect().map(Inner::AvxVnni),
+            #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => x86::Avx512Vnni::detect().map(Inner::Avx512Vnni),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => arm::Neon::detect().map(Inner::Neon),
@@ -521,9 +555,13 @@ impl Kernel {
         inner.map(Kernel)
     }
 
-    /// The best kernel this CPU runs for matrices packed for `isa`: `isa` itself, else
-    /// the next kernel on the same layout (NEON for NEON dot product), else portable.
+    /// The best kernel this CPU runs for matrices packed for `isa`: a faster one on the
+    /// same layout (AVX-VNNI for AVX2), else `isa` itself, else the next kernel on the
+    /// same layout (NEON for NEON dot product, AVX2 for AVX-VNNI), else portable.
     pub fn best_for(isa: Isa) -> Kernel {
+        if let Some(k) = isa.upgrade().and_then(Kernel::new) {
+            return k;
+        }
         let mut isa = isa;
         loop {
             if let Some(k) = Kernel::new(isa) {
@@ -533,13 +571,19 @@ impl Kernel {
         }
     }
 
-    /// The best kernel of any layout this CPU runs (AVX-512 VNNI, AVX2, NEON dot product,
-    /// NEON, portable, in that order).
+    /// The best kernel of any layout this CPU runs (AVX-512 VNNI, AVX-VNNI, AVX2, NEON
+    /// dot product, NEON, portable, in that order).
     pub fn detect() -> Kernel {
-        [Isa::Avx512Vnni, Isa::Avx2, Isa::NeonDotprod, Isa::Neon]
-            .into_iter()
-            .find_map(Kernel::new)
-            .unwrap_or(Kernel::PORTABLE)
+        [
+            Isa::Avx512Vnni,
+            Isa::AvxVnni,
+            Isa::Avx2,
+            Isa::NeonDotprod,
+            Isa::Neon,
+        ]
+        .into_iter()
+        .find_map(Kernel::new)
+        .unwrap_or(Kernel::PORTABLE)
     }
 
     /// The kernel's ISA.
@@ -548,6 +592,8 @@ impl Kernel {
             Inner::Portable => Isa::Portable,
             #[cfg(target_arch = "x86_64")]
             Inner::Avx2(_) => Isa::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Inner::AvxVnni(_) => Isa::AvxVnni,
             #[cfg(target_arch = "x86_64")]
             Inner::Avx512Vnni(_) => Isa::Avx512Vnni,
             #[cfg(target_arch = "aarch64")]
@@ -558,7 +604,7 @@ impl Kernel {
     }
 
     /// Returns `f()`, run inside a function compiled with this kernel's instruction set
-    /// (AVX2; AVX-512 F, BW, VL and VNNI; NEON; NEON with dot product; nothing extra for
+    /// (AVX2; AVX2 and AVX-VNNI; AVX-512 F, BW, VL and VNNI; NEON; NEON with dot product; nothing extra for
     /// the portable kernel), so that LLVM can vectorize what it inlines from `f` with
     /// those instructions, without `-C target-cpu` and without `unsafe` in the caller.
     ///
@@ -573,6 +619,8 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Inner::Avx2(k) => k.vectorize(f),
             #[cfg(target_arch = "x86_64")]
+            Inner::AvxVnni(k) => k.vectorize(f),
+            #[cfg(target_arch = "x86_64")]
             Inner::Avx512Vnni(k) => k.vectorize(f),
             #[cfg(target_arch = "aarch64")]
             Inner::Neon(k) => k.vectorize(f),
@@ -583,18 +631,23 @@ impl Kernel {
 
     /// The ISA whose code [`Kernel::matvec`] runs for `m` (with well-shaped `x` and
     /// `acc`): this kernel's when `m` has its layout (and, for AVX2, no −128 weight;
-    /// for VNNI, an offset bias), else the portable kernel.
+    /// for the VNNI kernels, an offset bias), else (AVX-VNNI without an offset bias)
+    /// AVX2's if that fits, else the portable kernel.
     pub fn isa_for(self, m: &PackedMatrix<'_>) -> Isa {
+        let fits = |isa: Isa| {
+            m.shape_ok()
+                && isa.block_rows() == Some(m.block_rows)
+                && match isa {
+                    Isa::Avx2 => !m.has_min_weight,
+                    Isa::AvxVnni | Isa::Avx512Vnni => !m.offset_bias.is_empty(),
+                    _ => true,
+                }
+        };
         let isa = self.isa();
-        let fits = m.shape_ok()
-            && isa.block_rows() == Some(m.block_rows)
-            && match isa {
-                Isa::Avx2 => !m.has_min_weight,
-                Isa::Avx512Vnni => !m.offset_bias.is_empty(),
-                _ => true,
-            };
-        if fits {
+        if fits(isa) {
             isa
+        } else if isa == Isa::AvxVnni && fits(Isa::Avx2) {
+            Isa::Avx2
         } else {
             Isa::Portable
         }
@@ -633,6 +686,10 @@ impl Kernel {
         let done = match (self.0, self.isa_for(m)) {
             #[cfg(target_arch = "x86_64")]
             (Inner::Avx2(k), Isa::Avx2) => k.matvec(&shape, m.weights, m.bias, x, acc),
+            #[cfg(target_arch = "x86_64")]
+            (Inner::AvxVnni(k), Isa::AvxVnni) => k.matvec(&shape, m.weights, m.offset_bias, x, acc),
+            #[cfg(target_arch = "x86_64")]
+            (Inner::AvxVnni(k), Isa::Avx2) => k.avx2().matvec(&shape, m.weights, m.bias, x, acc),
             #[cfg(target_arch = "x86_64")]
             (Inner::Avx512Vnni(k), Isa::Avx512Vnni) => {
                 k.matvec(&shape, m.weights, m.offset_bias, x, acc)

@@ -162,12 +162,14 @@ impl GatherPwl {
 impl Kernel {
     /// `x = saturate_i16(scalar(x))` for every element of `xs`, where `scalar` is the
     /// table's exact evaluator (`Pwl::eval` on int16 inputs) and `t` its gather form.
-    /// With the AVX2 kernel 8 elements at a time with `t`, the rest with `scalar`.
+    /// With the AVX2 and AVX-VNNI kernels 8 elements at a time with `t`, the rest with
+    /// `scalar`.
     #[inline(always)]
     pub fn pwl_i16_gather(self, t: &GatherPwl, xs: &mut [i16], scalar: impl Fn(i16) -> i32) {
         #[cfg(target_arch = "x86_64")]
         let done = match self.0 {
             Inner::Avx2(k) => k.pwl_i16_gather(t, xs),
+            Inner::AvxVnni(k) => k.avx2().pwl_i16_gather(t, xs),
             _ => 0,
         };
         #[cfg(not(target_arch = "x86_64"))]

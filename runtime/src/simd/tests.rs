@@ -209,9 +209,21 @@ fn selection_never_returns_an_unsupported_kernel() {
         let k = Kernel::best_for(isa);
         assert!(k.isa().is_supported());
         assert_eq!(Kernel::new(isa).is_some(), isa.is_supported());
+        // AVX2's layout prefers AVX-VNNI where it runs.
+        let want = if isa == Isa::Avx2 && Isa::AvxVnni.is_supported() {
+            Isa::AvxVnni
+        } else {
+            isa
+        };
         if isa.is_supported() {
-            assert_eq!(k.isa(), isa);
+            assert_eq!(k.isa(), want);
         }
+    }
+    // AVX-VNNI implies AVX2, and falls back to it.
+    if Isa::AvxVnni.is_supported() {
+        assert!(Isa::Avx2.is_supported());
+    } else {
+        assert_eq!(Kernel::best_for(Isa::AvxVnni), Kernel::best_for(Isa::Avx2));
     }
     assert!(Kernel::detect().isa().is_supported());
     assert_eq!(Kernel::default(), Kernel::PORTABLE);
@@ -245,6 +257,18 @@ fn mismatched_layouts_fall_back_to_portable() {
         let p = pack_case(&c, 16);
         let m = PackedMatrix::new(&p.weights, &p.bias, 9, 7, 16).without_min_weight();
         assert_eq!(k.isa_for(&m), Isa::Portable);
+    }
+    // AVX-VNNI without the offset bias runs AVX2's sign trick (same layout), or the
+    // portable kernel when a weight is -128; both exact.
+    if let Some(k) = Kernel::new(Isa::AvxVnni) {
+        let p = pack_case(&c, 8);
+        let m = PackedMatrix::new(&p.weights, &p.bias, 9, 7, 8);
+        assert_eq!(k.isa_for(&m), Isa::Portable);
+        let m = m.without_min_weight();
+        assert_eq!(k.isa_for(&m), Isa::Avx2);
+        let mut acc = std::vec![0i32; 9];
+        k.matvec(&m, &c.x, &mut acc);
+        assert_eq!(acc, model(&c.w, 9, 7, &c.bias, &c.x));
     }
 }
 
@@ -488,10 +512,14 @@ fn pwl_i16_gather_equals_eval_on_every_int16() {
     // apart), so both compares matter.
     with_test_tables(|p| {
         let g = gather_of(p, 10);
-        let kernels: Vec<Kernel> = [Kernel::new(Isa::Avx2), Some(Kernel::PORTABLE)]
-            .into_iter()
-            .flatten()
-            .collect();
+        let kernels: Vec<Kernel> = [
+            Kernel::new(Isa::Avx2),
+            Kernel::new(Isa::AvxVnni),
+            Some(Kernel::PORTABLE),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         check_array_evaluator(p, &kernels, |kernel, xs| {
             kernel.pwl_i16_gather(&g, xs, |x| p.eval(x as i32))
         });

@@ -1,6 +1,7 @@
-//! x86-64 kernels: AVX2 (sign trick) and AVX-512 VNNI (`vpdpbusd`).
+//! x86-64 kernels: AVX2 (sign trick), AVX-VNNI (`vpdpbusd` on ymm) and AVX-512 VNNI
+//! (`vpdpbusd` on zmm).
 //!
-//! Both process four row blocks at a time and keep even and odd column groups in
+//! All process four row blocks at a time and keep even and odd column groups in
 //! separate accumulators (8 independent chains), like the C back end's kernels.
 //! Memory is read through raw pointers only after [`Shape::fits`] has checked every
 //! length; the results leave through bounds-checked slices.
@@ -17,6 +18,24 @@ isa_proof!(
     rows: 8,
     kernel: mv_avx2
 );
+
+isa_proof!(
+    /// Proof that this CPU runs AVX2 and AVX-VNNI: 8-row blocks (AVX2's layout) computing
+    /// `bias + W (x + 128)` with `vpdpbusd` on 256-bit vectors, so `bias` must be the
+    /// offset bias `bias − 128 · rowsum(W)`; exact for every weight.
+    AvxVnni,
+    detected: detect::avx2() && detect::avxvnni(),
+    features: "avx2,avxvnni",
+    rows: 8,
+    kernel: mv_avxvnni
+);
+
+impl AvxVnni {
+    /// The AVX2 proof this one implies (its detection checked AVX2 too).
+    pub(super) fn avx2(self) -> Avx2 {
+        Avx2(())
+    }
+}
 
 isa_proof!(
     /// Proof that this CPU runs AVX-512 F, BW, VL and VNNI: 16-row blocks computing
@@ -132,6 +151,103 @@ fn mv_avx2(s: &Shape, w: &[u8], bias: &[i32], x: &[i8], acc: &mut [i32]) {
     }
 }
 
+/// Defines a VNNI matrix–vector kernel (`acc = bias + W (x + 128)`, `bias` the offset
+/// bias) for one vector width: four row blocks at a time, even and odd groups in
+/// separate accumulators (8 independent chains), like the C back end's kernels.
+/// Weight loads read one vector at `b·stride + g·V (+ V)` with `b < blocks`,
+/// `g < groups`, i.e. inside `w` (`w.len() == blocks · stride`); bias loads read
+/// `BR` values at `b·BR`, inside `bias` (`bias.len() ≥ blocks · BR`).
+macro_rules! vnni_kernel {
+    (
+        $(#[$doc:meta])* $name:ident, features: $features:literal, rows: $br:expr,
+        $vec:ty, $load:ident, $set1:ident, $dp:ident, $add:ident, $zero:ident, $store:ident
+    ) => {
+        $(#[$doc])*
+        #[target_feature(enable = $features)]
+        fn $name(s: &Shape, w: &[u8], bias: &[i32], x: &[i8], acc: &mut [i32]) {
+            const BR: usize = $br;
+            const V: usize = BR * 4;
+            let stride = s.groups * V;
+            let (wp, bp) = (w.as_ptr(), bias.as_ptr());
+            macro_rules! ldw {
+                ($off:expr) => {
+                    // SAFETY: in bounds as argued above; `loadu` has no alignment
+                    // requirement.
+                    unsafe { $load(wp.add($off).cast::<$vec>()) }
+                };
+            }
+            macro_rules! ldb {
+                ($b:expr) => {
+                    // SAFETY: in bounds as argued above.
+                    unsafe { $load(bp.add($b * BR).cast::<$vec>()) }
+                };
+            }
+            // `x + 128` of every byte of group `g` (unsigned: the sign bit flipped),
+            // broadcast to every lane.
+            let xu = |g: usize| $set1(word(x, g) ^ 0x8080_8080_u32 as i32);
+            let zero = $zero();
+            let mut b = 0;
+            while b + 4 <= s.blocks {
+                let w0 = b * stride;
+                let (mut a0, mut a1, mut a2, mut a3) =
+                    (ldb!(b), ldb!(b + 1), ldb!(b + 2), ldb!(b + 3));
+                let (mut c0, mut c1, mut c2, mut c3) = (zero, zero, zero, zero);
+                let mut g = 0;
+                while g + 2 <= s.groups {
+                    let (x0, x1) = (xu(g), xu(g + 1));
+                    let o = w0 + g * V;
+                    a0 = $dp(a0, x0, ldw!(o));
+                    a1 = $dp(a1, x0, ldw!(o + stride));
+                    a2 = $dp(a2, x0, ldw!(o + 2 * stride));
+                    a3 = $dp(a3, x0, ldw!(o + 3 * stride));
+                    c0 = $dp(c0, x1, ldw!(o + V));
+                    c1 = $dp(c1, x1, ldw!(o + stride + V));
+                    c2 = $dp(c2, x1, ldw!(o + 2 * stride + V));
+                    c3 = $dp(c3, x1, ldw!(o + 3 * stride + V));
+                    g += 2;
+                }
+                if g < s.groups {
+                    let x0 = xu(g);
+                    let o = w0 + g * V;
+                    a0 = $dp(a0, x0, ldw!(o));
+                    a1 = $dp(a1, x0, ldw!(o + stride));
+                    a2 = $dp(a2, x0, ldw!(o + 2 * stride));
+                    a3 = $dp(a3, x0, ldw!(o + 3 * stride));
+                }
+                $store(acc, b * BR, $add(a0, c0));
+                $store(acc, (b + 1) * BR, $add(a1, c1));
+                $store(acc, (b + 2) * BR, $add(a2, c2));
+                $store(acc, (b + 3) * BR, $add(a3, c3));
+                b += 4;
+            }
+            while b < s.blocks {
+                let w0 = b * stride;
+                let mut a0 = ldb!(b);
+                let mut c0 = zero;
+                let mut g = 0;
+                while g + 2 <= s.groups {
+                    let o = w0 + g * V;
+                    a0 = $dp(a0, xu(g), ldw!(o));
+                    c0 = $dp(c0, xu(g + 1), ldw!(o + V));
+                    g += 2;
+                }
+                if g < s.groups {
+                    a0 = $dp(a0, xu(g), ldw!(w0 + g * V));
+                }
+                $store(acc, b * BR, $add(a0, c0));
+                b += 1;
+            }
+        }
+    };
+}
+
+vnni_kernel!(
+    /// Caller guarantees: AVX2 and AVX-VNNI on this CPU and `s.fits(8, w, bias, x, acc)`.
+    mv_avxvnni, features: "avx2,avxvnni", rows: 8,
+    __m256i, _mm256_loadu_si256, _mm256_set1_epi32, _mm256_dpbusd_avx_epi32,
+    _mm256_add_epi32, _mm256_setzero_si256, store_avx2
+);
+
 /// Writes the 16 lanes of `v` to `acc[at..]`, as many as fit.
 #[inline]
 #[target_feature(enable = "avx512f")]
@@ -145,86 +261,12 @@ fn store_512(acc: &mut [i32], at: usize, v: __m512i) {
     }
 }
 
-/// `x + 128` of every byte of group `g` (as unsigned bytes: flipping the sign bit),
-/// broadcast to every lane.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn x_u8(x: &[i8], g: usize) -> __m512i {
-    _mm512_set1_epi32(word(x, g) ^ 0x8080_8080_u32 as i32)
-}
-
-/// Caller guarantees: AVX-512F + VNNI on this CPU and `s.fits(16, w, bias, x, acc)`.
-#[target_feature(enable = "avx512f,avx512vnni")]
-fn mv_vnni(s: &Shape, w: &[u8], bias: &[i32], x: &[i8], acc: &mut [i32]) {
-    const BR: usize = 16;
-    let stride = s.groups * BR * 4;
-    let (wp, bp) = (w.as_ptr(), bias.as_ptr());
-    // Weight loads read 64 bytes at `b·stride + g·64 (+ 64)` with `b < blocks`,
-    // `g < groups`: inside `w`; bias loads read 16 values at `b·16`, inside `bias`.
-    macro_rules! ldw {
-        ($off:expr) => {
-            // SAFETY: in bounds as argued above; `loadu` has no alignment requirement.
-            unsafe { _mm512_loadu_si512(wp.add($off).cast::<__m512i>()) }
-        };
-    }
-    macro_rules! ldb {
-        ($b:expr) => {
-            // SAFETY: in bounds as argued above.
-            unsafe { _mm512_loadu_si512(bp.add($b * BR).cast::<__m512i>()) }
-        };
-    }
-    let zero = _mm512_setzero_si512();
-    let mut b = 0;
-    while b + 4 <= s.blocks {
-        let w0 = b * stride;
-        let (mut a0, mut a1, mut a2, mut a3) = (ldb!(b), ldb!(b + 1), ldb!(b + 2), ldb!(b + 3));
-        let (mut c0, mut c1, mut c2, mut c3) = (zero, zero, zero, zero);
-        let mut g = 0;
-        while g + 2 <= s.groups {
-            let (x0, x1) = (x_u8(x, g), x_u8(x, g + 1));
-            let o = w0 + g * 64;
-            a0 = _mm512_dpbusd_epi32(a0, x0, ldw!(o));
-            a1 = _mm512_dpbusd_epi32(a1, x0, ldw!(o + stride));
-            a2 = _mm512_dpbusd_epi32(a2, x0, ldw!(o + 2 * stride));
-            a3 = _mm512_dpbusd_epi32(a3, x0, ldw!(o + 3 * stride));
-            c0 = _mm512_dpbusd_epi32(c0, x1, ldw!(o + 64));
-            c1 = _mm512_dpbusd_epi32(c1, x1, ldw!(o + stride + 64));
-            c2 = _mm512_dpbusd_epi32(c2, x1, ldw!(o + 2 * stride + 64));
-            c3 = _mm512_dpbusd_epi32(c3, x1, ldw!(o + 3 * stride + 64));
-            g += 2;
-        }
-        if g < s.groups {
-            let x0 = x_u8(x, g);
-            let o = w0 + g * 64;
-            a0 = _mm512_dpbusd_epi32(a0, x0, ldw!(o));
-            a1 = _mm512_dpbusd_epi32(a1, x0, ldw!(o + stride));
-            a2 = _mm512_dpbusd_epi32(a2, x0, ldw!(o + 2 * stride));
-            a3 = _mm512_dpbusd_epi32(a3, x0, ldw!(o + 3 * stride));
-        }
-        store_512(acc, b * BR, _mm512_add_epi32(a0, c0));
-        store_512(acc, (b + 1) * BR, _mm512_add_epi32(a1, c1));
-        store_512(acc, (b + 2) * BR, _mm512_add_epi32(a2, c2));
-        store_512(acc, (b + 3) * BR, _mm512_add_epi32(a3, c3));
-        b += 4;
-    }
-    while b < s.blocks {
-        let w0 = b * stride;
-        let mut a0 = ldb!(b);
-        let mut c0 = zero;
-        let mut g = 0;
-        while g + 2 <= s.groups {
-            let o = w0 + g * 64;
-            a0 = _mm512_dpbusd_epi32(a0, x_u8(x, g), ldw!(o));
-            c0 = _mm512_dpbusd_epi32(c0, x_u8(x, g + 1), ldw!(o + 64));
-            g += 2;
-        }
-        if g < s.groups {
-            a0 = _mm512_dpbusd_epi32(a0, x_u8(x, g), ldw!(w0 + g * 64));
-        }
-        store_512(acc, b * BR, _mm512_add_epi32(a0, c0));
-        b += 1;
-    }
-}
+vnni_kernel!(
+    /// Caller guarantees: AVX-512F + VNNI on this CPU and `s.fits(16, w, bias, x, acc)`.
+    mv_vnni, features: "avx512f,avx512vnni", rows: 16,
+    __m512i, _mm512_loadu_si512, _mm512_set1_epi32, _mm512_dpbusd_epi32,
+    _mm512_add_epi32, _mm512_setzero_si512, store_512
+);
 
 // ---------------------------------------------------------------------------------
 // PWL activations with the table in registers (see `super::pwl`)
