@@ -1230,8 +1230,20 @@ int main(void)
     for (i = 0; i < sizeof xs / sizeof xs[0]; ++i) {
         for (j = 0; j < sizeof ms / sizeof ms[0]; ++j) {
             for (e = 0; e < 32; ++e) {
-                const int32_t v = @P@_q_req32(xs[i], ms[j], e, (int32_t)((UINT32_C(1) << e) >> 1));
-                fwrite(&v, 4, 1, stdout);
+                int32_t v[2], X[16], M[16], E[16], k;
+                for (k = 0; k < 16; k += 2) {
+                    X[k] = xs[i];
+                    M[k] = ms[j];
+                    E[k] = e;
+                    X[k + 1] = xs[(i + 1) % (sizeof xs / sizeof xs[0])];
+                    M[k + 1] = ms[(j + 1) % (sizeof ms / sizeof ms[0])];
+                    E[k + 1] = 31 - e;
+                }
+                (void)X;
+                (void)M;
+                (void)E;
+                @REQ@
+                fwrite(v, 4, 2, stdout);
             }
         }
     }
@@ -1239,19 +1251,41 @@ int main(void)
 }
 "#;
 
-/// `_q_req32` (the AVX2 target's int32 form of the branch-free requantization) equals
+/// How the requantization harness computes `v[0]` and `v[1]` (the even and odd lane of
+/// the vector forms) from `xs[i]`, `ms[j]` and `e`.
+const REQ32_CALL: &str =
+    "v[0] = v[1] = @P@_q_req32(xs[i], ms[j], e, (int32_t)((UINT32_C(1) << e) >> 1));";
+/// Even lanes hold the case `(xs[i], ms[j], e)`, odd lanes the case `(xs[i + 1],
+/// ms[j + 1], 31 − e)` (indices wrapping), so a lane mix-up shows.
+const REQV_512: &str = "{ int32_t t[16]; _mm512_storeu_si512((void *)t, @P@_q_req_v(_mm512_loadu_si512((const void *)X), _mm512_loadu_si512((const void *)M), _mm512_loadu_si512((const void *)E))); v[0] = t[14]; v[1] = t[15]; }";
+const REQV_256: &str = "{ int32_t t[8]; _mm256_storeu_si256((__m256i *)(void *)t, @P@_q_req_v(_mm256_loadu_si256((const __m256i *)(const void *)X), _mm256_loadu_si256((const __m256i *)(const void *)M), _mm256_loadu_si256((const __m256i *)(const void *)E))); v[0] = t[6]; v[1] = t[7]; }";
+
+/// `_q_req32` (the AVX2 target's int32 form of the branch-free requantization) and the
+/// vector form `_q_req_v` of both x86 targets (even and odd lanes) equal
 /// `Requant::apply` for every shift 0..=31 on the int32 extremes, rounding ties of both
 /// signs and random values, with multipliers of both signs up to `±(2^31 − 1)`.
 #[test]
 fn req32_equals_requant_apply() {
     let p = charlm();
+    for (target, call, needs_isa) in [
+        (Target::Avx2, REQ32_CALL, false),
+        (Target::Avx2, REQV_256, true),
+        (Target::Avx512Vnni, REQV_512, true),
+    ] {
+        check_requant_form(&p, target, call, needs_isa);
+    }
+}
+
+fn check_requant_form(p: &Program, target: Target, call: &str, needs_isa: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = gen(&p, Target::Avx2);
+    let files = gen(p, target);
     let (_, c) = write_files(dir.path(), &files);
     let src = std::fs::read_to_string(&c).unwrap();
     assert!(
-        src.contains("_q_gate_pre32("),
-        "the char LM's AVX2 C must use the int32 form"
+        src.contains("_q_gate_pre_v(")
+            && (target != Target::Avx2 || src.contains("_q_gate_pre32(")),
+        "the char LM's {} C must use the int32 and vector forms",
+        target.name()
     );
     let mut rng = Rng::new(77);
     let mut xs: Vec<i32> = vec![i32::MIN, i32::MIN + 1, -(1 << 30), -3, -2, -1, 0, 1, 2, 3];
@@ -1283,27 +1317,40 @@ fn req32_equals_requant_apply() {
         &main,
         REQ32_HARNESS
             .replace("@F@", &stem)
-            .replace("@P@", &support::c_harness::prefix(&p))
+            .replace("@REQ@", call)
+            .replace("@P@", &support::c_harness::prefix(p))
             .replace("@XS@", &list(&xs))
             .replace("@MS@", &list(&ms)),
     )
     .unwrap();
+    let apply = |x: i32, m: i32, e: i32| {
+        irnn_runtime::Requant {
+            multiplier: m,
+            shift: -e,
+        }
+        .apply(x)
+    };
     let mut want = Vec::new();
-    for &x in &xs {
-        for &m in &ms {
+    for i in 0..xs.len() {
+        for j in 0..ms.len() {
             for e in 0..32 {
-                let r = irnn_runtime::Requant {
-                    multiplier: m,
-                    shift: -e,
-                };
-                want.push(r.apply(x));
+                want.push(apply(xs[i], ms[j], e));
+                // The vector forms' odd lanes hold the next case (REQV_512).
+                want.push(if needs_isa {
+                    apply(xs[(i + 1) % xs.len()], ms[(j + 1) % ms.len()], 31 - e)
+                } else {
+                    apply(xs[i], ms[j], e)
+                });
             }
         }
     }
-    let mut builds: Vec<(&str, Vec<&str>)> = vec![("gcc", vec![]), ("clang", vec![])];
-    if host_runs(Target::Avx2) {
-        builds.push(("gcc", isa_flags(Target::Avx2).to_vec()));
-        builds.push(("clang", isa_flags(Target::Avx2).to_vec()));
+    let mut builds: Vec<(&str, Vec<&str>)> = Vec::new();
+    if !needs_isa {
+        builds.extend([("gcc", vec![]), ("clang", vec![])]);
+    }
+    if host_runs(target) {
+        builds.push(("gcc", isa_flags(target).to_vec()));
+        builds.push(("clang", isa_flags(target).to_vec()));
     }
     for (cc_name, flags) in builds {
         let got: Vec<i32> = run_c_main(&main, cc_name, &flags, "req32 harness")
@@ -1312,10 +1359,14 @@ fn req32_equals_requant_apply() {
             .collect();
         assert_eq!(got.len(), want.len());
         if let Some(i) = got.iter().zip(&want).position(|(g, w)| g != w) {
-            let (x, m, e) = (xs[i / (32 * ms.len())], ms[i / 32 % ms.len()], i % 32);
+            let (lane, i2) = (i % 2, i / 2);
+            let (x, m, e) = (xs[i2 / (32 * ms.len())], ms[i2 / 32 % ms.len()], i2 % 32);
             panic!(
-                "{cc_name} {flags:?}: _q_req32({x}, {m}, e = {e}) = {}, Requant::apply = {}",
-                got[i], want[i]
+                "{} {cc_name} {flags:?}: `{call}` lane {lane} ({x}, {m}, e = {e}) = {}, \
+                 Requant::apply = {}",
+                target.name(),
+                got[i],
+                want[i]
             );
         }
     }

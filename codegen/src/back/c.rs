@@ -222,6 +222,10 @@ struct Ctx {
     uses_gate_pre_down: bool,
     /// Some layer uses `_q_req32` / `_q_gate_pre32` (AVX2).
     uses_req32: bool,
+    /// Some layer uses the vector requantization `_q_gate_pre_v` / `_q_out_v`.
+    uses_reqv: bool,
+    /// int32 lanes per vector of the SIMD target (x86: 8 or 16).
+    vl: usize,
     uses_lstm_out: bool,
     uses_sat8: bool,
     has_complement: bool,
@@ -433,6 +437,10 @@ enum LayerCtx {
         /// AVX2 with `fast_req` and the gate sum proven to fit int32
         /// (`back::gate_sum_fits_i32`): `_q_gate_pre32` and `_q_req32` in int32 lanes.
         req32: bool,
+        /// x86 SIMD target with `fast_req`, the gate sum proven to fit int32 and the
+        /// output requantizer in the down form: the gate and output requantizations
+        /// run `_q_gate_pre_v` / `_q_out_v` on whole vectors (the rest as before).
+        reqv: bool,
         /// `(e, half)` of the output requantizer when `_q_lstm_out_down` applies
         /// (only emitted when `fast_req`, which brings `_q_req_down`).
         out_down: Option<(u32, i64)>,
@@ -820,6 +828,10 @@ fn lstm_ctx(
         .all(|r| super::down_shift(r).is_some());
     let full_rows = if simd { Vec::new() } else { full_rows };
     let req32 = fast_req && target == Target::Avx2 && super::gate_sum_fits_i32(l);
+    let reqv = fast_req
+        && matches!(target, Target::Avx2 | Target::Avx512Vnni)
+        && super::gate_sum_fits_i32(l)
+        && super::down_shift(&l.req_out).is_some();
     Ok(LayerCtx::Lstm {
         index,
         id,
@@ -860,6 +872,7 @@ fn lstm_ctx(
         h_zero_point: lit(l.h_zero_point),
         fast_req,
         req32,
+        reqv,
         out_down: super::down_shift(&l.req_out)
             .filter(|_| fast_req)
             .map(|e| (e, super::down_half(e))),
@@ -1177,6 +1190,9 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
     let uses_req32 = layers
         .iter()
         .any(|l| matches!(l, LayerCtx::Lstm { req32: true, .. }));
+    let uses_reqv = layers
+        .iter()
+        .any(|l| matches!(l, LayerCtx::Lstm { reqv: true, .. }));
     let uses_gate_pre = layers.iter().any(slow_req);
     let uses_lstm_out = layers
         .iter()
@@ -1278,6 +1294,12 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         uses_gate_pre,
         uses_gate_pre_down,
         uses_req32,
+        uses_reqv,
+        vl: if opts.target == Target::Avx512Vnni {
+            16
+        } else {
+            8
+        },
         uses_lstm_out,
         uses_sat8,
         has_complement,
