@@ -1064,8 +1064,10 @@ int main(void)
 "#;
 
 /// `{p}_pwl{k}_n` of every used table equals `sat16(Pwl::eval)` on every int16 input,
-/// compiled with `cc_name` and `flags`.
-fn check_tables_exhaustively(p: &Program, target: Target, cc_name: &str, flags: &[&str]) {
+/// compiled with `cc_name` and `flags`. Returns how many tables do their 32-input loop's
+/// piece arithmetic in 16-bit lanes (AVX-512).
+fn check_tables_exhaustively(p: &Program, target: Target, cc_name: &str, flags: &[&str]) -> usize {
+    let mut arith16 = 0;
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, c) = write_files(dir.path(), &gen(p, target));
     let stem = c.file_stem().unwrap().to_str().unwrap().to_string();
@@ -1094,6 +1096,7 @@ fn check_tables_exhaustively(p: &Program, target: Target, cc_name: &str, flags: 
                     body.contains("_mm512_permutexvar_epi16"),
                     "table {k} has no 16-bit search loop"
                 );
+                arith16 += body.contains("_mm512_mulhi_epu16") as usize;
             }
         }
     }
@@ -1142,6 +1145,7 @@ fn check_tables_exhaustively(p: &Program, target: Target, cc_name: &str, flags: 
             want[i]
         );
     }
+    arith16
 }
 
 /// Tables in every form the vector evaluator handles: the char LM's and the synthetic
@@ -1184,6 +1188,7 @@ fn table_programs() -> Vec<(String, Program)> {
 
 #[test]
 fn pwl_array_evaluators_match_the_runtime_on_every_int16() {
+    let mut arith16 = Vec::new();
     for (label, p) in table_programs() {
         eprintln!("tables of {label}");
         for target in [Target::Scalar, Target::Avx2, Target::Avx512Vnni] {
@@ -1192,12 +1197,13 @@ fn pwl_array_evaluators_match_the_runtime_on_every_int16() {
         }
         if host_runs(Target::Avx512Vnni) {
             for cc_name in ["gcc", "clang"] {
-                check_tables_exhaustively(
+                let n = check_tables_exhaustively(
                     &p,
                     Target::Avx512Vnni,
                     cc_name,
                     isa_flags(Target::Avx512Vnni),
                 );
+                arith16.push((label.clone(), n));
             }
         } else {
             eprintln!("SKIPPED the AVX-512 table evaluators: this CPU lacks avx512vnni");
@@ -1209,6 +1215,19 @@ fn pwl_array_evaluators_match_the_runtime_on_every_int16() {
         } else {
             eprintln!("SKIPPED the AVX2 table evaluators: this CPU lacks avx2");
         }
+    }
+    // The fitted symmetric tables (no clamp, shift 16) take the 16-bit piece arithmetic;
+    // the clamped and the unsymmetric ones do not.
+    if host_runs(Target::Avx512Vnni) {
+        let n = |l: &str| arith16.iter().find(|(k, _)| k == l).map(|&(_, n)| n);
+        assert!(n("charlm").is_some_and(|n| n > 0), "{arith16:?}");
+        assert!(n("synth").is_some_and(|n| n > 0), "{arith16:?}");
+        assert_eq!(n("charlm, no symmetry"), Some(0), "{arith16:?}");
+        assert_eq!(
+            n("charlm, clamped to [-20000, 20000]"),
+            Some(0),
+            "{arith16:?}"
+        );
     }
 }
 

@@ -340,6 +340,16 @@ struct VecTableCtx {
     /// starts saturated to 65 535 (never `<= u`), as int16 literals of the same bits.
     w16: bool,
     half_start16: String,
+    /// `w16` without clamp and with the shift 16: the piece arithmetic of the 32-input
+    /// loop in 16-bit lanes too (NUMERICS.md, "PWL lookup in generated code"), from the
+    /// 16-bit halves of the intercepts (`ih16`, `il16`) and slopes (`sh16`, `sl16`),
+    /// 64 words each, and the fold's total modulo 2^16 (`total16`).
+    arith16: bool,
+    ih16: String,
+    il16: String,
+    sh16: String,
+    sl16: String,
+    total16: String,
 }
 
 /// A [`super::pwl_index::PieceIndex`] in template form.
@@ -745,6 +755,19 @@ fn vec_table(t: &PwlTable, i: &super::pwl_index::PieceIndex) -> Option<VecTableC
             }
         })
         .collect();
+    let w16 = t.symmetry != TableSymmetry::None;
+    // The halves of 32-bit words as int16 literals of the same bits, padded to 64.
+    let half = |v: &[i32], hi: bool| {
+        let mut w: Vec<i32> = v
+            .iter()
+            .map(|&x| {
+                let b = x as u32;
+                (if hi { b >> 16 } else { b & 0xFFFF }) as u16 as i16 as i32
+            })
+            .collect();
+        w.resize(64, 0);
+        list_i32(&w)
+    };
     Some(VecTableCtx {
         n: r.n,
         half_start: lit(r.starts[r.n / 2]),
@@ -752,8 +775,14 @@ fn vec_table(t: &PwlTable, i: &super::pwl_index::PieceIndex) -> Option<VecTableC
         slopes: list_i32(&r.slopes),
         intercepts: list_i32(&r.intercepts),
         clamp: r.clamp,
-        w16: t.symmetry != TableSymmetry::None,
+        w16,
         half_start16: lit(u16_bits(r.starts[r.n / 2])),
+        arith16: w16 && !r.clamp && t.frac_bits == 16,
+        ih16: half(&r.intercepts, true),
+        il16: half(&r.intercepts, false),
+        sh16: half(&r.slopes, true),
+        sl16: half(&r.slopes, false),
+        total16: lit(t.total.rem_euclid(1 << 16) as u16 as i16 as i32),
     })
 }
 
