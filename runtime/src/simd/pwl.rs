@@ -44,6 +44,56 @@ pub struct RegPwl {
     /// `Some((out_min, out_max))`: clamp, then saturate to int16; `None` when the
     /// generator found that no int16 input needs either.
     pub clamp: Option<(i32, i32)>,
+    /// The 16-bit form ([`RegPwl::words16`]) that the AVX-512 evaluator uses for 32
+    /// inputs at a time where it applies; `None` to use the int32 form only.
+    pub w16: Option<RegPwl16>,
+}
+
+/// A [`RegPwl`] in 16-bit words, for symmetric tables without clamp and with
+/// `frac_bits == 16` (every fitted sigmoid and tanh so far): the search runs on
+/// `u = |x|` (at most 32 768) in unsigned 16-bit lanes, and the piece value is computed
+/// modulo 2^16 from the 16-bit halves of the intercept and slope (NUMERICS.md, "PWL
+/// lookup in generated code"), exact because it fits int16.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RegPwl16 {
+    /// `RegPwl::half_start` saturated to 0..=65 535.
+    pub half_start: u16,
+    /// `RegPwl::probes` saturated to 0..=65 535 (a start that large is never `<= u`, a
+    /// negative one always is, as in `i32`).
+    pub probes: [[u16; 32]; 5],
+    /// High and low 16 bits of each intercept (two's complement bits).
+    pub intercept_hi: [u16; 64],
+    /// See `intercept_hi`.
+    pub intercept_lo: [u16; 64],
+    /// High and low 16 bits of each slope.
+    pub slope_hi: [u16; 64],
+    /// See `slope_hi`.
+    pub slope_lo: [u16; 64],
+}
+
+impl RegPwl {
+    /// The 16-bit form of this table, where it applies: a symmetric fold, no clamp and
+    /// `frac_bits == 16`.
+    pub fn words16(&self) -> Option<RegPwl16> {
+        if self.fold == RegFold::None || self.clamp.is_some() || self.frac_bits != 16 {
+            return None;
+        }
+        let sat = |v: i32| v.clamp(0, u16::MAX as i32) as u16;
+        let halves = |v: &[i32; 64], hi: bool| {
+            v.map(|x| {
+                let b = x as u32;
+                (if hi { b >> 16 } else { b & 0xFFFF }) as u16
+            })
+        };
+        Some(RegPwl16 {
+            half_start: sat(self.half_start),
+            probes: self.probes.map(|row| row.map(sat)),
+            intercept_hi: halves(&self.intercepts, true),
+            intercept_lo: halves(&self.intercepts, false),
+            slope_hi: halves(&self.slopes, true),
+            slope_lo: halves(&self.slopes, false),
+        })
+    }
 }
 
 impl Kernel {

@@ -402,6 +402,7 @@ fn reg_of(p: &crate::Pwl<'_>) -> RegPwl {
         frac_bits: p.frac_bits,
         fold: fold_of(p),
         clamp: Some((p.out_min, p.out_max)),
+        w16: None,
     }
 }
 
@@ -615,5 +616,62 @@ fn matvec_seq_equals_the_model_for_every_vector() {
                 }
             }
         }
+    }
+}
+
+/// Tables in the 16-bit form's domain (symmetric, `frac_bits` 16, no clamp needed):
+/// a sigmoid-like complement table of 64 even pieces, and an odd tanh-like one whose
+/// first 8 pieces are 128 inputs wide with slopes above 2^17 (so the slopes' high
+/// halves matter and some intercepts are negative). On every int16 input the AVX-512
+/// evaluator (32 at a time in 16-bit lanes) must equal `Pwl::eval`.
+#[test]
+fn pwl_i16_16_bit_form_equals_eval_on_every_int16() {
+    let tables: [(crate::Symmetry, Vec<i32>, Vec<i32>); 2] = [
+        (
+            crate::Symmetry::Complement { total: 32768 },
+            (0..64).map(|k| k * 512).collect(),
+            (0..64).map(|k| 32000 - 400 * k).collect(),
+        ),
+        (
+            crate::Symmetry::Odd,
+            (0..8)
+                .map(|k| k * 128)
+                .chain((0..56).map(|k| 1024 + k * 567))
+                .collect(),
+            (0..8)
+                .map(|k| 150_000 - 3000 * k)
+                .chain((0..56).map(|k| 20_000 - 300 * k))
+                .collect(),
+        ),
+    ];
+    for (symmetry, starts, slopes) in tables {
+        // Offsets continue the previous piece (value in Q16 at each start).
+        let mut offsets = std::vec![0i32; starts.len()];
+        for k in 1..starts.len() {
+            offsets[k] = offsets[k - 1] + slopes[k - 1] * (starts[k] - starts[k - 1]);
+        }
+        if symmetry != crate::Symmetry::Odd {
+            for o in &mut offsets {
+                *o += 16384 << 16;
+            }
+        }
+        let p = crate::Pwl {
+            symmetry,
+            starts: &starts,
+            slopes: &slopes,
+            offsets: &offsets,
+            frac_bits: 16,
+            out_min: i16::MIN as i32,
+            out_max: i16::MAX as i32,
+        };
+        // No input needs the clamp or the int16 saturation.
+        assert!((-32768..=32767).all(|x| (-32768..=32767).contains(&p.eval(x))));
+        let mut reg = reg_of(&p);
+        reg.clamp = None;
+        reg.w16 = reg.words16();
+        assert!(reg.w16.is_some(), "{symmetry:?}");
+        check_array_evaluator(&p, &[Kernel::detect(), Kernel::PORTABLE], |kernel, xs| {
+            kernel.pwl_i16(&reg, xs, |x| p.eval(x as i32))
+        });
     }
 }

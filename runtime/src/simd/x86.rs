@@ -276,9 +276,9 @@ impl Avx512Vnni {
     /// Evaluates `t` on the first `16·⌊len/16⌋` elements of `xs` in place; returns how
     /// many it did.
     pub(super) fn pwl_i16(self, t: &super::RegPwl, xs: &mut [i16]) -> usize {
-        // SAFETY: a value of this type exists only when AVX-512F (with VNNI) was found
-        // on this CPU; the function reads and writes `xs` through whole 16-element
-        // chunks and the table through its fixed-size arrays only.
+        // SAFETY: a value of this type exists only when AVX-512F and BW (with VNNI) were
+        // found on this CPU; the function reads and writes `xs` through whole 16- and
+        // 32-element chunks and the table through its fixed-size arrays only.
         unsafe { pwl_avx512(t, xs) }
     }
 }
@@ -306,9 +306,86 @@ fn load16(v: &[i32], at: usize) -> __m512i {
     unsafe { _mm512_loadu_si512(b.as_ptr().cast()) }
 }
 
-/// Caller guarantees: AVX-512F on this CPU.
+/// Loads the 32 words of `v`.
+#[inline]
 #[target_feature(enable = "avx512f")]
+fn load32w(v: &[u16; 32]) -> __m512i {
+    // SAFETY: `v` is 64 readable bytes by its type; `loadu` has no alignment requirement.
+    unsafe { _mm512_loadu_si512(v.as_ptr().cast()) }
+}
+
+/// The 16-bit form (`RegPwl16`) on the first `32·⌊len/32⌋` elements of `xs` (the caller
+/// checked that it applies: symmetric fold, no clamp, `frac_bits == 16`); returns how
+/// many it did. Caller guarantees: AVX-512F and BW on this CPU.
+#[target_feature(enable = "avx512f,avx512bw")]
+fn pwl_words(w: &super::RegPwl16, fold: super::RegFold, xs: &mut [i16]) -> usize {
+    let p = [0, 1, 2, 3, 4].map(|l| load32w(&w.probes[l]));
+    let two = |v: &[u16; 64]| {
+        let (lo, hi) = v.split_at(32);
+        // Both halves are 32 long (`split_at` of a 64-array).
+        let (lo, hi): (&[u16; 32], &[u16; 32]) = (lo.try_into().unwrap(), hi.try_into().unwrap());
+        (load32w(lo), load32w(hi))
+    };
+    let ((ih0, ih1), (il0, il1)) = (two(&w.intercept_hi), two(&w.intercept_lo));
+    let ((sh0, sh1), (sl0, sl1)) = (two(&w.slope_hi), two(&w.slope_lo));
+    let half = _mm512_set1_epi16(w.half_start as i16);
+    let total = match fold {
+        super::RegFold::Complement(t) => _mm512_set1_epi16(t as i16),
+        _ => _mm512_setzero_si512(),
+    };
+    let mut n = 0;
+    for chunk in xs.chunks_exact_mut(32) {
+        // SAFETY: `chunk` is 32 readable and writable i16 (64 bytes); unaligned access.
+        let x = unsafe { _mm512_loadu_si512(chunk.as_ptr().cast()) };
+        let u = _mm512_abs_epi16(x);
+        let neg = _mm512_movepi16_mask(x);
+        let mut i = _mm512_maskz_mov_epi16(_mm512_cmpge_epu16_mask(u, half), _mm512_set1_epi16(32));
+        macro_rules! probe {
+            ($l:expr, $d:expr, $sh:expr) => {
+                let s = _mm512_permutexvar_epi16(_mm512_srli_epi16::<$sh>(i), p[$l]);
+                i = _mm512_mask_add_epi16(
+                    i,
+                    _mm512_cmpge_epu16_mask(u, s),
+                    i,
+                    _mm512_set1_epi16($d),
+                );
+            };
+        }
+        probe!(0, 16, 5);
+        probe!(1, 8, 4);
+        probe!(2, 4, 3);
+        probe!(3, 2, 2);
+        probe!(4, 1, 1);
+        // (intercept + slope·u) >> 16 modulo 2^16 = ih + sh·u + hi16(sl·u) + the carry
+        // out of il + lo16(sl·u).
+        let il = _mm512_permutex2var_epi16(il0, i, il1);
+        let sl = _mm512_permutex2var_epi16(sl0, i, sl1);
+        let lo = _mm512_add_epi16(il, _mm512_mullo_epi16(sl, u));
+        let mut v = _mm512_add_epi16(
+            _mm512_add_epi16(
+                _mm512_permutex2var_epi16(ih0, i, ih1),
+                _mm512_mulhi_epu16(sl, u),
+            ),
+            _mm512_mullo_epi16(_mm512_permutex2var_epi16(sh0, i, sh1), u),
+        );
+        v = _mm512_mask_sub_epi16(v, _mm512_cmplt_epu16_mask(lo, il), v, _mm512_set1_epi16(-1));
+        v = _mm512_mask_sub_epi16(v, neg, total, v);
+        // SAFETY: as above.
+        unsafe { _mm512_storeu_si512(chunk.as_mut_ptr().cast(), v) };
+        n += 32;
+    }
+    n
+}
+
+/// Caller guarantees: AVX-512F and BW on this CPU.
+#[target_feature(enable = "avx512f,avx512bw")]
 fn pwl_avx512(t: &super::RegPwl, xs: &mut [i16]) -> usize {
+    let mut n = 0;
+    if let Some(w) = &t.w16 {
+        if t.fold != super::RegFold::None && t.clamp.is_none() && t.frac_bits == 16 {
+            n = pwl_words(w, t.fold, xs);
+        }
+    }
     let four = |v: &[i32; 64]| [load16(v, 0), load16(v, 16), load16(v, 32), load16(v, 48)];
     let (slopes, intercepts) = (four(&t.slopes), four(&t.intercepts));
     // Levels 0..=3 (distances 16, 8, 4, 2) hold at most 16 starts; level 4 (distance
@@ -317,8 +394,7 @@ fn pwl_avx512(t: &super::RegPwl, xs: &mut [i16]) -> usize {
     let p1 = (load16(&t.probes[4], 0), load16(&t.probes[4], 16));
     let half = _mm512_set1_epi32(t.half_start);
     let shift = _mm_cvtsi32_si128(t.frac_bits.min(31) as i32);
-    let mut n = 0;
-    for chunk in xs.chunks_exact_mut(16) {
+    for chunk in xs[n..].chunks_exact_mut(16) {
         // SAFETY: `chunk` is 16 readable and writable i16 (32 bytes); unaligned access.
         let x = _mm512_cvtepi16_epi32(unsafe { _mm256_loadu_si256(chunk.as_ptr().cast()) });
         let (u, neg) = match t.fold {
