@@ -57,10 +57,15 @@ fn dot_avx2(acc: __m256i, w: __m256i, xs: __m256i, xa: __m256i, ones: __m256i) -
     _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones))
 }
 
-/// Writes the 8 lanes of `v` to `acc[at..]`, as many as fit.
+/// Writes the 8 lanes of `v` to `acc[at..]`, as many as fit (directly when all do).
 #[inline]
 #[target_feature(enable = "avx2")]
 fn store_avx2(acc: &mut [i32], at: usize, v: __m256i) {
+    if let Some(d) = acc.get_mut(at..at + 8) {
+        // SAFETY: `d` is 8 writable i32 (32 bytes); `storeu` has no alignment requirement.
+        unsafe { _mm256_storeu_si256(d.as_mut_ptr().cast::<__m256i>(), v) };
+        return;
+    }
     let mut t = [0i32; 8];
     // SAFETY: `t` is 32 writable bytes; `storeu` has no alignment requirement.
     unsafe { _mm256_storeu_si256(t.as_mut_ptr().cast::<__m256i>(), v) };
@@ -248,10 +253,15 @@ vnni_kernel!(
     _mm256_add_epi32, _mm256_setzero_si256, store_avx2
 );
 
-/// Writes the 16 lanes of `v` to `acc[at..]`, as many as fit.
+/// Writes the 16 lanes of `v` to `acc[at..]`, as many as fit (directly when all do).
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn store_512(acc: &mut [i32], at: usize, v: __m512i) {
+    if let Some(d) = acc.get_mut(at..at + 16) {
+        // SAFETY: `d` is 16 writable i32 (64 bytes); `storeu` has no alignment requirement.
+        unsafe { _mm512_storeu_si512(d.as_mut_ptr().cast::<__m512i>(), v) };
+        return;
+    }
     let mut t = [0i32; 16];
     // SAFETY: `t` is 64 writable bytes; `storeu` has no alignment requirement.
     unsafe { _mm512_storeu_si512(t.as_mut_ptr().cast::<__m512i>(), v) };
