@@ -523,8 +523,10 @@ fn generate_timed(
 }
 
 /// Runs a built harness (`cmd STEPS RUNS TIME_RUN`, which prints the median µs per step,
-/// the run's median or −1, the best µs per step, a checksum, the median cycles per step
-/// and the median clock in GHz, 0 when unknown) and makes its row (no object sizes).
+/// the run's median or −1, the best µs per step, a checksum, the median cycles per step,
+/// the median clock in GHz (0 when unknown) and, from the Rust harness, the kernel the
+/// model picked (`-` for f32)) and makes its row (no object sizes); a picked kernel
+/// other than the target's own is named in the label.
 fn timed_row(
     cmd: &mut Command,
     what: &str,
@@ -540,16 +542,21 @@ fn timed_row(
             .arg(if time_run { "1" } else { "0" }),
         what,
     )?;
-    let fields: Vec<Option<f64>> = out.split_whitespace().map(|v| v.parse().ok()).collect();
+    let tokens: Vec<&str> = out.split_whitespace().collect();
+    let fields: Vec<Option<f64>> = tokens.iter().take(6).map(|v| v.parse().ok()).collect();
     let &[Some(us_per_step), Some(run_us), Some(best_us_per_step), Some(_), Some(cycles), Some(ghz)] =
         fields.as_slice()
     else {
         bail!("unexpected benchmark output: {out:?}");
     };
     let known = ghz > 0.0;
+    let label = match tokens.get(6) {
+        Some(&k) if k != "-" && k != target.name() => format!("{} ({k} kernel)", target.name()),
+        _ => target.name().to_string(),
+    };
     Ok(BenchRow {
         target,
-        label: target.name().to_string(),
+        label,
         precision,
         us_per_step,
         best_us_per_step,
@@ -651,7 +658,8 @@ fn main() {
         }
         run_us = median_best(times).0;
     }
-    println!("{step_us:.6} {run_us:.6} {best_us:.6} {check} {step_cycles:.1} {ghz:.4}");
+    let kernel = @KERNEL@;
+    println!("{step_us:.6} {run_us:.6} {best_us:.6} {check} {step_cycles:.1} {ghz:.4} {kernel}");
 }
 "#;
 
@@ -737,7 +745,15 @@ fn bench_target_rust(
             "inputs[t % 256]",
         ),
     };
+    // The int8 model of a SIMD target reports the kernel `Model::new` picked (AVX-VNNI
+    // for avx2's layout where the CPU has it); scalar and f32 code have none.
+    let kernel = if precision == Precision::Int8 && target != Target::Scalar {
+        "m.kernel().isa().name()"
+    } else {
+        "\"-\""
+    };
     let main = RUST_HARNESS
+        .replace("@KERNEL@", kernel)
         .replace("@INPUTS@", inputs)
         .replace("@ARG0@", arg0)
         .replace("@ARG@", arg)
@@ -781,15 +797,6 @@ fn bench_target_rust(
         opts,
         weight_bytes,
     )
-    .map(|r| BenchRow {
-        // The runtime picks AVX-VNNI for AVX2's layout where the CPU has it.
-        label: if target == Target::Avx2 && precision == Precision::Int8 && host_has_avx_vnni() {
-            "avx2 (avx-vnni kernel)".to_string()
-        } else {
-            r.label
-        },
-        ..r
-    })
 }
 
 /// Whether this CPU runs `target`'s SIMD code natively (`Scalar`: always).

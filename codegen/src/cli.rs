@@ -50,6 +50,15 @@ enum LangArg {
     C,
 }
 
+impl From<LangArg> for crate::back::Lang {
+    fn from(l: LangArg) -> Self {
+        match l {
+            LangArg::Rust => crate::back::Lang::Rust,
+            LangArg::C => crate::back::Lang::C,
+        }
+    }
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum TargetArg {
     Scalar,
@@ -330,10 +339,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             output,
         } => {
             let opts = crate::back::GenOptions {
-                lang: match lang {
-                    LangArg::Rust => crate::back::Lang::Rust,
-                    LangArg::C => crate::back::Lang::C,
-                },
+                lang: lang.into(),
                 target: target.into(),
                 unroll: match unroll {
                     UnrollArg::None => crate::back::Unroll::None,
@@ -423,10 +429,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
                 steps,
                 runs,
                 cc: crate::bench::default_cc(),
-                lang: match lang {
-                    LangArg::Rust => crate::back::Lang::Rust,
-                    LangArg::C => crate::back::Lang::C,
-                },
+                lang: lang.into(),
             };
             match opts.lang {
                 crate::back::Lang::C => println!(

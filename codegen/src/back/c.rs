@@ -856,10 +856,11 @@ fn lstm_ctx(
         .chain(&l.req_h)
         .all(|r| super::down_shift(r).is_some());
     let full_rows = if simd { Vec::new() } else { full_rows };
-    let req32 = fast_req && target == Target::Avx2 && super::gate_sum_fits_i32(l);
-    let reqv = fast_req
+    // The gate sums proven to fit int32: the int32 forms apply.
+    let sum32 = fast_req && super::gate_sum_fits_i32(l);
+    let req32 = sum32 && target == Target::Avx2;
+    let reqv = sum32
         && matches!(target, Target::Avx2 | Target::Avx512Vnni)
-        && super::gate_sum_fits_i32(l)
         && super::down_shift(&l.req_out).is_some();
     Ok(LayerCtx::Lstm {
         index,

@@ -449,43 +449,6 @@ fn array_forms(p: &Program, target: Target) -> Vec<Option<ArrayForm>> {
         .collect()
 }
 
-/// The runtime's 16-bit form of a register table (`RegPwl::words16`), built from the
-/// same arrays the `_REGS` static holds.
-fn reg_words16(
-    r: &super::pwl_index::RegisterForm,
-    t: &crate::ir::PwlTable,
-    clamp_needed: bool,
-) -> Option<irnn_runtime::simd::RegPwl16> {
-    let arr = |v: &[i32], pad: i32| {
-        let mut a = [pad; 64];
-        for (d, &x) in a.iter_mut().zip(v) {
-            *d = x;
-        }
-        a
-    };
-    let mut probes = [[i32::MAX; 32]; 5];
-    for (row, (_, v)) in probes.iter_mut().zip(r.probes()) {
-        for (d, x) in row.iter_mut().zip(v) {
-            *d = x;
-        }
-    }
-    irnn_runtime::simd::RegPwl {
-        half_start: r.starts.get(32).copied().unwrap_or(i32::MAX),
-        probes,
-        slopes: arr(&r.slopes, 0),
-        intercepts: arr(&r.intercepts, 0),
-        frac_bits: t.frac_bits,
-        fold: match t.symmetry {
-            TableSymmetry::None => irnn_runtime::simd::RegFold::None,
-            TableSymmetry::Odd => irnn_runtime::simd::RegFold::Odd,
-            TableSymmetry::Complement => irnn_runtime::simd::RegFold::Complement(t.total),
-        },
-        clamp: clamp_needed.then_some((t.out_min, t.out_max)),
-        w16: None,
-    }
-    .words16()
-}
-
 /// The whole-array form of table `k`: `T{k}_{SHORT NAME}_REGS` (registers) or
 /// `_GATHER`.
 fn form_ident(k: usize, t: &PwlTable, form: &ArrayForm) -> Ident {
@@ -888,39 +851,17 @@ impl Gen<'_> {
                     "PWL table {k} in register form for `Kernel::pwl_i16` (AVX-512: binary search\n\
                      by permutes, wrapping-int32 intercepts{no_clamp})."
                 ));
-                let w16 = match reg_words16(r, t, clamp_needed) {
-                    Some(w) => {
-                        let words = |v: &[u16]| {
-                            let v = v.iter().map(|&x| Literal::u16_unsuffixed(x));
-                            quote!([#(#v),*])
-                        };
-                        let probes = w.probes.iter().map(|row| words(row));
-                        let half = Literal::u16_unsuffixed(w.half_start);
-                        let (ih, il) = (words(&w.intercept_hi), words(&w.intercept_lo));
-                        let (sh, sl) = (words(&w.slope_hi), words(&w.slope_lo));
-                        quote!(Some(::irnn_runtime::simd::RegPwl16 {
-                            half_start: #half,
-                            probes: [#(#probes),*],
-                            intercept_hi: #ih,
-                            intercept_lo: #il,
-                            slope_hi: #sh,
-                            slope_lo: #sl,
-                        }))
-                    }
-                    None => quote!(None),
-                };
                 quote! {
                     #d
-                    static #ident: ::irnn_runtime::simd::RegPwl = ::irnn_runtime::simd::RegPwl {
-                        half_start: #half,
-                        probes: [#(#probes),*],
-                        slopes: #slopes,
-                        intercepts: #intercepts,
-                        frac_bits: #frac,
-                        fold: #fold,
-                        clamp: #clamp,
-                        w16: #w16,
-                    };
+                    static #ident: ::irnn_runtime::simd::RegPwl = ::irnn_runtime::simd::RegPwl::new(
+                        #half,
+                        [#(#probes),*],
+                        #slopes,
+                        #intercepts,
+                        #frac,
+                        #fold,
+                        #clamp,
+                    );
                 }
             }
             ArrayForm::Gather(g) => {

@@ -100,7 +100,7 @@ mod pwl;
 #[cfg(test)]
 mod tests;
 
-pub use pwl::{GatherPwl, RegFold, RegPwl, RegPwl16};
+pub use pwl::{GatherPwl, RegFold, RegPwl};
 
 /// Instruction-set targets of the matrix–vector kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -26,27 +26,30 @@ pub enum RegFold {
 /// by a binary search whose probe at distance `d` (16, 8, 4, 2, 1 after the first at
 /// 32) reads `probes[level][k >> log2(2d)]`; its value is
 /// `(intercepts[k] + slopes[k] · u) >> frac_bits` in wrapping `i32`.
+///
+/// Built only by [`RegPwl::new`], which also derives the 16-bit form the AVX-512
+/// evaluator uses where it applies.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RegPwl {
     /// `starts[32]` (`i32::MAX` when there are at most 32 pieces).
-    pub half_start: i32,
+    pub(super) half_start: i32,
     /// Starts `starts[(2j + 1)·d]` for `d` = 16, 8, 4, 2, 1 (2, 4, 8, 16 and 32 of
     /// them), padded with `i32::MAX`.
-    pub probes: [[i32; 32]; 5],
+    pub(super) probes: [[i32; 32]; 5],
     /// Slopes, zero padded.
-    pub slopes: [i32; 64],
+    pub(super) slopes: [i32; 64],
     /// `offsets[k] − slopes[k] · starts[k]` in wrapping `i32`, zero padded.
-    pub intercepts: [i32; 64],
+    pub(super) intercepts: [i32; 64],
     /// The shift after the piece arithmetic (at most 31).
-    pub frac_bits: u32,
+    pub(super) frac_bits: u32,
     /// Negative inputs.
-    pub fold: RegFold,
+    pub(super) fold: RegFold,
     /// `Some((out_min, out_max))`: clamp, then saturate to int16; `None` when the
     /// generator found that no int16 input needs either.
-    pub clamp: Option<(i32, i32)>,
-    /// The 16-bit form ([`RegPwl::words16`]) that the AVX-512 evaluator uses for 32
-    /// inputs at a time where it applies; `None` to use the int32 form only.
-    pub w16: Option<RegPwl16>,
+    pub(super) clamp: Option<(i32, i32)>,
+    /// The same table in 16-bit words where that form applies (symmetric fold, no
+    /// clamp, `frac_bits == 16`), derived by `new`.
+    pub(super) w16: Option<RegPwl16>,
 }
 
 /// A [`RegPwl`] in 16-bit words, for symmetric tables without clamp and with
@@ -55,44 +58,87 @@ pub struct RegPwl {
 /// modulo 2^16 from the 16-bit halves of the intercept and slope (NUMERICS.md, "PWL
 /// lookup in generated code"), exact because it fits int16.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RegPwl16 {
+pub(super) struct RegPwl16 {
     /// `RegPwl::half_start` saturated to 0..=65 535.
-    pub half_start: u16,
+    pub(super) half_start: u16,
     /// `RegPwl::probes` saturated to 0..=65 535 (a start that large is never `<= u`, a
     /// negative one always is, as in `i32`).
-    pub probes: [[u16; 32]; 5],
+    pub(super) probes: [[u16; 32]; 5],
     /// High and low 16 bits of each intercept (two's complement bits).
-    pub intercept_hi: [u16; 64],
+    pub(super) intercept_hi: [u16; 64],
     /// See `intercept_hi`.
-    pub intercept_lo: [u16; 64],
+    pub(super) intercept_lo: [u16; 64],
     /// High and low 16 bits of each slope.
-    pub slope_hi: [u16; 64],
+    pub(super) slope_hi: [u16; 64],
     /// See `slope_hi`.
-    pub slope_lo: [u16; 64],
+    pub(super) slope_lo: [u16; 64],
+}
+
+/// `v` saturated to 0..=65 535.
+const fn sat_u16(v: i32) -> u16 {
+    if v < 0 {
+        0
+    } else if v > u16::MAX as i32 {
+        u16::MAX
+    } else {
+        v as u16
+    }
 }
 
 impl RegPwl {
-    /// The 16-bit form of this table, where it applies: a symmetric fold, no clamp and
-    /// `frac_bits == 16`.
-    pub fn words16(&self) -> Option<RegPwl16> {
-        if self.fold == RegFold::None || self.clamp.is_some() || self.frac_bits != 16 {
-            return None;
-        }
-        let sat = |v: i32| v.clamp(0, u16::MAX as i32) as u16;
-        let halves = |v: &[i32; 64], hi: bool| {
-            v.map(|x| {
-                let b = x as u32;
-                (if hi { b >> 16 } else { b & 0xFFFF }) as u16
-            })
+    /// The table (fields as documented on the type); a `const fn`, so a `static` gets
+    /// its 16-bit form at compile time.
+    pub const fn new(
+        half_start: i32,
+        probes: [[i32; 32]; 5],
+        slopes: [i32; 64],
+        intercepts: [i32; 64],
+        frac_bits: u32,
+        fold: RegFold,
+        clamp: Option<(i32, i32)>,
+    ) -> RegPwl {
+        let symmetric = !matches!(fold, RegFold::None);
+        let w16 = if symmetric && clamp.is_none() && frac_bits == 16 {
+            let mut w = RegPwl16 {
+                half_start: sat_u16(half_start),
+                probes: [[0; 32]; 5],
+                intercept_hi: [0; 64],
+                intercept_lo: [0; 64],
+                slope_hi: [0; 64],
+                slope_lo: [0; 64],
+            };
+            let mut l = 0;
+            while l < 5 {
+                let mut j = 0;
+                while j < 32 {
+                    w.probes[l][j] = sat_u16(probes[l][j]);
+                    j += 1;
+                }
+                l += 1;
+            }
+            let mut k = 0;
+            while k < 64 {
+                let (b, a) = (intercepts[k] as u32, slopes[k] as u32);
+                w.intercept_hi[k] = (b >> 16) as u16;
+                w.intercept_lo[k] = b as u16;
+                w.slope_hi[k] = (a >> 16) as u16;
+                w.slope_lo[k] = a as u16;
+                k += 1;
+            }
+            Some(w)
+        } else {
+            None
         };
-        Some(RegPwl16 {
-            half_start: sat(self.half_start),
-            probes: self.probes.map(|row| row.map(sat)),
-            intercept_hi: halves(&self.intercepts, true),
-            intercept_lo: halves(&self.intercepts, false),
-            slope_hi: halves(&self.slopes, true),
-            slope_lo: halves(&self.slopes, false),
-        })
+        RegPwl {
+            half_start,
+            probes,
+            slopes,
+            intercepts,
+            frac_bits,
+            fold,
+            clamp,
+            w16,
+        }
     }
 }
 

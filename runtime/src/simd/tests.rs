@@ -394,16 +394,15 @@ fn reg_of(p: &crate::Pwl<'_>) -> RegPwl {
         slopes[k] = p.slopes[k];
         intercepts[k] = intercept(p, k);
     }
-    RegPwl {
-        half_start: start(32),
+    RegPwl::new(
+        start(32),
         probes,
         slopes,
         intercepts,
-        frac_bits: p.frac_bits,
-        fold: fold_of(p),
-        clamp: Some((p.out_min, p.out_max)),
-        w16: None,
-    }
+        p.frac_bits,
+        fold_of(p),
+        Some((p.out_min, p.out_max)),
+    )
 }
 
 /// Hand-made tables for the array evaluators: 45 and 20 pieces over [0, 32768) (or all
@@ -666,10 +665,17 @@ fn pwl_i16_16_bit_form_equals_eval_on_every_int16() {
         };
         // No input needs the clamp or the int16 saturation.
         assert!((-32768..=32767).all(|x| (-32768..=32767).contains(&p.eval(x))));
-        let mut reg = reg_of(&p);
-        reg.clamp = None;
-        reg.w16 = reg.words16();
-        assert!(reg.w16.is_some(), "{symmetry:?}");
+        let r = reg_of(&p);
+        let reg = RegPwl::new(
+            r.half_start,
+            r.probes,
+            r.slopes,
+            r.intercepts,
+            r.frac_bits,
+            r.fold,
+            None,
+        );
+        assert!(reg.w16.is_some() && r.w16.is_none(), "{symmetry:?}");
         check_array_evaluator(&p, &[Kernel::detect(), Kernel::PORTABLE], |kernel, xs| {
             kernel.pwl_i16(&reg, xs, |x| p.eval(x as i32))
         });

@@ -48,13 +48,37 @@ isa_proof!(
     kernel: mv_vnni
 );
 
+/// `x` and `|x|` of the 4 bytes of group `g`, broadcast to every lane: the sign
+/// trick's operands.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn x_sign(x: &[i8], g: usize) -> (__m256i, __m256i) {
+    let v = _mm256_set1_epi32(word(x, g));
+    (v, _mm256_abs_epi8(v))
+}
+
 /// `maddubs(|x|, sign(w, x))` = `x · w` in int16 pairs (exact for `w > −128`:
 /// `|pair| ≤ 2 · 128 · 127 < 2^15`), then `madd` with ones into one int32 per row.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn dot_avx2(acc: __m256i, w: __m256i, xs: __m256i, xa: __m256i, ones: __m256i) -> __m256i {
+fn dot_avx2(acc: __m256i, (xs, xa): (__m256i, __m256i), w: __m256i) -> __m256i {
     let pairs = _mm256_maddubs_epi16(xa, _mm256_sign_epi8(w, xs));
-    _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones))
+    _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
+
+/// `x + 128` of every byte of group `g` (unsigned: the sign bit flipped), broadcast to
+/// every lane: the VNNI kernels' operand.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn x_u8_256(x: &[i8], g: usize) -> __m256i {
+    _mm256_set1_epi32(word(x, g) ^ 0x8080_8080_u32 as i32)
+}
+
+/// [`x_u8_256`] on 512-bit vectors.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn x_u8_512(x: &[i8], g: usize) -> __m512i {
+    _mm512_set1_epi32(word(x, g) ^ 0x8080_8080_u32 as i32)
 }
 
 /// Writes the 8 lanes of `v` to `acc[at..]`, as many as fit (directly when all do).
@@ -75,97 +99,18 @@ fn store_avx2(acc: &mut [i32], at: usize, v: __m256i) {
     }
 }
 
-/// Caller guarantees: AVX2 on this CPU and `s.fits(8, w, bias, x, acc)`.
-#[target_feature(enable = "avx2")]
-fn mv_avx2(s: &Shape, w: &[u8], bias: &[i32], x: &[i8], acc: &mut [i32]) {
-    const BR: usize = 8;
-    let stride = s.groups * BR * 4;
-    let (wp, bp) = (w.as_ptr(), bias.as_ptr());
-    // Weight loads read 32 bytes at `b·stride + g·32 (+ 32)` with `b < blocks` and
-    // `g < groups`, i.e. inside `w` (`w.len() == blocks · stride`); bias loads read 8
-    // values at `b·8`, inside `bias` (`bias.len() ≥ blocks · 8`).
-    macro_rules! ldw {
-        ($off:expr) => {
-            // SAFETY: in bounds as argued above; `loadu` has no alignment requirement.
-            unsafe { _mm256_loadu_si256(wp.add($off).cast::<__m256i>()) }
-        };
-    }
-    macro_rules! ldb {
-        ($b:expr) => {
-            // SAFETY: in bounds as argued above.
-            unsafe { _mm256_loadu_si256(bp.add($b * BR).cast::<__m256i>()) }
-        };
-    }
-    let ones = _mm256_set1_epi16(1);
-    let zero = _mm256_setzero_si256();
-    let mut b = 0;
-    while b + 4 <= s.blocks {
-        let w0 = b * stride;
-        let (mut a0, mut a1, mut a2, mut a3) = (ldb!(b), ldb!(b + 1), ldb!(b + 2), ldb!(b + 3));
-        let (mut c0, mut c1, mut c2, mut c3) = (zero, zero, zero, zero);
-        let mut g = 0;
-        while g + 2 <= s.groups {
-            let x0 = _mm256_set1_epi32(word(x, g));
-            let x1 = _mm256_set1_epi32(word(x, g + 1));
-            let (y0, y1) = (_mm256_abs_epi8(x0), _mm256_abs_epi8(x1));
-            let o = w0 + g * 32;
-            a0 = dot_avx2(a0, ldw!(o), x0, y0, ones);
-            a1 = dot_avx2(a1, ldw!(o + stride), x0, y0, ones);
-            a2 = dot_avx2(a2, ldw!(o + 2 * stride), x0, y0, ones);
-            a3 = dot_avx2(a3, ldw!(o + 3 * stride), x0, y0, ones);
-            c0 = dot_avx2(c0, ldw!(o + 32), x1, y1, ones);
-            c1 = dot_avx2(c1, ldw!(o + stride + 32), x1, y1, ones);
-            c2 = dot_avx2(c2, ldw!(o + 2 * stride + 32), x1, y1, ones);
-            c3 = dot_avx2(c3, ldw!(o + 3 * stride + 32), x1, y1, ones);
-            g += 2;
-        }
-        if g < s.groups {
-            let x0 = _mm256_set1_epi32(word(x, g));
-            let y0 = _mm256_abs_epi8(x0);
-            let o = w0 + g * 32;
-            a0 = dot_avx2(a0, ldw!(o), x0, y0, ones);
-            a1 = dot_avx2(a1, ldw!(o + stride), x0, y0, ones);
-            a2 = dot_avx2(a2, ldw!(o + 2 * stride), x0, y0, ones);
-            a3 = dot_avx2(a3, ldw!(o + 3 * stride), x0, y0, ones);
-        }
-        store_avx2(acc, b * BR, _mm256_add_epi32(a0, c0));
-        store_avx2(acc, (b + 1) * BR, _mm256_add_epi32(a1, c1));
-        store_avx2(acc, (b + 2) * BR, _mm256_add_epi32(a2, c2));
-        store_avx2(acc, (b + 3) * BR, _mm256_add_epi32(a3, c3));
-        b += 4;
-    }
-    while b < s.blocks {
-        let w0 = b * stride;
-        let mut a0 = ldb!(b);
-        let mut c0 = zero;
-        let mut g = 0;
-        while g + 2 <= s.groups {
-            let x0 = _mm256_set1_epi32(word(x, g));
-            let x1 = _mm256_set1_epi32(word(x, g + 1));
-            let o = w0 + g * 32;
-            a0 = dot_avx2(a0, ldw!(o), x0, _mm256_abs_epi8(x0), ones);
-            c0 = dot_avx2(c0, ldw!(o + 32), x1, _mm256_abs_epi8(x1), ones);
-            g += 2;
-        }
-        if g < s.groups {
-            let x0 = _mm256_set1_epi32(word(x, g));
-            a0 = dot_avx2(a0, ldw!(w0 + g * 32), x0, _mm256_abs_epi8(x0), ones);
-        }
-        store_avx2(acc, b * BR, _mm256_add_epi32(a0, c0));
-        b += 1;
-    }
-}
-
-/// Defines a VNNI matrix–vector kernel (`acc = bias + W (x + 128)`, `bias` the offset
-/// bias) for one vector width: four row blocks at a time, even and odd groups in
-/// separate accumulators (8 independent chains), like the C back end's kernels.
-/// Weight loads read one vector at `b·stride + g·V (+ V)` with `b < blocks`,
-/// `g < groups`, i.e. inside `w` (`w.len() == blocks · stride`); bias loads read
-/// `BR` values at `b·BR`, inside `bias` (`bias.len() ≥ blocks · BR`).
-macro_rules! vnni_kernel {
+/// Defines a matrix–vector kernel for one instruction set: `acc = bias + W x` with
+/// `dot(acc, xin(x, g), w)` adding one 4-column group of each row of a block (the VNNI
+/// kernels: `x + 128` times the weights with the offset bias; AVX2: the sign trick). Four
+/// row blocks at a time, even and odd groups in separate accumulators (8 independent
+/// chains), like the C back end's kernels. Weight loads read one vector at
+/// `b·stride + g·V (+ V)` with `b < blocks`, `g < groups`, i.e. inside `w`
+/// (`w.len() == blocks · stride`); bias loads read `BR` values at `b·BR`, inside `bias`
+/// (`bias.len() ≥ blocks · BR`).
+macro_rules! mv_kernel {
     (
         $(#[$doc:meta])* $name:ident, features: $features:literal, rows: $br:expr,
-        $vec:ty, $load:ident, $set1:ident, $dp:ident, $add:ident, $zero:ident, $store:ident
+        $vec:ty, $load:ident, $xin:ident, $dp:ident, $add:ident, $zero:ident, $store:ident
     ) => {
         $(#[$doc])*
         #[target_feature(enable = $features)]
@@ -187,9 +132,7 @@ macro_rules! vnni_kernel {
                     unsafe { $load(bp.add($b * BR).cast::<$vec>()) }
                 };
             }
-            // `x + 128` of every byte of group `g` (unsigned: the sign bit flipped),
-            // broadcast to every lane.
-            let xu = |g: usize| $set1(word(x, g) ^ 0x8080_8080_u32 as i32);
+            let xu = |g: usize| $xin(x, g);
             let zero = $zero();
             let mut b = 0;
             while b + 4 <= s.blocks {
@@ -246,10 +189,18 @@ macro_rules! vnni_kernel {
     };
 }
 
-vnni_kernel!(
+mv_kernel!(
+    /// Caller guarantees: AVX2 on this CPU and `s.fits(8, w, bias, x, acc)`; exact only
+    /// when no weight is −128 (the caller checks).
+    mv_avx2, features: "avx2", rows: 8,
+    __m256i, _mm256_loadu_si256, x_sign, dot_avx2,
+    _mm256_add_epi32, _mm256_setzero_si256, store_avx2
+);
+
+mv_kernel!(
     /// Caller guarantees: AVX2 and AVX-VNNI on this CPU and `s.fits(8, w, bias, x, acc)`.
     mv_avxvnni, features: "avx2,avxvnni", rows: 8,
-    __m256i, _mm256_loadu_si256, _mm256_set1_epi32, _mm256_dpbusd_avx_epi32,
+    __m256i, _mm256_loadu_si256, x_u8_256, _mm256_dpbusd_avx_epi32,
     _mm256_add_epi32, _mm256_setzero_si256, store_avx2
 );
 
@@ -271,10 +222,10 @@ fn store_512(acc: &mut [i32], at: usize, v: __m512i) {
     }
 }
 
-vnni_kernel!(
+mv_kernel!(
     /// Caller guarantees: AVX-512F + VNNI on this CPU and `s.fits(16, w, bias, x, acc)`.
     mv_vnni, features: "avx512f,avx512vnni", rows: 16,
-    __m512i, _mm512_loadu_si512, _mm512_set1_epi32, _mm512_dpbusd_epi32,
+    __m512i, _mm512_loadu_si512, x_u8_512, _mm512_dpbusd_epi32,
     _mm512_add_epi32, _mm512_setzero_si512, store_512
 );
 
@@ -324,11 +275,11 @@ fn load32w(v: &[u16; 32]) -> __m512i {
     unsafe { _mm512_loadu_si512(v.as_ptr().cast()) }
 }
 
-/// The 16-bit form (`RegPwl16`) on the first `32·⌊len/32⌋` elements of `xs` (the caller
-/// checked that it applies: symmetric fold, no clamp, `frac_bits == 16`); returns how
-/// many it did. Caller guarantees: AVX-512F and BW on this CPU.
+/// The 16-bit form (`RegPwl16`, made by `RegPwl::new` only where it applies: symmetric
+/// fold, no clamp, `frac_bits == 16`) on the first `32·⌊len/32⌋` elements of `xs`;
+/// returns how many it did. Caller guarantees: AVX-512F and BW on this CPU.
 #[target_feature(enable = "avx512f,avx512bw")]
-fn pwl_words(w: &super::RegPwl16, fold: super::RegFold, xs: &mut [i16]) -> usize {
+fn pwl_words(w: &super::pwl::RegPwl16, fold: super::RegFold, xs: &mut [i16]) -> usize {
     let p = [0, 1, 2, 3, 4].map(|l| load32w(&w.probes[l]));
     let two = |v: &[u16; 64]| {
         let (lo, hi) = v.split_at(32);
@@ -390,12 +341,11 @@ fn pwl_words(w: &super::RegPwl16, fold: super::RegFold, xs: &mut [i16]) -> usize
 /// Caller guarantees: AVX-512F and BW on this CPU.
 #[target_feature(enable = "avx512f,avx512bw")]
 fn pwl_avx512(t: &super::RegPwl, xs: &mut [i16]) -> usize {
-    let mut n = 0;
-    if let Some(w) = &t.w16 {
-        if t.fold != super::RegFold::None && t.clamp.is_none() && t.frac_bits == 16 {
-            n = pwl_words(w, t.fold, xs);
-        }
-    }
+    // `RegPwl::new` derived the 16-bit form where it applies.
+    let mut n = match &t.w16 {
+        Some(w) => pwl_words(w, t.fold, xs),
+        None => 0,
+    };
     let four = |v: &[i32; 64]| [load16(v, 0), load16(v, 16), load16(v, 32), load16(v, 48)];
     let (slopes, intercepts) = (four(&t.slopes), four(&t.intercepts));
     // Levels 0..=3 (distances 16, 8, 4, 2) hold at most 16 starts; level 4 (distance
