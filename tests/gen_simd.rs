@@ -1062,11 +1062,27 @@ int main(void)
 }
 "#;
 
+/// How many tables' 32-input AVX-512 loops (symmetric tables) take each form.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Forms16 {
+    /// The piece arithmetic in 16-bit lanes.
+    arith16: usize,
+    /// The bucket search (`first16`, `next16`).
+    bucket: usize,
+    /// The binary search on 16-bit lanes.
+    binary: usize,
+}
+
 /// `{p}_pwl{k}_n` of every used table equals `sat16(Pwl::eval)` on every int16 input,
-/// compiled with `cc_name` and `flags`. Returns how many tables do their 32-input loop's
-/// piece arithmetic in 16-bit lanes (AVX-512).
-fn check_tables_exhaustively(p: &Program, target: Target, cc_name: &str, flags: &[&str]) -> usize {
-    let mut arith16 = 0;
+/// compiled with `cc_name` and `flags`. Returns the forms of the tables' 32-input loops
+/// (AVX-512).
+fn check_tables_exhaustively(
+    p: &Program,
+    target: Target,
+    cc_name: &str,
+    flags: &[&str],
+) -> Forms16 {
+    let mut forms = Forms16::default();
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, c) = write_files(dir.path(), &gen(p, target));
     let stem = c.file_stem().unwrap().to_str().unwrap().to_string();
@@ -1092,10 +1108,18 @@ fn check_tables_exhaustively(p: &Program, target: Target, cc_name: &str, flags: 
             let symmetric = p.tables[*k].symmetry != irnn_codegen::ir::TableSymmetry::None;
             if target == Target::Avx512Vnni && symmetric {
                 assert!(
-                    body.contains("_mm512_permutexvar_epi16"),
-                    "table {k} has no 16-bit search loop"
+                    body.contains("_mm512_abs_epi16"),
+                    "table {k} has no 32-input loop"
                 );
-                arith16 += body.contains("_mm512_mulhi_epu16") as usize;
+                forms.arith16 += body.contains("_mm512_mulhi_epu16") as usize;
+                let bucket = body.contains("first16[");
+                let binary = body.contains("_mm512_srli_epi16(iw, ");
+                assert!(
+                    bucket != binary,
+                    "table {k}: one search, not {bucket} {binary}"
+                );
+                forms.bucket += bucket as usize;
+                forms.binary += binary as usize;
             }
         }
     }
@@ -1144,7 +1168,7 @@ fn check_tables_exhaustively(p: &Program, target: Target, cc_name: &str, flags: 
             want[i]
         );
     }
-    arith16
+    forms
 }
 
 /// Tables in every form the vector evaluator handles: the char LM's and the synthetic
@@ -1182,12 +1206,26 @@ fn table_programs() -> Vec<(String, Program)> {
         t.out_max = t.out_max.min(20000);
     }
     out.push(("charlm, clamped to [-20000, 20000]".into(), clamped));
+    // 40 starts crowded into 0..40 and the rest spread over 100..1000: no width of 64
+    // buckets keeps both apart, so the 16-bit loop keeps the binary search (the AVX2
+    // gathers still take buckets of one input).
+    let mut crowded = charlm();
+    for t in &mut crowded.tables {
+        for (k, s) in t.starts.iter_mut().enumerate() {
+            *s = if k < 40 {
+                k as i32
+            } else {
+                100 + 39 * (k as i32 - 40)
+            };
+        }
+    }
+    out.push(("charlm, starts crowded".into(), crowded));
     out
 }
 
 #[test]
 fn pwl_array_evaluators_match_the_runtime_on_every_int16() {
-    let mut arith16 = Vec::new();
+    let mut forms = Vec::new();
     for (label, p) in table_programs() {
         eprintln!("tables of {label}");
         for target in [Target::Scalar, Target::Avx2, Target::Avx512Vnni] {
@@ -1202,7 +1240,7 @@ fn pwl_array_evaluators_match_the_runtime_on_every_int16() {
                     cc_name,
                     isa_flags(Target::Avx512Vnni),
                 );
-                arith16.push((label.clone(), n));
+                forms.push((label.clone(), n));
             }
         } else {
             eprintln!("SKIPPED the AVX-512 table evaluators: this CPU lacks avx512vnni");
@@ -1215,18 +1253,22 @@ fn pwl_array_evaluators_match_the_runtime_on_every_int16() {
             eprintln!("SKIPPED the AVX2 table evaluators: this CPU lacks avx2");
         }
     }
-    // The fitted symmetric tables (no clamp, shift 16) take the 16-bit piece arithmetic;
-    // the clamped and the unsymmetric ones do not.
+    // The fitted symmetric tables (no clamp, shift 16) take the 16-bit piece arithmetic
+    // and the bucket search; the clamped and the unsymmetric ones not the arithmetic,
+    // crowded starts not the bucket search.
     if host_runs(Target::Avx512Vnni) {
-        let n = |l: &str| arith16.iter().find(|(k, _)| k == l).map(|&(_, n)| n);
-        assert!(n("charlm").is_some_and(|n| n > 0), "{arith16:?}");
-        assert!(n("synth").is_some_and(|n| n > 0), "{arith16:?}");
-        assert_eq!(n("charlm, no symmetry"), Some(0), "{arith16:?}");
-        assert_eq!(
-            n("charlm, clamped to [-20000, 20000]"),
-            Some(0),
-            "{arith16:?}"
-        );
+        let f = |l: &str| forms.iter().find(|(k, _)| k == l).map(|&(_, f)| f).unwrap();
+        for l in ["charlm", "synth"] {
+            let f = f(l);
+            assert!(
+                f.arith16 > 0 && f.arith16 == f.bucket && f.binary == 0,
+                "{l}: {f:?}"
+            );
+        }
+        assert_eq!(f("charlm, no symmetry").arith16, 0);
+        assert_eq!(f("charlm, clamped to [-20000, 20000]").arith16, 0);
+        let c = f("charlm, starts crowded");
+        assert!(c.binary > 0 && c.bucket == 0, "crowded: {c:?}");
     }
 }
 

@@ -345,11 +345,26 @@ struct VecTableCtx {
     /// 16-bit halves of the intercepts (`ih16`, `il16`) and slopes (`sh16`, `sl16`),
     /// 64 words each, and the fold's total modulo 2^16 (`total16`).
     arith16: bool,
+    /// `w16` tables whose starts spread enough: the 32-input loop's bucket search
+    /// (`pwl_index::WordSearch`) instead of the binary one.
+    ws: Option<WordSearchCtx>,
     ih16: String,
     il16: String,
     sh16: String,
     sl16: String,
     total16: String,
+}
+
+/// A [`super::pwl_index::WordSearch`] in template form: `first` (32 or 64 words) and
+/// `next` (`n` words) as the int16 literals of the unsigned values' bits.
+#[derive(Serialize)]
+struct WordSearchCtx {
+    buckets: usize,
+    shift: u32,
+    cap: i32,
+    extra: usize,
+    first: String,
+    next: String,
 }
 
 /// A [`super::pwl_index::PieceIndex`] in template form.
@@ -778,6 +793,17 @@ fn vec_table(t: &PwlTable, i: &super::pwl_index::PieceIndex) -> Option<VecTableC
         w16,
         half_start16: lit(u16_bits(r.starts[r.n / 2])),
         arith16: w16 && !r.clamp && t.frac_bits == 16,
+        ws: r.word_search().filter(|_| w16).map(|w| {
+            let words = |v: &[i32]| list_i32(&v.iter().map(|&x| u16_bits(x)).collect::<Vec<_>>());
+            WordSearchCtx {
+                buckets: w.buckets,
+                shift: w.shift,
+                cap: w.cap,
+                extra: w.extra,
+                first: words(&w.first),
+                next: words(&w.next),
+            }
+        }),
         ih16: half(&r.intercepts, true),
         il16: half(&r.intercepts, false),
         sh16: half(&r.slopes, true),

@@ -157,6 +157,90 @@ impl RegisterForm {
     }
 }
 
+/// The piece search of the 16-bit loop over symmetric tables (`u = |x|`, 0..=32 768) in
+/// AVX-512 code: a bucket index in one register instead of the binary search, so the
+/// chain is one permute for the bucket and one permute-compare-add per start inside it
+/// (NUMERICS.md, "PWL lookup in generated code"):
+///
+/// ```text
+/// k  = first[min(u, cap) >> shift]                     the piece of the bucket's first u
+/// k += (u >= next[k])                  × extra         next[k] = starts[k + 1], saturated
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WordSearch {
+    /// Buckets: 32 (one `vpermw`) or 64 (one `vpermt2w`).
+    pub buckets: usize,
+    /// Bucket width `2^shift`: the buckets cover `0..=cap`, and the last one also every
+    /// larger `u` (up to 32 768).
+    pub shift: u32,
+    /// `buckets · 2^shift − 1` (at most 32 767).
+    pub cap: i32,
+    /// The piece of each bucket's smallest `u`.
+    pub first: Vec<i32>,
+    /// `starts[k + 1]` saturated to 0..=65 535 for each of the form's `n` pieces; 65 535
+    /// (never `<= u`) after the last.
+    pub next: Vec<i32>,
+    /// The most starts inside one bucket (after its smallest `u`): the compare-adds.
+    pub extra: usize,
+}
+
+impl RegisterForm {
+    /// The last start `<= u`, 0 if none (the scan's piece).
+    fn piece(&self, u: i32) -> usize {
+        self.starts.iter().rposition(|&s| s <= u).unwrap_or(0)
+    }
+
+    /// The bucket search of the 16-bit loop (for symmetric tables) where it takes no
+    /// more permutes than the binary search (`1 + extra <= log2(n) − 1`); `None` for
+    /// tables whose starts crowd into few buckets (a sigmoid on a wide input grid).
+    pub fn word_search(&self) -> Option<WordSearch> {
+        let w = self.bucket_search();
+        // 1 + extra permutes against one per level after the first.
+        (w.extra < self.probes().len()).then_some(w)
+    }
+
+    /// The bucket search with 32 or 64 buckets and the bucket width (wide enough for
+    /// the buckets to cover `0..=32767` down to 1) that need the fewest compare-adds;
+    /// on a tie fewer buckets, then wider ones. Narrow buckets suit tables whose starts
+    /// all lie at small `u` (wide input grids), the last bucket taking the flat rest.
+    fn bucket_search(&self) -> WordSearch {
+        let sat = |v: i32| v.clamp(0, u16::MAX as i32);
+        let next = (0..self.n)
+            .map(|k| self.starts.get(k + 1).map_or(u16::MAX as i32, |&s| sat(s)))
+            .collect();
+        let form = |buckets: usize, shift: u32| {
+            let mut extra = 0;
+            let first = (0..buckets)
+                .map(|b| {
+                    let lo = (b as i32) << shift;
+                    let hi = if b + 1 == buckets {
+                        32768
+                    } else {
+                        lo + (1 << shift) - 1
+                    };
+                    // Starts are increasing: the ones in (lo, hi] are the pieces between.
+                    extra = extra.max(self.piece(hi) - self.piece(lo));
+                    self.piece(lo) as i32
+                })
+                .collect();
+            WordSearch {
+                buckets,
+                shift,
+                cap: ((buckets as i32) << shift) - 1,
+                first,
+                next: Vec::clone(&next),
+                extra,
+            }
+        };
+        [32usize, 64]
+            .into_iter()
+            .flat_map(|b| (0..=15 - b.trailing_zeros()).rev().map(move |s| (b, s)))
+            .map(|(b, s)| form(b, s))
+            .min_by_key(|w| w.extra)
+            .expect("at least one form")
+    }
+}
+
 /// The register form of `t` with at least `min_n` entries (32 or 64), when its index
 /// proves the piece arithmetic and the fold int32 and it has at most 64 pieces.
 pub fn register_form(t: &PwlTable, idx: &PieceIndex, min_n: usize) -> Option<RegisterForm> {
@@ -423,6 +507,76 @@ mod tests {
             );
             assert!(idx.narrow, "fitted tables fit i32");
         }
+    }
+
+    /// The 16-bit loop's bucket search, run as the generated code runs it, on every `u`.
+    fn check_word_search(t: &PwlTable) {
+        let idx = build(t).unwrap();
+        let r = register_form(t, &idx, 32).unwrap();
+        let w = r.bucket_search();
+        assert_eq!((w.first.len(), w.next.len()), (w.buckets, r.n));
+        for u in 0..=32768 {
+            let mut k = w.first[(u.min(w.cap) >> w.shift) as usize] as usize;
+            for _ in 0..w.extra {
+                k += (u >= w.next[k]) as usize;
+            }
+            assert_eq!(k, scan(&t.starts, u), "u = {u}");
+        }
+    }
+
+    #[test]
+    fn word_search_equals_scan() {
+        for (f, bits) in [
+            (Activation::Sigmoid, 13),
+            (Activation::Tanh, 13),
+            (Activation::Tanh, 14),
+            (Activation::Tanh, 15),
+            (Activation::Sigmoid, 10),
+            (Activation::Tanh, 8),
+        ] {
+            let (t, _) = fit(&FitOptions::new(f, bits)).unwrap();
+            check_word_search(&t);
+            let r = register_form(&t, &build(&t).unwrap(), 32).unwrap();
+            let w = r.bucket_search();
+            eprintln!(
+                "{f:?} q{bits}: {} buckets of 2^{}, {} compares",
+                w.buckets, w.shift, w.extra
+            );
+            // Narrower buckets for the wide grids: three compares at most.
+            assert!(r.word_search().is_some(), "{f:?} q{bits}");
+            assert!(w.extra <= 3, "{f:?} q{bits}: {} compares", w.extra);
+            if bits <= 10 {
+                assert!(w.cap < 32767, "{f:?} q{bits}: cap {}", w.cap);
+            }
+        }
+        // Starts at both ends of the domain, one negative (saturates to 0), clustered
+        // ones in the last bucket, and one on u = 32 768 itself.
+        let starts = vec![-7, 0, 1, 2, 1000, 32700, 32701, 32766, 32767, 32768];
+        let n = starts.len();
+        let t = PwlTable {
+            function: Activation::Tanh,
+            input_frac_bits: 12,
+            output_frac_bits: 15,
+            symmetry: TableSymmetry::Odd,
+            total: 0,
+            starts,
+            slopes: vec![1; n],
+            offsets: vec![0; n],
+            frac_bits: 1,
+            out_min: -32768,
+            out_max: 32767,
+        };
+        check_word_search(&t);
+        let r = register_form(&t, &build(&t).unwrap(), 32).unwrap();
+        assert_eq!(
+            r.bucket_search().extra,
+            5,
+            "32700 up to 32768 in one bucket"
+        );
+        assert!(
+            r.word_search().is_none(),
+            "more permutes than the binary search"
+        );
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct RegPwl {
 /// `u = |x|` (at most 32 768) in unsigned 16-bit lanes, and the piece value is computed
 /// modulo 2^16 from the 16-bit halves of the intercept and slope (NUMERICS.md, "PWL
 /// lookup in generated code"), exact because it fits int16.
+///
+/// The piece comes from a bucket index where the starts spread enough (every fitted
+/// table so far; `Bucket16`), else from the binary search on the saturated starts.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct RegPwl16 {
     /// `RegPwl::half_start` saturated to 0..=65 535.
@@ -64,6 +67,8 @@ pub(super) struct RegPwl16 {
     /// `RegPwl::probes` saturated to 0..=65 535 (a start that large is never `<= u`, a
     /// negative one always is, as in `i32`).
     pub(super) probes: [[u16; 32]; 5],
+    /// The bucket search, where it takes fewer permutes than the binary one.
+    pub(super) bucket: Option<Bucket16>,
     /// High and low 16 bits of each intercept (two's complement bits).
     pub(super) intercept_hi: [u16; 64],
     /// See `intercept_hi`.
@@ -72,6 +77,95 @@ pub(super) struct RegPwl16 {
     pub(super) slope_hi: [u16; 64],
     /// See `slope_hi`.
     pub(super) slope_lo: [u16; 64],
+}
+
+/// The bucket search of [`RegPwl16`] (the same choice as the generated C's, NUMERICS.md
+/// "PWL lookup in generated code"): the piece is `first[min(u, cap) >> shift]` plus one
+/// for each of the next `extra` starts `<= u` (`next[k]` = `starts[k + 1]` saturated,
+/// 65 535 after the last piece).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Bucket16 {
+    /// The piece of each bucket's smallest `u` (32 or 64 buckets, zero padded).
+    pub(super) first: [u16; 64],
+    /// `starts[k + 1]` saturated to 0..=65 535.
+    pub(super) next: [u16; 64],
+    /// `buckets · 2^shift − 1`: every larger `u` is in the last bucket.
+    pub(super) cap: u16,
+    /// Bucket width `2^shift`.
+    pub(super) shift: u32,
+    /// The most starts inside one bucket after its smallest `u` (at most 4).
+    pub(super) extra: u32,
+}
+
+impl Bucket16 {
+    /// The search with 32 or 64 buckets and the bucket width needing the fewest
+    /// compare-adds (on a tie fewer buckets, then wider ones), if it needs at most 4
+    /// (so at most 5 permutes, as the binary search). `starts[k]` for `k` in 1..64 as
+    /// `RegPwl::new` takes them (padded with `i32::MAX`).
+    const fn new(starts: &[i32; 64]) -> Option<Bucket16> {
+        let mut best: Option<Bucket16> = None;
+        let mut log_b = 5;
+        while log_b <= 6 {
+            let buckets = 1usize << log_b;
+            let mut shift = 15 - log_b;
+            loop {
+                let mut first = [0u16; 64];
+                let mut extra = 0;
+                // k: the piece of the current bucket's smallest u (a scan that only
+                // moves forward, the starts being increasing).
+                let mut k = 0usize;
+                let mut b = 0;
+                while b < buckets {
+                    let lo = (b as i32) << shift;
+                    let hi = if b + 1 == buckets {
+                        32768
+                    } else {
+                        lo + (1 << shift) - 1
+                    };
+                    while k + 1 < 64 && starts[k + 1] <= lo {
+                        k += 1;
+                    }
+                    first[b] = k as u16;
+                    let mut top = k;
+                    while top + 1 < 64 && starts[top + 1] <= hi {
+                        top += 1;
+                    }
+                    if top - k > extra {
+                        extra = top - k;
+                    }
+                    b += 1;
+                }
+                let better = match &best {
+                    Some(w) => (extra as u32) < w.extra,
+                    None => true,
+                };
+                if better {
+                    let mut next = [u16::MAX; 64];
+                    let mut j = 0;
+                    while j + 1 < 64 {
+                        next[j] = sat_u16(starts[j + 1]);
+                        j += 1;
+                    }
+                    best = Some(Bucket16 {
+                        first,
+                        next,
+                        cap: (((buckets as i32) << shift) - 1) as u16,
+                        shift,
+                        extra: extra as u32,
+                    });
+                }
+                if shift == 0 {
+                    break;
+                }
+                shift -= 1;
+            }
+            log_b += 1;
+        }
+        match best {
+            Some(w) if w.extra <= 4 => Some(w),
+            _ => None,
+        }
+    }
 }
 
 /// `v` saturated to 0..=65 535.
@@ -99,9 +193,23 @@ impl RegPwl {
     ) -> RegPwl {
         let symmetric = !matches!(fold, RegFold::None);
         let w16 = if symmetric && clamp.is_none() && frac_bits == 16 {
+            // starts[k] for k = (2j + 1)·d: `half_start` for d = 32, else level
+            // 4 − log2(d), entry j.
+            let mut starts = [i32::MAX; 64];
+            let mut k = 1usize;
+            while k < 64 {
+                let tz = k.trailing_zeros();
+                starts[k] = if tz == 5 {
+                    half_start
+                } else {
+                    probes[4 - tz as usize][k >> (tz + 1)]
+                };
+                k += 1;
+            }
             let mut w = RegPwl16 {
                 half_start: sat_u16(half_start),
                 probes: [[0; 32]; 5],
+                bucket: Bucket16::new(&starts),
                 intercept_hi: [0; 64],
                 intercept_lo: [0; 64],
                 slope_hi: [0; 64],

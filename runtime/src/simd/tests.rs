@@ -625,11 +625,15 @@ fn matvec_seq_equals_the_model_for_every_vector() {
 /// evaluator (32 at a time in 16-bit lanes) must equal `Pwl::eval`.
 #[test]
 fn pwl_i16_16_bit_form_equals_eval_on_every_int16() {
-    let tables: [(crate::Symmetry, Vec<i32>, Vec<i32>); 2] = [
+    // Symmetry, starts, slopes and the bucket search's compare-adds (`None`: the
+    // binary search).
+    type Case = (crate::Symmetry, Vec<i32>, Vec<i32>, Option<u32>);
+    let tables: [Case; 3] = [
         (
             crate::Symmetry::Complement { total: 32768 },
             (0..64).map(|k| k * 512).collect(),
             (0..64).map(|k| 32000 - 400 * k).collect(),
+            Some(0),
         ),
         (
             crate::Symmetry::Odd,
@@ -641,9 +645,18 @@ fn pwl_i16_16_bit_form_equals_eval_on_every_int16() {
                 .map(|k| 150_000 - 3000 * k)
                 .chain((0..56).map(|k| 20_000 - 300 * k))
                 .collect(),
+            // Buckets of 512: 128, 256 and 384 inside the first.
+            Some(3),
+        ),
+        // 40 starts in 0..40, then spread: no bucket width keeps both apart.
+        (
+            crate::Symmetry::Complement { total: 32768 },
+            (0..40).chain((0..24).map(|k| 1000 + k * 1300)).collect(),
+            (0..64).map(|k| 9000 - 100 * k).collect(),
+            None,
         ),
     ];
-    for (symmetry, starts, slopes) in tables {
+    for (symmetry, starts, slopes, extra) in tables {
         // Offsets continue the previous piece (value in Q16 at each start).
         let mut offsets = std::vec![0i32; starts.len()];
         for k in 1..starts.len() {
@@ -676,6 +689,8 @@ fn pwl_i16_16_bit_form_equals_eval_on_every_int16() {
             None,
         );
         assert!(reg.w16.is_some() && r.w16.is_none(), "{symmetry:?}");
+        let w16 = reg.w16.as_ref().unwrap();
+        assert_eq!(w16.bucket.as_ref().map(|b| b.extra), extra, "{symmetry:?}");
         check_array_evaluator(&p, &[Kernel::detect(), Kernel::PORTABLE], |kernel, xs| {
             kernel.pwl_i16(&reg, xs, |x| p.eval(x as i32))
         });

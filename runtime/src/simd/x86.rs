@@ -294,29 +294,48 @@ fn pwl_words(w: &super::pwl::RegPwl16, fold: super::RegFold, xs: &mut [i16]) -> 
         super::RegFold::Complement(t) => _mm512_set1_epi16(t as i16),
         _ => _mm512_setzero_si512(),
     };
+    let one = _mm512_set1_epi16(1);
+    let bk = w.bucket.as_ref().map(|b| Bucket {
+        first: two(&b.first),
+        next: two(&b.next),
+        cap: _mm512_set1_epi16(b.cap as i16),
+        shift: _mm_cvtsi32_si128(b.shift as i32),
+    });
+    let search = |u: __m512i| match (&bk, w.bucket.as_ref().map(|b| b.extra)) {
+        (Some(b), Some(0)) => bucket::<0>(b, u),
+        (Some(b), Some(1)) => bucket::<1>(b, u),
+        (Some(b), Some(2)) => bucket::<2>(b, u),
+        (Some(b), Some(3)) => bucket::<3>(b, u),
+        (Some(b), Some(_)) => bucket::<4>(b, u),
+        _ => {
+            let mut i =
+                _mm512_maskz_mov_epi16(_mm512_cmpge_epu16_mask(u, half), _mm512_set1_epi16(32));
+            macro_rules! probe {
+                ($l:expr, $d:expr, $sh:expr) => {
+                    let s = _mm512_permutexvar_epi16(_mm512_srli_epi16::<$sh>(i), p[$l]);
+                    i = _mm512_mask_add_epi16(
+                        i,
+                        _mm512_cmpge_epu16_mask(u, s),
+                        i,
+                        _mm512_set1_epi16($d),
+                    );
+                };
+            }
+            probe!(0, 16, 5);
+            probe!(1, 8, 4);
+            probe!(2, 4, 3);
+            probe!(3, 2, 2);
+            probe!(4, 1, 1);
+            i
+        }
+    };
     let mut n = 0;
     for chunk in xs.chunks_exact_mut(32) {
         // SAFETY: `chunk` is 32 readable and writable i16 (64 bytes); unaligned access.
         let x = unsafe { _mm512_loadu_si512(chunk.as_ptr().cast()) };
         let u = _mm512_abs_epi16(x);
         let neg = _mm512_movepi16_mask(x);
-        let mut i = _mm512_maskz_mov_epi16(_mm512_cmpge_epu16_mask(u, half), _mm512_set1_epi16(32));
-        macro_rules! probe {
-            ($l:expr, $d:expr, $sh:expr) => {
-                let s = _mm512_permutexvar_epi16(_mm512_srli_epi16::<$sh>(i), p[$l]);
-                i = _mm512_mask_add_epi16(
-                    i,
-                    _mm512_cmpge_epu16_mask(u, s),
-                    i,
-                    _mm512_set1_epi16($d),
-                );
-            };
-        }
-        probe!(0, 16, 5);
-        probe!(1, 8, 4);
-        probe!(2, 4, 3);
-        probe!(3, 2, 2);
-        probe!(4, 1, 1);
+        let i = search(u);
         // (intercept + slope·u) >> 16 modulo 2^16 = ih + sh·u + hi16(sl·u) + the carry
         // out of il + lo16(sl·u).
         let il = _mm512_permutex2var_epi16(il0, i, il1);
@@ -329,13 +348,42 @@ fn pwl_words(w: &super::pwl::RegPwl16, fold: super::RegFold, xs: &mut [i16]) -> 
             ),
             _mm512_mullo_epi16(_mm512_permutex2var_epi16(sh0, i, sh1), u),
         );
-        v = _mm512_mask_sub_epi16(v, _mm512_cmplt_epu16_mask(lo, il), v, _mm512_set1_epi16(-1));
+        // The carry: 1 where il + lo16(sl·u) wrapped (il −sat lo > 0).
+        v = _mm512_add_epi16(v, _mm512_min_epu16(_mm512_subs_epu16(il, lo), one));
         v = _mm512_mask_sub_epi16(v, neg, total, v);
         // SAFETY: as above.
         unsafe { _mm512_storeu_si512(chunk.as_mut_ptr().cast(), v) };
         n += 32;
     }
     n
+}
+
+/// The piece of each lane of `u` by the bucket search with `E` compare-adds. Caller
+/// guarantees: AVX-512F and BW on this CPU.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn bucket<const E: u32>(b: &Bucket, u: __m512i) -> __m512i {
+    let one = _mm512_set1_epi16(1);
+    let ub = _mm512_srl_epi16(_mm512_min_epu16(u, b.cap), b.shift);
+    let mut i = _mm512_permutex2var_epi16(b.first.0, ub, b.first.1);
+    for _ in 0..E {
+        // k + 1 − min(next[k] −sat u, 1): one more where next[k] <= u, without a
+        // mask register (no compare and mask move on the permute port).
+        let s = _mm512_permutex2var_epi16(b.next.0, i, b.next.1);
+        i = _mm512_sub_epi16(
+            _mm512_add_epi16(i, one),
+            _mm512_min_epu16(_mm512_subs_epu16(s, u), one),
+        );
+    }
+    i
+}
+
+/// `Bucket16` in registers.
+struct Bucket {
+    first: (__m512i, __m512i),
+    next: (__m512i, __m512i),
+    cap: __m512i,
+    shift: __m128i,
 }
 
 /// Caller guarantees: AVX-512F and BW on this CPU.
