@@ -19,8 +19,9 @@
 //! [`Kernel::detect`]): at run time with the crate feature `std`
 //! (`is_x86_feature_detected!`, `is_aarch64_feature_detected!`), at compile time
 //! (`cfg!(target_feature = ...)`) without it. [`Kernel::matvec`] checks every length
-//! once before a SIMD kernel touches memory; a matrix whose shape is inconsistent runs
-//! the portable kernel, which is total. [`Kernel::vectorize`] calls a `#[target_feature]`
+//! once before a SIMD kernel touches memory (whether a matrix's own lengths agree is
+//! decided when its `const fn` constructors build it, not on every product); a matrix
+//! whose shape is inconsistent runs the portable kernel, which is total. [`Kernel::vectorize`] calls a `#[target_feature]`
 //! function only through the same proofs, whose detection covers every feature it
 //! enables. The `unsafe` code lives in the per-architecture submodules only (the
 //! `isa_proof!` macro expands there), each block with its `SAFETY` argument.
@@ -403,6 +404,9 @@ pub struct PackedMatrix<'a> {
     cols: usize,
     block_rows: usize,
     has_min_weight: bool,
+    /// [`PackedMatrix::check_shape`], computed once by the `const fn` constructors (at
+    /// compile time for a `static`) instead of on every product.
+    shape_ok: bool,
 }
 
 impl<'a> PackedMatrix<'a> {
@@ -418,7 +422,7 @@ impl<'a> PackedMatrix<'a> {
         cols: usize,
         block_rows: usize,
     ) -> Self {
-        PackedMatrix {
+        let mut m = PackedMatrix {
             weights,
             bias,
             offset_bias: &[],
@@ -426,7 +430,10 @@ impl<'a> PackedMatrix<'a> {
             cols,
             block_rows,
             has_min_weight: true,
-        }
+            shape_ok: false,
+        };
+        m.shape_ok = m.check_shape();
+        m
     }
 
     /// Declares that no weight is −128, which the AVX2 sign trick needs.
@@ -439,6 +446,7 @@ impl<'a> PackedMatrix<'a> {
     /// the AVX-512 VNNI kernel; without it that kernel falls back to the portable one.
     pub const fn with_offset_bias(mut self, offset_bias: &'a [i32]) -> Self {
         self.offset_bias = offset_bias;
+        self.shape_ok = self.check_shape();
         self
     }
 
@@ -457,18 +465,30 @@ impl<'a> PackedMatrix<'a> {
         self.block_rows
     }
 
-    /// Whether every length matches `rows`, `cols` and `block_rows`.
+    /// Whether every length matches `rows`, `cols` and `block_rows` (computed once, by
+    /// the constructors).
+    #[inline]
     fn shape_ok(&self) -> bool {
+        self.shape_ok
+    }
+
+    /// Whether every length matches `rows`, `cols` and `block_rows`.
+    const fn check_shape(&self) -> bool {
         let br = self.block_rows;
-        if !(1..=MAX_BLOCK_ROWS).contains(&br) {
+        if br == 0 || br > MAX_BLOCK_ROWS {
             return false;
         }
-        let rows_pad = self.rows.div_ceil(br).checked_mul(br);
-        let bytes = rows_pad
-            .and_then(|r| r.checked_mul(self.cols.div_ceil(4)))
-            .and_then(|n| n.checked_mul(4));
-        bytes == Some(self.weights.len())
-            && rows_pad == Some(self.bias.len())
+        let Some(rows_pad) = self.rows.div_ceil(br).checked_mul(br) else {
+            return false;
+        };
+        let Some(bytes) = rows_pad.checked_mul(self.cols.div_ceil(4)) else {
+            return false;
+        };
+        let Some(bytes) = bytes.checked_mul(4) else {
+            return false;
+        };
+        bytes == self.weights.len()
+            && rows_pad == self.bias.len()
             && (self.offset_bias.is_empty() || self.offset_bias.len() == self.bias.len())
     }
 }
@@ -633,6 +653,7 @@ impl Kernel {
     /// `acc`): this kernel's when `m` has its layout (and, for AVX2, no −128 weight;
     /// for the VNNI kernels, an offset bias), else (AVX-VNNI without an offset bias)
     /// AVX2's if that fits, else the portable kernel.
+    #[inline]
     pub fn isa_for(self, m: &PackedMatrix<'_>) -> Isa {
         let fits = |isa: Isa| {
             m.shape_ok()
@@ -742,7 +763,7 @@ impl Kernel {
         while b0 < blocks {
             let b1 = (b0 + tile).min(blocks);
             let (r0, r1) = (b0 * br, (b1 * br).min(rows));
-            let sub = PackedMatrix {
+            let mut sub = PackedMatrix {
                 weights: m
                     .weights
                     .get(b0 * block_bytes..b1 * block_bytes)
@@ -753,7 +774,9 @@ impl Kernel {
                 cols,
                 block_rows: br,
                 has_min_weight: m.has_min_weight,
+                shape_ok: false,
             };
+            sub.shape_ok = sub.check_shape();
             for (x, acc) in xs.chunks_exact(cols).zip(accs.chunks_exact_mut(rows)) {
                 self.matvec(&sub, x, &mut acc[r0..r1]);
             }

@@ -252,6 +252,23 @@ fn mismatched_layouts_fall_back_to_portable() {
         };
         assert_eq!(run(k, &c, other), Isa::Portable, "{:?}", k.isa());
     }
+    // Lengths that do not match the shape (checked once, by the constructors): a
+    // weight byte short, or an offset bias of the wrong length.
+    for k in simd_kernels() {
+        let br = k.isa().block_rows().unwrap();
+        let p = pack_case(&c, br);
+        let offset = &p.offset;
+        let good = PackedMatrix::new(&p.weights, &p.bias, 9, 7, br)
+            .without_min_weight()
+            .with_offset_bias(offset);
+        assert_eq!(k.isa_for(&good), k.isa(), "{:?}", k.isa());
+        let short = PackedMatrix::new(&p.weights[1..], &p.bias, 9, 7, br)
+            .without_min_weight()
+            .with_offset_bias(offset);
+        assert_eq!(k.isa_for(&short), Isa::Portable, "{:?}", k.isa());
+        let bad_offset = good.with_offset_bias(&offset[1..]);
+        assert_eq!(k.isa_for(&bad_offset), Isa::Portable, "{:?}", k.isa());
+    }
     // VNNI without the offset bias.
     if let Some(k) = Kernel::new(Isa::Avx512Vnni) {
         let p = pack_case(&c, 16);
