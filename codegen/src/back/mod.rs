@@ -32,19 +32,23 @@ pub fn down_shift(r: &Requant) -> Option<u32> {
 /// for every row the two requantized accumulators are provably at most `2^31 − 1` in
 /// magnitude together, so that their sum needs no 64-bit lane. With int8 inputs
 /// (`|x| <= 128`) an accumulator is at most `B = |bias| + 128 · Σ|w|` in magnitude, and
-/// a requantized value at most `(B · |m| + 2^30) / 2^31 + 1`.
+/// its doubling high product `y` (before the division by `2^e`) at most
+/// `(B · |m| + 2^30) / 2^31 + 1`; both `y` bounds together must fit, and each `y` plus
+/// the rounding constant `2^(e−1)` too (the vector form adds it before its shift).
 pub fn gate_sum_fits_i32(l: &crate::ir::LstmIr) -> bool {
-    let bound = |bias: i32, w: &[i8], r: &Requant| -> Option<i128> {
-        down_shift(r)?;
+    let bound = |bias: i32, w: &[i8], r: &Requant| -> Option<(i128, i128)> {
+        let e = down_shift(r)?;
         let b = bias.unsigned_abs() as i128
             + 128 * w.iter().map(|&v| v.unsigned_abs() as i128).sum::<i128>();
-        Some((b * r.multiplier.unsigned_abs() as i128 + (1 << 30)) / (1i128 << 31) + 1)
+        let y = (b * r.multiplier.unsigned_abs() as i128 + (1 << 30)) / (1i128 << 31) + 1;
+        Some((y, y + down_half(e) as i128))
     };
     let (isz, hsz) = (l.input_size, l.hidden_size);
+    let max = i32::MAX as i128;
     (0..4 * hsz).all(|r| {
         let x = bound(l.bias_x[r], &l.w_ih[r * isz..(r + 1) * isz], &l.req_x[r]);
         let h = bound(l.bias_h[r], &l.w_hh[r * hsz..(r + 1) * hsz], &l.req_h[r]);
-        matches!((x, h), (Some(x), Some(h)) if x + h <= i32::MAX as i128)
+        matches!((x, h), (Some(x), Some(h)) if x.0 + h.0 <= max && x.1 <= max && h.1 <= max)
     })
 }
 
