@@ -2,7 +2,8 @@
 //! (`vpdpbusd` on zmm).
 //!
 //! All process four row blocks at a time and keep even and odd column groups in
-//! separate accumulators (8 independent chains), like the C back end's kernels.
+//! separate accumulators (8 independent chains; the blocks left over, one at a time,
+//! with four), like the C back end's kernels.
 //! Memory is read through raw pointers only after [`Shape::fits`] has checked every
 //! length; the results leave through bounds-checked slices.
 
@@ -171,8 +172,19 @@ macro_rules! mv_kernel {
             while b < s.blocks {
                 let w0 = b * stride;
                 let mut a0 = ldb!(b);
-                let mut c0 = zero;
+                let (mut c0, mut a1, mut c1) = (zero, zero, zero);
                 let mut g = 0;
+                // Four chains while they last (one block has no other work to overlap).
+                while g + 4 <= s.groups {
+                    let o = w0 + g * V;
+                    a0 = $dp(a0, xu(g), ldw!(o));
+                    c0 = $dp(c0, xu(g + 1), ldw!(o + V));
+                    a1 = $dp(a1, xu(g + 2), ldw!(o + 2 * V));
+                    c1 = $dp(c1, xu(g + 3), ldw!(o + 3 * V));
+                    g += 4;
+                }
+                a0 = $add(a0, a1);
+                c0 = $add(c0, c1);
                 while g + 2 <= s.groups {
                     let o = w0 + g * V;
                     a0 = $dp(a0, xu(g), ldw!(o));
