@@ -1069,6 +1069,8 @@ struct Forms16 {
     arith16: usize,
     /// The bucket search (`first16`, `next16`).
     bucket: usize,
+    /// Of those, with 32 buckets (`first16` in one register).
+    bucket32: usize,
     /// The binary search on 16-bit lanes.
     binary: usize,
 }
@@ -1119,6 +1121,7 @@ fn check_tables_exhaustively(
                     "table {k}: one search, not {bucket} {binary}"
                 );
                 forms.bucket += bucket as usize;
+                forms.bucket32 += body.contains("first16[32]") as usize;
                 forms.binary += binary as usize;
             }
         }
@@ -1220,6 +1223,16 @@ fn table_programs() -> Vec<(String, Program)> {
         }
     }
     out.push(("charlm, starts crowded".into(), crowded));
+    // 32 constant pieces (distinct offsets, slope 0) starting every 1 024 inputs: 32
+    // buckets of 1 024 with no step (the one-register `first` and `next` lookups).
+    let mut even = charlm();
+    for t in &mut even.tables {
+        let skip = t.starts.len() - 32;
+        t.offsets.drain(..skip);
+        t.slopes = vec![0; 32];
+        t.starts = (0..32).map(|k| k * 1024).collect();
+    }
+    out.push(("charlm, 32 evenly spaced starts".into(), even));
     out
 }
 
@@ -1269,6 +1282,8 @@ fn pwl_array_evaluators_match_the_runtime_on_every_int16() {
         assert_eq!(f("charlm, clamped to [-20000, 20000]").arith16, 0);
         let c = f("charlm, starts crowded");
         assert!(c.binary > 0 && c.bucket == 0, "crowded: {c:?}");
+        let e = f("charlm, 32 evenly spaced starts");
+        assert!(e.bucket32 > 0 && e.binary == 0, "evenly spaced: {e:?}");
     }
 }
 
