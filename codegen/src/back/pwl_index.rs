@@ -185,11 +185,6 @@ pub struct WordSearch {
 }
 
 impl RegisterForm {
-    /// The last start `<= u`, 0 if none (the scan's piece).
-    fn piece(&self, u: i32) -> usize {
-        self.starts.iter().rposition(|&s| s <= u).unwrap_or(0)
-    }
-
     /// The bucket search of the 16-bit loop (for symmetric tables) where it takes no
     /// more permutes than the binary search (`1 + extra <= log2(n) − 1`); `None` for
     /// tables whose starts crowd into few buckets (a sigmoid on a wide input grid).
@@ -199,45 +194,26 @@ impl RegisterForm {
         (w.extra < self.probes().len()).then_some(w)
     }
 
-    /// The bucket search with 32 or 64 buckets and the bucket width (wide enough for
-    /// the buckets to cover `0..=32767` down to 1) that need the fewest compare-adds;
-    /// on a tie fewer buckets, then wider ones. Narrow buckets suit tables whose starts
-    /// all lie at small `u` (wide input grids), the last bucket taking the flat rest.
+    /// The runtime's choice (`irnn_runtime::simd::Bucket16::best`, the one the Rust
+    /// runtime makes for the same table): 32 or 64 buckets and the bucket width (down
+    /// to one input) needing the fewest compare-adds, narrow buckets for tables whose
+    /// starts all lie at small `u` (wide input grids), the last bucket taking the flat
+    /// rest.
     fn bucket_search(&self) -> WordSearch {
-        let sat = |v: i32| v.clamp(0, u16::MAX as i32);
-        let next = (0..self.n)
-            .map(|k| self.starts.get(k + 1).map_or(u16::MAX as i32, |&s| sat(s)))
-            .collect();
-        let form = |buckets: usize, shift: u32| {
-            let mut extra = 0;
-            let first = (0..buckets)
-                .map(|b| {
-                    let lo = (b as i32) << shift;
-                    let hi = if b + 1 == buckets {
-                        32768
-                    } else {
-                        lo + (1 << shift) - 1
-                    };
-                    // Starts are increasing: the ones in (lo, hi] are the pieces between.
-                    extra = extra.max(self.piece(hi) - self.piece(lo));
-                    self.piece(lo) as i32
-                })
-                .collect();
-            WordSearch {
-                buckets,
-                shift,
-                cap: ((buckets as i32) << shift) - 1,
-                first,
-                next: Vec::clone(&next),
-                extra,
-            }
-        };
-        [32usize, 64]
-            .into_iter()
-            .flat_map(|b| (0..=15 - b.trailing_zeros()).rev().map(move |s| (b, s)))
-            .map(|(b, s)| form(b, s))
-            .min_by_key(|w| w.extra)
-            .expect("at least one form")
+        let mut starts = [i32::MAX; 64];
+        for (d, &s) in starts.iter_mut().zip(&self.starts) {
+            *d = s;
+        }
+        let b = irnn_runtime::simd::Bucket16::best(&starts);
+        let words = |v: &[u16]| v.iter().map(|&x| x as i32).collect();
+        WordSearch {
+            buckets: b.buckets(),
+            shift: b.shift,
+            cap: b.cap as i32,
+            first: words(&b.first[..b.buckets()]),
+            next: words(&b.next[..self.n]),
+            extra: b.extra as usize,
+        }
     }
 }
 

@@ -101,7 +101,7 @@ mod pwl;
 #[cfg(test)]
 mod tests;
 
-pub use pwl::{GatherPwl, RegFold, RegPwl};
+pub use pwl::{Bucket16, GatherPwl, RegFold, RegPwl};
 
 /// Instruction-set targets of the matrix–vector kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -763,20 +763,17 @@ impl Kernel {
         while b0 < blocks {
             let b1 = (b0 + tile).min(blocks);
             let (r0, r1) = (b0 * br, (b1 * br).min(rows));
-            let mut sub = PackedMatrix {
-                weights: m
-                    .weights
+            let mut sub = PackedMatrix::new(
+                m.weights
                     .get(b0 * block_bytes..b1 * block_bytes)
                     .unwrap_or(&[]),
-                bias: m.bias.get(b0 * br..b1 * br).unwrap_or(&[]),
-                offset_bias: m.offset_bias.get(b0 * br..b1 * br).unwrap_or(&[]),
-                rows: r1 - r0,
+                m.bias.get(b0 * br..b1 * br).unwrap_or(&[]),
+                r1 - r0,
                 cols,
-                block_rows: br,
-                has_min_weight: m.has_min_weight,
-                shape_ok: false,
-            };
-            sub.shape_ok = sub.check_shape();
+                br,
+            )
+            .with_offset_bias(m.offset_bias.get(b0 * br..b1 * br).unwrap_or(&[]));
+            sub.has_min_weight = m.has_min_weight;
             for (x, acc) in xs.chunks_exact(cols).zip(accs.chunks_exact_mut(rows)) {
                 self.matvec(&sub, x, &mut acc[r0..r1]);
             }

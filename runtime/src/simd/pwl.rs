@@ -59,7 +59,7 @@ pub struct RegPwl {
 /// lookup in generated code"), exact because it fits int16.
 ///
 /// The piece comes from a bucket index where the starts spread enough (every fitted
-/// table so far; `Bucket16`), else from the binary search on the saturated starts.
+/// table so far; [`Bucket16`]), else from the binary search on the saturated starts.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct RegPwl16 {
     /// `RegPwl::half_start` saturated to 0..=65 535.
@@ -79,31 +79,44 @@ pub(super) struct RegPwl16 {
     pub(super) slope_lo: [u16; 64],
 }
 
-/// The bucket search of [`RegPwl16`] (the same choice as the generated C's, NUMERICS.md
-/// "PWL lookup in generated code"): the piece is `first[min(u, cap) >> shift]` plus one
-/// for each of the next `extra` starts `<= u` (`next[k]` = `starts[k + 1]` saturated,
-/// 65 535 after the last piece).
+/// The bucket search of a PWL table's 16-bit loop on AVX-512 (NUMERICS.md "PWL lookup
+/// in generated code"): the piece is `first[min(u, cap) >> shift]` plus one for each of
+/// the next `extra` starts `<= u` (`next[k]` = `starts[k + 1]` saturated, 65 535 after
+/// the last piece). One derivation, [`Bucket16::best`], serves the runtime's
+/// [`RegPwl`] and the code generator's C.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(super) struct Bucket16 {
+pub struct Bucket16 {
     /// The piece of each bucket's smallest `u` (32 or 64 buckets, zero padded).
-    pub(super) first: [u16; 64],
+    pub first: [u16; 64],
     /// `starts[k + 1]` saturated to 0..=65 535.
-    pub(super) next: [u16; 64],
+    pub next: [u16; 64],
     /// `buckets · 2^shift − 1`: every larger `u` is in the last bucket.
-    pub(super) cap: u16,
+    pub cap: u16,
     /// Bucket width `2^shift`.
-    pub(super) shift: u32,
-    /// The most starts inside one bucket after its smallest `u` (at most 4).
-    pub(super) extra: u32,
+    pub shift: u32,
+    /// The most starts inside one bucket after its smallest `u`: the compare-adds.
+    pub extra: u32,
 }
 
 impl Bucket16 {
     /// The search with 32 or 64 buckets and the bucket width needing the fewest
-    /// compare-adds (on a tie fewer buckets, then wider ones), if it needs at most 4
-    /// (so at most 5 permutes, as the binary search). `starts[k]` for `k` in 1..64 as
-    /// `RegPwl::new` takes them (padded with `i32::MAX`).
-    const fn new(starts: &[i32; 64]) -> Option<Bucket16> {
-        let mut best: Option<Bucket16> = None;
+    /// compare-adds (on a tie fewer buckets, then wider ones) for `u` in 0..=32 768;
+    /// `starts[k]` for `k` in 1..64 (increasing, padded with `i32::MAX`; `starts[0]` is
+    /// not read). Whether it beats the binary search is the caller's choice.
+    pub const fn best(starts: &[i32; 64]) -> Bucket16 {
+        let mut next = [u16::MAX; 64];
+        let mut j = 0;
+        while j + 1 < 64 {
+            next[j] = sat_u16(starts[j + 1]);
+            j += 1;
+        }
+        let mut best = Bucket16 {
+            first: [0; 64],
+            next,
+            cap: 0,
+            shift: 0,
+            extra: u32::MAX,
+        };
         let mut log_b = 5;
         while log_b <= 6 {
             let buckets = 1usize << log_b;
@@ -135,24 +148,11 @@ impl Bucket16 {
                     }
                     b += 1;
                 }
-                let better = match &best {
-                    Some(w) => (extra as u32) < w.extra,
-                    None => true,
-                };
-                if better {
-                    let mut next = [u16::MAX; 64];
-                    let mut j = 0;
-                    while j + 1 < 64 {
-                        next[j] = sat_u16(starts[j + 1]);
-                        j += 1;
-                    }
-                    best = Some(Bucket16 {
-                        first,
-                        next,
-                        cap: (((buckets as i32) << shift) - 1) as u16,
-                        shift,
-                        extra: extra as u32,
-                    });
+                if (extra as u32) < best.extra {
+                    best.first = first;
+                    best.cap = (((buckets as i32) << shift) - 1) as u16;
+                    best.shift = shift;
+                    best.extra = extra as u32;
                 }
                 if shift == 0 {
                     break;
@@ -161,10 +161,12 @@ impl Bucket16 {
             }
             log_b += 1;
         }
-        match best {
-            Some(w) if w.extra <= 4 => Some(w),
-            _ => None,
-        }
+        best
+    }
+
+    /// How many buckets (32 or 64).
+    pub const fn buckets(&self) -> usize {
+        (self.cap as usize + 1) >> self.shift
     }
 }
 
@@ -209,7 +211,15 @@ impl RegPwl {
             let mut w = RegPwl16 {
                 half_start: sat_u16(half_start),
                 probes: [[0; 32]; 5],
-                bucket: Bucket16::new(&starts),
+                bucket: {
+                    // At most 4 compare-adds: 5 permutes, as the binary search.
+                    let b = Bucket16::best(&starts);
+                    if b.extra <= 4 {
+                        Some(b)
+                    } else {
+                        None
+                    }
+                },
                 intercept_hi: [0; 64],
                 intercept_lo: [0; 64],
                 slope_hi: [0; 64],

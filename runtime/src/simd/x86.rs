@@ -312,14 +312,18 @@ fn pwl_words(w: &super::pwl::RegPwl16, fold: super::RegFold, xs: &mut [i16]) -> 
         next: two(&b.next),
         cap: _mm512_set1_epi16(b.cap as i16),
         shift: _mm_cvtsi32_si128(b.shift as i32),
+        extra: b.extra,
     });
-    let search = |u: __m512i| match (&bk, w.bucket.as_ref().map(|b| b.extra)) {
-        (Some(b), Some(0)) => bucket::<0>(b, u),
-        (Some(b), Some(1)) => bucket::<1>(b, u),
-        (Some(b), Some(2)) => bucket::<2>(b, u),
-        (Some(b), Some(3)) => bucket::<3>(b, u),
-        (Some(b), Some(_)) => bucket::<4>(b, u),
-        _ => {
+    let search = |u: __m512i| match &bk {
+        // `RegPwl::new` keeps the bucket search only with at most 4 steps.
+        Some(b) => match b.extra {
+            0 => bucket::<0>(b, u),
+            1 => bucket::<1>(b, u),
+            2 => bucket::<2>(b, u),
+            3 => bucket::<3>(b, u),
+            _ => bucket::<4>(b, u),
+        },
+        None => {
             let mut i =
                 _mm512_maskz_mov_epi16(_mm512_cmpge_epu16_mask(u, half), _mm512_set1_epi16(32));
             macro_rules! probe {
@@ -396,6 +400,7 @@ struct Bucket {
     next: (__m512i, __m512i),
     cap: __m512i,
     shift: __m128i,
+    extra: u32,
 }
 
 /// Caller guarantees: AVX-512F and BW on this CPU.
