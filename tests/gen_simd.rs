@@ -1411,20 +1411,22 @@ fn check_requant_form(p: &Program, target: Target, call: &str, needs_isa: bool) 
         }
         .apply(x)
     };
-    let mut want = Vec::new();
-    for i in 0..xs.len() {
-        for j in 0..ms.len() {
-            for e in 0..32 {
-                want.push(apply(xs[i], ms[j], e));
-                // The vector forms' odd lanes hold the next case (REQV_512).
-                want.push(if needs_isa {
-                    apply(xs[(i + 1) % xs.len()], ms[(j + 1) % ms.len()], 31 - e)
-                } else {
-                    apply(xs[i], ms[j], e)
-                });
-            }
+    // The case of output value `v` (`x`, `m`, `e`): pairs for the cases `(i, j, e)` in
+    // loop order; the vector forms' odd lanes hold the next case (REQV_512).
+    let case = |v: usize| {
+        let (lane, c) = (v % 2, v / 2);
+        let (mut i, mut j, mut e) = (c / (32 * ms.len()), c / 32 % ms.len(), c % 32);
+        if lane == 1 && needs_isa {
+            (i, j, e) = ((i + 1) % xs.len(), (j + 1) % ms.len(), 31 - e);
         }
-    }
+        (xs[i], ms[j], e as i32)
+    };
+    let want: Vec<i32> = (0..2 * 32 * xs.len() * ms.len())
+        .map(|v| {
+            let (x, m, e) = case(v);
+            apply(x, m, e)
+        })
+        .collect();
     let mut builds: Vec<(&str, Vec<&str>)> = Vec::new();
     if !needs_isa {
         builds.extend([("gcc", vec![]), ("clang", vec![])]);
@@ -1442,16 +1444,9 @@ fn check_requant_form(p: &Program, target: Target, call: &str, needs_isa: bool) 
         // The vector form's precondition, per compared value (even lane: case i, j, e;
         // odd lane: the next case with 31 − e).
         let holds = |i: usize| {
-            if !needs_isa {
-                return true;
-            }
-            let (lane, i2) = (i % 2, i / 2);
-            let (mut xi, mut mj, mut e) = (i2 / (32 * ms.len()), i2 / 32 % ms.len(), i2 % 32);
-            if lane == 1 {
-                (xi, mj, e) = ((xi + 1) % xs.len(), (mj + 1) % ms.len(), 31 - e);
-            }
-            let y = irnn_runtime::saturating_rounding_doubling_high_mul(xs[xi], ms[mj]) as i64;
-            y + ((1i64 << e) >> 1) <= i32::MAX as i64
+            let (x, m, e) = case(i);
+            let y = irnn_runtime::saturating_rounding_doubling_high_mul(x, m) as i64;
+            !needs_isa || y + ((1i64 << e) >> 1) <= i32::MAX as i64
         };
         let skipped = (0..got.len()).filter(|&i| !holds(i)).count();
         assert!(
@@ -1460,12 +1455,7 @@ fn check_requant_form(p: &Program, target: Target, call: &str, needs_isa: bool) 
             got.len()
         );
         if let Some(i) = (0..got.len()).find(|&i| holds(i) && got[i] != want[i]) {
-            let (lane, i2) = (i % 2, i / 2);
-            let (mut xi, mut mj, mut e) = (i2 / (32 * ms.len()), i2 / 32 % ms.len(), i2 % 32);
-            if lane == 1 && needs_isa {
-                (xi, mj, e) = ((xi + 1) % xs.len(), (mj + 1) % ms.len(), 31 - e);
-            }
-            let (x, m) = (xs[xi], ms[mj]);
+            let (lane, (x, m, e)) = (i % 2, case(i));
             panic!(
                 "{} {cc_name} {flags:?}: `{call}` lane {lane} ({x}, {m}, e = {e}) = {}, \
                  Requant::apply = {}",
