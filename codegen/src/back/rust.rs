@@ -1077,6 +1077,27 @@ impl Gen<'_> {
             )?);
             items.push(self.requant_statics(i, "REQ_X", &l.req_x, "the input accumulators"));
             items.push(self.requant_statics(i, "REQ_H", &l.req_h, "the recurrent accumulators"));
+            if !full {
+                for (base, what) in [("X", "input"), ("H", "recurrent")] {
+                    let (g, mul, shift) = (
+                        format_ident!("L{}_GATES_{}", i, base),
+                        format_ident!("L{}_REQ_{}_MUL", i, base),
+                        format_ident!("L{}_REQ_{}_SHIFT", i, base),
+                    );
+                    let d = self.layer_doc(
+                        i,
+                        &format!(
+                            "the {what} accumulators' requantizers as `Kernel::gate_sums` reads them"
+                        ),
+                    );
+                    let rl = lit(rows);
+                    items.push(quote! {
+                        #d
+                        static #g: ::irnn_runtime::simd::GateReq<#rl> =
+                            ::irnn_runtime::simd::GateReq::new(&#mul, &#shift);
+                    });
+                }
+            }
         } else if !full {
             let d = self.layer_doc(i, &format!("input weights, [{rows}][{isz}] int8 codes stored as bytes, gate order i, f, g, o"));
             items.push(self.bytes_static(w_ih, &l.w_ih, isz, d));
@@ -1124,9 +1145,8 @@ impl Gen<'_> {
                 .chain(&l.req_h)
                 .all(|r| super::down_shift(r).is_some());
         // The output requantizer in the same branch-free form (only with `fast`, which
-        // defines `req_down`).
-        // On AVX2, with the gate sums proven to fit: the same requantization in int32.
-        let req32 = fast && self.target == Target::Avx2 && super::gate_sum_fits_i32(l);
+        // defines `req_down`); on AVX2 in int32 (`|o · tanh c| <= 2^30`, so it fits).
+        let req32 = fast && self.target == Target::Avx2;
         let out_down = super::down_shift(&l.req_out).filter(|_| fast).map(|_| {
             (
                 int(l.req_out.multiplier as i64),
@@ -1195,7 +1215,8 @@ impl Gen<'_> {
                 format_ident!("L{}_REQ_H_MUL", i),
                 format_ident!("L{}_REQ_H_SHIFT", i),
             );
-            let gate_pre = if req32 {
+            // The output pass's requantization (with `out_down`), branch-free.
+            let out_req = if req32 {
                 quote! {
                     /// `Requant { multiplier: m, shift }.apply(x)` for −31 <= shift <= 0 and
                     /// m != i32::MIN, in int32 lanes (AVX2 has no 64-bit arithmetic shift):
@@ -1212,11 +1233,6 @@ impl Gen<'_> {
                         let z = ((a + ((1u32 << e) >> 1)) >> e) as i32;
                         (z ^ s) - s
                     }
-                    // The generator proved both terms at most 2^31 − 1 together.
-                    for r in 0..#rl {
-                        let sum = req32(acc_x[r], #rxm[r], #rxs[r]) + req32(acc_h[r], #rhm[r], #rhs[r]);
-                        gates[r] = sum.clamp(i16::MIN as i32, i16::MAX as i32) as i16;
-                    }
                 }
             } else if fast {
                 quote! {
@@ -1229,6 +1245,22 @@ impl Gen<'_> {
                         let half = (1i64 << e) >> 1;
                         (y + half - ((y >> 63) & (half > 0) as i64)) >> e
                     }
+                }
+            } else {
+                quote!()
+            };
+            let gate_pre = if self.simd() {
+                let (gx, gh) = (
+                    format_ident!("L{}_GATES_X", i),
+                    format_ident!("L{}_GATES_H", i),
+                );
+                quote! {
+                    #out_req
+                    kernel.gate_sums(acc_x, &#gx, &acc_h, &#gh, &mut gates);
+                }
+            } else if fast {
+                quote! {
+                    #out_req
                     for r in 0..#rl {
                         let sum = req_down(acc_x[r], #rxm[r], #rxs[r])
                             + req_down(acc_h[r], #rhm[r], #rhs[r]);
@@ -1387,9 +1419,11 @@ impl Gen<'_> {
                 .iter()
                 .chain([&l.cell_table])
                 .all(|&k| self.array_form(k).is_some());
+        // `Kernel::gate_sums` makes the gate pre-activations on SIMD targets.
+        let gates_in_runtime = self.simd() && !full;
         let uses = if all_forms {
             quote!()
-        } else if full || fast {
+        } else if full || fast || gates_in_runtime {
             quote!(
                 use ::irnn_runtime::saturate_i16;
             )
@@ -1400,7 +1434,7 @@ impl Gen<'_> {
         };
         let kernels = if out_down.is_some() {
             quote!()
-        } else if fast {
+        } else if fast || gates_in_runtime {
             quote!(
                 use ::irnn_runtime::kernels::{lstm_cell_update, lstm_output};
             )

@@ -97,10 +97,12 @@ mod arm;
 #[allow(unsafe_code)]
 mod x86;
 
+mod gates;
 mod pwl;
 #[cfg(test)]
 mod tests;
 
+pub use gates::GateReq;
 pub use pwl::{Bucket16, GatherPwl, RegFold, RegPwl};
 
 /// Instruction-set targets of the matrix–vector kernels.

@@ -713,3 +713,171 @@ fn pwl_i16_16_bit_form_equals_eval_on_every_int16() {
         });
     }
 }
+
+/// A xorshift64* stream (deterministic test data without proptest's shrinking, for
+/// the many-row gate cases below).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i64
+    }
+
+    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
+        v[(self.next() % v.len() as u64) as usize]
+    }
+}
+
+/// Rows of the gate-sum tests: 12 AVX-512 vectors and 8 rows left, 25 AVX2 vectors.
+const GN: usize = 200;
+
+/// Requantizers that scale down, as the quantizer makes them (multipliers in
+/// `[2^30, 2^31)`, shifts in `−31..=0`, small shifts most often), with a few zero and
+/// odd multipliers.
+fn gate_req(rng: &mut Rng) -> GateReq<GN> {
+    let mut mul = [0i32; GN];
+    let mut shift = [0i32; GN];
+    for r in 0..GN {
+        mul[r] = match rng.range(0, 19) {
+            0 => 0,
+            1 => rng.range(1, 1 << 30) as i32,
+            2 => rng.pick(&[i32::MAX, 1 << 30, -(1 << 30), i32::MIN + 1]),
+            _ => rng.range(1 << 30, i32::MAX as i64) as i32,
+        };
+        shift[r] = match rng.range(0, 9) {
+            0 => rng.pick(&[0, -31, -30, -1]),
+            1..=3 => rng.range(-31, 0) as i32,
+            _ => rng.range(-8, 0) as i32,
+        };
+    }
+    GateReq::new(&mul, &shift)
+}
+
+/// Accumulators inside the vector forms' range `−2^29 ..< 2^29`, its ends included,
+/// spread over magnitudes (small ones make ties of the rounding common).
+fn gate_acc(rng: &mut Rng) -> [i32; GN] {
+    let lim = 1i64 << 29;
+    core::array::from_fn(|_| match rng.range(0, 9) {
+        0 => rng.pick(&[-lim, lim - 1, 0, 1, -1, -lim + 1, lim - 2]) as i32,
+        1..=3 => rng.range(-(1 << 8), 1 << 8) as i32,
+        4..=6 => rng.range(-(1 << 20), 1 << 20) as i32,
+        _ => rng.range(-lim, lim - 1) as i32,
+    })
+}
+
+fn check_gate_sums(
+    kernel: Kernel,
+    what: &str,
+    ax: &[i32; GN],
+    rx: &GateReq<GN>,
+    ah: &[i32; GN],
+    rh: &GateReq<GN>,
+) {
+    let mut out = [0i16; GN];
+    kernel.gate_sums(ax, rx, ah, rh, &mut out);
+    for r in 0..GN {
+        let want = crate::kernels::gate_preactivation(ax[r], rx.requant(r), ah[r], rh.requant(r));
+        assert_eq!(
+            out[r],
+            want,
+            "{} kernel, {what}, row {r}: acc_x {} with {:?}, acc_h {} with {:?}",
+            kernel.isa().name(),
+            ax[r],
+            rx.requant(r),
+            ah[r],
+            rh.requant(r)
+        );
+    }
+}
+
+#[test]
+fn gate_sums_equal_gate_preactivation() {
+    let mut kernels = simd_kernels();
+    kernels.insert(0, Kernel::PORTABLE);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for trial in 0..300 {
+        let (rx, rh) = (gate_req(&mut rng), gate_req(&mut rng));
+        let (mut ax, mut ah) = (gate_acc(&mut rng), gate_acc(&mut rng));
+        for &k in &kernels {
+            check_gate_sums(k, &format!("trial {trial}"), &ax, &rx, &ah, &rh);
+        }
+        // Beyond the vector forms' range (their results are dropped): one accumulator
+        // just past each end, then the extremes.
+        let big = [1 << 29, -(1 << 29) - 1, i32::MIN, i32::MAX];
+        let row = rng.range(0, GN as i64 - 1) as usize;
+        if trial % 2 == 0 {
+            ax[row] = big[trial / 2 % 4];
+        } else {
+            ah[row] = big[trial / 2 % 4];
+        }
+        for &k in &kernels {
+            check_gate_sums(
+                k,
+                &format!("trial {trial}, one large accumulator"),
+                &ax,
+                &rx,
+                &ah,
+                &rh,
+            );
+        }
+    }
+    // Requantizers outside the branch-free forms' domain: a shift that scales up, a
+    // multiplier of i32::MIN (with accumulators of i32::MIN, where the doubling high
+    // product saturates).
+    let mut mul = [1 << 30; GN];
+    let mut shift = [-3; GN];
+    shift[7] = 2;
+    let up = GateReq::new(&mul, &shift);
+    shift[7] = -3;
+    mul[9] = i32::MIN;
+    let min_mul = GateReq::new(&mul, &shift);
+    let down = GateReq::new(&[1 << 30; GN], &[-3; GN]);
+    let mut ax = gate_acc(&mut rng);
+    ax[9] = i32::MIN;
+    let ah = gate_acc(&mut rng);
+    for &k in &kernels {
+        check_gate_sums(k, "a shift > 0", &ax, &up, &ah, &down);
+        check_gate_sums(k, "an i32::MIN multiplier", &ax, &down, &ah, &min_mul);
+    }
+}
+
+/// The vector forms run on accumulators up to their range's ends and refuse (return 0)
+/// past them: [`gate_sums_equal_gate_preactivation`] would pass without them.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn gate_sum_vector_forms_run_and_refuse_large_accumulators() {
+    let mut rng = Rng(7);
+    let (rx, rh) = (gate_req(&mut rng), gate_req(&mut rng));
+    let (mut ax, ah) = (gate_acc(&mut rng), gate_acc(&mut rng));
+    ax[3] = -(1 << 29);
+    ax[4] = (1 << 29) - 1;
+    let mut out = [0i16; GN];
+    let run = |ax: &[i32; GN], out: &mut [i16; GN]| {
+        let mut done = std::vec![];
+        if let Some(k) = x86::Avx512Vnni::detect() {
+            done.push((
+                16 * (GN / 16),
+                k.gate_sums((ax, rx.terms()), (&ah, rh.terms()), out),
+            ));
+        }
+        if let Some(k) = x86::Avx2::detect() {
+            done.push((GN, k.gate_sums((ax, rx.terms()), (&ah, rh.terms()), out)));
+        }
+        done
+    };
+    for (whole, done) in run(&ax, &mut out) {
+        assert_eq!(done, whole, "accumulators within ±2^29");
+    }
+    ax[4] = 1 << 29;
+    for (_, done) in run(&ax, &mut out) {
+        assert_eq!(done, 0, "an accumulator of 2^29");
+    }
+}

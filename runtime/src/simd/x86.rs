@@ -562,3 +562,182 @@ fn pwl_gather_avx2(t: &super::GatherPwl, xs: &mut [i16]) -> usize {
     }
     n
 }
+
+// ---------------------------------------------------------------------------------
+// Gate pre-activations (see `super::gates`)
+// ---------------------------------------------------------------------------------
+
+/// The lengths every gate-sum form relies on: both accumulators, all six tables and
+/// the output have the same length. Returns it.
+fn gate_len(
+    x: (&[i32], super::gates::Terms<'_>),
+    h: (&[i32], super::gates::Terms<'_>),
+    out: &[i16],
+) -> Option<usize> {
+    let n = out.len();
+    [x.0, x.1.mul, x.1.e, x.1.half, h.0, h.1.mul, h.1.e, h.1.half]
+        .iter()
+        .all(|s| s.len() == n)
+        .then_some(n)
+}
+
+/// One term of the gate sums: the accumulators and their requantizer tables.
+type GateTerm<'a> = (&'a [i32], super::gates::Terms<'a>);
+
+/// Defines `$isa::gate_sums`, the safe entry of the vector gate sums `$body` (`$lanes`
+/// rows at a time).
+macro_rules! gate_sums_entry {
+    ($isa:ident, $body:ident, $lanes:literal, $features:literal) => {
+        impl $isa {
+            /// The gate sums of the first `lanes·⌊n/lanes⌋` rows; returns how many it
+            /// wrote, 0 when an accumulator is beyond `±2^29` (its rows' values are then
+            /// not meaningful and the caller recomputes every row).
+            pub(super) fn gate_sums(
+                self,
+                x: GateTerm<'_>,
+                h: GateTerm<'_>,
+                out: &mut [i16],
+            ) -> usize {
+                let Some(n) = gate_len(x, h, out) else {
+                    return 0;
+                };
+                // SAFETY: a value of this type exists only when the features `$body`
+                // enables ($features) were found on this CPU; `gate_len` checked that
+                // every slice holds `n` elements, and `$body` reads and writes whole
+                // `$lanes`-element chunks below `n` only.
+                unsafe { $body(n, x, h, out.as_mut_ptr()) }
+            }
+        }
+    };
+}
+
+gate_sums_entry!(Avx512Vnni, gate_sums_avx512, 16, "avx512f,avx512bw");
+gate_sums_entry!(Avx2, gate_sums_avx2, 8, "avx2");
+
+/// `y / 2^e` rounded half away from zero, for `y = floor((x·m + 2^30) / 2^31)` on 16
+/// lanes: the products of the even and the odd lanes (`vpmuldq`) plus 2^30, doubled, so
+/// that each high half is `y`; then `(y + half − (y < 0 && e > 0)) >> e`. Exact when
+/// `|x| <= 2^29` (NUMERICS.md, "Branch-free requantization in generated code").
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn req_v512(x: __m512i, m: __m512i, e: __m512i, half: __m512i) -> __m512i {
+    let c = _mm512_set1_epi64(1 << 30);
+    let pe = _mm512_add_epi64(_mm512_mul_epi32(x, m), c);
+    let po = _mm512_add_epi64(
+        _mm512_mul_epi32(
+            _mm512_shuffle_epi32::<0xF5>(x),
+            _mm512_shuffle_epi32::<0xF5>(m),
+        ),
+        c,
+    );
+    let y = _mm512_mask_blend_epi32(
+        0xAAAA,
+        _mm512_shuffle_epi32::<0xF5>(_mm512_add_epi64(pe, pe)),
+        _mm512_add_epi64(po, po),
+    );
+    let t = _mm512_add_epi32(y, half);
+    let neg = _mm512_cmplt_epi32_mask(y, _mm512_setzero_si512());
+    _mm512_srav_epi32(
+        _mm512_mask_sub_epi32(t, neg, t, _mm512_min_epu32(half, _mm512_set1_epi32(1))),
+        e,
+    )
+}
+
+/// Caller guarantees: AVX-512F and BW on this CPU; every slice of `x` and `h` holds
+/// `n` elements and `out` points to `n` writable ones.
+#[target_feature(enable = "avx512f,avx512bw")]
+fn gate_sums_avx512(
+    n: usize,
+    (ax, tx): GateTerm<'_>,
+    (ah, th): GateTerm<'_>,
+    out: *mut i16,
+) -> usize {
+    // SAFETY (every load below): `k + 16 <= n`, the length of each slice.
+    let ld = |s: &[i32], k: usize| unsafe { _mm512_loadu_si512(s.as_ptr().add(k).cast()) };
+    let lim = _mm512_set1_epi32(super::gates::VECTOR_ACC_LIMIT);
+    let mut over = _mm512_setzero_si512();
+    let mut k = 0;
+    while k + 16 <= n {
+        let (x, hh) = (ld(ax, k), ld(ah, k));
+        // Bits 30 and 31 of acc + 2^29 are clear exactly when −2^29 <= acc < 2^29.
+        over = _mm512_or_si512(
+            over,
+            _mm512_or_si512(_mm512_add_epi32(x, lim), _mm512_add_epi32(hh, lim)),
+        );
+        let s = _mm512_add_epi32(
+            req_v512(x, ld(tx.mul, k), ld(tx.e, k), ld(tx.half, k)),
+            req_v512(hh, ld(th.mul, k), ld(th.e, k), ld(th.half, k)),
+        );
+        // SAFETY: `k + 16 <= n` writable i16 at `out`; unaligned store.
+        unsafe { _mm256_storeu_si256(out.add(k).cast(), _mm512_cvtsepi32_epi16(s)) };
+        k += 16;
+    }
+    if _mm512_test_epi32_mask(over, _mm512_set1_epi32(0xC000_0000_u32 as i32)) != 0 {
+        return 0;
+    }
+    k
+}
+
+/// [`req_v512`] on 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn req_v256(x: __m256i, m: __m256i, e: __m256i, half: __m256i) -> __m256i {
+    let c = _mm256_set1_epi64x(1 << 30);
+    let pe = _mm256_add_epi64(_mm256_mul_epi32(x, m), c);
+    let po = _mm256_add_epi64(
+        _mm256_mul_epi32(
+            _mm256_shuffle_epi32::<0xF5>(x),
+            _mm256_shuffle_epi32::<0xF5>(m),
+        ),
+        c,
+    );
+    let y = _mm256_blend_epi32::<0xAA>(
+        _mm256_shuffle_epi32::<0xF5>(_mm256_add_epi64(pe, pe)),
+        _mm256_add_epi64(po, po),
+    );
+    // cmpgt is −1 where y < 0: subtract min(half, 1) there.
+    let neg = _mm256_cmpgt_epi32(_mm256_setzero_si256(), y);
+    _mm256_srav_epi32(
+        _mm256_sub_epi32(
+            _mm256_add_epi32(y, half),
+            _mm256_and_si256(neg, _mm256_min_epu32(half, _mm256_set1_epi32(1))),
+        ),
+        e,
+    )
+}
+
+/// Caller guarantees: AVX2 on this CPU; every slice of `x` and `h` holds `n` elements
+/// and `out` points to `n` writable ones.
+#[target_feature(enable = "avx2")]
+fn gate_sums_avx2(
+    n: usize,
+    (ax, tx): GateTerm<'_>,
+    (ah, th): GateTerm<'_>,
+    out: *mut i16,
+) -> usize {
+    // SAFETY (every load below): `k + 8 <= n`, the length of each slice.
+    let ld = |s: &[i32], k: usize| unsafe { _mm256_loadu_si256(s.as_ptr().add(k).cast()) };
+    let lim = _mm256_set1_epi32(super::gates::VECTOR_ACC_LIMIT);
+    let mut over = _mm256_setzero_si256();
+    let mut k = 0;
+    while k + 8 <= n {
+        let (x, hh) = (ld(ax, k), ld(ah, k));
+        over = _mm256_or_si256(
+            over,
+            _mm256_or_si256(_mm256_add_epi32(x, lim), _mm256_add_epi32(hh, lim)),
+        );
+        let s = _mm256_add_epi32(
+            req_v256(x, ld(tx.mul, k), ld(tx.e, k), ld(tx.half, k)),
+            req_v256(hh, ld(th.mul, k), ld(th.e, k), ld(th.half, k)),
+        );
+        // packs saturates to int16 within each 128-bit half; qwords 0 and 2 are the 8.
+        let p = _mm256_permute4x64_epi64::<0x08>(_mm256_packs_epi32(s, s));
+        // SAFETY: `k + 8 <= n` writable i16 at `out`; unaligned store.
+        unsafe { _mm_storeu_si128(out.add(k).cast(), _mm256_castsi256_si128(p)) };
+        k += 8;
+    }
+    if _mm256_testz_si256(over, _mm256_set1_epi32(0xC000_0000_u32 as i32)) == 0 {
+        return 0;
+    }
+    k
+}
