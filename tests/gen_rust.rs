@@ -1138,6 +1138,20 @@ fn with_min_weights(program: &Program) -> Program {
     p
 }
 
+/// `program` with one gate requantizer that scales up (factor 1: `Requant::ONE`), so
+/// that its layer's gate pre-activations leave the branch-free forms
+/// (`Kernel::gate_sums` then applies `Requant::apply` to every row).
+fn with_upscaled_gate(program: &Program) -> Program {
+    let mut p = program.clone();
+    p.name = format!("{}_up", p.name);
+    if let Some(LayerIr::Lstm(l)) = p.layers.iter_mut().find(|l| matches!(l, LayerIr::Lstm(_))) {
+        l.req_h[3] = irnn_runtime::Requant::ONE;
+    }
+    irnn_codegen::back::validate::check_program(&p, Unroll::None)
+        .expect("the model with an upscaling gate requantizer still validates");
+    p
+}
+
 fn simd_harness(
     targets: &[Target],
     root: PathBuf,
@@ -1155,6 +1169,11 @@ fn simd_harness(
             programs.push((
                 "min128".into(),
                 with_min_weights(&m.program),
+                inputs.clone(),
+            ));
+            programs.push((
+                "upscale".into(),
+                with_upscaled_gate(&m.program),
                 inputs.clone(),
             ));
         }
@@ -1317,7 +1336,7 @@ fn check_simd(h: &Harness, targets: &[Target], expect_kernel: impl Fn(Target) ->
         }
         checked += 1;
     }
-    assert_eq!(checked, 6 * targets.len());
+    assert_eq!(checked, 7 * targets.len());
 }
 
 /// The kernel `Model::new` must pick on this CPU for an x86 target (AVX-VNNI for
