@@ -11,8 +11,8 @@ use super::Kernel;
 use crate::kernels::gate_preactivation;
 use crate::Requant;
 
-/// The accumulators the vector forms take: `|acc| <= 2^29` (checked on every call;
-/// NUMERICS.md shows why every term and the sum then fit `i32`). Real gate
+/// The accumulators the vector forms take: `−2^29 <= acc < 2^29` (checked on every
+/// call; NUMERICS.md shows why every term and the sum then fit `i32`). Real gate
 /// accumulators stay far below it (`|bias| + 128 · Σ|w|`, about 2^24 for 1 024 inputs).
 #[cfg(target_arch = "x86_64")]
 pub(super) const VECTOR_ACC_LIMIT: i32 = 1 << 29;
@@ -66,6 +66,17 @@ impl<const N: usize> GateReq<N> {
             shift: self.e[r].wrapping_neg(),
         }
     }
+
+    /// Multipliers, right shifts and rounding constants as slices.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub(super) fn terms(&self) -> Terms<'_> {
+        Terms {
+            mul: &self.mul,
+            e: &self.e,
+            half: &self.half,
+        }
+    }
 }
 
 impl Kernel {
@@ -75,7 +86,7 @@ impl Kernel {
     ///
     /// With the AVX-512 VNNI kernel 16 rows at a time, with the AVX2 and AVX-VNNI
     /// kernels 8 (when both terms' requantizers scale down, as quantized LSTMs' do, and
-    /// every accumulator is within `±2^29`; otherwise the vector results are discarded),
+    /// every accumulator is in `−2^29 ..< 2^29`; otherwise the vector results are discarded),
     /// the other rows with the same arithmetic in scalar `i64` (which LLVM vectorizes
     /// inside [`Kernel::vectorize`]).
     #[inline(always)]
@@ -112,19 +123,6 @@ impl Kernel {
             let sum = req_down(acc_x[r], rx.mul[r], rx.e[r], rx.half[r])
                 + req_down(acc_h[r], rh.mul[r], rh.e[r], rh.half[r]);
             out[r] = sum.clamp(i16::MIN as i64, i16::MAX as i64) as i16;
-        }
-    }
-}
-
-impl<const N: usize> GateReq<N> {
-    /// Multipliers, right shifts and rounding constants as slices.
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    pub(super) fn terms(&self) -> Terms<'_> {
-        Terms {
-            mul: &self.mul,
-            e: &self.e,
-            half: &self.half,
         }
     }
 }

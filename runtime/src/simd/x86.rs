@@ -590,8 +590,8 @@ macro_rules! gate_sums_entry {
     ($isa:ident, $body:ident, $lanes:literal, $features:literal) => {
         impl $isa {
             /// The gate sums of the first `lanes·⌊n/lanes⌋` rows; returns how many it
-            /// wrote, 0 when an accumulator is beyond `±2^29` (its rows' values are then
-            /// not meaningful and the caller recomputes every row).
+            /// wrote, 0 when an accumulator is outside `−2^29 ..< 2^29` (the rows'
+            /// values are then not meaningful and the caller recomputes every row).
             pub(super) fn gate_sums(
                 self,
                 x: GateTerm<'_>,
