@@ -346,7 +346,7 @@ struct VecTableCtx {
     /// 64 words each, and the fold's total modulo 2^16 (`total16`).
     arith16: bool,
     /// `w16` tables whose starts spread enough: the 32-input loop's bucket search
-    /// (`pwl_index::WordSearch`) instead of the binary one.
+    /// (`RegisterForm::word_search`) instead of the binary one.
     ws: Option<WordSearchCtx>,
     ih16: String,
     il16: String,
@@ -355,8 +355,8 @@ struct VecTableCtx {
     total16: String,
 }
 
-/// A [`super::pwl_index::WordSearch`] in template form: `first` (32 or 64 words) and
-/// `next` (`n` words) as the int16 literals of the unsigned values' bits.
+/// The bucket search ([`irnn_runtime::simd::Bucket16`]) in template form: `first` (32 or
+/// 64 words) and `next` (`n` words) as the int16 literals of the unsigned values' bits.
 #[derive(Serialize)]
 struct WordSearchCtx {
     buckets: usize,
@@ -793,15 +793,17 @@ fn vec_table(t: &PwlTable, i: &super::pwl_index::PieceIndex) -> Option<VecTableC
         w16,
         half_start16: lit(u16_bits(r.starts[r.n / 2])),
         arith16: w16 && !r.clamp && t.frac_bits == 16,
-        ws: r.word_search().filter(|_| w16).map(|w| {
-            let words = |v: &[i32]| list_i32(&v.iter().map(|&x| u16_bits(x)).collect::<Vec<_>>());
+        ws: r.word_search().filter(|_| w16).map(|b| {
+            // The unsigned words as the int16 literals of their bits.
+            let words =
+                |v: &[u16]| list_i32(&v.iter().map(|&x| x as i16 as i32).collect::<Vec<_>>());
             WordSearchCtx {
-                buckets: w.buckets,
-                shift: w.shift,
-                cap: w.cap,
-                extra: w.extra,
-                first: words(&w.first),
-                next: words(&w.next),
+                buckets: b.buckets(),
+                shift: b.shift,
+                cap: b.cap as i32,
+                extra: b.extra as usize,
+                first: words(&b.first[..b.buckets()]),
+                next: words(&b.next[..r.n]),
             }
         }),
         ih16: half(&r.intercepts, true),

@@ -24,6 +24,7 @@
 //! back ends can skip 64-bit arithmetic, which vectorizes far better.
 
 use crate::ir::{PwlTable, TableSymmetry};
+use irnn_runtime::simd::Bucket16;
 
 /// Largest number of buckets an index may use (`first` is read as `int32`: 2 KB).
 pub const MAX_BUCKETS: usize = 512;
@@ -157,41 +158,22 @@ impl RegisterForm {
     }
 }
 
-/// The piece search of the 16-bit loop over symmetric tables (`u = |x|`, 0..=32 768) in
-/// AVX-512 code: a bucket index in one register instead of the binary search, so the
-/// chain is one permute for the bucket and one permute-compare-add per start inside it
-/// (NUMERICS.md, "PWL lookup in generated code"):
-///
-/// ```text
-/// k  = first[min(u, cap) >> shift]                     the piece of the bucket's first u
-/// k += (u >= next[k])                  × extra         next[k] = starts[k + 1], saturated
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WordSearch {
-    /// Buckets: 32 (one `vpermw`) or 64 (one `vpermt2w`).
-    pub buckets: usize,
-    /// Bucket width `2^shift`: the buckets cover `0..=cap`, and the last one also every
-    /// larger `u` (up to 32 768).
-    pub shift: u32,
-    /// `buckets · 2^shift − 1` (at most 32 767).
-    pub cap: i32,
-    /// The piece of each bucket's smallest `u`.
-    pub first: Vec<i32>,
-    /// `starts[k + 1]` saturated to 0..=65 535 for each of the form's `n` pieces; 65 535
-    /// (never `<= u`) after the last.
-    pub next: Vec<i32>,
-    /// The most starts inside one bucket (after its smallest `u`): the compare-adds.
-    pub extra: usize,
-}
-
 impl RegisterForm {
-    /// The bucket search of the 16-bit loop (for symmetric tables) where it takes no
-    /// more permutes than the binary search (`1 + extra <= log2(n) − 1`); `None` for
-    /// tables whose starts crowd into few buckets (a sigmoid on a wide input grid).
-    pub fn word_search(&self) -> Option<WordSearch> {
-        let w = self.bucket_search();
+    /// The piece search of the 16-bit loop over symmetric tables (`u = |x|`, 0..=32 768)
+    /// in AVX-512 code, a bucket index in one register instead of the binary search, where
+    /// it takes no more permutes than the binary search (`1 + extra <= log2(n) − 1`):
+    ///
+    /// ```text
+    /// k  = first[min(u, cap) >> shift]                     the piece of the bucket's first u
+    /// k += (u >= next[k])                  × extra         next[k] = starts[k + 1], saturated
+    /// ```
+    ///
+    /// (NUMERICS.md, "PWL lookup in generated code"). `None` for tables whose starts
+    /// crowd into few buckets (a sigmoid on a wide input grid).
+    pub fn word_search(&self) -> Option<Bucket16> {
+        let b = self.bucket_search();
         // 1 + extra permutes against one per level after the first.
-        (w.extra < self.probes().len()).then_some(w)
+        ((b.extra as usize) < self.probes().len()).then_some(b)
     }
 
     /// The runtime's choice (`irnn_runtime::simd::Bucket16::best`, the one the Rust
@@ -199,21 +181,12 @@ impl RegisterForm {
     /// to one input) needing the fewest compare-adds, narrow buckets for tables whose
     /// starts all lie at small `u` (wide input grids), the last bucket taking the flat
     /// rest.
-    fn bucket_search(&self) -> WordSearch {
+    fn bucket_search(&self) -> Bucket16 {
         let mut starts = [i32::MAX; 64];
         for (d, &s) in starts.iter_mut().zip(&self.starts) {
             *d = s;
         }
-        let b = irnn_runtime::simd::Bucket16::best(&starts);
-        let words = |v: &[u16]| v.iter().map(|&x| x as i32).collect();
-        WordSearch {
-            buckets: b.buckets(),
-            shift: b.shift,
-            cap: b.cap as i32,
-            first: words(&b.first[..b.buckets()]),
-            next: words(&b.next[..self.n]),
-            extra: b.extra as usize,
-        }
+        Bucket16::best(&starts)
     }
 }
 
@@ -490,11 +463,12 @@ mod tests {
         let idx = build(t).unwrap();
         let r = register_form(t, &idx, 32).unwrap();
         let w = r.bucket_search();
-        assert_eq!((w.first.len(), w.next.len()), (w.buckets, r.n));
+        assert!(matches!(w.buckets(), 32 | 64), "{} buckets", w.buckets());
         for u in 0..=32768 {
-            let mut k = w.first[(u.min(w.cap) >> w.shift) as usize] as usize;
+            let mut k = w.first[(u.min(w.cap as i32) >> w.shift) as usize] as usize;
+            assert!(k < r.n, "u = {u}: piece {k} of {}", r.n);
             for _ in 0..w.extra {
-                k += (u >= w.next[k]) as usize;
+                k += (u >= w.next[k] as i32) as usize;
             }
             assert_eq!(k, scan(&t.starts, u), "u = {u}");
         }
@@ -516,7 +490,9 @@ mod tests {
             let w = r.bucket_search();
             eprintln!(
                 "{f:?} q{bits}: {} buckets of 2^{}, {} compares",
-                w.buckets, w.shift, w.extra
+                w.buckets(),
+                w.shift,
+                w.extra
             );
             // Narrower buckets for the wide grids: three compares at most.
             assert!(r.word_search().is_some(), "{f:?} q{bits}");

@@ -1215,39 +1215,36 @@ impl Gen<'_> {
                 format_ident!("L{}_REQ_H_MUL", i),
                 format_ident!("L{}_REQ_H_SHIFT", i),
             );
-            // The output pass's requantization (with `out_down`), branch-free.
-            let out_req = if req32 {
-                quote! {
-                    /// `Requant { multiplier: m, shift }.apply(x)` for −31 <= shift <= 0 and
-                    /// m != i32::MIN, in int32 lanes (AVX2 has no 64-bit arithmetic shift):
-                    /// `floor((x·m + 2^30) / 2^31)` from a non-negative 64-bit value by a
-                    /// logical shift, then the magnitude rounded half up and the sign put
-                    /// back (the same rounding, ties away from zero).
-                    #[inline(always)]
-                    fn req32(x: i32, m: i32, shift: i32) -> i32 {
-                        let e = (-shift) as u32;
-                        let q = (x as i64 * m as i64 + (1i64 << 30) + (1i64 << 62)) as u64;
-                        let y = ((q >> 31) as u32 ^ 0x8000_0000) as i32;
-                        let s = y >> 31;
-                        let a = ((y ^ s) - s) as u32;
-                        let z = ((a + ((1u32 << e) >> 1)) >> e) as i32;
-                        (z ^ s) - s
-                    }
+            // The branch-free requantizations: `req_down` for the scalar target's gate
+            // loop and the output pass, `req32` for AVX2's output pass (each defined where
+            // it is used: the SIMD targets' gates go through `Kernel::gate_sums`).
+            let req_down_fn = quote! {
+                /// `Requant { multiplier: m, shift }.apply(x)` for −31 <= shift <= 0 and
+                /// m != i32::MIN, without branches.
+                #[inline(always)]
+                fn req_down(x: i32, m: i32, shift: i32) -> i64 {
+                    let e = (-shift) as u32;
+                    let y = (x as i64 * m as i64 + (1i64 << 30)) >> 31;
+                    let half = (1i64 << e) >> 1;
+                    (y + half - ((y >> 63) & (half > 0) as i64)) >> e
                 }
-            } else if fast {
-                quote! {
-                    /// `Requant { multiplier: m, shift }.apply(x)` for −31 <= shift <= 0 and
-                    /// m != i32::MIN, without branches.
-                    #[inline(always)]
-                    fn req_down(x: i32, m: i32, shift: i32) -> i64 {
-                        let e = (-shift) as u32;
-                        let y = (x as i64 * m as i64 + (1i64 << 30)) >> 31;
-                        let half = (1i64 << e) >> 1;
-                        (y + half - ((y >> 63) & (half > 0) as i64)) >> e
-                    }
+            };
+            let req32_fn = quote! {
+                /// `Requant { multiplier: m, shift }.apply(x)` for −31 <= shift <= 0 and
+                /// m != i32::MIN, in int32 lanes (AVX2 has no 64-bit arithmetic shift):
+                /// `floor((x·m + 2^30) / 2^31)` from a non-negative 64-bit value by a
+                /// logical shift, then the magnitude rounded half up and the sign put
+                /// back (the same rounding, ties away from zero).
+                #[inline(always)]
+                fn req32(x: i32, m: i32, shift: i32) -> i32 {
+                    let e = (-shift) as u32;
+                    let q = (x as i64 * m as i64 + (1i64 << 30) + (1i64 << 62)) as u64;
+                    let y = ((q >> 31) as u32 ^ 0x8000_0000) as i32;
+                    let s = y >> 31;
+                    let a = ((y ^ s) - s) as u32;
+                    let z = ((a + ((1u32 << e) >> 1)) >> e) as i32;
+                    (z ^ s) - s
                 }
-            } else {
-                quote!()
             };
             let gate_pre = if self.simd() {
                 let (gx, gh) = (
@@ -1255,12 +1252,11 @@ impl Gen<'_> {
                     format_ident!("L{}_GATES_H", i),
                 );
                 quote! {
-                    #out_req
                     kernel.gate_sums(acc_x, &#gx, &acc_h, &#gh, &mut gates);
                 }
             } else if fast {
                 quote! {
-                    #out_req
+                    #req_down_fn
                     for r in 0..#rl {
                         let sum = req_down(acc_x[r], #rxm[r], #rxs[r])
                             + req_down(acc_h[r], #rhm[r], #rhs[r]);
@@ -1356,13 +1352,21 @@ impl Gen<'_> {
                         _ => quote!(+ #v),
                     };
                     quote! {
+                        #req32_fn
                         for k in 0..#hl {
                             let v = req32(oc[k], #out_m, #out_shift) #zp;
                             h[k] = v.clamp(i8::MIN as i32, i8::MAX as i32) as i8;
                         }
                     }
                 } else {
+                    // The scalar target's gate loop defined `req_down` already.
+                    let def = if self.simd() {
+                        req_down_fn.clone()
+                    } else {
+                        quote!()
+                    };
                     quote! {
+                        #def
                         for k in 0..#hl {
                             let v = req_down(oc[k], #out_m, #out_shift) #hzp64;
                             h[k] = v.clamp(i8::MIN as i64, i8::MAX as i64) as i8;
