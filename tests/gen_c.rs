@@ -50,14 +50,16 @@ const SANITIZE: &[&str] = &[
 fn synth_models() -> &'static [Synth] {
     static MODELS: OnceLock<Vec<Synth>> = OnceLock::new();
     MODELS.get_or_init(|| {
-        support::synth_models(&[
+        let mut models = support::synth_models(&[
             // label, vocab, input, hidden, layers, outputs, seed
             ("tok_small", Some(20), 13, 7, 1, 5, 11),
             ("tok_deep", Some(37), 16, 12, 2, 11, 12),
             ("feat_small", None, 13, 7, 1, 3, 13),
             ("feat_deep", None, 9, 11, 2, 4, 14),
             ("feat_tiny", None, 3, 2, 1, 1, 15),
-        ])
+        ]);
+        models.extend(support::cell_models());
+        models
     })
 }
 

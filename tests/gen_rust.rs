@@ -333,6 +333,9 @@ fn synthetic_models() -> Vec<(&'static str, TestModel)> {
         ),
         ("feat5x3", synth_model("feat5x3", None, 5, 3, 1, 1, 404)),
     ]
+    .into_iter()
+    .chain(cell_models().into_iter().map(|s| (s.label, s.model)))
+    .collect()
 }
 
 /// The hostile name given to a copy of `tok13x7`.
@@ -347,6 +350,7 @@ fn hostile_copy(p: &Program) -> Program {
             LayerIr::Embedding(e) => e.name = name,
             LayerIr::Lstm(l) => l.name = name,
             LayerIr::Linear(l) => l.name = name,
+            LayerIr::Cell(l) => l.name = name,
         }
     }
     h
@@ -388,7 +392,7 @@ fn real_models(dir: &Path) -> Vec<(&'static str, Program, Inputs)> {
 fn table_check(p: &Program, target: Target) -> String {
     let mut body = String::new();
     let mut arrays = String::new();
-    for k in p.lstm_tables() {
+    for k in p.used_tables() {
         let short = p.tables[k].short_name();
         let upper = short.to_ascii_uppercase();
         body.push_str(&format!(
@@ -432,11 +436,16 @@ fn table_check(p: &Program, target: Target) -> String {
     } else {
         "        let kernel = Model::new().kernel();\n".to_string()
     };
+    // A model without tables (a relu RNN) has nothing to loop over.
+    let scalar = if body.is_empty() {
+        String::new()
+    } else {
+        format!("        for x in i16::MIN..=i16::MAX {{\n{body}        }}\n")
+    };
     format!(
         "    /// The first input where a table evaluator differs from the runtime.\n    \
-         pub fn check_tables() -> Option<(usize, i32, i32, i32)> {{\n        \
-         for x in i16::MIN..=i16::MAX {{\n\
-         {body}        }}\n{kernel}{arrays}        None\n    }}\n"
+         pub fn check_tables() -> Option<(usize, i32, i32, i32)> {{\n\
+         {scalar}{kernel}{arrays}        None\n    }}\n"
     )
 }
 
@@ -854,7 +863,7 @@ fn array_form_tables_match_the_runtime_exhaustively() {
     // The cases must use the forms at all: every table of every AVX2 and VNNI case has
     // one (at most 64 pieces, int32 arithmetic, at most two starts per bucket).
     for (module, case) in &x86_harness().cases {
-        for k in case.program.lstm_tables() {
+        for k in case.program.used_tables() {
             let t = &case.program.tables[k];
             let i = irnn_codegen::back::pwl_index::build(t).expect("index");
             let has = match case.target {
@@ -1180,6 +1189,11 @@ fn simd_harness(
         programs.push((label.into(), m.program.clone(), inputs));
         models.push(m);
     }
+    for (k, s) in cell_models().into_iter().enumerate() {
+        let inputs = random_inputs(&s.model.program, 4, 100, 3000 + k as u64);
+        programs.push((s.label.into(), s.model.program.clone(), inputs));
+        models.push(s.model);
+    }
     let (charlm, inputs) = charlm_case();
     programs.push(("charlm".into(), charlm, inputs));
     let mut cases = BTreeMap::new();
@@ -1336,7 +1350,11 @@ fn check_simd(h: &Harness, targets: &[Target], expect_kernel: impl Fn(Target) ->
         }
         checked += 1;
     }
-    assert_eq!(checked, 7 * targets.len());
+    // Per target: the SIMD shapes, min128, upscale, the char LM and the GRU/RNN models.
+    assert_eq!(
+        checked,
+        (SIMD_SHAPES.len() + 3 + cell_models_count()) * targets.len()
+    );
 }
 
 /// The kernel `Model::new` must pick on this CPU for an x86 target (AVX-VNNI for

@@ -75,7 +75,12 @@ const NOSIMD: &[&str] = &["-march=armv8-a+nosimd"];
 
 fn synth_models() -> &'static [Synth] {
     static MODELS: OnceLock<Vec<Synth>> = OnceLock::new();
-    MODELS.get_or_init(|| support::synth_models(&SIMD_SHAPES))
+    MODELS.get_or_init(|| {
+        // The LSTM shapes first (tests pick some by index), then GRU and RNN models.
+        let mut models = support::synth_models(&SIMD_SHAPES);
+        models.extend(support::cell_models());
+        models
+    })
 }
 
 fn charlm() -> Program {

@@ -1,19 +1,23 @@
 //! Tier "generates": the Rust and C output for every model in `tests/models/` is
-//! snapshotted (reviewed like code), for each unroll mode. A change to a back end shows
-//! up here as a diff.
+//! snapshotted (reviewed like code), for each unroll mode on the scalar target and for
+//! every SIMD target. A change to a back end shows up here as a diff.
 
 use irnn_codegen::back::{generate, GenOptions, Lang, Target, Unroll};
 use irnn_codegen::graph::Graph;
 use irnn_codegen::lower::lower;
 
 fn render(path: &std::path::Path, lang: Lang, unroll: Unroll) -> String {
+    render_for(path, lang, Target::Scalar, unroll)
+}
+
+fn render_for(path: &std::path::Path, lang: Lang, target: Target, unroll: Unroll) -> String {
     let graph = Graph::load(path).expect("model loads");
     let program = lower(&graph).expect("model lowers");
     let files = generate(
         &program,
         &GenOptions {
             lang,
-            target: Target::Scalar,
+            target,
             unroll,
             precision: Default::default(),
         },
@@ -48,6 +52,26 @@ fn c_output() {
             (Unroll::Full, "full"),
         ] {
             insta::assert_snapshot!(format!("c_{tag}"), render(path, Lang::C, unroll));
+        }
+    });
+}
+
+/// The SIMD targets (packed weights, kernels, array PWL forms), both languages.
+#[test]
+fn simd_output() {
+    insta::glob!("models/*.irnn.json", |path| {
+        for target in [
+            Target::Avx2,
+            Target::Avx512Vnni,
+            Target::Neon,
+            Target::NeonDotprod,
+        ] {
+            for (lang, tag) in [(Lang::C, "c"), (Lang::Rust, "rust")] {
+                insta::assert_snapshot!(
+                    format!("{tag}_{}", target.name()),
+                    render_for(path, lang, target, Unroll::None)
+                );
+            }
         }
     });
 }

@@ -139,10 +139,7 @@ pub fn weight_bytes(program: &Program, target: Target) -> usize {
         .iter()
         .map(|l| match l {
             LayerIr::Embedding(e) => e.table.len(),
-            LayerIr::Lstm(l) => {
-                packed(4 * l.hidden_size, l.input_size) + packed(4 * l.hidden_size, l.hidden_size)
-            }
-            LayerIr::Linear(l) => packed(l.out_size, l.in_size),
+            _ => l.matrices().into_iter().map(|(r, c)| packed(r, c)).sum(),
         })
         .sum()
 }
@@ -150,15 +147,7 @@ pub fn weight_bytes(program: &Program, target: Target) -> usize {
 /// Multiply-accumulates of one step: every weight of every matrix once (embedding
 /// lookups are free).
 pub fn macs_per_step(program: &Program) -> usize {
-    program
-        .layers
-        .iter()
-        .map(|l| match l {
-            LayerIr::Embedding(_) => 0,
-            LayerIr::Lstm(l) => 4 * l.hidden_size * (l.input_size + l.hidden_size),
-            LayerIr::Linear(l) => l.out_size * l.in_size,
-        })
-        .sum()
+    program.layers.iter().map(LayerIr::macs).sum()
 }
 
 const HARNESS: &str = r#"
@@ -866,11 +855,7 @@ pub fn table(program: &Program, rows: &[BenchRow]) -> String {
     let shape = program
         .layers
         .iter()
-        .map(|l| match l {
-            LayerIr::Embedding(e) => format!("embedding {}x{}", e.vocab_size, e.dim),
-            LayerIr::Lstm(l) => format!("lstm {}->{}", l.input_size, l.hidden_size),
-            LayerIr::Linear(l) => format!("linear {}->{}", l.in_size, l.out_size),
-        })
+        .map(LayerIr::summary)
         .collect::<Vec<_>>()
         .join(", ");
     let input = match program.input {

@@ -203,8 +203,8 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Write a random float LSTM model (PyTorch names and init) and random data, for
-    /// benchmarks and experiments.
+    /// Write a random float recurrent model (PyTorch names and init) and random data,
+    /// for benchmarks and experiments.
     Synth {
         /// Output directory.
         #[arg(short, long)]
@@ -218,10 +218,13 @@ enum Command {
         /// Input (feature or embedding) width.
         #[arg(long, default_value_t = 40)]
         input: usize,
-        /// LSTM hidden size.
+        /// The recurrent cell: lstm, gru, rnn (tanh) or rnn-relu.
+        #[arg(long, default_value = "lstm", value_parser = ["lstm", "gru", "rnn", "rnn-relu"])]
+        cell: String,
+        /// Hidden size.
         #[arg(long, default_value_t = 64)]
         hidden: usize,
-        /// Stacked LSTM layers.
+        /// Stacked recurrent layers.
         #[arg(long, default_value_t = 1)]
         layers: usize,
         /// Output width.
@@ -355,6 +358,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             name,
             vocab,
             input,
+            cell,
             hidden,
             layers,
             outputs,
@@ -377,6 +381,12 @@ pub fn run_cli(cli: Cli) -> Result<()> {
                 name,
                 vocab_size: vocab,
                 input_size: input,
+                cell: match cell.as_str() {
+                    "gru" => crate::spec::Cell::Gru,
+                    "rnn" => crate::spec::Cell::Rnn(crate::spec::Nonlinearity::Tanh),
+                    "rnn-relu" => crate::spec::Cell::Rnn(crate::spec::Nonlinearity::Relu),
+                    _ => crate::spec::Cell::Lstm,
+                },
                 hidden_size: hidden,
                 num_layers: layers,
                 output_size: outputs,
@@ -938,6 +948,15 @@ pub fn sizes(p: &Program) -> Sizes {
                 int_b += l.weight.len() + 4 * l.out_size + 5 * l.out_size;
                 float_b += 4 * (l.weight.len() + l.out_size);
             }
+            LayerIr::Cell(l) => {
+                int_b += l.param_bytes();
+                float_b += 4 * l
+                    .mats
+                    .iter()
+                    .map(|m| m.w.len() + m.bias.len())
+                    .sum::<usize>();
+                state += l.state_bytes();
+            }
         }
     }
     for t in &p.tables {
@@ -1035,6 +1054,39 @@ fn cmd_inspect(path: &Path, json: bool) -> Result<()> {
                     "", 15 - cell_frac_bits, cell_frac_bits, output.scale, output.zero_point
                 );
             }
+            crate::graph::GraphLayer::Gru {
+                name,
+                input_size,
+                hidden_size,
+                gate_frac_bits: f,
+                gate_tables: t,
+                output,
+                ..
+            } => {
+                println!(
+                    "  {name:<12} gru        in {input_size}, hidden {hidden_size}; int8 weights (per-row), int32 biases"
+                );
+                println!(
+                    "  {:<12}            gates int16 Q{}.{} / Q{}.{} / Q{}.{} (r z n) via {}, {}, {}; h int8 scale {:.4e}, zp {}",
+                    "", 15 - f[0], f[0], 15 - f[1], f[1], 15 - f[2], f[2], t[0], t[1], t[2],
+                    output.scale, output.zero_point
+                );
+            }
+            crate::graph::GraphLayer::Rnn {
+                name,
+                input_size,
+                hidden_size,
+                nonlinearity,
+                pre_frac_bits: f,
+                table,
+                output,
+                ..
+            } => println!(
+                "  {name:<12} rnn        in {input_size}, hidden {hidden_size}, {nonlinearity:?}; pre-activation int16 Q{}.{}{}; h int8 scale {:.4e}, zp {}",
+                15 - f, f,
+                table.as_deref().map(|t| format!(" via {t}")).unwrap_or_default(),
+                output.scale, output.zero_point
+            ),
             crate::graph::GraphLayer::Linear {
                 name,
                 in_size,

@@ -1,10 +1,12 @@
 //! The float reference: the same network as the quantized graph, in `f32`, computed
-//! from the float model's weights exactly as PyTorch does (gate order i, f, g, o).
+//! from the float model's weights exactly as PyTorch does (LSTM gate order i, f, g, o;
+//! GRU r, z, n with `n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))` and
+//! `h' = (1 − z) ⊙ n + z ⊙ h`; Elman RNN `h' = act(W_ih x + b_ih + W_hh h + b_hh)`).
 //!
 //! It serves as the accuracy baseline for `irnn eval` and as the source of activation
 //! statistics for calibration (through [`Observer`]).
 
-use crate::spec::{FloatLayer, FloatModel, InputSpec};
+use crate::spec::{Cell, FloatLayer, FloatModel, InputSpec, Nonlinearity};
 
 /// Receives the intermediate values of each step, for calibration.
 pub trait Observer {
@@ -15,7 +17,11 @@ pub trait Observer {
     fn lstm_gates(&mut self, _layer: usize, _pre: &[f32]) {}
     /// New cell state of LSTM layer `layer`.
     fn lstm_cell(&mut self, _layer: usize, _c: &[f32]) {}
-    /// Output of any layer (hidden state for LSTMs).
+    /// Named intermediate values of a GRU or RNN layer (`pre_r`, `pre_z`, `x_n`,
+    /// `h_n`, `pre_n` for a GRU: the pre-activations, and `W_in x + b_in` and
+    /// `W_hn h + b_hn`; `pre` for an RNN).
+    fn cell_values(&mut self, _layer: usize, _what: &'static str, _v: &[f32]) {}
+    /// Output of any layer (hidden state for recurrent layers).
     fn layer_output(&mut self, _layer: usize, _y: &[f32]) {}
 }
 
@@ -27,10 +33,13 @@ impl Observer for NoObserver {}
 #[derive(Clone, Debug)]
 enum LayerState {
     None,
-    Lstm {
+    /// `c` is empty for cells without a cell state; `pre` and `hpre` hold the input
+    /// and recurrent pre-activations.
+    Recurrent {
         h: Vec<f32>,
         c: Vec<f32>,
         pre: Vec<f32>,
+        hpre: Vec<f32>,
     },
 }
 
@@ -67,10 +76,11 @@ impl<'m> FloatRunner<'m> {
             .layers
             .iter()
             .map(|l| match l {
-                FloatLayer::Lstm { w_hh, .. } => LayerState::Lstm {
+                FloatLayer::Recurrent { w_hh, cell, .. } => LayerState::Recurrent {
                     h: vec![0.0; w_hh.cols],
-                    c: vec![0.0; w_hh.cols],
+                    c: vec![0.0; if *cell == Cell::Lstm { w_hh.cols } else { 0 }],
                     pre: vec![0.0; w_hh.rows],
+                    hpre: vec![0.0; w_hh.rows],
                 },
                 _ => LayerState::None,
             })
@@ -91,7 +101,7 @@ impl<'m> FloatRunner<'m> {
     /// Resets all recurrent state to zero.
     pub fn reset(&mut self) {
         for s in &mut self.states {
-            if let LayerState::Lstm { h, c, .. } = s {
+            if let LayerState::Recurrent { h, c, .. } = s {
                 h.iter_mut().for_each(|v| *v = 0.0);
                 c.iter_mut().for_each(|v| *v = 0.0);
             }
@@ -130,32 +140,75 @@ impl<'m> FloatRunner<'m> {
                         out.iter_mut().for_each(|v| *v = 0.0);
                     }
                 }
-                FloatLayer::Lstm {
+                FloatLayer::Recurrent {
+                    cell,
                     w_ih,
                     w_hh,
                     b_ih,
                     b_hh,
                     ..
                 } => {
-                    let LayerState::Lstm { h, c, pre } = &mut self.states[index] else {
+                    let LayerState::Recurrent { h, c, pre, hpre } = &mut self.states[index] else {
                         continue;
                     };
                     let hidden = h.len();
-                    for r in 0..4 * hidden {
-                        pre[r] = b_ih[r] + b_hh[r];
+                    match cell {
+                        Cell::Lstm => {
+                            for r in 0..4 * hidden {
+                                pre[r] = b_ih[r] + b_hh[r];
+                            }
+                            matvec_add(w_ih, &prev, pre);
+                            matvec_add(w_hh, h, pre);
+                            obs.lstm_gates(index, pre);
+                            for k in 0..hidden {
+                                let i = sigmoid(pre[k]);
+                                let f = sigmoid(pre[hidden + k]);
+                                let g = pre[2 * hidden + k].tanh();
+                                let o = sigmoid(pre[3 * hidden + k]);
+                                c[k] = f * c[k] + i * g;
+                                h[k] = o * c[k].tanh();
+                            }
+                            obs.lstm_cell(index, c);
+                        }
+                        Cell::Gru => {
+                            pre.copy_from_slice(b_ih);
+                            hpre.copy_from_slice(b_hh);
+                            matvec_add(w_ih, &prev, pre);
+                            matvec_add(w_hh, h, hpre);
+                            let (hd, h2) = (hidden, 2 * hidden);
+                            for r in 0..h2 {
+                                pre[r] += hpre[r];
+                            }
+                            obs.cell_values(index, "pre_r", &pre[..hd]);
+                            obs.cell_values(index, "pre_z", &pre[hd..h2]);
+                            obs.cell_values(index, "x_n", &pre[h2..]);
+                            obs.cell_values(index, "h_n", &hpre[h2..]);
+                            for k in 0..hidden {
+                                let r = sigmoid(pre[k]);
+                                let z = sigmoid(pre[hd + k]);
+                                // The candidate's pre-activation goes back into `pre`
+                                // (x_n was observed above) for the observer.
+                                pre[h2 + k] += r * hpre[h2 + k];
+                                let n = pre[h2 + k].tanh();
+                                h[k] = (1.0 - z) * n + z * h[k];
+                            }
+                            obs.cell_values(index, "pre_n", &pre[h2..]);
+                        }
+                        Cell::Rnn(act) => {
+                            for r in 0..hidden {
+                                pre[r] = b_ih[r] + b_hh[r];
+                            }
+                            matvec_add(w_ih, &prev, pre);
+                            matvec_add(w_hh, h, pre);
+                            obs.cell_values(index, "pre", pre);
+                            for k in 0..hidden {
+                                h[k] = match act {
+                                    Nonlinearity::Tanh => pre[k].tanh(),
+                                    Nonlinearity::Relu => pre[k].max(0.0),
+                                };
+                            }
+                        }
                     }
-                    matvec_add(w_ih, &prev, pre);
-                    matvec_add(w_hh, h, pre);
-                    obs.lstm_gates(index, pre);
-                    for k in 0..hidden {
-                        let i = sigmoid(pre[k]);
-                        let f = sigmoid(pre[hidden + k]);
-                        let g = pre[2 * hidden + k].tanh();
-                        let o = sigmoid(pre[3 * hidden + k]);
-                        c[k] = f * c[k] + i * g;
-                        h[k] = o * c[k].tanh();
-                    }
-                    obs.lstm_cell(index, c);
                     out.copy_from_slice(h);
                 }
                 FloatLayer::Linear { weight, bias, .. } => {

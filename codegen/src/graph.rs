@@ -119,6 +119,63 @@ pub enum GraphLayer {
         /// Quantization of the hidden state (the layer output).
         output: AffineQuant,
     },
+    /// One unidirectional GRU layer, gate order r, z, n (PyTorch's form:
+    /// `n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`).
+    Gru {
+        /// Layer name.
+        name: String,
+        /// Input width `I`.
+        input_size: usize,
+        /// Hidden width `H`.
+        hidden_size: usize,
+        /// I8 tensor `[3H, I]`, symmetric per row.
+        w_ih: String,
+        /// F32 tensor `[3H]`: the scale of each row of `w_ih`.
+        w_ih_scale: String,
+        /// I8 tensor `[3H, H]`, symmetric per row.
+        w_hh: String,
+        /// F32 tensor `[3H]`.
+        w_hh_scale: String,
+        /// I32 tensor `[3H]`: `b_ih` on the grid `s_x · w_ih_scale[r]`.
+        bias_ih: String,
+        /// I32 tensor `[3H]`: `b_hh` on the grid `s_h · w_hh_scale[r]`.
+        bias_hh: String,
+        /// Fractional bits of the int16 pre-activations of r, z and n (`0..=15`); n's
+        /// grid also carries `W_in x + b_in` and `W_hn h + b_hn`.
+        gate_frac_bits: [u32; 3],
+        /// Table names of the activations (sigmoid, sigmoid, tanh).
+        gate_tables: [String; 3],
+        /// Quantization of the hidden state (the layer output).
+        output: AffineQuant,
+    },
+    /// One unidirectional Elman RNN layer: `h' = act(W_ih x + b_ih + W_hh h + b_hh)`.
+    Rnn {
+        /// Layer name.
+        name: String,
+        /// Input width `I`.
+        input_size: usize,
+        /// Hidden width `H`.
+        hidden_size: usize,
+        /// The activation.
+        nonlinearity: crate::spec::Nonlinearity,
+        /// I8 tensor `[H, I]`, symmetric per row.
+        w_ih: String,
+        /// F32 tensor `[H]`.
+        w_ih_scale: String,
+        /// I8 tensor `[H, H]`, symmetric per row.
+        w_hh: String,
+        /// F32 tensor `[H]`.
+        w_hh_scale: String,
+        /// I32 tensor `[H]`: `b_ih + b_hh` on the grid `s_x · w_ih_scale[r]`.
+        bias: String,
+        /// Fractional bits of the int16 pre-activation (`0..=15`).
+        pre_frac_bits: u32,
+        /// Table name of tanh on the pre-activation grid (`tanh` only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        table: Option<String>,
+        /// Quantization of the hidden state (the layer output).
+        output: AffineQuant,
+    },
     /// Fully connected layer.
     Linear {
         /// Layer name.
@@ -144,6 +201,8 @@ impl GraphLayer {
         match self {
             GraphLayer::Embedding { name, .. }
             | GraphLayer::Lstm { name, .. }
+            | GraphLayer::Gru { name, .. }
+            | GraphLayer::Rnn { name, .. }
             | GraphLayer::Linear { name, .. } => name,
         }
     }
@@ -152,7 +211,9 @@ impl GraphLayer {
     pub fn output_size(&self) -> usize {
         match self {
             GraphLayer::Embedding { dim, .. } => *dim,
-            GraphLayer::Lstm { hidden_size, .. } => *hidden_size,
+            GraphLayer::Lstm { hidden_size, .. }
+            | GraphLayer::Gru { hidden_size, .. }
+            | GraphLayer::Rnn { hidden_size, .. } => *hidden_size,
             GraphLayer::Linear { out_size, .. } => *out_size,
         }
     }
@@ -162,6 +223,8 @@ impl GraphLayer {
         match self {
             GraphLayer::Embedding { .. } => "embedding",
             GraphLayer::Lstm { .. } => "lstm",
+            GraphLayer::Gru { .. } => "gru",
+            GraphLayer::Rnn { .. } => "rnn",
             GraphLayer::Linear { .. } => "linear",
         }
     }
@@ -215,7 +278,10 @@ pub fn input_quant_of(file: &GraphFile, index: usize) -> Option<AffineQuant> {
         };
     }
     match file.layers.get(index - 1)? {
-        GraphLayer::Embedding { output, .. } | GraphLayer::Lstm { output, .. } => Some(*output),
+        GraphLayer::Embedding { output, .. }
+        | GraphLayer::Lstm { output, .. }
+        | GraphLayer::Gru { output, .. }
+        | GraphLayer::Rnn { output, .. } => Some(*output),
         GraphLayer::Linear { output, .. } => match output {
             LinearOutputSpec::I8 { scale, zero_point } => Some(AffineQuant {
                 scale: *scale,
@@ -395,6 +461,97 @@ impl Graph {
                     check_affine(&mut problems, &format!("{loc}.output"), output);
                     width = Some(*hidden_size);
                 }
+                GraphLayer::Gru {
+                    input_size,
+                    hidden_size,
+                    w_ih,
+                    w_ih_scale,
+                    w_hh,
+                    w_hh_scale,
+                    bias_ih,
+                    bias_hh,
+                    gate_frac_bits,
+                    gate_tables,
+                    output,
+                    ..
+                } => {
+                    expect_width(&mut problems, &loc, width, *input_size);
+                    let rows = 3 * hidden_size;
+                    self.check_cell(
+                        &mut problems,
+                        &loc,
+                        *input_size,
+                        *hidden_size,
+                        [w_ih, w_ih_scale, w_hh, w_hh_scale],
+                        rows,
+                    );
+                    self.check_tensor_i32(&mut problems, &loc, bias_ih, &[rows]);
+                    self.check_tensor_i32(&mut problems, &loc, bias_hh, &[rows]);
+                    for g in 0..3 {
+                        check_frac_bits(
+                            &mut problems,
+                            &format!("{loc}.gate_frac_bits[{g}]"),
+                            gate_frac_bits[g],
+                        );
+                        self.check_table_ref(
+                            &mut problems,
+                            &format!("{loc}.gate_tables[{g}]"),
+                            &gate_tables[g],
+                            gate_frac_bits[g],
+                        );
+                    }
+                    check_affine(&mut problems, &format!("{loc}.output"), output);
+                    width = Some(*hidden_size);
+                }
+                GraphLayer::Rnn {
+                    input_size,
+                    hidden_size,
+                    nonlinearity,
+                    w_ih,
+                    w_ih_scale,
+                    w_hh,
+                    w_hh_scale,
+                    bias,
+                    pre_frac_bits,
+                    table,
+                    output,
+                    ..
+                } => {
+                    expect_width(&mut problems, &loc, width, *input_size);
+                    self.check_cell(
+                        &mut problems,
+                        &loc,
+                        *input_size,
+                        *hidden_size,
+                        [w_ih, w_ih_scale, w_hh, w_hh_scale],
+                        *hidden_size,
+                    );
+                    self.check_tensor_i32(&mut problems, &loc, bias, &[*hidden_size]);
+                    check_frac_bits(
+                        &mut problems,
+                        &format!("{loc}.pre_frac_bits"),
+                        *pre_frac_bits,
+                    );
+                    match (nonlinearity, table) {
+                        (crate::spec::Nonlinearity::Tanh, Some(t)) => self.check_table_ref(
+                            &mut problems,
+                            &format!("{loc}.table"),
+                            t,
+                            *pre_frac_bits,
+                        ),
+                        (crate::spec::Nonlinearity::Tanh, None) => problems.push(Problem::new(
+                            &loc,
+                            "a tanh RNN needs \"table\" (tanh on the pre-activation grid)",
+                        )),
+                        (crate::spec::Nonlinearity::Relu, Some(_)) => problems.push(Problem::new(
+                            format!("{loc}.table"),
+                            "a relu RNN has no activation table; remove \"table\"",
+                        )),
+                        (crate::spec::Nonlinearity::Relu, None) => {}
+                    }
+                    check_affine(&mut problems, &format!("{loc}.output"), output);
+                    width = Some(*hidden_size);
+                }
                 GraphLayer::Linear {
                     in_size,
                     out_size,
@@ -441,6 +598,25 @@ impl Graph {
             }
         }
         problems
+    }
+
+    /// The weights and row scales of a recurrent cell with `rows` gate rows.
+    fn check_cell(
+        &self,
+        p: &mut Vec<Problem>,
+        loc: &str,
+        input_size: usize,
+        hidden_size: usize,
+        [w_ih, w_ih_scale, w_hh, w_hh_scale]: [&String; 4],
+        rows: usize,
+    ) {
+        if hidden_size == 0 {
+            p.push(Problem::new(loc, "hidden_size must be at least 1"));
+        }
+        self.check_tensor_i8(p, loc, w_ih, &[rows, input_size]);
+        self.check_tensor_i8(p, loc, w_hh, &[rows, hidden_size]);
+        self.check_scales(p, loc, w_ih_scale, rows);
+        self.check_scales(p, loc, w_hh_scale, rows);
     }
 
     fn check_tensor_i8(&self, p: &mut Vec<Problem>, loc: &str, name: &str, shape: &[usize]) {
@@ -493,6 +669,12 @@ impl Graph {
 fn check_shape<T>(p: &mut Vec<Problem>, loc: &str, name: &str, t: &Tensor<T>, shape: &[usize]) {
     if let Err(e) = crate::tensors::expect_shape(t, name, shape, loc) {
         p.push(e);
+    }
+}
+
+fn check_frac_bits(p: &mut Vec<Problem>, loc: &str, bits: u32) {
+    if bits > 15 {
+        p.push(Problem::new(loc, format!("is {bits}; must be in 0..=15")));
     }
 }
 

@@ -1,10 +1,14 @@
-//! The reference interpreter: runs a lowered [`Program`] step by step with the
-//! runtime's portable kernels. It is the ground truth every back end is compared
-//! against, bit for bit.
+//! The reference interpreter: runs a lowered [`Program`] step by step, every layer as
+//! its ops ([`crate::ir::ops`]) through the runtime's portable kernels. It is the
+//! ground truth every back end is compared against, bit for bit.
 
+use crate::ir::ops::{Dtype, Op, OpLayer, Role, View};
 use crate::ir::*;
-use irnn_runtime::kernels::{linear_i32, linear_i8, lstm_step, LstmParams, LstmScratch};
-use irnn_runtime::{saturate_i8, Pwl};
+use irnn_runtime::kernels::{
+    add_sat_i16, blend_q15, gate_preactivation, lstm_cell_update, matvec_i8, mul_q15, relu_i16,
+    requant_i16, requant_i8, widen_i8,
+};
+use irnn_runtime::{saturate_i16, saturate_i8, Requant};
 
 /// Error for inputs the program cannot take.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,72 +37,253 @@ pub enum StepError {
     },
 }
 
-enum LayerState {
-    Embedding {
-        out: Vec<i8>,
-    },
-    Lstm {
-        h: Vec<i8>,
-        c: Vec<i16>,
-        acc_x: Vec<i32>,
-        acc_h: Vec<i32>,
-        gates: Vec<i16>,
-    },
-    Linear {
-        acc: Vec<i32>,
-        out8: Vec<i8>,
-    },
+/// The storage of one buffer.
+enum Store {
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+    I32(Vec<i32>),
+}
+
+impl Store {
+    fn new(dtype: Dtype, len: usize) -> Self {
+        match dtype {
+            Dtype::I8 => Store::I8(vec![0; len]),
+            Dtype::I16 => Store::I16(vec![0; len]),
+            Dtype::I32 => Store::I32(vec![0; len]),
+        }
+    }
+
+    fn get(&self, k: usize) -> i32 {
+        match self {
+            Store::I8(v) => v[k] as i32,
+            Store::I16(v) => v[k] as i32,
+            Store::I32(v) => v[k],
+        }
+    }
+
+    /// Stores `x`, which the op has already brought into the element type's range.
+    fn set(&mut self, k: usize, x: i32) {
+        match self {
+            Store::I8(v) => v[k] = x as i8,
+            Store::I16(v) => v[k] = x as i16,
+            Store::I32(v) => v[k] = x,
+        }
+    }
+
+    fn i8s(&self) -> &[i8] {
+        match self {
+            Store::I8(v) => v,
+            _ => &[],
+        }
+    }
+}
+
+/// One layer's ops and buffers.
+struct LayerRun {
+    layer: OpLayer,
+    stores: Vec<Store>,
+}
+
+/// Requantizer `k` of a list that has one entry per element or one for all.
+#[inline(always)]
+fn req_at(req: &[Requant], k: usize) -> Requant {
+    if req.len() == 1 {
+        req[0]
+    } else {
+        req[k]
+    }
+}
+
+impl LayerRun {
+    fn new(layer: OpLayer) -> Self {
+        let stores = layer
+            .buffers
+            .iter()
+            .map(|b| Store::new(b.dtype, b.len))
+            .collect();
+        LayerRun { layer, stores }
+    }
+
+    fn reset(&mut self) {
+        for (b, s) in self.layer.buffers.iter().zip(&mut self.stores) {
+            if let Role::State { reset } = b.role {
+                for k in 0..b.len {
+                    s.set(k, reset);
+                }
+            }
+        }
+    }
+
+    fn get(&self, v: View, k: usize) -> i32 {
+        self.stores[v.buf].get(v.start + k)
+    }
+
+    /// Runs the layer's ops on `input` (the layer input, if it has one) and `token`.
+    fn step(&mut self, input: &[i8], token: usize, tables: &[PwlTable], scratch: &mut Vec<i32>) {
+        if let Some(i) = self.layer.input() {
+            if let Store::I8(v) = &mut self.stores[i] {
+                v.copy_from_slice(input);
+            }
+        }
+        for n in 0..self.layer.ops.len() {
+            let op = &self.layer.ops[n];
+            let dst = op.writes();
+            scratch.clear();
+            match op {
+                Op::Lookup {
+                    table,
+                    rows,
+                    zero_point,
+                    dst,
+                } => match table.get(token.saturating_mul(dst.len)..) {
+                    Some(row) if token < *rows => {
+                        scratch.extend(row[..dst.len].iter().map(|&v| v as i32))
+                    }
+                    _ => scratch.resize(dst.len, saturate_i8(*zero_point) as i32),
+                },
+                Op::MatVec { mat, x, acc } => {
+                    let m = &self.layer.mats[*mat];
+                    let xs: Vec<i8> = self.stores[x.buf].i8s()[x.start..x.start + x.len].to_vec();
+                    if let Store::I32(a) = &mut self.stores[acc.buf] {
+                        matvec_i8(&m.w, &xs, &m.bias, &mut a[acc.start..acc.start + acc.len]);
+                    }
+                    continue;
+                }
+                Op::GateSum { a, ra, b, dst } => {
+                    for k in 0..dst.len {
+                        let x = self.get(*a, k);
+                        let v = match b {
+                            Some((b, rb)) => {
+                                gate_preactivation(x, req_at(ra, k), self.get(*b, k), req_at(rb, k))
+                            }
+                            None => requant_i16(x, req_at(ra, k)),
+                        };
+                        scratch.push(v as i32);
+                    }
+                }
+                Op::Pwl { table, src, .. } => {
+                    let t = tables[*table].as_pwl();
+                    for k in 0..dst.len {
+                        scratch.push(saturate_i16(t.eval(self.get(*src, k))) as i32);
+                    }
+                }
+                Op::MulQ15 { a, b, .. } => {
+                    for k in 0..dst.len {
+                        let v = mul_q15(self.get(*a, k) as i16, self.get(*b, k) as i16);
+                        scratch.push(v as i32);
+                    }
+                }
+                Op::AddSat { a, b, .. } => {
+                    for k in 0..dst.len {
+                        let v = add_sat_i16(self.get(*a, k) as i16, self.get(*b, k) as i16);
+                        scratch.push(v as i32);
+                    }
+                }
+                Op::Blend { z, a, b, .. } => {
+                    for k in 0..dst.len {
+                        let v = blend_q15(
+                            self.get(*z, k) as i16,
+                            self.get(*a, k) as i16,
+                            self.get(*b, k) as i16,
+                        );
+                        scratch.push(v as i32);
+                    }
+                }
+                Op::Relu { src, .. } => {
+                    for k in 0..dst.len {
+                        scratch.push(relu_i16(self.get(*src, k) as i16) as i32);
+                    }
+                }
+                Op::Widen {
+                    src,
+                    zero_point,
+                    req,
+                    ..
+                } => {
+                    for k in 0..dst.len {
+                        let v = widen_i8(self.get(*src, k) as i8, *zero_point, *req);
+                        scratch.push(v as i32);
+                    }
+                }
+                Op::Narrow {
+                    a,
+                    b,
+                    req,
+                    zero_point,
+                    ..
+                } => {
+                    for k in 0..dst.len {
+                        let x = match b {
+                            Some(b) => self.get(*a, k) * self.get(*b, k),
+                            None => self.get(*a, k),
+                        };
+                        scratch.push(requant_i8(x, req_at(req, k), *zero_point) as i32);
+                    }
+                }
+                Op::Requant32 { src, req, .. } => {
+                    for k in 0..dst.len {
+                        scratch.push(req_at(req, k).apply(self.get(*src, k)));
+                    }
+                }
+                Op::LstmCell {
+                    i,
+                    f,
+                    g,
+                    c,
+                    cell_frac_bits,
+                } => {
+                    for k in 0..dst.len {
+                        let v = lstm_cell_update(
+                            self.get(*i, k) as i16,
+                            self.get(*f, k) as i16,
+                            self.get(*g, k) as i16,
+                            self.get(*c, k) as i16,
+                            *cell_frac_bits,
+                        );
+                        scratch.push(v as i32);
+                    }
+                }
+            }
+            let store = &mut self.stores[dst.buf];
+            for (k, v) in scratch.iter().enumerate() {
+                store.set(dst.start + k, *v);
+            }
+        }
+    }
 }
 
 /// A stateful integer runner over one program.
 pub struct Interpreter<'p> {
     program: &'p Program,
-    states: Vec<LayerState>,
+    layers: Vec<LayerRun>,
     output: Vec<i32>,
     input_buf: Vec<i8>,
+    scratch: Vec<i32>,
 }
 
 impl<'p> Interpreter<'p> {
     /// Creates an interpreter in the reset state.
     pub fn new(program: &'p Program) -> Self {
-        let states = program
+        let layers = program
             .layers
             .iter()
-            .map(|l| match l {
-                LayerIr::Embedding(e) => LayerState::Embedding {
-                    out: vec![0; e.dim],
-                },
-                LayerIr::Lstm(l) => LayerState::Lstm {
-                    h: vec![0; l.hidden_size],
-                    c: vec![0; l.hidden_size],
-                    acc_x: vec![0; 4 * l.hidden_size],
-                    acc_h: vec![0; 4 * l.hidden_size],
-                    gates: vec![0; 4 * l.hidden_size],
-                },
-                LayerIr::Linear(l) => LayerState::Linear {
-                    acc: vec![0; l.out_size],
-                    out8: vec![0; l.out_size],
-                },
-            })
+            .map(|l| LayerRun::new(l.ops()))
             .collect();
         let mut it = Interpreter {
             program,
-            states,
+            layers,
             output: vec![0; program.output.size],
             input_buf: Vec::new(),
+            scratch: Vec::new(),
         };
         it.reset();
         it
     }
 
-    /// Resets the recurrent state: `h` to its zero point, `c` to 0.
+    /// Resets the recurrent state of every layer to its reset value (`h` to its zero
+    /// point, `c` to 0).
     pub fn reset(&mut self) {
-        for (layer, state) in self.program.layers.iter().zip(self.states.iter_mut()) {
-            if let (LayerIr::Lstm(l), LayerState::Lstm { h, c, .. }) = (layer, state) {
-                h.iter_mut().for_each(|v| *v = saturate_i8(l.h_zero_point));
-                c.iter_mut().for_each(|v| *v = 0);
-            }
-        }
+        self.layers.iter_mut().for_each(LayerRun::reset);
     }
 
     /// One step on a token id.
@@ -130,82 +315,25 @@ impl<'p> Interpreter<'p> {
     }
 
     fn run_layers(&mut self, token: usize) -> &[i32] {
-        let program = self.program;
+        let tables = &self.program.tables;
         let mut prev: Vec<i8> = std::mem::take(&mut self.input_buf);
-        for (layer, state) in program.layers.iter().zip(self.states.iter_mut()) {
-            match (layer, state) {
-                (LayerIr::Embedding(e), LayerState::Embedding { out }) => {
-                    match e
-                        .table
-                        .get(token.saturating_mul(e.dim)..token.saturating_mul(e.dim) + e.dim)
-                    {
-                        Some(row) if token < e.vocab_size => out.copy_from_slice(row),
-                        _ => out.iter_mut().for_each(|v| *v = saturate_i8(e.zero_point)),
+        for run in &mut self.layers {
+            run.step(&prev, token, tables, &mut self.scratch);
+            let out = run.layer.output;
+            let store = &run.stores[out.buf];
+            prev.clear();
+            match store {
+                Store::I8(v) => {
+                    let v = &v[out.start..out.start + out.len];
+                    prev.extend_from_slice(v);
+                    for (dst, x) in self.output.iter_mut().zip(v) {
+                        *dst = *x as i32;
                     }
-                    prev.clear();
-                    prev.extend_from_slice(out);
                 }
-                (
-                    LayerIr::Lstm(l),
-                    LayerState::Lstm {
-                        h,
-                        c,
-                        acc_x,
-                        acc_h,
-                        gates,
-                    },
-                ) => {
-                    let t = |i: usize| -> Pwl<'_> { program.tables[i].as_pwl() };
-                    let params = LstmParams {
-                        input_size: l.input_size,
-                        hidden_size: l.hidden_size,
-                        w_ih: &l.w_ih,
-                        w_hh: &l.w_hh,
-                        bias_x: &l.bias_x,
-                        bias_h: &l.bias_h,
-                        req_x: &l.req_x,
-                        req_h: &l.req_h,
-                        gate_tables: [
-                            t(l.gate_tables[0]),
-                            t(l.gate_tables[1]),
-                            t(l.gate_tables[2]),
-                            t(l.gate_tables[3]),
-                        ],
-                        cell_tanh: t(l.cell_table),
-                        cell_frac_bits: l.cell_frac_bits,
-                        req_out: l.req_out,
-                        h_zero_point: l.h_zero_point,
-                    };
-                    lstm_step(
-                        &params,
-                        &prev,
-                        h,
-                        c,
-                        LstmScratch {
-                            acc_x,
-                            acc_h,
-                            gates,
-                        },
-                    );
-                    prev.clear();
-                    prev.extend_from_slice(h);
-                }
-                (LayerIr::Linear(l), LayerState::Linear { acc, out8 }) => match l.output {
-                    LinearOutput::I32 => {
-                        linear_i32(&l.weight, &prev, &l.bias, &l.req, acc);
-                        self.output.copy_from_slice(acc);
-                        prev.clear();
-                    }
-                    LinearOutput::I8 { zero_point } => {
-                        linear_i8(&l.weight, &prev, &l.bias, &l.req, zero_point, out8);
-                        prev.clear();
-                        prev.extend_from_slice(out8);
-                        for (dst, v) in self.output.iter_mut().zip(out8.iter()) {
-                            *dst = *v as i32;
-                        }
-                    }
-                },
-                _ => {}
+                Store::I32(v) => self
+                    .output
+                    .copy_from_slice(&v[out.start..out.start + out.len]),
+                Store::I16(_) => {}
             }
         }
         self.input_buf = prev;

@@ -13,7 +13,9 @@
 
 use crate::error::Problem;
 use crate::graph::{input_quant_of, AffineQuant, Graph, GraphInput, GraphLayer, LinearOutputSpec};
+use crate::ir::ops::{CellKind, Dtype, LayerBuilder, Matrix, Op, OpLayer, Role, View};
 use crate::ir::*;
+use crate::spec::Nonlinearity;
 use irnn_runtime::Requant;
 use std::collections::BTreeMap;
 
@@ -200,6 +202,294 @@ fn prove_accumulators(
     }
 }
 
+/// The weights of a recurrent cell with their zero points folded into the biases and
+/// the accumulator bounds proven.
+struct CellWeights {
+    w_ih: Vec<i8>,
+    w_hh: Vec<i8>,
+    s_ih: Vec<f32>,
+    s_hh: Vec<f32>,
+    bias_x: Vec<i32>,
+    bias_h: Vec<i32>,
+    input_size: usize,
+    hidden_size: usize,
+}
+
+impl CellWeights {
+    /// Loads `[w_ih, w_ih_scale, w_hh, w_hh_scale]` and the input-side bias (and the
+    /// recurrent-side one, if the format has it) of a cell with `rows` gate rows, folds
+    /// the input zero point into the input bias and the hidden zero point into the
+    /// recurrent one, and proves both accumulators; `None` when anything failed.
+    fn load(
+        ctx: &mut Ctx<'_>,
+        loc: &str,
+        [w_ih, w_ih_scale, w_hh, w_hh_scale]: [&String; 4],
+        (bias_x, bias_h): (&String, Option<&String>),
+        (input_size, hidden_size, rows): (usize, usize, usize),
+        (in_q, out_q): (AffineQuant, AffineQuant),
+    ) -> Option<CellWeights> {
+        let w_ih = ctx.i8(w_ih, loc);
+        let w_hh = ctx.i8(w_hh, loc);
+        let s_ih = ctx.f32(w_ih_scale, loc);
+        let s_hh = ctx.f32(w_hh_scale, loc);
+        let bx = ctx.i32(bias_x, loc);
+        let bh = match bias_h {
+            Some(b) => ctx.i32(b, loc),
+            None => vec![0; rows],
+        };
+        if !ctx.problems.is_empty() {
+            return None;
+        }
+        let bias_x = fold_zero_points(ctx, loc, "w_ih", &bx, &w_ih, input_size, in_q.zero_point);
+        let bias_h = fold_zero_points(ctx, loc, "w_hh", &bh, &w_hh, hidden_size, out_q.zero_point);
+        prove_accumulators(ctx, loc, "w_ih", &bias_x, &w_ih, input_size);
+        prove_accumulators(ctx, loc, "w_hh", &bias_h, &w_hh, hidden_size);
+        Some(CellWeights {
+            w_ih,
+            w_hh,
+            s_ih,
+            s_hh,
+            bias_x,
+            bias_h,
+            input_size,
+            hidden_size,
+        })
+    }
+
+    /// Per-row factors from each accumulator to the grid `grid(r)` of row `r`.
+    fn requants(
+        &self,
+        ctx: &mut Ctx<'_>,
+        loc: &str,
+        (in_q, out_q): (AffineQuant, AffineQuant),
+        grid: impl Fn(usize) -> f64,
+    ) -> (Vec<Requant>, Vec<Requant>) {
+        let rows = self.bias_x.len();
+        let mut req_x = Vec::with_capacity(rows);
+        let mut req_h = Vec::with_capacity(rows);
+        for r in 0..rows {
+            let rx = in_q.scale * self.s_ih[r] as f64 / grid(r);
+            let rh = out_q.scale * self.s_hh[r] as f64 / grid(r);
+            req_x.push(ctx.req(loc, &format!("input row {r}"), rx));
+            req_h.push(ctx.req(loc, &format!("recurrent row {r}"), rh));
+        }
+        (req_x, req_h)
+    }
+
+    /// The two matrices of the cell (`w_ih`, `w_hh`).
+    fn matrices(self) -> Vec<Matrix> {
+        let rows = self.bias_x.len();
+        vec![
+            Matrix {
+                name: "w_ih".into(),
+                rows,
+                cols: self.input_size,
+                w: self.w_ih,
+                bias: self.bias_x,
+            },
+            Matrix {
+                name: "w_hh".into(),
+                rows,
+                cols: self.hidden_size,
+                w: self.w_hh,
+                bias: self.bias_h,
+            },
+        ]
+    }
+}
+
+/// The buffers every recurrent cell has: input `x`, state `h` (reset to its zero
+/// point) and the two accumulators of `rows` rows.
+fn cell_buffers(
+    b: &mut LayerBuilder,
+    input: usize,
+    hidden: usize,
+    rows: usize,
+    out_q: AffineQuant,
+) -> (View, View, View, View) {
+    let x = b.buffer("x", Dtype::I8, input, Role::Input);
+    let reset = irnn_runtime::saturate_i8(out_q.zero_point) as i32;
+    let h = b.buffer("h", Dtype::I8, hidden, Role::State { reset });
+    let acc_x = b.buffer("acc_x", Dtype::I32, rows, Role::Temp);
+    let acc_h = b.buffer("acc_h", Dtype::I32, rows, Role::Temp);
+    (x, h, acc_x, acc_h)
+}
+
+/// A GRU layer's ops (docs/NUMERICS.md "GRU"): r and z from both accumulators; the
+/// candidate's recurrent term `W_hn h + b_hn` on n's grid, times r, plus the input
+/// term; `h' = n + z · (h − n)` on Q0.15 (h widened from int8), back to int8.
+#[allow(clippy::too_many_arguments)]
+fn gru_ops(
+    name: &str,
+    w: CellWeights,
+    req_x: Vec<Requant>,
+    req_h: Vec<Requant>,
+    [t_r, t_z, t_n]: [usize; 3],
+    widen: Requant,
+    narrow: Requant,
+    out_q: AffineQuant,
+) -> OpLayer {
+    let h = w.hidden_size;
+    let mut b = LayerBuilder::default();
+    let (x, hs, acc_x, acc_h) = cell_buffers(&mut b, w.input_size, h, 3 * h, out_q);
+    let pre = b.buffer("pre_rz", Dtype::I16, 2 * h, Role::Temp);
+    let gates = b.buffer("rz", Dtype::I16, 2 * h, Role::Temp);
+    let hn = b.buffer("h_n", Dtype::I16, h, Role::Temp);
+    let rhn = b.buffer("r_h_n", Dtype::I16, h, Role::Temp);
+    let xn = b.buffer("x_n", Dtype::I16, h, Role::Temp);
+    let pre_n = b.buffer("pre_n", Dtype::I16, h, Role::Temp);
+    let n = b.buffer("n", Dtype::I16, h, Role::Temp);
+    let hq = b.buffer("h_q15", Dtype::I16, h, Role::Temp);
+    let hnew = b.buffer("h_new", Dtype::I16, h, Role::Temp);
+    let (r, z) = (gates.part(0, 2), gates.part(1, 2));
+    let rows_n = 2 * h..3 * h;
+    let ops = vec![
+        Op::MatVec {
+            mat: 0,
+            x,
+            acc: acc_x,
+        },
+        Op::MatVec {
+            mat: 1,
+            x: hs,
+            acc: acc_h,
+        },
+        Op::GateSum {
+            a: acc_x.slice(0, 2 * h),
+            ra: req_x[..2 * h].to_vec(),
+            b: Some((acc_h.slice(0, 2 * h), req_h[..2 * h].to_vec())),
+            dst: pre,
+        },
+        Op::Pwl {
+            table: t_r,
+            src: pre.part(0, 2),
+            dst: r,
+        },
+        Op::Pwl {
+            table: t_z,
+            src: pre.part(1, 2),
+            dst: z,
+        },
+        Op::GateSum {
+            a: acc_h.slice(2 * h, h),
+            ra: req_h[rows_n.clone()].to_vec(),
+            b: None,
+            dst: hn,
+        },
+        Op::MulQ15 {
+            a: r,
+            b: hn,
+            dst: rhn,
+        },
+        Op::GateSum {
+            a: acc_x.slice(2 * h, h),
+            ra: req_x[rows_n].to_vec(),
+            b: None,
+            dst: xn,
+        },
+        Op::AddSat {
+            a: xn,
+            b: rhn,
+            dst: pre_n,
+        },
+        Op::Pwl {
+            table: t_n,
+            src: pre_n,
+            dst: n,
+        },
+        Op::Widen {
+            src: hs,
+            zero_point: out_q.zero_point,
+            req: widen,
+            dst: hq,
+        },
+        Op::Blend {
+            z,
+            a: n,
+            b: hq,
+            dst: hnew,
+        },
+        Op::Narrow {
+            a: hnew,
+            b: None,
+            req: vec![narrow],
+            zero_point: out_q.zero_point,
+            dst: hs,
+        },
+    ];
+    OpLayer {
+        name: name.to_string(),
+        kind: CellKind::Gru,
+        buffers: b.finish(),
+        mats: w.matrices(),
+        ops,
+        output: hs,
+    }
+}
+
+/// An Elman RNN layer's ops: the pre-activation from both accumulators, then tanh
+/// (a PWL table, `act`) or relu, then int8.
+fn rnn_ops(
+    name: &str,
+    w: CellWeights,
+    req_x: Vec<Requant>,
+    req_h: Vec<Requant>,
+    act: Option<usize>,
+    narrow: Requant,
+    out_q: AffineQuant,
+) -> OpLayer {
+    let h = w.hidden_size;
+    let mut b = LayerBuilder::default();
+    let (x, hs, acc_x, acc_h) = cell_buffers(&mut b, w.input_size, h, h, out_q);
+    let pre = b.buffer("pre", Dtype::I16, h, Role::Temp);
+    let y = b.buffer("y", Dtype::I16, h, Role::Temp);
+    let mut ops = vec![
+        Op::MatVec {
+            mat: 0,
+            x,
+            acc: acc_x,
+        },
+        Op::MatVec {
+            mat: 1,
+            x: hs,
+            acc: acc_h,
+        },
+        Op::GateSum {
+            a: acc_x,
+            ra: req_x,
+            b: Some((acc_h, req_h)),
+            dst: pre,
+        },
+    ];
+    ops.push(match act {
+        Some(table) => Op::Pwl {
+            table,
+            src: pre,
+            dst: y,
+        },
+        None => Op::Relu { src: pre, dst: y },
+    });
+    ops.push(Op::Narrow {
+        a: y,
+        b: None,
+        req: vec![narrow],
+        zero_point: out_q.zero_point,
+        dst: hs,
+    });
+    OpLayer {
+        name: name.to_string(),
+        kind: if act.is_some() {
+            CellKind::RnnTanh
+        } else {
+            CellKind::RnnRelu
+        },
+        buffers: b.finish(),
+        mats: w.matrices(),
+        ops,
+        output: hs,
+    }
+}
+
 /// Lowers a validated graph to the integer IR.
 pub fn lower(graph: &Graph) -> Result<Program, LowerError> {
     let f = &graph.file;
@@ -333,6 +623,80 @@ pub fn lower(graph: &Graph) -> Result<Program, LowerError> {
                     x_zero_point: in_q.zero_point,
                 }));
             }
+            GraphLayer::Gru {
+                name,
+                input_size,
+                hidden_size,
+                w_ih,
+                w_ih_scale,
+                w_hh,
+                w_hh_scale,
+                bias_ih,
+                bias_hh,
+                gate_frac_bits,
+                gate_tables,
+                output,
+            } => {
+                let (i_sz, h_sz) = (*input_size, *hidden_size);
+                let w = CellWeights::load(
+                    &mut ctx,
+                    &loc,
+                    [w_ih, w_ih_scale, w_hh, w_hh_scale],
+                    (bias_ih, Some(bias_hh)),
+                    (i_sz, h_sz, 3 * h_sz),
+                    (in_q, *output),
+                );
+                let Some(w) = w else { continue };
+                let grid = |r: usize| 2f64.powi(-(gate_frac_bits[r / h_sz] as i32));
+                let (req_x, req_h) = w.requants(&mut ctx, &loc, (in_q, *output), grid);
+                let tables = [
+                    ctx.table(&gate_tables[0]),
+                    ctx.table(&gate_tables[1]),
+                    ctx.table(&gate_tables[2]),
+                ];
+                // h (int8) onto Q0.15 for the blend, and the blend back to int8.
+                let widen = ctx.req(&loc, "hidden to Q0.15", output.scale * 32768.0);
+                let narrow = ctx.req(&loc, "hidden output", 2f64.powi(-15) / output.scale);
+                layers.push(LayerIr::Cell(gru_ops(
+                    name, w, req_x, req_h, tables, widen, narrow, *output,
+                )));
+            }
+            GraphLayer::Rnn {
+                name,
+                input_size,
+                hidden_size,
+                nonlinearity,
+                w_ih,
+                w_ih_scale,
+                w_hh,
+                w_hh_scale,
+                bias,
+                pre_frac_bits,
+                table,
+                output,
+            } => {
+                let (i_sz, h_sz) = (*input_size, *hidden_size);
+                let w = CellWeights::load(
+                    &mut ctx,
+                    &loc,
+                    [w_ih, w_ih_scale, w_hh, w_hh_scale],
+                    (bias, None),
+                    (i_sz, h_sz, h_sz),
+                    (in_q, *output),
+                );
+                let Some(w) = w else { continue };
+                let grid = 2f64.powi(-(*pre_frac_bits as i32));
+                let (req_x, req_h) = w.requants(&mut ctx, &loc, (in_q, *output), |_| grid);
+                // tanh's Q0.15 output, or relu's value on the pre-activation grid, to int8.
+                let (act, from) = match (nonlinearity, table) {
+                    (Nonlinearity::Tanh, Some(t)) => (Some(ctx.table(t)), 2f64.powi(-15)),
+                    _ => (None, grid),
+                };
+                let narrow = ctx.req(&loc, "hidden output", from / output.scale);
+                layers.push(LayerIr::Cell(rnn_ops(
+                    name, w, req_x, req_h, act, narrow, *output,
+                )));
+            }
             GraphLayer::Linear {
                 name,
                 in_size,
@@ -383,6 +747,16 @@ pub fn lower(graph: &Graph) -> Result<Program, LowerError> {
                     req,
                     output: lin_out,
                 }));
+            }
+        }
+    }
+    for l in &layers {
+        if let LayerIr::Cell(c) = l {
+            if let Err(e) = c.validate() {
+                ctx.problems.push(Problem::new(
+                    format!("layer \"{}\"", c.name),
+                    format!("internal error in the lowered ops: {e}"),
+                ));
             }
         }
     }

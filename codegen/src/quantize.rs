@@ -2,8 +2,8 @@
 //! quantized graph.
 //!
 //! The float reference runs over the calibration sequences while an observer records
-//! the range of every activation: the feature input, each LSTM gate's pre-activation,
-//! each cell state and each layer output. From those ranges and the weights it derives
+//! the range of every activation: the feature input, each gate's pre-activation (and a
+//! GRU candidate's two terms), each LSTM cell state and each layer output. From those ranges and the weights it derives
 //! the scheme of docs/NUMERICS.md: int8 per-row symmetric weights, int32 biases, int8
 //! asymmetric activations, power-of-two int16 gate and cell grids, and PWL tables for
 //! every (function, grid) pair the model needs.
@@ -16,7 +16,7 @@ use crate::graph::{
 use crate::ir::{Activation, PwlTable};
 use crate::npy::{DataFile, SeqData};
 use crate::pwl::{fit, FitMethod, FitOptions};
-use crate::spec::{FloatLayer, FloatModel, InputSpec};
+use crate::spec::{Cell, FloatLayer, FloatModel, InputSpec, Nonlinearity};
 use crate::tensors::TensorWriter;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -183,6 +183,9 @@ impl Observer for Collector {
     }
     fn lstm_cell(&mut self, layer: usize, c: &[f32]) {
         self.add(format!("{layer}.cell"), c);
+    }
+    fn cell_values(&mut self, layer: usize, what: &'static str, v: &[f32]) {
+        self.add(format!("{layer}.{what}"), v);
     }
     fn layer_output(&mut self, layer: usize, y: &[f32]) {
         self.add(format!("{layer}.out"), y);
@@ -417,7 +420,8 @@ pub fn quantize(
                 });
                 in_q = Some(q);
             }
-            FloatLayer::Lstm {
+            FloatLayer::Recurrent {
+                cell: Cell::Lstm,
                 w_ih,
                 w_hh,
                 b_ih,
@@ -493,6 +497,120 @@ pub fn quantize(
                     cell_table,
                     output: hq,
                 });
+                in_q = Some(hq);
+            }
+            FloatLayer::Recurrent {
+                cell: cell @ (Cell::Gru | Cell::Rnn(_)),
+                w_ih,
+                w_hh,
+                b_ih,
+                b_hh,
+                ..
+            } => {
+                let Some(xq) = in_q else {
+                    problems.push(Problem::new(&loc, "has no int8 input"));
+                    break;
+                };
+                let hidden = w_hh.cols;
+                let (h_lo, h_hi) =
+                    used_range(&format!("{index}.out"), &format!("{name}.h"), opts.range);
+                let hq = affine_from_range(h_lo, h_hi);
+                let (qi, si) = quantize_rows(&w_ih.data, w_ih.rows, w_ih.cols);
+                let (qh, sh) = quantize_rows(&w_hh.data, w_hh.rows, w_hh.cols);
+                let t = |s: &str| format!("{name}.{s}");
+                writer.i8(&t("w_ih"), &[w_ih.rows, w_ih.cols], &qi);
+                writer.f32(&t("w_ih.scale"), &[w_ih.rows], &si);
+                writer.i8(&t("w_hh"), &[w_hh.rows, w_hh.cols], &qh);
+                writer.f32(&t("w_hh.scale"), &[w_hh.rows], &sh);
+                // The largest magnitude of the named values (observed ranges).
+                let mut mag = |keys: &[&str]| -> f64 {
+                    let mut m = 1e-6f64;
+                    for k in keys {
+                        let (lo, hi) =
+                            used_range(&format!("{index}.{k}"), &format!("{name}.{k}"), opts.range);
+                        m = m.max(lo.abs().max(hi.abs()) as f64);
+                    }
+                    m
+                };
+                let (lo_bits, hi_bits) = (opts.gate_frac_bits_min, opts.gate_frac_bits_max);
+                match cell {
+                    Cell::Gru => {
+                        let bias_ih = quantize_bias(b_ih, xq.scale, &si, &loc, &mut problems);
+                        let bias_hh = quantize_bias(b_hh, hq.scale, &sh, &loc, &mut problems);
+                        // n's grid carries its pre-activation and both of its terms.
+                        let ranges = [
+                            mag(&["pre_r"]),
+                            mag(&["pre_z"]),
+                            mag(&["pre_n", "x_n", "h_n"]),
+                        ];
+                        let mut gate_frac_bits = [0u32; 3];
+                        let mut gate_tables: [String; 3] = Default::default();
+                        for g in 0..3 {
+                            gate_frac_bits[g] = frac_bits_for(ranges[g], lo_bits, hi_bits);
+                            let func = if g == 2 {
+                                Activation::Tanh
+                            } else {
+                                Activation::Sigmoid
+                            };
+                            match table_for(func, gate_frac_bits[g]) {
+                                Ok(n) => gate_tables[g] = n,
+                                Err(e) => problems.push(Problem::new(&loc, e)),
+                            }
+                        }
+                        writer.i32(&t("bias_ih"), &[w_ih.rows], &bias_ih);
+                        writer.i32(&t("bias_hh"), &[w_hh.rows], &bias_hh);
+                        layers.push(GraphLayer::Gru {
+                            name: name.clone(),
+                            input_size: w_ih.cols,
+                            hidden_size: hidden,
+                            w_ih: t("w_ih"),
+                            w_ih_scale: t("w_ih.scale"),
+                            w_hh: t("w_hh"),
+                            w_hh_scale: t("w_hh.scale"),
+                            bias_ih: t("bias_ih"),
+                            bias_hh: t("bias_hh"),
+                            gate_frac_bits,
+                            gate_tables,
+                            output: hq,
+                        });
+                    }
+                    Cell::Rnn(act) => {
+                        let bias_f: Vec<f32> = b_ih.iter().zip(b_hh).map(|(a, b)| a + b).collect();
+                        let bias = quantize_bias(&bias_f, xq.scale, &si, &loc, &mut problems);
+                        let range = mag(&["pre"]);
+                        // tanh saturates: the gate grid; relu passes the value on, so
+                        // its grid spans the whole calibrated range.
+                        let (pre_frac_bits, table) = match act {
+                            Nonlinearity::Tanh => {
+                                let f = frac_bits_for(range, lo_bits, hi_bits);
+                                match table_for(Activation::Tanh, f) {
+                                    Ok(n) => (f, Some(n)),
+                                    Err(e) => {
+                                        problems.push(Problem::new(&loc, e));
+                                        (f, None)
+                                    }
+                                }
+                            }
+                            Nonlinearity::Relu => (frac_bits_for(range, 0, 15), None),
+                        };
+                        writer.i32(&t("bias"), &[w_ih.rows], &bias);
+                        layers.push(GraphLayer::Rnn {
+                            name: name.clone(),
+                            input_size: w_ih.cols,
+                            hidden_size: hidden,
+                            nonlinearity: *act,
+                            w_ih: t("w_ih"),
+                            w_ih_scale: t("w_ih.scale"),
+                            w_hh: t("w_hh"),
+                            w_hh_scale: t("w_hh.scale"),
+                            bias: t("bias"),
+                            pre_frac_bits,
+                            table,
+                            output: hq,
+                        });
+                    }
+                    Cell::Lstm => {}
+                }
                 in_q = Some(hq);
             }
             FloatLayer::Linear { weight, bias, .. } => {

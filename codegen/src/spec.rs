@@ -70,6 +70,31 @@ pub enum LayerSpec {
         #[serde(default)]
         bidirectional: bool,
     },
+    /// `nn.GRU`: `{prefix}.weight_ih_l{k}` `[3H, I]` etc., gate order r, z, n.
+    Gru {
+        /// State-dict prefix.
+        prefix: String,
+        /// Number of stacked layers (default 1).
+        #[serde(default = "one")]
+        num_layers: usize,
+        /// Bidirectional GRU; not supported yet.
+        #[serde(default)]
+        bidirectional: bool,
+    },
+    /// `nn.RNN` (Elman): `{prefix}.weight_ih_l{k}` `[H, I]` etc.
+    Rnn {
+        /// State-dict prefix.
+        prefix: String,
+        /// Number of stacked layers (default 1).
+        #[serde(default = "one")]
+        num_layers: usize,
+        /// `"tanh"` (PyTorch's default) or `"relu"`.
+        #[serde(default)]
+        nonlinearity: Nonlinearity,
+        /// Bidirectional RNN; not supported yet.
+        #[serde(default)]
+        bidirectional: bool,
+    },
     /// `nn.Linear`: `{prefix}.weight` `[O, I]`, optional `{prefix}.bias` `[O]`.
     Linear {
         /// State-dict prefix.
@@ -81,6 +106,48 @@ fn one() -> usize {
     1
 }
 
+/// The activation of an Elman RNN.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Nonlinearity {
+    /// `tanh` (PyTorch's default).
+    #[default]
+    Tanh,
+    /// `max(x, 0)`.
+    Relu,
+}
+
+/// The kind of a recurrent cell, with its gate count and PyTorch module name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cell {
+    /// `nn.LSTM`: gates i, f, g, o.
+    Lstm,
+    /// `nn.GRU`: gates r, z, n.
+    Gru,
+    /// `nn.RNN` with its nonlinearity.
+    Rnn(Nonlinearity),
+}
+
+impl Cell {
+    /// Rows of `weight_ih` per hidden unit.
+    pub fn gates(self) -> usize {
+        match self {
+            Cell::Lstm => 4,
+            Cell::Gru => 3,
+            Cell::Rnn(_) => 1,
+        }
+    }
+
+    /// The PyTorch module's name.
+    pub fn module(self) -> &'static str {
+        match self {
+            Cell::Lstm => "LSTM",
+            Cell::Gru => "GRU",
+            Cell::Rnn(_) => "RNN",
+        }
+    }
+}
+
 /// A loaded, validated float model.
 #[derive(Clone, Debug)]
 pub struct FloatModel {
@@ -90,7 +157,7 @@ pub struct FloatModel {
     pub spec_path: PathBuf,
     /// The input.
     pub input: InputSpec,
-    /// Layers, with multi-layer LSTMs expanded into one entry per layer.
+    /// Layers, with multi-layer recurrent cells expanded into one entry per layer.
     pub layers: Vec<FloatLayer>,
     /// Metadata from the spec.
     pub metadata: Option<serde_json::Value>,
@@ -124,17 +191,20 @@ pub enum FloatLayer {
         /// The table.
         weight: Matrix,
     },
-    /// One LSTM layer (gate order i, f, g, o).
-    Lstm {
+    /// One layer of a recurrent cell (PyTorch's gate order: i, f, g, o for the LSTM;
+    /// r, z, n for the GRU), `G` gates of `H` rows each.
+    Recurrent {
         /// Layer name, `{prefix}.l{k}`.
         name: String,
-        /// `[4H, I]`.
+        /// The cell.
+        cell: Cell,
+        /// `[G·H, I]`.
         w_ih: Matrix,
-        /// `[4H, H]`.
+        /// `[G·H, H]`.
         w_hh: Matrix,
-        /// `[4H]`.
+        /// `[G·H]`.
         b_ih: Vec<f32>,
-        /// `[4H]`.
+        /// `[G·H]`.
         b_hh: Vec<f32>,
     },
     /// Linear layer.
@@ -153,7 +223,7 @@ impl FloatLayer {
     pub fn name(&self) -> &str {
         match self {
             FloatLayer::Embedding { name, .. }
-            | FloatLayer::Lstm { name, .. }
+            | FloatLayer::Recurrent { name, .. }
             | FloatLayer::Linear { name, .. } => name,
         }
     }
@@ -162,7 +232,7 @@ impl FloatLayer {
     pub fn output_size(&self) -> usize {
         match self {
             FloatLayer::Embedding { weight, .. } => weight.cols,
-            FloatLayer::Lstm { w_hh, .. } => w_hh.cols,
+            FloatLayer::Recurrent { w_hh, .. } => w_hh.cols,
             FloatLayer::Linear { weight, .. } => weight.rows,
         }
     }
@@ -221,33 +291,45 @@ impl FloatModel {
                     prefix,
                     num_layers,
                     bidirectional,
-                } => {
-                    let loc = at(prefix);
-                    if *bidirectional {
-                        problems.push(Problem::new(
-                            &loc,
-                            "bidirectional LSTM is not supported yet; export a unidirectional one",
-                        ));
-                        continue;
-                    }
-                    if *num_layers == 0 {
-                        problems.push(Problem::new(&loc, "num_layers must be at least 1"));
-                        continue;
-                    }
-                    for k in 0..*num_layers {
-                        match load_lstm_layer(tensors, prefix, k, &loc) {
-                            Ok(l) => layers.push(l),
-                            Err(mut p) => problems.append(&mut p),
-                        }
-                    }
-                    let extra = format!("{prefix}.weight_ih_l{num_layers}");
-                    if tensors.contains(&extra) {
-                        problems.push(Problem::new(
-                            &loc,
-                            format!("the weights hold \"{extra}\": the LSTM has more than num_layers = {num_layers} layers"),
-                        ));
-                    }
-                }
+                } => load_recurrent(
+                    tensors,
+                    Cell::Lstm,
+                    prefix,
+                    *num_layers,
+                    *bidirectional,
+                    &at(prefix),
+                    &mut layers,
+                    &mut problems,
+                ),
+                LayerSpec::Gru {
+                    prefix,
+                    num_layers,
+                    bidirectional,
+                } => load_recurrent(
+                    tensors,
+                    Cell::Gru,
+                    prefix,
+                    *num_layers,
+                    *bidirectional,
+                    &at(prefix),
+                    &mut layers,
+                    &mut problems,
+                ),
+                LayerSpec::Rnn {
+                    prefix,
+                    num_layers,
+                    nonlinearity,
+                    bidirectional,
+                } => load_recurrent(
+                    tensors,
+                    Cell::Rnn(*nonlinearity),
+                    prefix,
+                    *num_layers,
+                    *bidirectional,
+                    &at(prefix),
+                    &mut layers,
+                    &mut problems,
+                ),
                 LayerSpec::Linear { prefix } => {
                     let loc = at(prefix);
                     let wname = format!("{prefix}.weight");
@@ -322,12 +404,53 @@ fn matrix(t: crate::tensors::Tensor<f32>, name: &str, loc: &str) -> Result<Matri
     })
 }
 
-fn load_lstm_layer(
+/// Loads the `num_layers` stacked layers of a recurrent cell into `layers`.
+#[allow(clippy::too_many_arguments)]
+fn load_recurrent(
     tensors: &TensorFile,
+    cell: Cell,
+    prefix: &str,
+    num_layers: usize,
+    bidirectional: bool,
+    loc: &str,
+    layers: &mut Vec<FloatLayer>,
+    problems: &mut Vec<Problem>,
+) {
+    let module = cell.module();
+    if bidirectional {
+        problems.push(Problem::new(
+            loc,
+            format!("bidirectional {module} is not supported yet; export a unidirectional one"),
+        ));
+        return;
+    }
+    if num_layers == 0 {
+        problems.push(Problem::new(loc, "num_layers must be at least 1"));
+        return;
+    }
+    for k in 0..num_layers {
+        match load_recurrent_layer(tensors, cell, prefix, k, loc) {
+            Ok(l) => layers.push(l),
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    let extra = format!("{prefix}.weight_ih_l{num_layers}");
+    if tensors.contains(&extra) {
+        problems.push(Problem::new(
+            loc,
+            format!("the weights hold \"{extra}\": the {module} has more than num_layers = {num_layers} layers"),
+        ));
+    }
+}
+
+fn load_recurrent_layer(
+    tensors: &TensorFile,
+    cell: Cell,
     prefix: &str,
     k: usize,
     loc: &str,
 ) -> Result<FloatLayer, Vec<Problem>> {
+    let (gates, module) = (cell.gates(), cell.module());
     let names = [
         format!("{prefix}.weight_ih_l{k}"),
         format!("{prefix}.weight_hh_l{k}"),
@@ -354,36 +477,37 @@ fn load_lstm_layer(
         }
     };
     let hidden = w_hh.cols;
-    if w_hh.rows != 4 * hidden {
+    if w_hh.rows != gates * hidden {
         problems.push(Problem::new(
             loc,
             format!(
-                "tensor \"{}\" has shape [{}, {}]; an LSTM with hidden size {hidden} needs [{}, {hidden}]",
-                names[1], w_hh.rows, w_hh.cols, 4 * hidden
+                "tensor \"{}\" has shape [{}, {}]; an {module} with hidden size {hidden} needs [{}, {hidden}]",
+                names[1], w_hh.rows, w_hh.cols, gates * hidden
             ),
         ));
     }
-    if w_ih.rows != 4 * hidden {
+    if w_ih.rows != gates * hidden {
         problems.push(Problem::new(
             loc,
             format!(
-                "tensor \"{}\" has {} rows; expected 4 × hidden size = {}",
+                "tensor \"{}\" has {} rows; expected {gates} × hidden size = {}",
                 names[0],
                 w_ih.rows,
-                4 * hidden
+                gates * hidden
             ),
         ));
     }
     for (t, n) in [(&b_ih, &names[2]), (&b_hh, &names[3])] {
-        if let Err(p) = expect_shape(t, n, &[4 * hidden], loc) {
+        if let Err(p) = expect_shape(t, n, &[gates * hidden], loc) {
             problems.push(p);
         }
     }
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(FloatLayer::Lstm {
+    Ok(FloatLayer::Recurrent {
         name: format!("{prefix}.l{k}"),
+        cell,
         w_ih,
         w_hh,
         b_ih: b_ih.data,
@@ -420,7 +544,7 @@ fn check_chain(input: &InputSpec, layers: &[FloatLayer], problems: &mut Vec<Prob
                 }
                 width = Some(weight.cols);
             }
-            FloatLayer::Lstm { w_ih, w_hh, .. } => {
+            FloatLayer::Recurrent { w_ih, w_hh, .. } => {
                 check_width(&loc, width, w_ih.cols, problems);
                 width = Some(w_hh.cols);
             }

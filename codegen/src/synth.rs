@@ -2,6 +2,7 @@
 //! initialization, plus random input data. Used for benchmarks at reference sizes and
 //! by the test suite where a trained model is not needed.
 
+use crate::spec::Cell;
 use crate::tensors::TensorWriter;
 use crate::util::write_atomic;
 use std::path::{Path, PathBuf};
@@ -55,9 +56,11 @@ pub struct SynthSpec {
     pub vocab_size: Option<usize>,
     /// Embedding width or feature width.
     pub input_size: usize,
-    /// Hidden size of the LSTM.
+    /// The recurrent cell.
+    pub cell: Cell,
+    /// Hidden size of the recurrent layers.
     pub hidden_size: usize,
-    /// Number of stacked LSTM layers.
+    /// Number of stacked recurrent layers.
     pub num_layers: usize,
     /// Output width of the final linear layer.
     pub output_size: usize,
@@ -88,22 +91,31 @@ pub fn write_float_model(dir: &Path, s: &SynthSpec) -> std::io::Result<PathBuf> 
         None => serde_json::json!({"kind": "features", "size": s.input_size}),
     };
     let h = s.hidden_size;
+    let g = s.cell.gates();
     for l in 0..s.num_layers {
         let i = if l == 0 { s.input_size } else { h };
         w.f32(
             &format!("rnn.weight_ih_l{l}"),
-            &[4 * h, i],
-            &rand(4 * h * i, k),
+            &[g * h, i],
+            &rand(g * h * i, k),
         );
         w.f32(
             &format!("rnn.weight_hh_l{l}"),
-            &[4 * h, h],
-            &rand(4 * h * h, k),
+            &[g * h, h],
+            &rand(g * h * h, k),
         );
-        w.f32(&format!("rnn.bias_ih_l{l}"), &[4 * h], &rand(4 * h, k));
-        w.f32(&format!("rnn.bias_hh_l{l}"), &[4 * h], &rand(4 * h, k));
+        w.f32(&format!("rnn.bias_ih_l{l}"), &[g * h], &rand(g * h, k));
+        w.f32(&format!("rnn.bias_hh_l{l}"), &[g * h], &rand(g * h, k));
     }
-    layers.push(serde_json::json!({"op": "lstm", "prefix": "rnn", "num_layers": s.num_layers}));
+    layers.push(match s.cell {
+        Cell::Lstm => {
+            serde_json::json!({"op": "lstm", "prefix": "rnn", "num_layers": s.num_layers})
+        }
+        Cell::Gru => serde_json::json!({"op": "gru", "prefix": "rnn", "num_layers": s.num_layers}),
+        Cell::Rnn(act) => serde_json::json!({
+            "op": "rnn", "prefix": "rnn", "num_layers": s.num_layers, "nonlinearity": act
+        }),
+    });
     let kh = 1.0 / (h as f64).sqrt();
     w.f32(
         "head.weight",

@@ -82,11 +82,55 @@ pub fn lstm_cell_update(i: i16, f: i16, g: i16, c: i16, cell_frac_bits: u32) -> 
 /// and `tanh_c` are Q0.15 and `req_h` rescales Q0.30 to the hidden state's scale.
 #[inline(always)]
 pub fn lstm_output(o: i16, tanh_c: i16, req_h: Requant, h_zero_point: i32) -> i8 {
-    saturate_i8(
-        req_h
-            .apply(o as i32 * tanh_c as i32)
-            .saturating_add(h_zero_point),
-    )
+    requant_i8(o as i32 * tanh_c as i32, req_h, h_zero_point)
+}
+
+/// An int32 value requantized to the int16 grid: `sat16(req(x))` (a GRU's recurrent
+/// candidate term, a pre-activation of one accumulator).
+#[inline(always)]
+pub fn requant_i16(x: i32, req: Requant) -> i16 {
+    saturate_i16(req.apply(x))
+}
+
+/// An int32 value requantized to an int8 grid: `sat8(req(x) + zero_point)` (layer
+/// outputs; [`lstm_output`] is this on the product `o · tanh c`).
+#[inline(always)]
+pub fn requant_i8(x: i32, req: Requant, zero_point: i32) -> i8 {
+    saturate_i8(req.apply(x).saturating_add(zero_point))
+}
+
+/// An int8 code moved to an int16 grid: `sat16(req(x − zero_point))` (a GRU's hidden
+/// state on the Q0.15 grid of its gates).
+#[inline(always)]
+pub fn widen_i8(x: i8, zero_point: i32, req: Requant) -> i16 {
+    saturate_i16(req.apply(x as i32 - zero_point))
+}
+
+/// The product of a Q0.15 value `a` and a value `b` on any int16 grid, on `b`'s grid:
+/// `sat16(rdbpot(a · b, 15))` (a GRU's reset gate times its recurrent term).
+#[inline(always)]
+pub fn mul_q15(a: i16, b: i16) -> i16 {
+    saturate_i16(rounding_divide_by_pot(a as i32 * b as i32, 15))
+}
+
+/// `sat16(a + b)`: two int16 values on the same grid added with saturation.
+#[inline(always)]
+pub fn add_sat_i16(a: i16, b: i16) -> i16 {
+    saturate_i16(a as i32 + b as i32)
+}
+
+/// The blend `(1 − z) · a + z · b` for a Q0.15 weight `z` and `a`, `b` on one int16
+/// grid, as `sat16(a + rdbpot(z · (b − a), 15))` (a GRU's state update with `a = n`,
+/// `b = h`). `|z · (b − a)| <= 32767 · 65535 < 2^31`, so the product cannot overflow.
+#[inline(always)]
+pub fn blend_q15(z: i16, a: i16, b: i16) -> i16 {
+    saturate_i16(a as i32 + rounding_divide_by_pot(z as i32 * (b as i32 - a as i32), 15))
+}
+
+/// `max(x, 0)`.
+#[inline(always)]
+pub fn relu_i16(x: i16) -> i16 {
+    x.max(0)
 }
 
 /// Borrowed parameters of one integer LSTM layer (gate order i, f, g, o as in PyTorch).

@@ -9,7 +9,7 @@ use irnn_codegen::ir::Program;
 use irnn_codegen::lower::lower;
 use irnn_codegen::npy::read_data;
 use irnn_codegen::quantize::{quantize, QuantizeOptions};
-use irnn_codegen::spec::FloatModel;
+use irnn_codegen::spec::{Cell, FloatModel, Nonlinearity};
 use irnn_codegen::synth::{random_data_npy, write_float_model, SynthSpec};
 use std::path::{Path, PathBuf};
 
@@ -88,8 +88,88 @@ pub fn synth_models(shapes: &[Shape]) -> Vec<Synth> {
         .collect()
 }
 
-/// Builds a synthetic model: token input when `vocab` is `Some`, else features.
+/// Builds a synthetic LSTM model: token input when `vocab` is `Some`, else features.
 pub fn synth_model(
+    name: &str,
+    vocab: Option<usize>,
+    input: usize,
+    hidden: usize,
+    layers: usize,
+    outputs: usize,
+    seed: u64,
+) -> TestModel {
+    synth_cell_model(
+        Cell::Lstm,
+        name,
+        vocab,
+        input,
+        hidden,
+        layers,
+        outputs,
+        seed,
+    )
+}
+
+/// How many models [`cell_models`] builds.
+pub fn cell_models_count() -> usize {
+    CELL_SHAPES.len()
+}
+
+type CellShape = (
+    &'static str,
+    Cell,
+    Option<usize>,
+    usize,
+    usize,
+    usize,
+    usize,
+    u64,
+);
+
+const CELL_SHAPES: [CellShape; 4] = [
+    ("gru_tok", Cell::Gru, Some(30), 13, 20, 1, 7, 41),
+    ("gru_feat", Cell::Gru, None, 9, 20, 2, 5, 42),
+    (
+        "rnn_tanh",
+        Cell::Rnn(Nonlinearity::Tanh),
+        None,
+        13,
+        20,
+        2,
+        3,
+        43,
+    ),
+    (
+        "rnn_relu",
+        Cell::Rnn(Nonlinearity::Relu),
+        Some(25),
+        40,
+        7,
+        1,
+        10,
+        44,
+    ),
+];
+
+/// Synthetic GRU and Elman RNN models, with the shapes of [`SIMD_SHAPES`]' tails: GRU
+/// rows 3·20 = 60 (7.5 AVX2 blocks, 3.75 VNNI blocks), RNN rows 20 and 7.
+pub fn cell_models() -> Vec<Synth> {
+    CELL_SHAPES
+        .into_iter()
+        .map(
+            |(label, cell, vocab, input, hidden, layers, outputs, seed)| Synth {
+                label,
+                model: synth_cell_model(cell, label, vocab, input, hidden, layers, outputs, seed),
+            },
+        )
+        .collect()
+}
+
+/// Builds a synthetic model of the given cell: token input when `vocab` is `Some`, else
+/// features.
+#[allow(clippy::too_many_arguments)]
+pub fn synth_cell_model(
+    cell: Cell,
     name: &str,
     vocab: Option<usize>,
     input: usize,
@@ -103,6 +183,7 @@ pub fn synth_model(
         name: name.to_string(),
         vocab_size: vocab,
         input_size: input,
+        cell,
         hidden_size: hidden,
         num_layers: layers,
         output_size: outputs,

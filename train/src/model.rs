@@ -2,7 +2,7 @@
 
 use crate::data::Rng;
 use crate::TrainError;
-use irnn_codegen::spec::{FloatLayer, FloatModel, InputSpec, Matrix};
+use irnn_codegen::spec::{Cell, FloatLayer, FloatModel, InputSpec, Matrix};
 
 /// Architecture supported by stage 1: token input → embedding → LSTM layers → linear
 /// (int32 logits).
@@ -91,8 +91,9 @@ impl Params {
                 }
                 (
                     i,
-                    FloatLayer::Lstm {
+                    FloatLayer::Recurrent {
                         name,
+                        cell: Cell::Lstm,
                         w_ih,
                         w_hh,
                         b_ih,
@@ -194,7 +195,7 @@ impl Params {
         for layer in m.layers.iter_mut() {
             match layer {
                 FloatLayer::Embedding { weight, .. } => *weight = mat(it.next().unwrap()),
-                FloatLayer::Lstm {
+                FloatLayer::Recurrent {
                     w_ih,
                     w_hh,
                     b_ih,

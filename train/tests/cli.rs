@@ -15,6 +15,7 @@ fn synth() -> SynthSpec {
         name: "tiny".into(),
         vocab_size: Some(V),
         input_size: 4,
+        cell: irnn_codegen::spec::Cell::Lstm,
         hidden_size: 8,
         num_layers: 1,
         output_size: V,

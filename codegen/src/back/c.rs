@@ -34,6 +34,7 @@
 //! at once (bit-identical to `p_step`; `-DP_RUN_STEPWISE` makes it a loop of `p_step`).
 
 use super::names::{comment_safe, sanitize, upper, NameTable};
+use super::targets::CKernels;
 use super::GENERATOR;
 use super::{GenError, GenOptions, GeneratedFile, Lang, Target, Unroll};
 use crate::ir::{
@@ -70,7 +71,7 @@ const INNER_UNROLL: usize = 4;
 const PER_LINE_I8: usize = 16;
 
 /// Values per line in int32 array initializers.
-const PER_LINE_I32: usize = 8;
+pub(crate) const PER_LINE_I32: usize = 8;
 
 /// Terms per line in fully unrolled row expressions.
 const TERMS_PER_LINE: usize = 8;
@@ -217,7 +218,11 @@ struct Ctx {
     state_bytes: usize,
     state_members: Vec<String>,
     lstm_states: Vec<LstmState>,
+    /// Reset loops of the op-level layers' state buffers.
+    cell_resets: Vec<CellReset>,
     has_lstm: bool,
+    /// Some layer uses `_q_sat16`.
+    uses_sat16: bool,
     uses_gate_pre: bool,
     uses_gate_pre_down: bool,
     /// Some layer uses `_q_req32` / `_q_gate_pre32` (AVX2).
@@ -249,6 +254,13 @@ struct ScaleMacro {
     q31: String,
     exp: String,
     comment: String,
+}
+
+#[derive(Serialize)]
+struct CellReset {
+    member: String,
+    len: usize,
+    value: String,
 }
 
 #[derive(Serialize)]
@@ -492,6 +504,13 @@ enum LayerCtx {
         uses_x: bool,
         mw: Option<MatCtx>,
     },
+    /// A layer written op by op (`back::c_ops`).
+    Cell {
+        index: usize,
+        id: String,
+        comment: String,
+        cell: super::c_ops::CellCtx,
+    },
 }
 
 /// A weight matrix packed for the SIMD targets (docs/NUMERICS.md §8 makes any
@@ -500,21 +519,21 @@ enum LayerCtx {
 /// of `br` rows is one `br·4`-byte vector load, multiplied by one broadcast 4-byte group
 /// of the input vector.
 #[derive(Serialize)]
-struct MatCtx {
+pub(crate) struct MatCtx {
     /// The packed int8 values.
-    data: String,
+    pub(crate) data: String,
     /// Number of packed bytes.
-    len: usize,
+    pub(crate) len: usize,
     /// The bias padded to `rows_pad` (zeros).
-    bias: String,
+    pub(crate) bias: String,
     /// AVX-512 VNNI: `bias − 128 · rowsum(W)` (the kernel multiplies `x + 128` as u8).
-    vbias: String,
-    rows_pad: usize,
-    blocks: usize,
-    groups: usize,
+    pub(crate) vbias: String,
+    pub(crate) rows_pad: usize,
+    pub(crate) blocks: usize,
+    pub(crate) groups: usize,
     /// Whether the SIMD kernel is exact for this matrix (AVX2's sign trick needs every
     /// weight > −128); otherwise the layer calls the scalar kernel on the same layout.
-    simd: bool,
+    pub(crate) simd: bool,
 }
 
 fn mat_ctx(
@@ -541,7 +560,7 @@ fn mat_ctx(
 
 /// A C `int32_t`-safe decimal literal (`INT32_MIN` cannot be written as `-2147483648`,
 /// which is the negation of a `long` constant).
-fn lit(v: i32) -> String {
+pub(crate) fn lit(v: i32) -> String {
     if v == i32::MIN {
         "(-2147483647 - 1)".to_string()
     } else {
@@ -571,7 +590,11 @@ fn sat8(v: i32) -> i32 {
 }
 
 /// Comma-separated values, `per_line` per line, indented.
-fn list<I: IntoIterator<Item = String>>(values: I, indent: &str, per_line: usize) -> String {
+pub(crate) fn list<I: IntoIterator<Item = String>>(
+    values: I,
+    indent: &str,
+    per_line: usize,
+) -> String {
     let mut out = String::new();
     for (k, v) in values.into_iter().enumerate() {
         if k > 0 {
@@ -590,12 +613,12 @@ fn list<I: IntoIterator<Item = String>>(values: I, indent: &str, per_line: usize
     out
 }
 
-fn list_i32(values: &[i32]) -> String {
+pub(crate) fn list_i32(values: &[i32]) -> String {
     list(values.iter().map(|&v| lit(v)), "    ", PER_LINE_I32)
 }
 
 /// Rows of a `[rows][cols]` array initializer.
-fn matrix_i8(values: &[i8], cols: usize) -> String {
+pub(crate) fn matrix_i8(values: &[i8], cols: usize) -> String {
     let mut out = String::new();
     for (r, row) in values.chunks(cols).enumerate() {
         if r > 0 {
@@ -1056,6 +1079,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
 
     let mut layers = Vec::new();
     let mut lstm_states = Vec::new();
+    let mut cell_resets = Vec::new();
     let mut state_members = Vec::new();
     let mut state_bytes = 0usize;
     let mut uses_sat8 = false;
@@ -1129,6 +1153,83 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                     ));
                 }
             }
+            LayerIr::Cell(l) => {
+                let out = l.output;
+                let out_buf = &l.buffers[out.buf];
+                if !matches!(out_buf.role, crate::ir::ops::Role::State { .. }) || out.start != 0 {
+                    return Err(GenError::Layer {
+                        layer: l.name.clone(),
+                        message: "a cell's output must be a whole state buffer".into(),
+                    });
+                }
+                let mut args = Vec::new();
+                for b in &l.buffers {
+                    if let crate::ir::ops::Role::State { reset } = b.role {
+                        state_members.push(format!(
+                            "{} {id}_{}[{}]; /* layer {index}: {} state \"{}\" */",
+                            b.dtype.c_type(),
+                            b.name,
+                            b.len,
+                            l.kind.as_str(),
+                            b.name
+                        ));
+                        cell_resets.push(CellReset {
+                            member: format!("{id}_{}", b.name),
+                            len: b.len,
+                            value: lit(reset),
+                        });
+                        args.push(format!("s->{id}_{}", b.name));
+                    }
+                }
+                state_bytes += super::c_ops::state_bytes(l);
+                let out_member = format!("s->{id}_{}", out_buf.name);
+                let mats = l
+                    .mats
+                    .iter()
+                    .map(|m| {
+                        if batched {
+                            mat_ctx(&l.name, &m.name, &m.w, &m.bias, m.rows, m.cols, opts.target)
+                                .map(Some)
+                        } else {
+                            Ok(None)
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let cell = super::c_ops::cell_ctx(&p, &pu, id, l, mats)?;
+                uses_sat8 = true;
+                let mut step_args = args.clone();
+                step_args.push(current.clone());
+                calls.push(format!("{p}_{id}_step({});", step_args.join(", ")));
+                if batched {
+                    // One step at a time; the chunk's outputs go through a buffer of
+                    // their own, since `seq` still holds inputs of later steps.
+                    let hl = out.len;
+                    seq_max = seq_max.max(hl);
+                    run_uses_k = true;
+                    let mut a = args.clone();
+                    a.push("xs[t]".into());
+                    run_calls.push(format!(
+                        "{{ int8_t ys[{chunk} * {hl}]; for (t = 0; t < n; ++t) {{ {p}_{id}_step({}); for (k = 0; k < {hl}; ++k) {{ ys[t * {hl} + k] = {out_member}[k]; }} }} for (k = 0; k < n * {hl}; ++k) {{ seq[k] = ys[k]; }} }}",
+                        a.join(", ")
+                    ));
+                    run_calls.push(format!(
+                        "for (t = 0; t < n; ++t) {{ xs[t] = seq + t * {hl}; }}"
+                    ));
+                }
+                current = out_member;
+                layers.push(LayerCtx::Cell {
+                    index,
+                    id: id.clone(),
+                    comment: format!(
+                        "{} \"{}\" ({} ops, {} MACs per step)",
+                        l.kind.as_str(),
+                        c_comment(&l.name),
+                        l.ops.len(),
+                        l.macs()
+                    ),
+                    cell,
+                });
+            }
             LayerIr::Linear(l) => {
                 match l.output {
                     LinearOutput::I32 => {
@@ -1196,7 +1297,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
             "int32_t n, t{};",
             if run_uses_k { ", k" } else { "" }
         ));
-        if lstm_states.is_empty() {
+        if lstm_states.is_empty() && cell_resets.is_empty() {
             run_body.push("(void)s;".to_string());
         }
         run_body.push("while (n_steps > 0) {".to_string());
@@ -1217,7 +1318,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         step_body.push("(void)s;".to_string());
     }
     let tables: Vec<TableCtx> = program
-        .lstm_tables()
+        .used_tables()
         .into_iter()
         .map(|t| table_ctx(t, &program.tables[t], opts.target))
         .collect();
@@ -1251,7 +1352,19 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
     let uses_reqv = layers
         .iter()
         .any(|l| matches!(l, LayerCtx::Lstm { reqv: true, .. }));
-    let uses_gate_pre = layers.iter().any(slow_req);
+    let uses_gate_pre = layers.iter().any(|l| {
+        slow_req(l)
+            || matches!(
+                l,
+                LayerCtx::Cell {
+                    cell: super::c_ops::CellCtx {
+                        uses_gate_pre: true,
+                        ..
+                    },
+                    ..
+                }
+            )
+    });
     let uses_lstm_out = layers
         .iter()
         .any(|l| matches!(l, LayerCtx::Lstm { out_down: None, .. }));
@@ -1291,6 +1404,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
             format!("n_steps * {pu}_INPUT_SIZE int8 features from inputs"),
         )
     };
+    let info = opts.target.info();
     let banner_h = banner(&header_file, program, opts);
     let banner_c = banner(&source_file, program, opts);
     Ok(Ctx {
@@ -1304,38 +1418,28 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         unroll: unroll_name(opts.unroll),
         target: opts.target.name(),
         simd: opts.target != Target::Scalar,
-        simd_cond: match opts.target {
-            Target::Scalar => "0",
-            Target::Avx2 => "defined(__AVX2__)",
-            Target::Avx512Vnni => "defined(__AVX512F__) && defined(__AVX512VNNI__)",
-            // Little-endian only: the kernels reinterpret int32 words of 4 input bytes as
-            // byte vectors. neon-dotprod without the dot-product extension runs the NEON
-            // (smull) kernel on the same layout.
-            Target::Neon | Target::NeonDotprod => {
-                "defined(__aarch64__) && defined(__ARM_NEON) && !defined(__ARM_BIG_ENDIAN)"
-            }
-        },
-        simd_header: if opts.target.is_arm() {
-            "arm_neon.h"
-        } else {
-            "immintrin.h"
-        },
-        vnni: opts.target == Target::Avx512Vnni,
-        avx2: opts.target == Target::Avx2,
-        neon: opts.target.is_arm(),
-        dotprod: opts.target == Target::NeonDotprod,
+        simd_cond: info.c_simd_cond,
+        simd_header: info.c_simd_header,
+        vnni: info.c_kernels == CKernels::Avx512Vnni,
+        avx2: info.c_kernels == CKernels::Avx2,
+        neon: matches!(info.c_kernels, CKernels::Neon { .. }),
+        dotprod: info.c_kernels == CKernels::Neon { dotprod: true },
         br: super::pack::block_rows(opts.target),
         scalar_mv_always: layers.iter().any(|l| match l {
             LayerCtx::Lstm { mx, mh, .. } => {
                 [mx, mh].iter().any(|m| m.as_ref().is_some_and(|m| !m.simd))
             }
             LayerCtx::Linear { mw, .. } => mw.as_ref().is_some_and(|m| !m.simd),
+            LayerCtx::Cell { cell, .. } => cell
+                .mats
+                .iter()
+                .any(|m| m.packed.as_ref().is_some_and(|m| !m.simd)),
             LayerCtx::Embedding { .. } => false,
         }),
         scalar_mm_always: layers.iter().any(|l| match l {
             LayerCtx::Lstm { mx, .. } => mx.as_ref().is_some_and(|m| !m.simd),
             LayerCtx::Linear { mw, .. } => mw.as_ref().is_some_and(|m| !m.simd),
-            LayerCtx::Embedding { .. } => false,
+            LayerCtx::Embedding { .. } | LayerCtx::Cell { .. } => false,
         }),
         token_input,
         vocab_size,
@@ -1348,16 +1452,17 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         state_bytes,
         state_members,
         lstm_states,
+        cell_resets,
         has_lstm: program.layers.iter().any(|l| matches!(l, LayerIr::Lstm(_))),
+        uses_sat16: program
+            .layers
+            .iter()
+            .any(|l| matches!(l, LayerIr::Lstm(_) | LayerIr::Cell(_))),
         uses_gate_pre,
         uses_gate_pre_down,
         uses_req32,
         uses_reqv,
-        vl: if opts.target == Target::Avx512Vnni {
-            16
-        } else {
-            8
-        },
+        vl: info.lanes,
         uses_lstm_out,
         uses_sat8,
         has_complement,
@@ -1384,7 +1489,8 @@ mod tests {
     const LAYER_SUFFIXES: &[&str] = &[
         "table", "zero_row", "w_ih", "w_hh", "bias_x", "bias_h", "mul_x", "shift_x", "mul_h",
         "shift_h", "weight", "bias", "mul", "shift", "step", "cell", "chunk", "out", "e_x",
-        "half_x", "e_h", "half_h",
+        "half_x", "e_h", "half_h", // op-level layers (`back::c_ops`): no `_` in them
+        "m0w", "m0b", "m1w", "m1b", "o2am", "o2as", "o2bm", "o2bs", "o12am", "o12as",
     ];
 
     #[test]

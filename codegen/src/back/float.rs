@@ -199,6 +199,13 @@ impl F32Program {
                         bias: bias_deq(&t.i32(bias, &name).map_err(err)?.data, &s_ih, sx),
                     }
                 }
+                GraphLayer::Gru { .. } | GraphLayer::Rnn { .. } => {
+                    return Err(GenError::Unsupported(format!(
+                        "layer \"{name}\": the f32 counterpart (--precision f32) covers \
+                         embedding, LSTM and linear layers; a {} layer has only the int8 code",
+                        layer.op()
+                    )))
+                }
                 GraphLayer::Linear {
                     in_size,
                     out_size,

@@ -9,12 +9,14 @@
 
 pub mod c;
 pub mod c_f32;
+pub(crate) mod c_ops;
 pub mod float;
 pub mod names;
 pub mod pack;
 pub mod pwl_index;
 pub mod rust;
 pub mod rust_f32;
+pub mod targets;
 pub mod validate;
 
 use crate::ir::Program;
@@ -95,13 +97,7 @@ pub enum Target {
 impl Target {
     /// The name used on the command line and in generated headers.
     pub fn name(self) -> &'static str {
-        match self {
-            Target::Scalar => "scalar",
-            Target::Avx2 => "avx2",
-            Target::Avx512Vnni => "avx512vnni",
-            Target::Neon => "neon",
-            Target::NeonDotprod => "neon-dotprod",
-        }
+        self.info().name
     }
 
     /// Every target, in command-line order.
@@ -115,7 +111,7 @@ impl Target {
 
     /// Whether the target is for AArch64.
     pub fn is_arm(self) -> bool {
-        matches!(self, Target::Neon | Target::NeonDotprod)
+        self.info().runner == targets::Runner::QemuAarch64
     }
 }
 

@@ -13,13 +13,7 @@ use irnn_runtime::simd::{self, Isa};
 
 /// The runtime kernel family of a target.
 pub fn isa(target: Target) -> Isa {
-    match target {
-        Target::Scalar => Isa::Portable,
-        Target::Avx2 => Isa::Avx2,
-        Target::Avx512Vnni => Isa::Avx512Vnni,
-        Target::Neon => Isa::Neon,
-        Target::NeonDotprod => Isa::NeonDotprod,
-    }
+    target.info().isa
 }
 
 /// Block height (rows per vector of int32 accumulators) of a target; 1 for scalar.

@@ -60,6 +60,9 @@
 //! leave `i32`, so the result equals the runtime's wrapping sum, and debug builds of
 //! the generated code cannot panic.
 
+#[path = "rust_ops.rs"]
+mod ops;
+
 use super::names::{comment_safe, sanitize};
 use super::{GenError, GenOptions, GeneratedFile, Lang, Target, Unroll, GENERATOR};
 use crate::ir::*;
@@ -434,7 +437,7 @@ fn table_ident(k: usize, t: &PwlTable) -> Ident {
 /// off the VNNI and AVX2 targets, for unused tables and for tables without one).
 fn array_forms(p: &Program, target: Target) -> Vec<Option<ArrayForm>> {
     use super::pwl_index::{build, gather_form, register_form};
-    let used = p.lstm_tables();
+    let used = p.used_tables();
     p.tables
         .iter()
         .enumerate()
@@ -623,6 +626,7 @@ impl Gen<'_> {
                 LayerIr::Embedding(e) => self.embedding_data(i, e),
                 LayerIr::Lstm(l) => self.lstm(i, l)?,
                 LayerIr::Linear(l) => self.linear(i, l)?,
+                LayerIr::Cell(l) => self.cell(i, l)?,
             });
         }
         items.push(self.model());
@@ -690,7 +694,7 @@ impl Gen<'_> {
     /// The PWL tables the LSTM layers use, as `const` values.
     fn tables(&self) -> TokenStream {
         let p = self.p;
-        let used = p.lstm_tables();
+        let used = p.used_tables();
         let items = used.into_iter().map(|k| {
             let t = &p.tables[k];
             let ident = table_ident(k, t);
@@ -1533,6 +1537,7 @@ impl Gen<'_> {
                 LayerIr::Lstm(l) => 16 * l.hidden_size + l.hidden_size,
                 LayerIr::Linear(l) if !self.is_last(i) => l.out_size,
                 LayerIr::Linear(_) => 0,
+                LayerIr::Cell(l) => l.output_size(),
             })
             .sum::<usize>()
             * super::c::RUN_CHUNK
@@ -1731,6 +1736,57 @@ impl Gen<'_> {
                     });
                     src = Src::Hidden(i);
                 }
+                LayerIr::Cell(l) => {
+                    let mut args = Vec::new();
+                    for b in &l.buffers {
+                        match b.role {
+                            crate::ir::ops::Role::State { reset } => {
+                                let field = format_ident!("l{}_{}", i, b.name);
+                                let ty = format_ident!("{}", b.dtype.rust_type());
+                                let len = lit(b.len);
+                                let v = int(reset as i64);
+                                let d = self.layer_doc(
+                                    i,
+                                    &format!("{} state \"{}\"", l.kind.as_str(), b.name),
+                                );
+                                fields.push(quote! {
+                                    #d
+                                    #field: [#ty; #len],
+                                });
+                                inits.push(quote!(#field: [#v; #len],));
+                                args.push(Some(quote!(&mut self.#field)));
+                            }
+                            crate::ir::ops::Role::Input => args.push(None),
+                            crate::ir::ops::Role::Temp => {}
+                        }
+                    }
+                    // `cell` checked that the output is the state buffer `h`.
+                    let f = format_ident!("l{}_cell", i);
+                    let x = src.expr();
+                    // `None` stands for the layer input.
+                    let step_args: Vec<TokenStream> = args
+                        .iter()
+                        .map(|a| a.clone().unwrap_or_else(|| x.clone()))
+                        .collect();
+                    steps.push(quote!(#f(#ka #(#step_args),*);));
+                    let (h, hs, hl) = (
+                        format_ident!("l{}_h", i),
+                        format_ident!("hs{}", i),
+                        lit(l.output_size()),
+                    );
+                    let chunk_args: Vec<TokenStream> = args
+                        .iter()
+                        .map(|a| a.clone().unwrap_or_else(|| quote!(x)))
+                        .collect();
+                    chunk.push(quote! {
+                        let mut #hs = [[0i8; #hl]; RUN_CHUNK];
+                        for (x, h) in #cs[..len].iter().zip(&mut #hs) {
+                            #f(kernel, #(#chunk_args),*);
+                            *h = self.#h;
+                        }
+                    });
+                    src = Src::Hidden(i);
+                }
                 LayerIr::Linear(l) => {
                     let f = format_ident!("l{}_linear", i);
                     let x = src.expr();
@@ -1863,13 +1919,8 @@ impl Gen<'_> {
             )
         };
         let (create_doc, kernel_field, constructors) = if self.simd() {
-            let isa = match self.target {
-                Target::Avx2 => quote!(Avx2),
-                Target::Avx512Vnni => quote!(Avx512Vnni),
-                Target::Neon => quote!(Neon),
-                Target::NeonDotprod => quote!(NeonDotprod),
-                Target::Scalar => quote!(Portable),
-            };
+            // The runtime's `Isa` variant of the target's row.
+            let isa = format_ident!("{}", format!("{:?}", self.target.info().isa));
             let new_doc = doc(format!(
                 "A model in the reset state (every hidden state at its zero point, every cell\n\
                  state 0) running the best matrix-vector kernel this CPU has for weights packed\n\

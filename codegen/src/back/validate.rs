@@ -177,6 +177,26 @@ pub fn check_program(program: &Program, unroll: Unroll) -> Result<(), GenError> 
                 width = Some(l.hidden_size);
                 l.w_ih.len() + l.w_hh.len()
             }
+            LayerIr::Cell(l) => {
+                let input = l.input().map(|b| l.buffers[b].len).ok_or_else(|| {
+                    layer_error(name, "a recurrent layer without an input buffer")
+                })?;
+                needs_width(width, input)?;
+                l.validate().map_err(|e| layer_error(name, e))?;
+                for b in &l.buffers {
+                    check_dim(name, &b.name, b.len)?;
+                }
+                for op in &l.ops {
+                    if let crate::ir::ops::Op::Pwl { table, .. } = op {
+                        check_table(program, name, *table)?;
+                    }
+                }
+                for m in &l.mats {
+                    check_accumulators(name, &m.name, &m.bias, &m.w, m.cols)?;
+                }
+                width = Some(l.output_size());
+                l.mats.iter().map(|m| m.w.len()).sum()
+            }
             LayerIr::Linear(l) => {
                 needs_width(width, l.in_size)?;
                 check_dim(name, "in_size", l.in_size)?;

@@ -6,7 +6,10 @@
 //! `*_info`), which back ends may print in comments or `#define`s but never compute
 //! with.
 
-use irnn_runtime::{Pwl, Requant, Symmetry};
+pub mod ops;
+
+use irnn_runtime::{saturate_i8, Pwl, Requant, Symmetry};
+use ops::{CellKind, Dtype, LayerBuilder, Matrix, Op, OpLayer, Role};
 use serde::{Deserialize, Serialize};
 
 /// A whole lowered model.
@@ -65,6 +68,9 @@ pub enum LayerIr {
     Lstm(LstmIr),
     /// Fully connected layer.
     Linear(LinearIr),
+    /// A recurrent cell given by its ops only (GRU, Elman RNN): the interpreter and
+    /// the back ends' per-op emitters run it.
+    Cell(OpLayer),
 }
 
 impl Program {
@@ -79,6 +85,20 @@ impl Program {
             .flatten()
             .collect()
     }
+
+    /// Indices of the PWL tables any layer's ops use, ascending.
+    pub fn used_tables(&self) -> std::collections::BTreeSet<usize> {
+        let mut used = self.lstm_tables();
+        for l in &self.layers {
+            if let LayerIr::Cell(c) = l {
+                used.extend(c.ops.iter().filter_map(|op| match op {
+                    Op::Pwl { table, .. } => Some(*table),
+                    _ => None,
+                }));
+            }
+        }
+        used
+    }
 }
 
 impl LayerIr {
@@ -88,6 +108,7 @@ impl LayerIr {
             LayerIr::Embedding(l) => &l.name,
             LayerIr::Lstm(l) => &l.name,
             LayerIr::Linear(l) => &l.name,
+            LayerIr::Cell(l) => &l.name,
         }
     }
 
@@ -97,6 +118,202 @@ impl LayerIr {
             LayerIr::Embedding(l) => l.dim,
             LayerIr::Lstm(l) => l.hidden_size,
             LayerIr::Linear(l) => l.out_size,
+            LayerIr::Cell(l) => l.output_size(),
+        }
+    }
+
+    /// Multiply–accumulates of one step (embedding lookups are free).
+    pub fn macs(&self) -> usize {
+        match self {
+            LayerIr::Embedding(_) => 0,
+            LayerIr::Lstm(l) => 4 * l.hidden_size * (l.input_size + l.hidden_size),
+            LayerIr::Linear(l) => l.out_size * l.in_size,
+            LayerIr::Cell(l) => l.macs(),
+        }
+    }
+
+    /// `(rows, cols)` of every weight matrix the matrix kernels read.
+    pub fn matrices(&self) -> Vec<(usize, usize)> {
+        match self {
+            LayerIr::Embedding(_) => vec![],
+            LayerIr::Lstm(l) => vec![
+                (4 * l.hidden_size, l.input_size),
+                (4 * l.hidden_size, l.hidden_size),
+            ],
+            LayerIr::Linear(l) => vec![(l.out_size, l.in_size)],
+            LayerIr::Cell(l) => l.mats.iter().map(|m| (m.rows, m.cols)).collect(),
+        }
+    }
+
+    /// A short shape such as `lstm 64->256` or `gru 40->48`.
+    pub fn summary(&self) -> String {
+        match self {
+            LayerIr::Embedding(e) => format!("embedding {}x{}", e.vocab_size, e.dim),
+            LayerIr::Lstm(l) => format!("lstm {}->{}", l.input_size, l.hidden_size),
+            LayerIr::Linear(l) => format!("linear {}->{}", l.in_size, l.out_size),
+            LayerIr::Cell(l) => format!(
+                "{} {}->{}",
+                l.kind.as_str(),
+                l.input().map_or(0, |b| l.buffers[b].len),
+                l.output_size()
+            ),
+        }
+    }
+
+    /// The layer's step as ops (see [`ops`]): the one definition of what the layer
+    /// computes, run by the interpreter.
+    pub fn ops(&self) -> OpLayer {
+        match self {
+            LayerIr::Embedding(e) => {
+                let mut b = LayerBuilder::default();
+                let out = b.buffer("out", Dtype::I8, e.dim, Role::Temp);
+                OpLayer {
+                    name: e.name.clone(),
+                    kind: CellKind::Embedding,
+                    buffers: b.finish(),
+                    mats: vec![],
+                    ops: vec![Op::Lookup {
+                        table: e.table.clone(),
+                        rows: e.vocab_size,
+                        zero_point: e.zero_point,
+                        dst: out,
+                    }],
+                    output: out,
+                }
+            }
+            LayerIr::Lstm(l) => l.ops(),
+            LayerIr::Linear(l) => {
+                let mut b = LayerBuilder::default();
+                let x = b.buffer("x", Dtype::I8, l.in_size, Role::Input);
+                let acc = b.buffer("acc", Dtype::I32, l.out_size, Role::Temp);
+                let (dtype, zp) = match l.output {
+                    LinearOutput::I32 => (Dtype::I32, None),
+                    LinearOutput::I8 { zero_point } => (Dtype::I8, Some(zero_point)),
+                };
+                let y = b.buffer("y", dtype, l.out_size, Role::Temp);
+                let out = match zp {
+                    Some(zero_point) => Op::Narrow {
+                        a: acc,
+                        b: None,
+                        req: l.req.clone(),
+                        zero_point,
+                        dst: y,
+                    },
+                    None => Op::Requant32 {
+                        src: acc,
+                        req: l.req.clone(),
+                        dst: y,
+                    },
+                };
+                OpLayer {
+                    name: l.name.clone(),
+                    kind: CellKind::Linear,
+                    buffers: b.finish(),
+                    mats: vec![Matrix {
+                        name: "weight".into(),
+                        rows: l.out_size,
+                        cols: l.in_size,
+                        w: l.weight.clone(),
+                        bias: l.bias.clone(),
+                    }],
+                    ops: vec![Op::MatVec { mat: 0, x, acc }, out],
+                    output: y,
+                }
+            }
+            LayerIr::Cell(l) => l.clone(),
+        }
+    }
+}
+
+impl LstmIr {
+    /// The LSTM step as ops: both matrix products, the gate pre-activations, one PWL
+    /// per gate, the cell update, tanh of the cell and the int8 output `o · tanh c`.
+    pub fn ops(&self) -> OpLayer {
+        let (i_sz, h) = (self.input_size, self.hidden_size);
+        let mut b = LayerBuilder::default();
+        let x = b.buffer("x", Dtype::I8, i_sz, Role::Input);
+        let hs = b.buffer(
+            "h",
+            Dtype::I8,
+            h,
+            Role::State {
+                reset: saturate_i8(self.h_zero_point) as i32,
+            },
+        );
+        let c = b.buffer("c", Dtype::I16, h, Role::State { reset: 0 });
+        let acc_x = b.buffer("acc_x", Dtype::I32, 4 * h, Role::Temp);
+        let acc_h = b.buffer("acc_h", Dtype::I32, 4 * h, Role::Temp);
+        let pre = b.buffer("pre", Dtype::I16, 4 * h, Role::Temp);
+        let gates = b.buffer("gates", Dtype::I16, 4 * h, Role::Temp);
+        let tc = b.buffer("tanh_c", Dtype::I16, h, Role::Temp);
+        let mut ops = vec![
+            Op::MatVec {
+                mat: 0,
+                x,
+                acc: acc_x,
+            },
+            Op::MatVec {
+                mat: 1,
+                x: hs,
+                acc: acc_h,
+            },
+            Op::GateSum {
+                a: acc_x,
+                ra: self.req_x.clone(),
+                b: Some((acc_h, self.req_h.clone())),
+                dst: pre,
+            },
+        ];
+        for g in 0..4 {
+            ops.push(Op::Pwl {
+                table: self.gate_tables[g],
+                src: pre.part(g, 4),
+                dst: gates.part(g, 4),
+            });
+        }
+        ops.extend([
+            Op::LstmCell {
+                i: gates.part(0, 4),
+                f: gates.part(1, 4),
+                g: gates.part(2, 4),
+                c,
+                cell_frac_bits: self.cell_frac_bits,
+            },
+            Op::Pwl {
+                table: self.cell_table,
+                src: c,
+                dst: tc,
+            },
+            Op::Narrow {
+                a: gates.part(3, 4),
+                b: Some(tc),
+                req: vec![self.req_out],
+                zero_point: self.h_zero_point,
+                dst: hs,
+            },
+        ]);
+        OpLayer {
+            name: self.name.clone(),
+            kind: CellKind::Lstm,
+            buffers: b.finish(),
+            mats: vec![
+                Matrix {
+                    name: "w_ih".into(),
+                    rows: 4 * h,
+                    cols: i_sz,
+                    w: self.w_ih.clone(),
+                    bias: self.bias_x.clone(),
+                },
+                Matrix {
+                    name: "w_hh".into(),
+                    rows: 4 * h,
+                    cols: h,
+                    w: self.w_hh.clone(),
+                    bias: self.bias_h.clone(),
+                },
+            ],
+            ops,
+            output: hs,
         }
     }
 }
