@@ -11,7 +11,6 @@
 mod support;
 
 use irnn_codegen::back::{generate, GenError, GenOptions, GeneratedFile, Lang, Target, Unroll};
-use irnn_codegen::bench::host_runs;
 use irnn_codegen::interp::Interpreter;
 use irnn_codegen::ir::{InputIr, LayerIr, Program};
 use irnn_codegen::npy::{read_data, SeqData};
@@ -359,15 +358,15 @@ fn hostile_copy(p: &Program) -> Program {
 fn real_models(dir: &Path) -> Vec<(&'static str, Program, Inputs)> {
     let mut out = Vec::new();
     let (spec, calib, test) = charlm_paths();
-    if spec.exists() && calib.exists() && test.exists() {
+    let present = spec.exists() && calib.exists() && test.exists();
+    if skip::requires("gen_rust's char LM", "examples/charlm", present) {
         let p = quantize_files(&spec, &calib, &dir.join("charlm.irnn.json"));
         let inputs = npy_inputs(&p, &test);
         out.push(("charlm", p, inputs));
-    } else {
-        eprintln!("note: examples/charlm is not there; skipping the char LM");
     }
     let (spec, calib, test, _) = features_paths();
-    if spec.exists() && calib.exists() && test.exists() {
+    let present = spec.exists() && calib.exists() && test.exists();
+    if skip::requires("gen_rust's feature model", "examples/features", present) {
         let p = quantize_files(&spec, &calib, &dir.join("features.irnn.json"));
         let mut inputs = npy_inputs(&p, &test);
         // A few hundred steps are plenty.
@@ -377,8 +376,6 @@ fn real_models(dir: &Path) -> Vec<(&'static str, Program, Inputs)> {
             codes.truncate(keep * *t * *f);
         }
         out.push(("features", p, inputs));
-    } else {
-        eprintln!("note: examples/features is not there; skipping the feature model");
     }
     out
 }
@@ -810,8 +807,12 @@ fn real_models_run_bit_exact() {
         .keys()
         .filter(|m| m.starts_with("charlm_") || m.starts_with("features_"))
         .collect();
-    if real.is_empty() {
-        eprintln!("note: no shipped model found; nothing to check");
+    if !skip::requires(
+        "real_models_run_bit_exact",
+        "every shipped model",
+        !real.is_empty(),
+    ) {
+        return;
     }
     for m in real {
         h.check_bit_exact(m);
@@ -869,7 +870,7 @@ fn run_table_checks(h: &Harness) {
 /// build and in the release build (where the SIMD code is optimized).
 #[test]
 fn array_form_tables_match_the_runtime_exhaustively() {
-    if !host_runs(Target::Avx512Vnni) {
+    if !cpu_runs(Target::Avx512Vnni) {
         eprintln!("note: this CPU lacks AVX-512 VNNI: pwl_i16 runs its scalar path here");
     }
     // The cases must use the forms at all: every table of every AVX2 and VNNI case has
@@ -897,8 +898,7 @@ fn generated_code_is_clippy_clean() {
         .args(["clippy", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !has_clippy {
-        eprintln!("note: cargo clippy is not installed; skipping");
+    if !skip::requires("generated_code_is_clippy_clean", "cargo clippy", has_clippy) {
         return;
     }
     let out = Command::new(env!("CARGO"))
@@ -1257,7 +1257,7 @@ fn arm_runner() -> Vec<String> {
 }
 
 /// Whether the AArch64 tests can run: the cross linker and qemu must be installed
-/// (`.ci/run` installs them). Missing tools fail the test unless `IRNN_SKIP_CROSS=1`.
+/// (`.ci/run` installs them); the policy is `support::skip::cross_tools`'s.
 fn cross_tools_present(test: &str) -> bool {
     let runner = arm_runner();
     let linker = std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER")
@@ -1271,21 +1271,7 @@ fn cross_tools_present(test: &str) -> bool {
                 .is_ok_and(|o| o.status.success())
         })
         .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!(
-        "{test}: the AArch64 cross tools are missing ({}); install them as .ci/run does \
-         (gcc-aarch64-linux-gnu, qemu-user, rustup target add aarch64-unknown-linux-gnu), \
-         or set IRNN_SKIP_CROSS=1 to skip",
-        missing.join(", ")
-    );
-    if std::env::var("IRNN_SKIP_CROSS").is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED {msg}");
-        false
-    } else {
-        panic!("{msg}");
-    }
+    skip::cross_tools(test, &missing)
 }
 
 fn arm_harness() -> &'static Harness {
@@ -1363,15 +1349,14 @@ fn check_simd(h: &Harness, targets: &[Target], expect_kernel: impl Fn(Target) ->
 /// The kernel `Model::new` must pick on this CPU for an x86 target (AVX-VNNI for
 /// AVX2's layout where the CPU has it).
 fn x86_kernel(t: Target) -> &'static str {
-    if t == Target::Avx2 && irnn_codegen::bench::host_has_avx_vnni() {
+    if t == Target::Avx2 && cpu_has_avx_vnni() {
         "avx-vnni"
-    } else if host_runs(t) {
+    } else if cpu_runs_or_skip(
+        t,
+        &format!("the {} kernel (the portable fallback still runs)", t.name()),
+    ) {
         t.name()
     } else {
-        eprintln!(
-            "SKIPPED the {} kernel: this CPU lacks it (the portable fallback still runs)",
-            t.name()
-        );
         "scalar"
     }
 }
