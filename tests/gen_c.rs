@@ -495,11 +495,12 @@ fn c_out_of_range_tokens_read_the_zero_point_row() {
 }
 
 fn shipped_program(spec: &Path, calib: &Path, name: &str) -> Option<(tempfile::TempDir, Program)> {
-    if !spec.exists() || !calib.exists() {
-        eprintln!(
-            "note: {} is not there yet; skipping its C test",
-            spec.display()
-        );
+    let present = spec.exists() && calib.exists();
+    if !support::skip::requires(
+        &format!("the C test of the shipped {name} model"),
+        &spec.display().to_string(),
+        present,
+    ) {
         return None;
     }
     let dir = tempfile::tempdir().expect("tempdir");

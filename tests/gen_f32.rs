@@ -20,14 +20,14 @@ use irnn_codegen::back::float::{F32Input, F32Program, Reference};
 use irnn_codegen::back::{
     generate_f32, GenOptions, GeneratedFile, Lang, Precision, Target, Unroll,
 };
-use irnn_codegen::bench::{host_runs, target_flags};
+use irnn_codegen::bench::target_flags;
 use irnn_codegen::graph::Graph;
 use irnn_codegen::npy::{read_data, SeqData};
 use irnn_codegen::synth::Rng;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::c_harness::{cc, cross_enabled, Toolchain, STRICT};
-use support::{repo_root, synth_model, TestModel};
+use support::{cpu_runs, cpu_runs_or_skip, repo_root, synth_model, TestModel};
 
 /// Allowed max |f32 − f64 reference| relative to the reference logits' range.
 const TOL: f64 = 1e-5;
@@ -366,10 +366,10 @@ fn c_matches_the_f64_reference() {
                 // The portable fallback of every target runs everywhere; the SIMD
                 // build where this CPU has the instruction set.
                 let mut builds: Vec<(&[&str], &str)> = vec![(&[], "portable")];
-                if target != Target::Scalar && host_runs(target) {
+                if target != Target::Scalar
+                    && cpu_runs_or_skip(target, &format!("running {}", target.name()))
+                {
                     builds.push((target_flags(target), "SIMD"));
-                } else if target != Target::Scalar {
-                    eprintln!("SKIPPED running {}: this CPU lacks it", target.name());
                 }
                 for (flags, label) in builds {
                     let got = run_c(
@@ -448,7 +448,7 @@ fn charlm_f32_tracks_reference_and_integer_model() {
         .sum();
     assert!(steps >= 300, "only {steps} steps of test data");
     let want = reference(&p, &seqs);
-    let target = if host_runs(Target::Avx2) {
+    let target = if cpu_runs(Target::Avx2) {
         Target::Avx2
     } else {
         Target::Scalar
@@ -551,10 +551,10 @@ fn rust_matches_the_f64_reference() {
             (Target::Avx2, &[]),
             (Target::Neon, &[]),
         ];
-        if host_runs(Target::Avx2) {
+        if cpu_runs(Target::Avx2) {
             runs.push((Target::Avx2, &["-C", "target-feature=+avx2,+fma"]));
         }
-        if host_runs(Target::Avx512Vnni) {
+        if cpu_runs(Target::Avx512Vnni) {
             runs.push((
                 Target::Avx512Vnni,
                 &["-C", "target-feature=+avx2,+fma,+avx512f"],

@@ -11,7 +11,6 @@
 mod support;
 
 use irnn_codegen::back::{generate, GenError, GenOptions, GeneratedFile, Lang, Target, Unroll};
-use irnn_codegen::bench::host_runs;
 use irnn_codegen::interp::Interpreter;
 use irnn_codegen::ir::{InputIr, LayerIr, Program};
 use irnn_codegen::npy::{read_data, SeqData};
@@ -293,11 +292,12 @@ impl Harness {
             .collect()
     }
 
-    fn check_bit_exact(&self, module: &str) {
+    /// Checks one case and returns the outputs compared.
+    fn check_bit_exact(&self, module: &str) -> Vec<i32> {
         self.check_bit_exact_with(module, None)
     }
 
-    fn check_bit_exact_with(&self, module: &str, kernel: Option<&str>) {
+    fn check_bit_exact_with(&self, module: &str, kernel: Option<&str>) -> Vec<i32> {
         let case = &self.cases[module];
         let want = interpret(&case.program, &case.inputs);
         let got = self.run_with(module, kernel);
@@ -312,6 +312,7 @@ impl Harness {
                 want[i]
             );
         }
+        got
     }
 }
 
@@ -361,15 +362,15 @@ fn hostile_copy(p: &Program) -> Program {
 fn real_models(dir: &Path) -> Vec<(&'static str, Program, Inputs)> {
     let mut out = Vec::new();
     let (spec, calib, test) = charlm_paths();
-    if spec.exists() && calib.exists() && test.exists() {
+    let present = spec.exists() && calib.exists() && test.exists();
+    if skip::requires("gen_rust's char LM", "examples/charlm", present) {
         let p = quantize_files(&spec, &calib, &dir.join("charlm.irnn.json"));
         let inputs = npy_inputs(&p, &test);
         out.push(("charlm", p, inputs));
-    } else {
-        eprintln!("note: examples/charlm is not there; skipping the char LM");
     }
     let (spec, calib, test, _) = features_paths();
-    if spec.exists() && calib.exists() && test.exists() {
+    let present = spec.exists() && calib.exists() && test.exists();
+    if skip::requires("gen_rust's feature model", "examples/features", present) {
         let p = quantize_files(&spec, &calib, &dir.join("features.irnn.json"));
         let mut inputs = npy_inputs(&p, &test);
         // A few hundred steps are plenty.
@@ -379,8 +380,6 @@ fn real_models(dir: &Path) -> Vec<(&'static str, Program, Inputs)> {
             codes.truncate(keep * *t * *f);
         }
         out.push(("features", p, inputs));
-    } else {
-        eprintln!("note: examples/features is not there; skipping the feature model");
     }
     out
 }
@@ -778,14 +777,33 @@ fn main() {{
 #[test]
 fn synthetic_models_run_bit_exact_in_every_unroll_mode() {
     let h = harness();
-    let mut checked = 0;
+    let mut compared = BTreeMap::new();
     for name in SYNTHETIC {
         for u in MODES {
-            h.check_bit_exact(&format!("{name}_{}", mode_name(u)));
-            checked += 1;
+            let module = format!("{name}_{}", mode_name(u));
+            let outputs = h.check_bit_exact(&module);
+            compared.insert(module, outputs);
         }
     }
-    assert_eq!(checked, 12);
+    // Each module matched on every output of its inputs' steps, and on outputs that
+    // vary: agreeing on nothing, or on a constant, would not test the generated code.
+    for (module, outputs) in &compared {
+        let case = &h.cases[module];
+        let (n, t) = case.inputs.dims();
+        assert_eq!(outputs.len(), n * t * case.program.output.size, "{module}");
+        assert!(
+            outputs.iter().any(|&v| v != outputs[0]),
+            "{module}: {} outputs compared, all equal to {:?}",
+            outputs.len(),
+            outputs.first()
+        );
+    }
+    let ran = compared.values().filter(|o| !o.is_empty()).count();
+    assert_eq!(
+        ran,
+        SYNTHETIC.len() * MODES.len(),
+        "modules that ran and matched"
+    );
 }
 
 const SYNTHETIC: [&str; 4] = ["tok13x7", "tok8x16l2", "feat13x7l2", "feat5x3"];
@@ -798,8 +816,12 @@ fn real_models_run_bit_exact() {
         .keys()
         .filter(|m| m.starts_with("charlm_") || m.starts_with("features_"))
         .collect();
-    if real.is_empty() {
-        eprintln!("note: no shipped model found; nothing to check");
+    if !skip::requires(
+        "real_models_run_bit_exact",
+        "every shipped model",
+        !real.is_empty(),
+    ) {
+        return;
     }
     for m in real {
         h.check_bit_exact(m);
@@ -857,7 +879,7 @@ fn run_table_checks(h: &Harness) {
 /// build and in the release build (where the SIMD code is optimized).
 #[test]
 fn array_form_tables_match_the_runtime_exhaustively() {
-    if !host_runs(Target::Avx512Vnni) {
+    if !cpu_runs(Target::Avx512Vnni) {
         eprintln!("note: this CPU lacks AVX-512 VNNI: pwl_i16 runs its scalar path here");
     }
     // The cases must use the forms at all: every table of every AVX2 and VNNI case has
@@ -885,8 +907,7 @@ fn generated_code_is_clippy_clean() {
         .args(["clippy", "--version"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !has_clippy {
-        eprintln!("note: cargo clippy is not installed; skipping");
+    if !skip::requires("generated_code_is_clippy_clean", "cargo clippy", has_clippy) {
         return;
     }
     let out = Command::new(env!("CARGO"))
@@ -1250,7 +1271,7 @@ fn arm_runner() -> Vec<String> {
 }
 
 /// Whether the AArch64 tests can run: the cross linker and qemu must be installed
-/// (`.ci/run` installs them). Missing tools fail the test unless `IRNN_SKIP_CROSS=1`.
+/// (`.ci/run` installs them); the policy is `support::skip::cross_tools`'s.
 fn cross_tools_present(test: &str) -> bool {
     let runner = arm_runner();
     let linker = std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER")
@@ -1264,21 +1285,7 @@ fn cross_tools_present(test: &str) -> bool {
                 .is_ok_and(|o| o.status.success())
         })
         .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!(
-        "{test}: the AArch64 cross tools are missing ({}); install them as .ci/run does \
-         (gcc-aarch64-linux-gnu, qemu-user, rustup target add aarch64-unknown-linux-gnu), \
-         or set IRNN_SKIP_CROSS=1 to skip",
-        missing.join(", ")
-    );
-    if std::env::var("IRNN_SKIP_CROSS").is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED {msg}");
-        false
-    } else {
-        panic!("{msg}");
-    }
+    skip::cross_tools(test, &missing)
 }
 
 fn arm_harness() -> &'static Harness {
@@ -1360,15 +1367,14 @@ fn check_simd(h: &Harness, targets: &[Target], expect_kernel: impl Fn(Target) ->
 /// The kernel `Model::new` must pick on this CPU for an x86 target (AVX-VNNI for
 /// AVX2's layout where the CPU has it).
 fn x86_kernel(t: Target) -> &'static str {
-    if t == Target::Avx2 && irnn_codegen::bench::host_has_avx_vnni() {
+    if t == Target::Avx2 && cpu_has_avx_vnni() {
         "avx-vnni"
-    } else if host_runs(t) {
+    } else if cpu_runs_or_skip(
+        t,
+        &format!("the {} kernel (the portable fallback still runs)", t.name()),
+    ) {
         t.name()
     } else {
-        eprintln!(
-            "SKIPPED the {} kernel: this CPU lacks it (the portable fallback still runs)",
-            t.name()
-        );
         "scalar"
     }
 }

@@ -55,7 +55,7 @@ fn install_hint(tool: &str) -> &'static str {
     if tool.starts_with("aarch64-") || tool.starts_with("qemu-") {
         "the AArch64 tests need the cross compiler and qemu user mode: run the install \
          step of .ci/run (apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
-         qemu-user), or set IRNN_SKIP_CROSS=1 to skip them"
+         qemu-user); outside CI, IRNN_SKIP_CROSS=1 skips them"
     } else {
         "the generated-C tests need both gcc and clang on PATH (apt-get install gcc clang)"
     }
@@ -112,17 +112,13 @@ impl Toolchain {
     }
 }
 
-/// Whether the AArch64 cross tests run: `false` (with a message) when
-/// `IRNN_SKIP_CROSS=1`; otherwise the cross compiler and qemu must be installed, and a
-/// missing one fails the test with what to install.
+/// Whether the AArch64 cross tests run (the policy of [`super::skip::cross_tools`]):
+/// the cross compiler and qemu must be installed, a missing one fails the test with what
+/// to install; outside CI, `IRNN_SKIP_CROSS=1` skips them.
 pub fn cross_enabled(test: &str) -> bool {
-    if std::env::var("IRNN_SKIP_CROSS").is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED {test}: IRNN_SKIP_CROSS=1");
-        return false;
-    }
-    compiler(Toolchain::AARCH64.cc);
-    compiler(Toolchain::AARCH64.runner[0]);
-    true
+    let tools = [Toolchain::AARCH64.cc, Toolchain::AARCH64.runner[0]];
+    let missing: Vec<&str> = tools.into_iter().filter(|t| !tool_runs(t)).collect();
+    super::skip::cross_tools(test, &missing)
 }
 
 /// Runs `cc args...` and panics with the compiler output on failure.

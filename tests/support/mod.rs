@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 pub mod c_harness;
+pub mod skip;
 
+use irnn_codegen::back::Target;
 use irnn_codegen::graph::{write_graph, Graph};
 use irnn_codegen::ir::Program;
 use irnn_codegen::lower::lower;
@@ -19,6 +21,24 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("tests/ has a parent")
         .to_path_buf()
+}
+
+/// Whether this CPU runs `target`'s SIMD code: `irnn bench`'s detection, checked
+/// against the CPU's flags under CI (see [`skip::isa`]). Every x86/ARM run-or-skip
+/// decision of the tests goes through here.
+pub fn cpu_runs(target: Target) -> bool {
+    target == Target::Scalar || skip::isa(target.name(), irnn_codegen::bench::host_runs(target))
+}
+
+/// [`cpu_runs`], printing `SKIPPED {what}: this CPU lacks ...` when it does not.
+pub fn cpu_runs_or_skip(target: Target, what: &str) -> bool {
+    target == Target::Scalar
+        || skip::needs_isa(what, target.name(), irnn_codegen::bench::host_runs(target))
+}
+
+/// Whether this CPU has AVX-VNNI (and AVX2), checked like [`cpu_runs`].
+pub fn cpu_has_avx_vnni() -> bool {
+    skip::isa("avx-vnni", irnn_codegen::bench::host_has_avx_vnni())
 }
 
 /// A quantized model built in a temporary directory.

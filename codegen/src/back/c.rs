@@ -1504,24 +1504,49 @@ mod tests {
         }
     }
 
+    /// `scale_q31` against values worked out by hand (exact rational arithmetic on the
+    /// binary value of each `f64`): `real = q31 · 2^(exp − 31)` with `q31` in
+    /// `[2^30, 2^31)`, the mantissa rounded half away from zero and renormalized when it
+    /// rounds up to 2^31.
     #[test]
-    fn scale_q31_matches_quantize_multiplier() {
-        for real in [
-            1.0,
-            0.75,
-            0.32768,
-            1e-3,
-            123.456,
-            3.0e-7,
-            1.0 - 2f64.powi(-40),
-        ] {
-            let r = crate::lower::quantize_multiplier(real).unwrap();
-            assert_eq!(scale_q31(real), (r.multiplier as i64, r.shift), "{real}");
+    fn scale_q31_matches_hand_computed_values() {
+        let cases: &[(f64, (i64, i32))] = &[
+            // Powers of two and short mantissas: exact.
+            (1.0, (1 << 30, 1)),
+            (0.5, (1 << 30, 0)),
+            (0.75, (3 << 29, 0)),
+            (2f64.powi(-32), (1 << 30, -31)),
+            // docs/NUMERICS.md §4: 0.02 · 0.004 · 4096.
+            (0.32768, (1_407_374_884, -1)),
+            (0.02 * 0.004 * 4096.0, (1_407_374_884, -1)),
+            (1e-3, (1_099_511_628, -9)),
+            (123.456, (2_071_247_978, 7)),
+            (3.0e-7, (1_351_079_888, -21)),
+            (1e-20, (1_584_563_250, -66)),
+            // Ties: (2^30 + 1/2) · 2^-31 rounds away to 2^30 + 1.
+            ((2f64.powi(30) + 0.5) / 2f64.powi(31), ((1 << 30) + 1, 0)),
+            // Just below a tie at the top: 2^31 − 1.
+            (
+                (2f64.powi(31) - 0.5 - 2f64.powi(-22)) / 2f64.powi(31),
+                ((1 << 31) - 1, 0),
+            ),
+            // The mantissa rounds up to 2^31: renormalized to (2^30, exp + 1).
+            ((2f64.powi(31) - 0.5) / 2f64.powi(31), (1 << 30, 1)),
+            (1.0 - 2f64.powi(-40), (1 << 30, 1)),
+            (f64::MAX, (1 << 30, 1025)),
+            // The smallest subnormal, 2^-1074.
+            (f64::from_bits(1), (1 << 30, -1073)),
+            // Not a positive finite number: (0, 0).
+            (0.0, (0, 0)),
+            (-0.0, (0, 0)),
+            (-0.75, (0, 0)),
+            (f64::NAN, (0, 0)),
+            (f64::INFINITY, (0, 0)),
+            (f64::NEG_INFINITY, (0, 0)),
+        ];
+        for &(real, want) in cases {
+            assert_eq!(scale_q31(real), want, "{real:e}");
         }
-        let (m, e) = scale_q31(1e-20);
-        assert!((1i64 << 30..1i64 << 31).contains(&m) && e < -31);
-        assert_eq!(scale_q31(0.0), (0, 0));
-        assert_eq!(scale_q31(f64::NAN), (0, 0));
     }
 
     #[test]

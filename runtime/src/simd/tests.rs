@@ -8,6 +8,10 @@ use super::*;
 use proptest::prelude::*;
 use std::vec::Vec;
 
+/// The workspace's one skip policy (tests/support/skip.rs).
+#[path = "../../../tests/support/skip.rs"]
+mod skip;
+
 /// `bias[r] + Σ_j w[r, j]·x[j]` in i64, then wrapped to i32 (what `matvec_i8` defines).
 fn model(w: &[i8], rows: usize, cols: usize, bias: &[i32], x: &[i8]) -> Vec<i32> {
     (0..rows)
@@ -199,6 +203,18 @@ fn large_and_extreme_matrices() {
             for k in simd_kernels() {
                 run(k, &c, k.isa().block_rows().unwrap());
             }
+        }
+    }
+}
+
+/// Every kernel test above runs only the kernels this CPU has (`Kernel::new`): under CI
+/// the detection must agree with the CPU's flags, or they would pass on the portable
+/// kernel alone.
+#[test]
+fn detection_agrees_with_the_cpu_flags() {
+    for isa in Isa::ALL {
+        if isa != Isa::Portable {
+            skip::needs_isa("the kernel tests", isa.name(), isa.is_supported());
         }
     }
 }
@@ -864,6 +880,13 @@ fn gate_sum_vector_forms_run_and_refuse_large_accumulators() {
     ax[3] = -(1 << 29);
     ax[4] = (1 << 29) - 1;
     let mut out = [0i16; GN];
+    if !skip::needs_isa(
+        "the vector gate sums",
+        "avx2",
+        x86::Avx2::detect().is_some(),
+    ) {
+        return;
+    }
     let run = |ax: &[i32; GN], out: &mut [i16; GN]| {
         let mut done = std::vec![];
         if let Some(k) = x86::Avx512Vnni::detect() {
@@ -878,9 +901,7 @@ fn gate_sum_vector_forms_run_and_refuse_large_accumulators() {
         done
     };
     let runs = run(&ax, &mut out);
-    if runs.is_empty() {
-        std::eprintln!("SKIPPED the vector gate sums: this CPU lacks avx2");
-    }
+    assert!(!runs.is_empty());
     for (whole, done) in runs {
         assert_eq!(done, whole, "accumulators in −2^29 ..< 2^29");
     }
