@@ -338,7 +338,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             precision,
             output,
         } => {
-            let opts = crate::back::GenOptions {
+            let opts = crate::compile::CompileOptions {
                 lang: lang.into(),
                 target: target.into(),
                 unroll: match unroll {
@@ -580,16 +580,11 @@ fn cmd_train(args: &[std::ffi::OsString]) -> Result<()> {
     }
 }
 
-fn cmd_gen(model: &Path, opts: &crate::back::GenOptions, dir: &Path) -> Result<()> {
-    let graph = Graph::load(model)?;
-    let files = match opts.precision {
-        crate::back::Precision::Int8 => crate::back::generate(&lower(&graph)?, opts),
-        crate::back::Precision::F32 => crate::back::generate_f32(&graph, opts),
-    }
-    .with_context(|| format!("{}: cannot generate code", model.display()))?;
+fn cmd_gen(model: &Path, opts: &crate::compile::CompileOptions, dir: &Path) -> Result<()> {
+    let compiled = crate::compile::compile(model, opts)?;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create directory", dir.display()))?;
-    for f in &files {
+    for f in &compiled.files {
         let path = dir.join(&f.name);
         write_atomic(&path, f.contents.as_bytes())
             .with_context(|| format!("{}: cannot write", path.display()))?;

@@ -10,6 +10,8 @@
 //!   and tables into it;
 //! - [`interp`]: the reference interpreter (the ground truth) and [`float_ref`], the
 //!   same network in floating point;
+//! - [`compile`]: graph file in, generated files out (in memory) — the one entry point
+//!   of `irnn gen`, the build.rs [`builder::Builder`] and `include_model!`;
 //! - [`npy`]: reading and writing `.npy` data;
 //! - the `irnn` command-line interface (in `main.rs`, on top of [`cli`]).
 #![warn(missing_docs)]
@@ -18,6 +20,7 @@ pub mod back;
 pub mod bench;
 pub mod builder;
 pub mod cli;
+pub mod compile;
 pub mod error;
 pub mod float_ref;
 pub mod graph;
