@@ -279,7 +279,7 @@ fn include_model_takes_target_and_precision() {
         .lines()
         .find_map(|l| l.strip_prefix("kernel "))
         .expect("a kernel line");
-    let vnni = irnn_codegen::bench::host_runs(irnn_codegen::back::Target::Avx512Vnni);
+    let vnni = irnn_cli::bench::host_runs(irnn_codegen::back::Target::Avx512Vnni);
     assert_eq!(kernel, if vnni { "avx512vnni" } else { "scalar" });
     assert!(
         agree * 100 >= ids.len() * 95,

@@ -10,8 +10,8 @@
 
 mod support;
 
+use irnn_cli::bench::host_runs;
 use irnn_codegen::back::{generate, GenError, GenOptions, GeneratedFile, Lang, Target, Unroll};
-use irnn_codegen::bench::host_runs;
 use irnn_codegen::interp::Interpreter;
 use irnn_codegen::ir::{InputIr, LayerIr, Program};
 use irnn_codegen::npy::{read_data, SeqData};
@@ -219,7 +219,7 @@ fn npy_inputs(program: &Program, path: &Path) -> Inputs {
             f,
             codes: data
                 .iter()
-                .map(|&x| irnn_codegen::cli::quantize_feature(x, *scale_info, *zero_point))
+                .map(|&x| irnn_cli::cli::quantize_feature(x, *scale_info, *zero_point))
                 .collect(),
         },
         (SeqData::FeaturesI8 { n, t, f, data }, _) => Inputs::Features {
@@ -1342,7 +1342,7 @@ fn check_simd(h: &Harness, targets: &[Target], expect_kernel: impl Fn(Target) ->
 /// The kernel `Model::new` must pick on this CPU for an x86 target (AVX-VNNI for
 /// AVX2's layout where the CPU has it).
 fn x86_kernel(t: Target) -> &'static str {
-    if t == Target::Avx2 && irnn_codegen::bench::host_has_avx_vnni() {
+    if t == Target::Avx2 && irnn_cli::bench::host_has_avx_vnni() {
         "avx-vnni"
     } else if host_runs(t) {
         t.name()

@@ -39,7 +39,7 @@ pub struct TestModel {
 pub fn quantize_files(spec: &Path, calib: &Path, out_json: &Path) -> Program {
     let model = FloatModel::load(spec).expect("float model loads");
     let data = read_data(calib).expect("calibration data loads");
-    let tensor_name = irnn_codegen::cli::tensor_file_name_for(out_json).expect("name");
+    let tensor_name = irnn_cli::cli::tensor_file_name_for(out_json).expect("name");
     let (file, writer, _) = quantize(
         &model,
         &data,
@@ -148,8 +148,8 @@ pub fn features_paths() -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     )
 }
 
-/// Path to the built `irnn` binary (cargo builds it for integration tests of a
-/// package that depends on irnn-codegen only when asked, so build it on demand).
+/// Path to the built `irnn` binary (cargo builds a binary for the integration tests
+/// of its own package only, and irnn's is in irnn-cli, so build it on demand).
 pub fn irnn_bin() -> PathBuf {
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
@@ -159,7 +159,7 @@ pub fn irnn_bin() -> PathBuf {
                 "build",
                 "--quiet",
                 "-p",
-                "irnn-codegen",
+                "irnn-cli",
                 "--bin",
                 "irnn",
                 "--profile",
