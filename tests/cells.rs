@@ -6,7 +6,7 @@
 
 mod support;
 
-use irnn_codegen::cli::evaluate;
+use irnn_cli::cli::evaluate;
 use irnn_codegen::float_ref::{FloatRunner, NoObserver};
 use irnn_codegen::ir::LayerIr;
 use irnn_codegen::npy::{read_data, read_labels, SeqData};

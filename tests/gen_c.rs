@@ -564,7 +564,7 @@ fn c_matches_interpreter_on_features_model() {
                             data[off..off + f]
                                 .iter()
                                 .map(|&x| {
-                                    irnn_codegen::cli::quantize_feature(x, scale_info, zero_point)
+                                    irnn_cli::cli::quantize_feature(x, scale_info, zero_point)
                                 })
                                 .collect()
                         })

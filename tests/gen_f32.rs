@@ -16,11 +16,11 @@
 
 mod support;
 
+use irnn_cli::bench::target_flags;
 use irnn_codegen::back::float::{F32Input, F32Program, Reference};
 use irnn_codegen::back::{
     generate_f32, GenOptions, GeneratedFile, Lang, Precision, Target, Unroll,
 };
-use irnn_codegen::bench::target_flags;
 use irnn_codegen::graph::Graph;
 use irnn_codegen::npy::{read_data, SeqData};
 use irnn_codegen::synth::Rng;
@@ -620,7 +620,7 @@ fn f32_options_are_checked() {
 /// target, f32 weights take 4 bytes each, and the table has the int8-vs-f32 column.
 #[test]
 fn bench_times_int8_and_f32() {
-    use irnn_codegen::bench::{bench, table, BenchOptions};
+    use irnn_cli::bench::{bench, table, BenchOptions};
     let case = &cases()[0];
     let rows = bench(
         &case.model.program,

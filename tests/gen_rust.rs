@@ -218,7 +218,7 @@ fn npy_inputs(program: &Program, path: &Path) -> Inputs {
             f,
             codes: data
                 .iter()
-                .map(|&x| irnn_codegen::cli::quantize_feature(x, *scale_info, *zero_point))
+                .map(|&x| irnn_cli::cli::quantize_feature(x, *scale_info, *zero_point))
                 .collect(),
         },
         (SeqData::FeaturesI8 { n, t, f, data }, _) => Inputs::Features {

@@ -24,8 +24,8 @@
 
 mod support;
 
+use irnn_cli::bench::{target_flags, AVX_VNNI_FLAG};
 use irnn_codegen::back::{generate, GenOptions, GeneratedFile, Lang, Target, Unroll};
-use irnn_codegen::bench::{target_flags, AVX_VNNI_FLAG};
 use irnn_codegen::graph::Graph;
 use irnn_codegen::ir::{InputIr, LayerIr, Program};
 use irnn_codegen::lower::lower;
@@ -357,7 +357,7 @@ fn avx_vnni_c_matches_interpreter() {
     if !skip::needs_isa(
         "avx_vnni_c_matches_interpreter's runs",
         "avx-vnni",
-        irnn_codegen::bench::host_has_avx_vnni(),
+        irnn_cli::bench::host_has_avx_vnni(),
     ) {
         return;
     }
@@ -513,8 +513,8 @@ fn simd_c_handles_minus_128_weights() {
 /// f32, built as a scratch crate against irnn-runtime and timed.
 #[test]
 fn bench_times_the_generated_rust() {
+    use irnn_cli::bench::{bench, table, BenchOptions};
     use irnn_codegen::back::Precision;
-    use irnn_codegen::bench::{bench, table, BenchOptions};
     let model = &synth_models()[2].model;
     let f32_program =
         irnn_codegen::back::float::F32Program::from_graph(&Graph::load(&model.graph).unwrap())
@@ -584,7 +584,7 @@ fn bench_times_the_generated_rust() {
 /// A bench row's clock and cycles: measured on x86-64 (a plausible core clock, and
 /// cycles per step that are the time at that clock, within the spread of the runs),
 /// absent elsewhere.
-fn check_clock(r: &irnn_codegen::bench::BenchRow) {
+fn check_clock(r: &irnn_cli::bench::BenchRow) {
     if cfg!(target_arch = "x86_64") {
         let ghz = r.ghz.expect("the clock is measured on x86-64");
         assert!((0.4..8.0).contains(&ghz), "{r:?}");
@@ -601,7 +601,7 @@ fn check_clock(r: &irnn_codegen::bench::BenchRow) {
 
 #[test]
 fn bench_times_every_target() {
-    use irnn_codegen::bench::{bench, table, weight_bytes, BenchOptions};
+    use irnn_cli::bench::{bench, table, weight_bytes, BenchOptions};
     let program = &synth_models()[2].model.program;
     let targets: Vec<Target> = std::iter::once(Target::Scalar)
         .chain(TARGETS.into_iter().filter(|&t| cpu_runs(t)))
@@ -798,7 +798,7 @@ fn neon_c_handles_minus_128_weights() {
 /// qemu, flagged as emulated in the table.
 #[test]
 fn bench_runs_arm_targets_under_qemu() {
-    use irnn_codegen::bench::{bench, emulated, table, BenchOptions};
+    use irnn_cli::bench::{bench, emulated, table, BenchOptions};
     if !cross_enabled("bench_runs_arm_targets_under_qemu") {
         return;
     }

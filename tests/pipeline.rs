@@ -4,7 +4,7 @@
 
 mod support;
 
-use irnn_codegen::cli::{evaluate, quantize_feature, run_float, run_program};
+use irnn_cli::cli::{evaluate, quantize_feature, run_float, run_program};
 use irnn_codegen::interp::Interpreter;
 use irnn_codegen::npy::{read_data, read_labels, SeqData};
 use irnn_codegen::spec::FloatModel;

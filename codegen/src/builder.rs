@@ -1,7 +1,7 @@
-//! The build.rs shell over [`crate::back::generate`], in the style of `prost-build`.
+//! The build.rs shell over [`crate::compile::compile`], in the style of `prost-build`.
 //!
 //! A build script names quantized graphs (`.irnn.json` plus their tensor files); the
-//! [`Builder`] loads, lowers and generates each one, writes the files into `OUT_DIR`
+//! [`Builder`] compiles each one, writes the files into `OUT_DIR`
 //! (only when their contents changed, so mtimes stay put and nothing downstream
 //! rebuilds needlessly) and tells cargo to rerun the script when a model changes.
 //!
@@ -29,11 +29,9 @@
 //! The generated file is named after the model's `name` field, sanitized
 //! (`charlm.rs` above); [`Builder::compile`] returns the paths it wrote.
 
-use crate::back::{generate, GenError, GenOptions, Lang, Target, Unroll};
-use crate::error::LoadError;
-use crate::graph::Graph;
-use crate::lower::{lower, LowerError};
-use crate::util::{resolve_relative, write_if_changed};
+use crate::back::{Lang, Precision, Target, Unroll};
+use crate::compile::{compile, CompileError, CompileOptions};
+use crate::util::write_if_changed;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -49,20 +47,9 @@ pub enum BuildError {
          call .out_dir(...) to choose a directory"
     )]
     NoOutDir,
-    /// The graph or its tensors could not be loaded or are invalid.
+    /// The graph could not be loaded, lowered or generated with these options.
     #[error("irnn Builder: {0}")]
-    Load(#[from] LoadError),
-    /// The graph could not be lowered to the integer IR.
-    #[error("irnn Builder: {0}")]
-    Lower(#[from] LowerError),
-    /// Code generation failed.
-    #[error("irnn Builder: {}: {source}", model.display())]
-    Generate {
-        /// The model file.
-        model: PathBuf,
-        /// What went wrong.
-        source: GenError,
-    },
+    Compile(#[from] CompileError),
     /// Two models generate a file of the same name.
     #[error(
         "irnn Builder: {} and {} both generate {file}; give the models different names",
@@ -94,7 +81,7 @@ pub enum BuildError {
 #[derive(Clone, Debug)]
 pub struct Builder {
     models: Vec<PathBuf>,
-    options: GenOptions,
+    options: CompileOptions,
     out_dir: Option<PathBuf>,
     rerun_if_changed: bool,
 }
@@ -110,7 +97,7 @@ impl Builder {
     pub fn new() -> Self {
         Builder {
             models: Vec::new(),
-            options: GenOptions::default(),
+            options: CompileOptions::default(),
             out_dir: None,
             rerun_if_changed: true,
         }
@@ -143,14 +130,15 @@ impl Builder {
 
     /// Arithmetic (default int8, the product; `Precision::F32` writes the float
     /// counterpart of the same model, for comparisons).
-    pub fn precision(&mut self, precision: crate::back::Precision) -> &mut Self {
+    pub fn precision(&mut self, precision: Precision) -> &mut Self {
         self.options.precision = precision;
         self
     }
 
-    /// All generation options at once.
-    pub fn options(&mut self, options: GenOptions) -> &mut Self {
-        self.options = options;
+    /// All options at once ([`CompileOptions`], or the back ends'
+    /// [`crate::back::GenOptions`]).
+    pub fn options(&mut self, options: impl Into<CompileOptions>) -> &mut Self {
+        self.options = options.into();
         self
     }
 
@@ -167,7 +155,7 @@ impl Builder {
         self
     }
 
-    /// Loads, lowers and generates every model, then writes the files. Returns the
+    /// Compiles every model, then writes the files. Returns the
     /// paths of the generated files (written or already up to date), in model order.
     ///
     /// Nothing is written unless every model generates.
@@ -187,17 +175,11 @@ impl Builder {
             // Announce the JSON before loading it, so that fixing a broken file reruns
             // the script.
             self.rerun(model);
-            let graph = Graph::load(model)?;
-            self.rerun(&resolve_relative(model, &graph.file.tensors));
-            let generated = match self.options.precision {
-                crate::back::Precision::Int8 => generate(&lower(&graph)?, &self.options),
-                crate::back::Precision::F32 => crate::back::generate_f32(&graph, &self.options),
+            let compiled = compile(model, &self.options)?;
+            for input in compiled.inputs.iter().filter(|p| *p != model) {
+                self.rerun(input);
             }
-            .map_err(|source| BuildError::Generate {
-                model: model.clone(),
-                source,
-            })?;
-            for f in generated {
+            for f in compiled.files {
                 if let Some((first, _)) = files.get(&f.name) {
                     return Err(BuildError::DuplicateOutput {
                         file: f.name,

@@ -10,14 +10,17 @@
 //!   and tables into it;
 //! - [`interp`]: the reference interpreter (the ground truth) and [`float_ref`], the
 //!   same network in floating point;
+//! - [`compile`]: graph file in, generated files out (in memory) — the one entry point
+//!   of `irnn gen`, the build.rs [`builder::Builder`] and `include_model!`;
 //! - [`npy`]: reading and writing `.npy` data;
-//! - the `irnn` command-line interface (in `main.rs`, on top of [`cli`]).
+//! - [`synth`]: random models for benchmarks and tests; [`metrics`]: bits per token.
+//!
+//! The `irnn` command-line tool is the `irnn-cli` crate (`cli/`).
 #![warn(missing_docs)]
 
 pub mod back;
-pub mod bench;
 pub mod builder;
-pub mod cli;
+pub mod compile;
 pub mod error;
 pub mod float_ref;
 pub mod graph;

@@ -1,7 +1,7 @@
 //! # irnn-macros
 //!
 //! `include_model!("path/to/model.irnn.json")` compiles a quantized irnn model into
-//! Rust at build time: a thin shell over `irnn_codegen::back::generate`, the same core
+//! Rust at build time: a thin shell over `irnn_codegen::compile::compile`, the same core
 //! the CLI and the build.rs `Builder` use.
 //!
 //! The macro expands to the generated items (constants, weight tables, `Model`), so
@@ -36,10 +36,8 @@
 //! - A missing, invalid or unsupported model is a compile error pointing at the path
 //!   literal (or at the option that is wrong).
 
-use irnn_codegen::back::{generate, generate_f32, GenOptions, Lang, Precision, Target, Unroll};
-use irnn_codegen::graph::Graph;
-use irnn_codegen::lower::lower;
-use irnn_codegen::util::resolve_relative;
+use irnn_codegen::back::Lang;
+use irnn_codegen::compile::{compile, CompileOptions};
 use proc_macro::TokenStream;
 use quote::quote;
 use std::path::{Path, PathBuf};
@@ -49,9 +47,7 @@ use syn::{Ident, LitStr, Token};
 /// The macro's arguments: a path literal and optional `key = "value"` options.
 struct Args {
     path: LitStr,
-    unroll: Unroll,
-    target: Target,
-    precision: Precision,
+    options: CompileOptions,
 }
 
 /// The options and their values, for error messages.
@@ -61,9 +57,8 @@ const OPTIONS: &str = "`unroll = \"none\" | \"inner\" | \"full\"`, `target = \"s
 impl Parse for Args {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let path: LitStr = input.parse()?;
-        let mut unroll = Unroll::None;
-        let mut target = Target::Scalar;
-        let mut precision = Precision::Int8;
+        // The generated code is a Rust module body.
+        let mut options = CompileOptions::new().lang(Lang::Rust);
         while input.peek(Token![,]) {
             input.parse::<Token![,]>()?;
             if input.is_empty() {
@@ -73,40 +68,11 @@ impl Parse for Args {
             input.parse::<Token![=]>()?;
             let value: LitStr = input.parse()?;
             let v = value.value();
-            let bad = |what: &str, expected: &str| {
-                Err(syn::Error::new(
-                    value.span(),
-                    format!("unknown {what} \"{v}\": expected {expected}"),
-                ))
-            };
+            let bad = |e: irnn_codegen::compile::UnknownValue| syn::Error::new(value.span(), e);
             match key.to_string().as_str() {
-                "unroll" => {
-                    unroll = match v.as_str() {
-                        "none" => Unroll::None,
-                        "inner" => Unroll::Inner,
-                        "full" => Unroll::Full,
-                        _ => return bad("unroll", "\"none\", \"inner\" or \"full\""),
-                    }
-                }
-                "target" => {
-                    target = match Target::ALL.into_iter().find(|t| t.name() == v) {
-                        Some(t) => t,
-                        None => {
-                            let names: Vec<String> = Target::ALL
-                                .iter()
-                                .map(|t| format!("\"{}\"", t.name()))
-                                .collect();
-                            return bad("target", &names.join(", "));
-                        }
-                    }
-                }
-                "precision" => {
-                    precision = match v.as_str() {
-                        "int8" => Precision::Int8,
-                        "f32" => Precision::F32,
-                        _ => return bad("precision", "\"int8\" or \"f32\""),
-                    }
-                }
+                "unroll" => options.unroll = v.parse().map_err(bad)?,
+                "target" => options.target = v.parse().map_err(bad)?,
+                "precision" => options.precision = v.parse().map_err(bad)?,
                 other => {
                     return Err(syn::Error::new(
                         key.span(),
@@ -120,12 +86,7 @@ impl Parse for Args {
                 "expected `, key = \"value\"` or the end of the arguments; the options are {OPTIONS}"
             )));
         }
-        Ok(Args {
-            path,
-            unroll,
-            target,
-            precision,
-        })
+        Ok(Args { path, options })
     }
 }
 
@@ -156,22 +117,9 @@ fn expand(args: &Args) -> syn::Result<proc_macro2::TokenStream> {
             path.display()
         )));
     }
-    let graph = Graph::load(&path).map_err(|e| fail(format!("irnn: {e}")))?;
-    let tensors = absolute(&resolve_relative(&path, &graph.file.tensors));
-    let program = lower(&graph).map_err(|e| fail(format!("irnn: {e}")))?;
-    let opts = GenOptions {
-        lang: Lang::Rust,
-        target: args.target,
-        unroll: args.unroll,
-        precision: args.precision,
-    };
-    let files = match args.precision {
-        Precision::Int8 => generate(&program, &opts),
-        Precision::F32 => generate_f32(&graph, &opts),
-    }
-    .map_err(|e| fail(format!("irnn: {raw}: {e}")))?;
+    let compiled = compile(&path, &args.options).map_err(|e| fail(format!("irnn: {e}")))?;
     let mut code = proc_macro2::TokenStream::new();
-    for f in files {
+    for f in compiled.files {
         let tokens: proc_macro2::TokenStream = f.contents.parse().map_err(|e| {
             fail(format!(
                 "irnn: internal error: generated code does not lex: {e}"
@@ -179,11 +127,14 @@ fn expand(args: &Args) -> syn::Result<proc_macro2::TokenStream> {
         })?;
         code.extend(tokens);
     }
-    let (json, tensors) = (path_str(&path, span)?, path_str(&tensors, span)?);
+    let inputs = compiled
+        .inputs
+        .iter()
+        .map(|p| path_str(&absolute(p), span))
+        .collect::<syn::Result<Vec<_>>>()?;
     Ok(quote! {
-        // Make cargo track the model files: the crate rebuilds when either changes.
-        const _: &[u8] = include_bytes!(#json);
-        const _: &[u8] = include_bytes!(#tensors);
+        // Make cargo track the model files: the crate rebuilds when one changes.
+        #(const _: &[u8] = include_bytes!(#inputs);)*
         #code
     })
 }

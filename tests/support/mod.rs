@@ -27,18 +27,18 @@ pub fn repo_root() -> PathBuf {
 /// against the CPU's flags under CI (see [`skip::isa`]). Every x86/ARM run-or-skip
 /// decision of the tests goes through here.
 pub fn cpu_runs(target: Target) -> bool {
-    target == Target::Scalar || skip::isa(target.name(), irnn_codegen::bench::host_runs(target))
+    target == Target::Scalar || skip::isa(target.name(), irnn_cli::bench::host_runs(target))
 }
 
 /// [`cpu_runs`], printing `SKIPPED {what}: this CPU lacks ...` when it does not.
 pub fn cpu_runs_or_skip(target: Target, what: &str) -> bool {
     target == Target::Scalar
-        || skip::needs_isa(what, target.name(), irnn_codegen::bench::host_runs(target))
+        || skip::needs_isa(what, target.name(), irnn_cli::bench::host_runs(target))
 }
 
 /// Whether this CPU has AVX-VNNI (and AVX2), checked like [`cpu_runs`].
 pub fn cpu_has_avx_vnni() -> bool {
-    skip::isa("avx-vnni", irnn_codegen::bench::host_has_avx_vnni())
+    skip::isa("avx-vnni", irnn_cli::bench::host_has_avx_vnni())
 }
 
 /// A quantized model built in a temporary directory.
@@ -59,7 +59,7 @@ pub struct TestModel {
 pub fn quantize_files(spec: &Path, calib: &Path, out_json: &Path) -> Program {
     let model = FloatModel::load(spec).expect("float model loads");
     let data = read_data(calib).expect("calibration data loads");
-    let tensor_name = irnn_codegen::cli::tensor_file_name_for(out_json).expect("name");
+    let tensor_name = irnn_cli::cli::tensor_file_name_for(out_json).expect("name");
     let (file, writer, _) = quantize(
         &model,
         &data,
@@ -249,8 +249,8 @@ pub fn features_paths() -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     )
 }
 
-/// Path to the built `irnn` binary (cargo builds it for integration tests of a
-/// package that depends on irnn-codegen only when asked, so build it on demand).
+/// Path to the built `irnn` binary (cargo builds a binary for the integration tests
+/// of its own package only, and irnn's is in irnn-cli, so build it on demand).
 pub fn irnn_bin() -> PathBuf {
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {
@@ -260,7 +260,7 @@ pub fn irnn_bin() -> PathBuf {
                 "build",
                 "--quiet",
                 "-p",
-                "irnn-codegen",
+                "irnn-cli",
                 "--bin",
                 "irnn",
                 "--profile",

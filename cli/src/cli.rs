@@ -4,19 +4,19 @@
 //! message naming the file and the offending layer, tensor or field, with a non-zero
 //! exit code. Output files are written atomically, so a failing command leaves none.
 
-use crate::float_ref::{FloatRunner, NoObserver};
-use crate::graph::{write_graph, Graph};
-use crate::interp::Interpreter;
-use crate::ir::{Activation, InputIr, LayerIr, Program};
-use crate::lower::lower;
-use crate::metrics::{argmax, bits};
-use crate::npy::{read_data, read_labels, DataFile, SeqData};
-use crate::pwl::FitMethod;
-use crate::quantize::{quantize, QuantizeOptions, RangeMethod};
-use crate::spec::FloatModel;
-use crate::util::write_atomic;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use irnn_codegen::float_ref::{FloatRunner, NoObserver};
+use irnn_codegen::graph::{write_graph, Graph};
+use irnn_codegen::interp::Interpreter;
+use irnn_codegen::ir::{Activation, InputIr, LayerIr, Program};
+use irnn_codegen::lower::lower;
+use irnn_codegen::metrics::{argmax, bits};
+use irnn_codegen::npy::{read_data, read_labels, DataFile, SeqData};
+use irnn_codegen::pwl::FitMethod;
+use irnn_codegen::quantize::{quantize, QuantizeOptions, RangeMethod};
+use irnn_codegen::spec::FloatModel;
+use irnn_codegen::util::write_atomic;
 use std::path::{Path, PathBuf};
 
 /// irnn: compile recurrent networks to integer-only code.
@@ -50,11 +50,11 @@ enum LangArg {
     C,
 }
 
-impl From<LangArg> for crate::back::Lang {
+impl From<LangArg> for irnn_codegen::back::Lang {
     fn from(l: LangArg) -> Self {
         match l {
-            LangArg::Rust => crate::back::Lang::Rust,
-            LangArg::C => crate::back::Lang::C,
+            LangArg::Rust => irnn_codegen::back::Lang::Rust,
+            LangArg::C => irnn_codegen::back::Lang::C,
         }
     }
 }
@@ -68,14 +68,14 @@ enum TargetArg {
     NeonDotprod,
 }
 
-impl From<TargetArg> for crate::back::Target {
+impl From<TargetArg> for irnn_codegen::back::Target {
     fn from(t: TargetArg) -> Self {
         match t {
-            TargetArg::Scalar => crate::back::Target::Scalar,
-            TargetArg::Avx2 => crate::back::Target::Avx2,
-            TargetArg::Avx512vnni => crate::back::Target::Avx512Vnni,
-            TargetArg::Neon => crate::back::Target::Neon,
-            TargetArg::NeonDotprod => crate::back::Target::NeonDotprod,
+            TargetArg::Scalar => irnn_codegen::back::Target::Scalar,
+            TargetArg::Avx2 => irnn_codegen::back::Target::Avx2,
+            TargetArg::Avx512vnni => irnn_codegen::back::Target::Avx512Vnni,
+            TargetArg::Neon => irnn_codegen::back::Target::Neon,
+            TargetArg::NeonDotprod => irnn_codegen::back::Target::NeonDotprod,
         }
     }
 }
@@ -87,11 +87,11 @@ enum PrecisionArg {
     F32,
 }
 
-impl From<PrecisionArg> for crate::back::Precision {
+impl From<PrecisionArg> for irnn_codegen::back::Precision {
     fn from(p: PrecisionArg) -> Self {
         match p {
-            PrecisionArg::Int8 => crate::back::Precision::Int8,
-            PrecisionArg::F32 => crate::back::Precision::F32,
+            PrecisionArg::Int8 => irnn_codegen::back::Precision::Int8,
+            PrecisionArg::F32 => irnn_codegen::back::Precision::F32,
         }
     }
 }
@@ -341,13 +341,13 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             precision,
             output,
         } => {
-            let opts = crate::back::GenOptions {
+            let opts = irnn_codegen::compile::CompileOptions {
                 lang: lang.into(),
                 target: target.into(),
                 unroll: match unroll {
-                    UnrollArg::None => crate::back::Unroll::None,
-                    UnrollArg::Inner => crate::back::Unroll::Inner,
-                    UnrollArg::Full => crate::back::Unroll::Full,
+                    UnrollArg::None => irnn_codegen::back::Unroll::None,
+                    UnrollArg::Inner => irnn_codegen::back::Unroll::Inner,
+                    UnrollArg::Full => irnn_codegen::back::Unroll::Full,
                 },
                 precision: precision.into(),
             };
@@ -377,15 +377,17 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             }
             std::fs::create_dir_all(&output)
                 .with_context(|| format!("{}: cannot create directory", output.display()))?;
-            let spec = crate::synth::SynthSpec {
+            let spec = irnn_codegen::synth::SynthSpec {
                 name,
                 vocab_size: vocab,
                 input_size: input,
                 cell: match cell.as_str() {
-                    "gru" => crate::spec::Cell::Gru,
-                    "rnn" => crate::spec::Cell::Rnn(crate::spec::Nonlinearity::Tanh),
-                    "rnn-relu" => crate::spec::Cell::Rnn(crate::spec::Nonlinearity::Relu),
-                    _ => crate::spec::Cell::Lstm,
+                    "gru" => irnn_codegen::spec::Cell::Gru,
+                    "rnn" => irnn_codegen::spec::Cell::Rnn(irnn_codegen::spec::Nonlinearity::Tanh),
+                    "rnn-relu" => {
+                        irnn_codegen::spec::Cell::Rnn(irnn_codegen::spec::Nonlinearity::Relu)
+                    }
+                    _ => irnn_codegen::spec::Cell::Lstm,
                 },
                 hidden_size: hidden,
                 num_layers: layers,
@@ -393,8 +395,9 @@ pub fn run_cli(cli: Cli) -> Result<()> {
                 gain: 2.0,
                 seed,
             };
-            let path = crate::synth::write_float_model(&output, &spec)?;
-            let data = crate::synth::random_data_npy(&spec, sequences, steps, 1.0, seed + 1)?;
+            let path = irnn_codegen::synth::write_float_model(&output, &spec)?;
+            let data =
+                irnn_codegen::synth::random_data_npy(&spec, sequences, steps, 1.0, seed + 1)?;
             write_atomic(&output.join("data.npy"), &data)?;
             eprintln!(
                 "wrote {} and {}",
@@ -421,14 +424,14 @@ pub fn run_cli(cli: Cli) -> Result<()> {
         } => {
             let graph = Graph::load(&model)?;
             let program = lower(&graph)?;
-            let precisions: Vec<crate::back::Precision> =
+            let precisions: Vec<irnn_codegen::back::Precision> =
                 precision.into_iter().map(Into::into).collect();
-            let f32_program = if precisions.contains(&crate::back::Precision::F32) {
-                Some(crate::back::float::F32Program::from_graph(&graph)?)
+            let f32_program = if precisions.contains(&irnn_codegen::back::Precision::F32) {
+                Some(irnn_codegen::back::float::F32Program::from_graph(&graph)?)
             } else {
                 None
             };
-            let targets: Vec<crate::back::Target> = if target.is_empty() {
+            let targets: Vec<irnn_codegen::back::Target> = if target.is_empty() {
                 crate::bench::default_targets()
             } else {
                 target.into_iter().map(Into::into).collect()
@@ -442,12 +445,12 @@ pub fn run_cli(cli: Cli) -> Result<()> {
                 lang: lang.into(),
             };
             match opts.lang {
-                crate::back::Lang::C => println!(
+                irnn_codegen::back::Lang::C => println!(
                     "compiler: {} {} (set $CC to change)",
                     opts.cc,
                     crate::bench::OPT_LEVEL
                 ),
-                crate::back::Lang::Rust => println!(
+                irnn_codegen::back::Lang::Rust => println!(
                     "compiler: cargo build --release with the target's -C target-feature \
                      (irnn-runtime from {})",
                     crate::bench::runtime_dir()?.display()
@@ -474,11 +477,11 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             if compare {
                 print!(
                     "{}",
-                    crate::pwl::error_vs_pieces_markdown(function, input_frac_bits)
+                    irnn_codegen::pwl::error_vs_pieces_markdown(function, input_frac_bits)
                 );
                 return Ok(());
             }
-            let opts = crate::pwl::FitOptions {
+            let opts = irnn_codegen::pwl::FitOptions {
                 function,
                 input_frac_bits,
                 output_frac_bits: 15,
@@ -486,11 +489,11 @@ pub fn run_cli(cli: Cli) -> Result<()> {
                 max_pieces,
                 method: method.into(),
             };
-            let (table, report) = crate::pwl::fit(&opts).map_err(|e| anyhow!("{e}"))?;
+            let (table, report) = irnn_codegen::pwl::fit(&opts).map_err(|e| anyhow!("{e}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&table)?);
             } else {
-                let m = crate::pwl::measure(&table);
+                let m = irnn_codegen::pwl::measure(&table);
                 println!(
                     "{}: {} pieces, max error {:.3} LSB ({:.3e} absolute), at most {} code(s) from the correctly rounded output; method {:?}, tolerance {} LSB {}",
                     table.short_name(),
@@ -590,16 +593,11 @@ fn cmd_train(args: &[std::ffi::OsString]) -> Result<()> {
     }
 }
 
-fn cmd_gen(model: &Path, opts: &crate::back::GenOptions, dir: &Path) -> Result<()> {
-    let graph = Graph::load(model)?;
-    let files = match opts.precision {
-        crate::back::Precision::Int8 => crate::back::generate(&lower(&graph)?, opts),
-        crate::back::Precision::F32 => crate::back::generate_f32(&graph, opts),
-    }
-    .with_context(|| format!("{}: cannot generate code", model.display()))?;
+fn cmd_gen(model: &Path, opts: &irnn_codegen::compile::CompileOptions, dir: &Path) -> Result<()> {
+    let compiled = irnn_codegen::compile::compile(model, opts)?;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create directory", dir.display()))?;
-    for f in &files {
+    for f in &compiled.files {
         let path = dir.join(&f.name);
         write_atomic(&path, f.contents.as_bytes())
             .with_context(|| format!("{}: cannot write", path.display()))?;
@@ -682,7 +680,7 @@ fn cmd_run(model: &Path, data_path: &Path, out: &Path) -> Result<()> {
     } else {
         vec![n, t, o]
     };
-    let bytes = crate::npy::i32_npy_bytes(&shape, &values)?;
+    let bytes = irnn_codegen::npy::i32_npy_bytes(&shape, &values)?;
     create_parent_dir(out)?;
     write_atomic(out, &bytes).with_context(|| format!("{}: cannot write", out.display()))?;
     eprintln!(
@@ -705,7 +703,7 @@ pub fn run_float(model: &FloatModel, data: &DataFile, data_path: &Path) -> Resul
                 SeqData::Tokens { data, .. } => {
                     let tok = data[s * t + step];
                     let vocab = match model.input {
-                        crate::spec::InputSpec::Tokens { vocab_size } => vocab_size,
+                        irnn_codegen::spec::InputSpec::Tokens { vocab_size } => vocab_size,
                         _ => bail!(
                             "{}: the float model takes features, not token ids",
                             data_path.display()
@@ -978,7 +976,7 @@ fn cmd_inspect(path: &Path, json: bool) -> Result<()> {
         .tables
         .iter()
         .map(|(name, t)| {
-            let m = crate::pwl::measure(t);
+            let m = irnn_codegen::pwl::measure(t);
             serde_json::json!({
                 "name": name, "function": t.function.as_str(), "input_frac_bits": t.input_frac_bits,
                 "output_frac_bits": t.output_frac_bits, "pieces": t.pieces(),
@@ -1007,10 +1005,10 @@ fn cmd_inspect(path: &Path, json: bool) -> Result<()> {
         &graph.hash[..16]
     );
     match &graph.file.input {
-        crate::graph::GraphInput::Tokens { vocab_size } => {
+        irnn_codegen::graph::GraphInput::Tokens { vocab_size } => {
             println!("input: token ids 0..{vocab_size}")
         }
-        crate::graph::GraphInput::Features { size, quant } => println!(
+        irnn_codegen::graph::GraphInput::Features { size, quant } => println!(
             "input: int8[{size}] features, scale {:.6e}, zero point {}",
             quant.scale, quant.zero_point
         ),
@@ -1018,7 +1016,7 @@ fn cmd_inspect(path: &Path, json: bool) -> Result<()> {
     println!("layers:");
     for l in &graph.file.layers {
         match l {
-            crate::graph::GraphLayer::Embedding {
+            irnn_codegen::graph::GraphLayer::Embedding {
                 name,
                 vocab_size,
                 dim,
@@ -1028,7 +1026,7 @@ fn cmd_inspect(path: &Path, json: bool) -> Result<()> {
                 "  {name:<12} embedding  [{vocab_size} x {dim}] int8 -> int8, scale {:.4e}, zp {}",
                 output.scale, output.zero_point
             ),
-            crate::graph::GraphLayer::Lstm {
+            irnn_codegen::graph::GraphLayer::Lstm {
                 name,
                 input_size,
                 hidden_size,
@@ -1054,7 +1052,7 @@ fn cmd_inspect(path: &Path, json: bool) -> Result<()> {
                     "", 15 - cell_frac_bits, cell_frac_bits, output.scale, output.zero_point
                 );
             }
-            crate::graph::GraphLayer::Gru {
+            irnn_codegen::graph::GraphLayer::Gru {
                 name,
                 input_size,
                 hidden_size,
@@ -1072,7 +1070,7 @@ fn cmd_inspect(path: &Path, json: bool) -> Result<()> {
                     output.scale, output.zero_point
                 );
             }
-            crate::graph::GraphLayer::Rnn {
+            irnn_codegen::graph::GraphLayer::Rnn {
                 name,
                 input_size,
                 hidden_size,
@@ -1087,7 +1085,7 @@ fn cmd_inspect(path: &Path, json: bool) -> Result<()> {
                 table.as_deref().map(|t| format!(" via {t}")).unwrap_or_default(),
                 output.scale, output.zero_point
             ),
-            crate::graph::GraphLayer::Linear {
+            irnn_codegen::graph::GraphLayer::Linear {
                 name,
                 in_size,
                 out_size,

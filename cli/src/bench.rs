@@ -21,10 +21,10 @@
 //! under `qemu-aarch64 -cpu max`, with a warning: times under emulation say nothing
 //! about the hardware (the sizes are still right).
 
-use crate::back::float::F32Program;
-use crate::back::{generate, GenOptions, Lang, Precision, Target, Unroll};
-use crate::ir::{InputIr, LayerIr, Program};
 use anyhow::{bail, Context, Result};
+use irnn_codegen::back::float::F32Program;
+use irnn_codegen::back::{generate, GenOptions, Lang, Precision, Target, Unroll};
+use irnn_codegen::ir::{InputIr, LayerIr, Program};
 use std::path::Path;
 use std::process::Command;
 
@@ -42,7 +42,7 @@ pub fn default_cc() -> String {
     if tool_runs("clang") { "clang" } else { "cc" }.to_string()
 }
 
-/// Options of [`bench`].
+/// Options of [`bench()`].
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
     /// Targets to time, in order.
@@ -96,20 +96,7 @@ pub struct BenchRow {
 
 /// Compiler flags of a target.
 pub fn target_flags(target: Target) -> &'static [&'static str] {
-    match target {
-        Target::Scalar => &[],
-        Target::Avx2 => &["-mavx2", "-mfma"],
-        Target::Avx512Vnni => &[
-            "-mavx2",
-            "-mfma",
-            "-mavx512f",
-            "-mavx512bw",
-            "-mavx512vl",
-            "-mavx512vnni",
-        ],
-        Target::Neon => &["-march=armv8-a"],
-        Target::NeonDotprod => &["-march=armv8.2-a+dotprod"],
-    }
+    target.info().cc_flags
 }
 
 /// The AArch64 cross compiler used for the ARM targets on other hosts.
@@ -133,7 +120,8 @@ fn tool_runs(tool: &str) -> bool {
 
 /// Bytes of int8 weights the kernels of `target` read.
 pub fn weight_bytes(program: &Program, target: Target) -> usize {
-    let packed = |rows: usize, cols: usize| crate::back::pack::packed_bytes(rows, cols, target);
+    let packed =
+        |rows: usize, cols: usize| irnn_codegen::back::pack::packed_bytes(rows, cols, target);
     program
         .layers
         .iter()
@@ -374,13 +362,13 @@ fn bench_target_with(
         }
     }
     let c_file = c_file.context("the C back end wrote no .c file")?;
-    let p = crate::back::names::sanitize(&program.name);
+    let p = irnn_codegen::back::names::sanitize(&program.name);
     let harness = dir.path().join("bench_main.c");
     std::fs::write(
         &harness,
         HARNESS
-            .replace("@PU@", &crate::back::names::upper(&p))
-            .replace("@F@", &crate::back::names::file_stem(&p))
+            .replace("@PU@", &irnn_codegen::back::names::upper(&p))
+            .replace("@F@", &irnn_codegen::back::names::file_stem(&p))
             .replace("@P@", &p)
             .replace(
                 "@OT@",
@@ -494,7 +482,7 @@ fn generate_timed(
     target: Target,
     precision: Precision,
     lang: Lang,
-) -> Result<(Vec<crate::back::GeneratedFile>, usize)> {
+) -> Result<(Vec<irnn_codegen::back::GeneratedFile>, usize)> {
     let gen_opts = GenOptions {
         lang,
         target,
@@ -504,8 +492,8 @@ fn generate_timed(
     Ok(match (precision, f32_program) {
         (Precision::Int8, _) => (generate(program, &gen_opts)?, weight_bytes(program, target)),
         (Precision::F32, Some(fp)) => (
-            crate::back::float::generate_program(fp, &gen_opts)?,
-            crate::back::c_f32::weight_bytes(fp, target),
+            irnn_codegen::back::float::generate_program(fp, &gen_opts)?,
+            irnn_codegen::back::c_f32::weight_bytes(fp, target),
         ),
         (Precision::F32, None) => bail!("the f32 benchmark needs the dequantized model"),
     })
