@@ -421,86 +421,7 @@ pub fn quantize(
                 in_q = Some(q);
             }
             FloatLayer::Recurrent {
-                cell: Cell::Lstm,
-                w_ih,
-                w_hh,
-                b_ih,
-                b_hh,
-                ..
-            } => {
-                let Some(xq) = in_q else {
-                    problems.push(Problem::new(&loc, "has no int8 input"));
-                    break;
-                };
-                let hidden = w_hh.cols;
-                let (h_lo, h_hi) =
-                    used_range(&format!("{index}.out"), &format!("{name}.h"), opts.range);
-                let hq = affine_from_range(h_lo, h_hi);
-                let (qi, si) = quantize_rows(&w_ih.data, w_ih.rows, w_ih.cols);
-                let (qh, sh) = quantize_rows(&w_hh.data, w_hh.rows, w_hh.cols);
-                let bias_f: Vec<f32> = b_ih.iter().zip(b_hh).map(|(a, b)| a + b).collect();
-                let bias = quantize_bias(&bias_f, xq.scale, &si, &loc, &mut problems);
-                let mut gate_frac_bits = [0u32; 4];
-                let mut gate_tables: [String; 4] = Default::default();
-                for g in 0..4 {
-                    let gname = ["i", "f", "g", "o"][g];
-                    let (lo, hi) = used_range(
-                        &format!("{index}.gate{g}"),
-                        &format!("{name}.gate_{gname}"),
-                        opts.range,
-                    );
-                    let r = (lo.abs().max(hi.abs()) as f64).max(1e-6);
-                    gate_frac_bits[g] =
-                        frac_bits_for(r, opts.gate_frac_bits_min, opts.gate_frac_bits_max);
-                    let func = if g == 2 {
-                        Activation::Tanh
-                    } else {
-                        Activation::Sigmoid
-                    };
-                    match table_for(func, gate_frac_bits[g]) {
-                        Ok(n) => gate_tables[g] = n,
-                        Err(e) => problems.push(Problem::new(&loc, e)),
-                    }
-                }
-                let (c_lo, c_hi) = used_range(
-                    &format!("{index}.cell"),
-                    &format!("{name}.c"),
-                    RangeMethod::MinMax,
-                );
-                let c_r = (c_lo.abs().max(c_hi.abs()) as f64).max(1e-6);
-                let cell_frac_bits = frac_bits_for(c_r, 0, 15);
-                let cell_table = match table_for(Activation::Tanh, cell_frac_bits) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        problems.push(Problem::new(&loc, e));
-                        String::new()
-                    }
-                };
-                let t = |s: &str| format!("{name}.{s}");
-                writer.i8(&t("w_ih"), &[w_ih.rows, w_ih.cols], &qi);
-                writer.f32(&t("w_ih.scale"), &[w_ih.rows], &si);
-                writer.i8(&t("w_hh"), &[w_hh.rows, w_hh.cols], &qh);
-                writer.f32(&t("w_hh.scale"), &[w_hh.rows], &sh);
-                writer.i32(&t("bias"), &[w_ih.rows], &bias);
-                layers.push(GraphLayer::Lstm {
-                    name: name.clone(),
-                    input_size: w_ih.cols,
-                    hidden_size: hidden,
-                    w_ih: t("w_ih"),
-                    w_ih_scale: t("w_ih.scale"),
-                    w_hh: t("w_hh"),
-                    w_hh_scale: t("w_hh.scale"),
-                    bias: t("bias"),
-                    gate_frac_bits,
-                    gate_tables,
-                    cell_frac_bits,
-                    cell_table,
-                    output: hq,
-                });
-                in_q = Some(hq);
-            }
-            FloatLayer::Recurrent {
-                cell: cell @ (Cell::Gru | Cell::Rnn(_)),
+                cell,
                 w_ih,
                 w_hh,
                 b_ih,
@@ -534,6 +455,62 @@ pub fn quantize(
                 };
                 let (lo_bits, hi_bits) = (opts.gate_frac_bits_min, opts.gate_frac_bits_max);
                 match cell {
+                    Cell::Lstm => {
+                        let bias_f: Vec<f32> = b_ih.iter().zip(b_hh).map(|(a, b)| a + b).collect();
+                        let bias = quantize_bias(&bias_f, xq.scale, &si, &loc, &mut problems);
+                        let mut gate_frac_bits = [0u32; 4];
+                        let mut gate_tables: [String; 4] = Default::default();
+                        for g in 0..4 {
+                            let gname = ["i", "f", "g", "o"][g];
+                            let (lo, hi) = used_range(
+                                &format!("{index}.gate{g}"),
+                                &format!("{name}.gate_{gname}"),
+                                opts.range,
+                            );
+                            let r = (lo.abs().max(hi.abs()) as f64).max(1e-6);
+                            gate_frac_bits[g] =
+                                frac_bits_for(r, opts.gate_frac_bits_min, opts.gate_frac_bits_max);
+                            let func = if g == 2 {
+                                Activation::Tanh
+                            } else {
+                                Activation::Sigmoid
+                            };
+                            match table_for(func, gate_frac_bits[g]) {
+                                Ok(n) => gate_tables[g] = n,
+                                Err(e) => problems.push(Problem::new(&loc, e)),
+                            }
+                        }
+                        let (c_lo, c_hi) = used_range(
+                            &format!("{index}.cell"),
+                            &format!("{name}.c"),
+                            RangeMethod::MinMax,
+                        );
+                        let c_r = (c_lo.abs().max(c_hi.abs()) as f64).max(1e-6);
+                        let cell_frac_bits = frac_bits_for(c_r, 0, 15);
+                        let cell_table = match table_for(Activation::Tanh, cell_frac_bits) {
+                            Ok(n) => n,
+                            Err(e) => {
+                                problems.push(Problem::new(&loc, e));
+                                String::new()
+                            }
+                        };
+                        writer.i32(&t("bias"), &[w_ih.rows], &bias);
+                        layers.push(GraphLayer::Lstm {
+                            name: name.clone(),
+                            input_size: w_ih.cols,
+                            hidden_size: hidden,
+                            w_ih: t("w_ih"),
+                            w_ih_scale: t("w_ih.scale"),
+                            w_hh: t("w_hh"),
+                            w_hh_scale: t("w_hh.scale"),
+                            bias: t("bias"),
+                            gate_frac_bits,
+                            gate_tables,
+                            cell_frac_bits,
+                            cell_table,
+                            output: hq,
+                        });
+                    }
                     Cell::Gru => {
                         let bias_ih = quantize_bias(b_ih, xq.scale, &si, &loc, &mut problems);
                         let bias_hh = quantize_bias(b_hh, hq.scale, &sh, &loc, &mut problems);
@@ -609,7 +586,6 @@ pub fn quantize(
                             output: hq,
                         });
                     }
-                    Cell::Lstm => {}
                 }
                 in_q = Some(hq);
             }
