@@ -13,7 +13,7 @@
 
 use crate::error::Problem;
 use crate::graph::{input_quant_of, AffineQuant, Graph, GraphInput, GraphLayer, LinearOutputSpec};
-use crate::ir::ops::{CellKind, Dtype, LayerBuilder, Matrix, Op, OpLayer, Role, View};
+use crate::ir::ops::{CellKind, Dtype, LayerBuilder, Matrix, Op, OpLayer, Role};
 use crate::ir::*;
 use crate::spec::Nonlinearity;
 use irnn_runtime::Requant;
@@ -298,23 +298,6 @@ impl CellWeights {
     }
 }
 
-/// The buffers every recurrent cell has: input `x`, state `h` (reset to its zero
-/// point) and the two accumulators of `rows` rows.
-fn cell_buffers(
-    b: &mut LayerBuilder,
-    input: usize,
-    hidden: usize,
-    rows: usize,
-    out_q: AffineQuant,
-) -> (View, View, View, View) {
-    let x = b.buffer("x", Dtype::I8, input, Role::Input);
-    let reset = irnn_runtime::saturate_i8(out_q.zero_point) as i32;
-    let h = b.buffer("h", Dtype::I8, hidden, Role::State { reset });
-    let acc_x = b.buffer("acc_x", Dtype::I32, rows, Role::Temp);
-    let acc_h = b.buffer("acc_h", Dtype::I32, rows, Role::Temp);
-    (x, h, acc_x, acc_h)
-}
-
 /// A GRU layer's ops (docs/NUMERICS.md "GRU"): r and z from both accumulators; the
 /// candidate's recurrent term `W_hn h + b_hn` on n's grid, times r, plus the input
 /// term; `h' = n + z · (h − n)` on Q0.15 (h widened from int8), back to int8.
@@ -331,7 +314,8 @@ fn gru_ops(
 ) -> OpLayer {
     let h = w.hidden_size;
     let mut b = LayerBuilder::default();
-    let (x, hs, acc_x, acc_h) = cell_buffers(&mut b, w.input_size, h, 3 * h, out_q);
+    let reset = irnn_runtime::saturate_i8(out_q.zero_point) as i32;
+    let ([_, hs, acc_x, acc_h], products) = b.recurrent(w.input_size, h, 3 * h, reset);
     let pre = b.buffer("pre_rz", Dtype::I16, 2 * h, Role::Temp);
     let gates = b.buffer("rz", Dtype::I16, 2 * h, Role::Temp);
     let hn = b.buffer("h_n", Dtype::I16, h, Role::Temp);
@@ -343,17 +327,8 @@ fn gru_ops(
     let hnew = b.buffer("h_new", Dtype::I16, h, Role::Temp);
     let (r, z) = (gates.part(0, 2), gates.part(1, 2));
     let rows_n = 2 * h..3 * h;
-    let ops = vec![
-        Op::MatVec {
-            mat: 0,
-            x,
-            acc: acc_x,
-        },
-        Op::MatVec {
-            mat: 1,
-            x: hs,
-            acc: acc_h,
-        },
+    let mut ops = products.to_vec();
+    ops.extend([
         Op::GateSum {
             a: acc_x.slice(0, 2 * h),
             ra: req_x[..2 * h].to_vec(),
@@ -416,7 +391,7 @@ fn gru_ops(
             zero_point: out_q.zero_point,
             dst: hs,
         },
-    ];
+    ]);
     OpLayer {
         name: name.to_string(),
         kind: CellKind::Gru,
@@ -440,27 +415,17 @@ fn rnn_ops(
 ) -> OpLayer {
     let h = w.hidden_size;
     let mut b = LayerBuilder::default();
-    let (x, hs, acc_x, acc_h) = cell_buffers(&mut b, w.input_size, h, h, out_q);
+    let reset = irnn_runtime::saturate_i8(out_q.zero_point) as i32;
+    let ([_, hs, acc_x, acc_h], products) = b.recurrent(w.input_size, h, h, reset);
     let pre = b.buffer("pre", Dtype::I16, h, Role::Temp);
     let y = b.buffer("y", Dtype::I16, h, Role::Temp);
-    let mut ops = vec![
-        Op::MatVec {
-            mat: 0,
-            x,
-            acc: acc_x,
-        },
-        Op::MatVec {
-            mat: 1,
-            x: hs,
-            acc: acc_h,
-        },
-        Op::GateSum {
-            a: acc_x,
-            ra: req_x,
-            b: Some((acc_h, req_h)),
-            dst: pre,
-        },
-    ];
+    let mut ops = products.to_vec();
+    ops.extend([Op::GateSum {
+        a: acc_x,
+        ra: req_x,
+        b: Some((acc_h, req_h)),
+        dst: pre,
+    }]);
     ops.push(match act {
         Some(table) => Op::Pwl {
             table,

@@ -231,39 +231,19 @@ impl LstmIr {
     pub fn ops(&self) -> OpLayer {
         let (i_sz, h) = (self.input_size, self.hidden_size);
         let mut b = LayerBuilder::default();
-        let x = b.buffer("x", Dtype::I8, i_sz, Role::Input);
-        let hs = b.buffer(
-            "h",
-            Dtype::I8,
-            h,
-            Role::State {
-                reset: saturate_i8(self.h_zero_point) as i32,
-            },
-        );
+        let reset = saturate_i8(self.h_zero_point) as i32;
+        let ([_, hs, acc_x, acc_h], products) = b.recurrent(i_sz, h, 4 * h, reset);
         let c = b.buffer("c", Dtype::I16, h, Role::State { reset: 0 });
-        let acc_x = b.buffer("acc_x", Dtype::I32, 4 * h, Role::Temp);
-        let acc_h = b.buffer("acc_h", Dtype::I32, 4 * h, Role::Temp);
         let pre = b.buffer("pre", Dtype::I16, 4 * h, Role::Temp);
         let gates = b.buffer("gates", Dtype::I16, 4 * h, Role::Temp);
         let tc = b.buffer("tanh_c", Dtype::I16, h, Role::Temp);
-        let mut ops = vec![
-            Op::MatVec {
-                mat: 0,
-                x,
-                acc: acc_x,
-            },
-            Op::MatVec {
-                mat: 1,
-                x: hs,
-                acc: acc_h,
-            },
-            Op::GateSum {
-                a: acc_x,
-                ra: self.req_x.clone(),
-                b: Some((acc_h, self.req_h.clone())),
-                dst: pre,
-            },
-        ];
+        let mut ops = products.to_vec();
+        ops.extend([Op::GateSum {
+            a: acc_x,
+            ra: self.req_x.clone(),
+            b: Some((acc_h, self.req_h.clone())),
+            dst: pre,
+        }]);
         for g in 0..4 {
             ops.push(Op::Pwl {
                 table: self.gate_tables[g],

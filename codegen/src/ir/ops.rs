@@ -536,6 +536,36 @@ impl LayerBuilder {
     pub fn finish(self) -> Vec<Buffer> {
         self.buffers
     }
+
+    /// The buffers every recurrent cell has — input `x` (`input` int8), state `h`
+    /// (`hidden` int8, reset to `h_reset`), accumulators `acc_x` and `acc_h` (`rows`
+    /// int32) — and the two products that fill the accumulators from matrices 0
+    /// (`W_ih`) and 1 (`W_hh`): `([x, h, acc_x, acc_h], ops)`.
+    pub fn recurrent(
+        &mut self,
+        input: usize,
+        hidden: usize,
+        rows: usize,
+        h_reset: i32,
+    ) -> ([View; 4], [Op; 2]) {
+        let x = self.buffer("x", Dtype::I8, input, Role::Input);
+        let h = self.buffer("h", Dtype::I8, hidden, Role::State { reset: h_reset });
+        let acc_x = self.buffer("acc_x", Dtype::I32, rows, Role::Temp);
+        let acc_h = self.buffer("acc_h", Dtype::I32, rows, Role::Temp);
+        let ops = [
+            Op::MatVec {
+                mat: 0,
+                x,
+                acc: acc_x,
+            },
+            Op::MatVec {
+                mat: 1,
+                x: h,
+                acc: acc_h,
+            },
+        ];
+        ([x, h, acc_x, acc_h], ops)
+    }
 }
 
 impl View {
