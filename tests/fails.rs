@@ -27,7 +27,10 @@ fn fail(dir: &Path, args: &[&str], must_not_exist: &[&Path]) -> String {
     let leftovers: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.starts_with(".tmp") || n.starts_with(".irnn-")
+        })
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     let dir_s = dir.display().to_string();
@@ -57,6 +60,60 @@ fn edit_weights(
         }
     }
     std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+}
+
+/// An output whose tensor file would be the spec's float weights is refused before
+/// anything is written, and the weights are intact.
+#[test]
+fn output_onto_an_input_is_refused() {
+    let (dir, spec, calib) = model();
+    let weights = dir.path().join("w.irnn.safetensors");
+    std::fs::rename(dir.path().join("bad.safetensors"), &weights).unwrap();
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("bad.safetensors", "w.irnn.safetensors");
+    std::fs::write(&spec, text).unwrap();
+    let before = std::fs::read(&weights).unwrap();
+    let out = dir.path().join("w.irnn.json");
+    let e = fail(
+        dir.path(),
+        &[
+            "quantize",
+            spec.to_str().unwrap(),
+            "--calib",
+            calib.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[&out],
+    );
+    assert!(e.contains("is also an input"), "{e}");
+    assert_eq!(std::fs::read(&weights).unwrap(), before, "weights changed");
+}
+
+/// A graph must be named `NAME.irnn.json` (so its tensor file can never be the float
+/// model's `NAME.safetensors`); nothing is written otherwise.
+#[test]
+fn graph_output_must_be_named_irnn_json() {
+    let (dir, spec, calib) = model();
+    for name in ["out.json", "bad.json", ".irnn.json"] {
+        let out = dir.path().join(name);
+        let before = std::fs::read(&out).ok();
+        let e = fail(
+            dir.path(),
+            &[
+                "quantize",
+                spec.to_str().unwrap(),
+                "--calib",
+                calib.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            &[&dir.path().join("out.safetensors")],
+        );
+        assert!(e.contains("must be named NAME.irnn.json"), "{name}: {e}");
+        assert_eq!(std::fs::read(&out).ok(), before, "{name} changed");
+    }
 }
 
 fn quantize_fails(dir: &Path, spec: &Path, calib: &Path) -> String {

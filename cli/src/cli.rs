@@ -518,9 +518,35 @@ pub fn tensor_file_name_for(output: &Path) -> Result<String> {
         .and_then(|f| f.to_str())
         .ok_or_else(|| anyhow!("{}: not a file name", output.display()))?;
     let stem = file_name
-        .strip_suffix(".json")
-        .ok_or_else(|| anyhow!("{}: the output must end in .irnn.json", output.display()))?;
-    Ok(format!("{stem}.safetensors"))
+        .strip_suffix(".irnn.json")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: the output must be named NAME.irnn.json",
+                output.display()
+            )
+        })?;
+    Ok(format!("{stem}.irnn.safetensors"))
+}
+
+/// Refuses to go on when an output path is one of the inputs (the same file after
+/// resolving links and `..`): writing it would destroy the input.
+fn refuse_overwriting_inputs(outputs: &[&Path], inputs: &[&Path]) -> Result<()> {
+    for o in outputs {
+        let Ok(out) = std::fs::canonicalize(o) else {
+            continue; // a file that does not exist yet is no input
+        };
+        for i in inputs {
+            if std::fs::canonicalize(i).is_ok_and(|inp| inp == out) {
+                bail!(
+                    "{}: this output is also an input of the command ({}); choose another output path",
+                    o.display(),
+                    i.display()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Creates the directory that will hold `file`, if it has one.
@@ -534,14 +560,49 @@ fn create_parent_dir(file: &Path) -> Result<()> {
 
 fn cmd_quantize(spec: &Path, calib: &Path, output: &Path, opts: QuantizeOptions) -> Result<()> {
     let tensor_name = tensor_file_name_for(output)?;
+    let tensor_path = output.with_file_name(&tensor_name);
     let model = FloatModel::load(spec)?;
+    // The float weights the spec names are an input too.
+    let weights = std::fs::read_to_string(spec)
+        .ok()
+        .and_then(|t| serde_json::from_str::<irnn_codegen::spec::SpecFile>(&t).ok())
+        .map(|f| irnn_codegen::util::resolve_relative(spec, &f.weights));
+    let mut inputs = vec![spec, calib];
+    inputs.extend(weights.as_deref());
+    refuse_overwriting_inputs(&[output, &tensor_path], &inputs)?;
     let data = read_data(calib)?;
     let (file, writer, report) = quantize(&model, &data, calib, &tensor_name, &opts)?;
     create_parent_dir(output)?;
-    write_graph(output, &file, &writer).map_err(|e| anyhow!("{e}"))?;
+    // Written and checked in a temporary directory beside the output, then renamed into
+    // place: a graph that fails its own check leaves nothing behind.
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".irnn-quantize-")
+        .tempdir_in(&dir)
+        .with_context(|| format!("{}: cannot create a temporary directory", dir.display()))?;
+    let file_name = output.file_name().unwrap_or_default();
+    let tmp_json = tmp.path().join(file_name);
+    write_graph(&tmp_json, &file, &writer).map_err(|e| anyhow!("{e}"))?;
     // Prove the written file loads and lowers before declaring success.
-    let graph = Graph::load(output)?;
-    lower(&graph)?;
+    let graph = Graph::load(&tmp_json).map_err(|e| {
+        anyhow!(
+            "{}: the quantized graph does not load: {e}",
+            output.display()
+        )
+    })?;
+    lower(&graph).map_err(|e| {
+        anyhow!(
+            "{}: the quantized graph does not lower: {e}",
+            output.display()
+        )
+    })?;
+    std::fs::rename(tmp.path().join(&tensor_name), &tensor_path)
+        .with_context(|| format!("{}: cannot write", tensor_path.display()))?;
+    std::fs::rename(&tmp_json, output)
+        .with_context(|| format!("{}: cannot write", output.display()))?;
     eprintln!(
         "quantized {} over {} calibration steps: {} layers, {} PWL tables",
         model.name,
