@@ -110,20 +110,7 @@ impl CompileOptions {
     /// model on the scalar target only (the SIMD targets have their own kernels; the f32
     /// counterpart has none). [`compile`] calls this before reading any file.
     pub fn check(&self) -> Result<(), GenError> {
-        if self.unroll != Unroll::None {
-            if self.precision != Precision::Int8 {
-                return Err(GenError::Unsupported(
-                    "--unroll applies to --precision int8 only".into(),
-                ));
-            }
-            if self.target != Target::Scalar {
-                return Err(GenError::Unsupported(format!(
-                    "--unroll applies to --target scalar only (target {} has its own kernels)",
-                    self.target.name()
-                )));
-            }
-        }
-        Ok(())
+        GenOptions::from(self).check()
     }
 }
 

@@ -219,6 +219,7 @@ pub const GENERATOR: &str = concat!("irnn ", env!("CARGO_PKG_VERSION"));
 /// Generates all files for `program` (the integer model; the f32 counterpart is built
 /// from the graph, which keeps the real scales: [`generate_f32`]).
 pub fn generate(program: &Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, GenError> {
+    opts.check()?;
     if opts.precision == Precision::F32 {
         return Err(GenError::Unsupported(
             "--precision f32 is generated from the quantized graph (back::generate_f32), not from the integer program".into(),
@@ -236,5 +237,27 @@ pub fn generate_f32(
     graph: &crate::graph::Graph,
     opts: &GenOptions,
 ) -> Result<Vec<GeneratedFile>, GenError> {
+    opts.check()?;
     float::generate(graph, opts)
+}
+
+impl GenOptions {
+    /// The option rules, in one place (`compile::CompileOptions::check` is this):
+    /// unrolling applies to the scalar int8 code only.
+    pub fn check(&self) -> Result<(), GenError> {
+        if self.unroll != Unroll::None {
+            if self.precision != Precision::Int8 {
+                return Err(GenError::Unsupported(
+                    "--unroll applies to --precision int8 only".into(),
+                ));
+            }
+            if self.target != Target::Scalar {
+                return Err(GenError::Unsupported(format!(
+                    "--unroll applies to --target scalar only (target {} has its own kernels)",
+                    self.target.name()
+                )));
+            }
+        }
+        Ok(())
+    }
 }
