@@ -39,7 +39,11 @@ impl Lcg {
 /// sequences of extreme inputs (all −128 / all 127 features, or the first and last
 /// token), and returns every output in order.
 fn run(program: &Program, seqs: usize, steps: usize, seed: u64) -> Vec<i32> {
-    let mut it = Interpreter::new(program);
+    run_with(Interpreter::new(program), seqs, steps, seed)
+}
+
+fn run_with(mut it: Interpreter<'_>, seqs: usize, steps: usize, seed: u64) -> Vec<i32> {
+    let program = it.program();
     let mut rng = Lcg(seed);
     let mut out = Vec::new();
     for s in 0..seqs + 2 {
@@ -110,4 +114,29 @@ fn interpreter_outputs_are_pinned() {
     }
     let got_ref: Vec<(&str, u64)> = got.iter().map(|(n, h)| (n.as_str(), *h)).collect();
     assert_eq!(got_ref, want);
+}
+
+/// The interpreter with the CPU's SIMD matrix kernel (what `irnn run` and `irnn eval`
+/// use) gives the portable interpreter's outputs on every pinned model and on GRU/RNN.
+#[test]
+fn simd_interpreter_matches_portable() {
+    let kernel = irnn_runtime::simd::Kernel::detect();
+    eprintln!("kernel: {:?}", kernel.isa());
+    let mut programs: Vec<(String, Program)> = [
+        "examples/charlm/charlm.irnn.json",
+        "examples/gru_charlm/gru_charlm.irnn.json",
+        "tests/models/tiny_tokens.irnn.json",
+        "tests/models/tiny_rnn.irnn.json",
+    ]
+    .iter()
+    .map(|r| (r.to_string(), shipped(r)))
+    .collect();
+    for s in synth_models(&SIMD_SHAPES).into_iter().chain(cell_models()) {
+        programs.push((s.label.to_string(), s.model.program));
+    }
+    for (name, p) in &programs {
+        let want = run(p, 2, 30, 5);
+        let got = run_with(Interpreter::with_kernel(p, kernel), 2, 30, 5);
+        assert!(want == got, "{name}: SIMD interpreter differs");
+    }
 }

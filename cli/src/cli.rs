@@ -679,14 +679,52 @@ pub fn quantize_feature(x: f32, scale: f64, zero_point: i32) -> i8 {
 }
 
 /// Runs the interpreter over every sequence of `data`, resetting between sequences.
-/// Returns `n * t * output_size` int32 values.
+/// Returns `n * t * output_size` int32 values. The sequences are spread over the CPU's
+/// cores (each from its reset state, so the outputs are those of one sequential run)
+/// and the matrix products run on the CPU's SIMD kernel (the portable interpreter's
+/// outputs: tests/interp_pin.rs).
 pub fn run_program(program: &Program, data: &DataFile, data_path: &Path) -> Result<Vec<i32>> {
-    let (n, t) = data.data.dims();
+    let (n, _) = data.data.dims();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .clamp(1, n.max(1));
+    let per = n.div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<i32>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .step_by(per)
+            .map(|first| {
+                let range = first..(first + per).min(n);
+                scope.spawn(move || run_sequences(program, data, data_path, range))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("an interpreter thread panicked")))
+            })
+            .collect()
+    });
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+/// [`run_program`] over the sequences `seqs` of `data`, on one thread.
+fn run_sequences(
+    program: &Program,
+    data: &DataFile,
+    data_path: &Path,
+    seqs: std::ops::Range<usize>,
+) -> Result<Vec<i32>> {
+    let (_, t) = data.data.dims();
     let out_size = program.output.size;
-    let mut out = Vec::with_capacity(n * t * out_size);
-    let mut it = Interpreter::new(program);
+    let mut out = Vec::with_capacity(seqs.len() * t * out_size);
+    let mut it = Interpreter::with_kernel(program, irnn_runtime::simd::Kernel::detect());
     let mut buf = Vec::new();
-    for s in 0..n {
+    for s in seqs {
         it.reset();
         for step in 0..t {
             let at = || format!("{}: sequence {s}, step {step}", data_path.display());

@@ -8,6 +8,7 @@ use irnn_runtime::kernels::{
     add_sat_i16, blend_q15, gate_preactivation, lstm_cell_update, matvec_i8, mul_q15, relu_i16,
     requant_i16, requant_i8, widen_i8,
 };
+use irnn_runtime::simd::{Isa, Kernel, PackedMatrix};
 use irnn_runtime::{saturate_i16, saturate_i8, Requant};
 
 /// Error for inputs the program cannot take.
@@ -78,10 +79,38 @@ impl Store {
     }
 }
 
+/// A matrix packed for a SIMD kernel (the layout of the generated code's target).
+struct Packed {
+    bytes: Vec<u8>,
+    bias: Vec<i32>,
+    offset_bias: Option<Vec<i32>>,
+    has_min_weight: bool,
+    block_rows: usize,
+}
+
+impl Packed {
+    fn matrix(&self, rows: usize, cols: usize) -> PackedMatrix<'_> {
+        let m = PackedMatrix::new(&self.bytes, &self.bias, rows, cols, self.block_rows);
+        let m = match &self.offset_bias {
+            Some(o) => m.with_offset_bias(o),
+            None => m,
+        };
+        if self.has_min_weight {
+            m
+        } else {
+            m.without_min_weight()
+        }
+    }
+}
+
 /// One layer's ops and buffers.
 struct LayerRun {
     layer: OpLayer,
     stores: Vec<Store>,
+    /// Per matrix, its packed form when a SIMD kernel runs the products.
+    packed: Vec<Option<Packed>>,
+    /// A copy of a product's input vector.
+    xbuf: Vec<i8>,
 }
 
 /// Requantizer `k` of a list that has one entry per element or one for all.
@@ -95,13 +124,51 @@ fn req_at(req: &[Requant], k: usize) -> Requant {
 }
 
 impl LayerRun {
-    fn new(layer: OpLayer) -> Self {
+    fn new(layer: OpLayer, kernel: Kernel) -> Self {
         let stores = layer
             .buffers
             .iter()
             .map(|b| Store::new(b.dtype, b.len))
             .collect();
-        LayerRun { layer, stores }
+        // The target whose packed layout the kernel reads (AVX-VNNI reads AVX2's).
+        let target = match kernel.isa() {
+            Isa::Portable => None,
+            Isa::AvxVnni => Some(crate::back::Target::Avx2),
+            isa => crate::back::targets::TARGETS
+                .iter()
+                .find(|t| t.isa == isa)
+                .map(|t| t.target),
+        };
+        let packed = layer
+            .mats
+            .iter()
+            .map(|m| {
+                let t = target?;
+                let p = crate::back::pack::pack_matrix(
+                    &layer.name,
+                    &m.name,
+                    &m.w,
+                    &m.bias,
+                    m.rows,
+                    m.cols,
+                    t,
+                )
+                .ok()?;
+                Some(Packed {
+                    bytes: p.data.iter().map(|&v| v as u8).collect(),
+                    bias: p.bias,
+                    offset_bias: p.offset_bias,
+                    has_min_weight: p.has_min_weight,
+                    block_rows: p.br,
+                })
+            })
+            .collect();
+        LayerRun {
+            layer,
+            stores,
+            packed,
+            xbuf: Vec::new(),
+        }
     }
 
     fn reset(&mut self) {
@@ -119,7 +186,15 @@ impl LayerRun {
     }
 
     /// Runs the layer's ops on `input` (the layer input, if it has one) and `token`.
-    fn step(&mut self, input: &[i8], token: usize, tables: &[PwlTable], scratch: &mut Vec<i32>) {
+    fn step(
+        &mut self,
+        input: &[i8],
+        token: usize,
+        tables: &[PwlTable],
+        luts: &[Vec<i16>],
+        scratch: &mut Vec<i32>,
+        kernel: Kernel,
+    ) {
         if let Some(i) = self.layer.input() {
             if let Store::I8(v) = &mut self.stores[i] {
                 v.copy_from_slice(input);
@@ -143,10 +218,18 @@ impl LayerRun {
                 },
                 Op::MatVec { mat, x, acc } => {
                     let m = &self.layer.mats[*mat];
-                    let xs: Vec<i8> = self.stores[x.buf].i8s()[x.start..x.start + x.len].to_vec();
+                    // x and acc are different buffers (int8 and int32).
+                    let mut xs = std::mem::take(&mut self.xbuf);
+                    xs.clear();
+                    xs.extend_from_slice(&self.stores[x.buf].i8s()[x.start..x.start + x.len]);
                     if let Store::I32(a) = &mut self.stores[acc.buf] {
-                        matvec_i8(&m.w, &xs, &m.bias, &mut a[acc.start..acc.start + acc.len]);
+                        let a = &mut a[acc.start..acc.start + acc.len];
+                        match &self.packed[*mat] {
+                            Some(p) => kernel.matvec(&p.matrix(m.rows, m.cols), &xs, a),
+                            None => matvec_i8(&m.w, &xs, &m.bias, a),
+                        }
                     }
+                    self.xbuf = xs;
                     continue;
                 }
                 Op::GateSum { a, ra, b, dst } => {
@@ -161,12 +244,20 @@ impl LayerRun {
                         scratch.push(v as i32);
                     }
                 }
-                Op::Pwl { table, src, .. } => {
-                    let t = tables[*table].as_pwl();
-                    for k in 0..dst.len {
-                        scratch.push(saturate_i16(t.eval(self.get(*src, k))) as i32);
+                Op::Pwl { table, src, .. } => match luts.get(*table) {
+                    Some(lut) => {
+                        for k in 0..dst.len {
+                            let x = self.get(*src, k) as i16;
+                            scratch.push(lut[(x as u16) as usize] as i32);
+                        }
                     }
-                }
+                    None => {
+                        let t = tables[*table].as_pwl();
+                        for k in 0..dst.len {
+                            scratch.push(saturate_i16(t.eval(self.get(*src, k))) as i32);
+                        }
+                    }
+                },
                 Op::MulQ15 { a, b, .. } => {
                     for k in 0..dst.len {
                         let v = mul_q15(self.get(*a, k) as i16, self.get(*b, k) as i16);
@@ -255,26 +346,54 @@ impl LayerRun {
 /// A stateful integer runner over one program.
 pub struct Interpreter<'p> {
     program: &'p Program,
+    kernel: Kernel,
     layers: Vec<LayerRun>,
     output: Vec<i32>,
     input_buf: Vec<i8>,
     scratch: Vec<i32>,
+    /// With a SIMD kernel: every table's `sat16(eval(x))` for all int16 `x` (indexed by
+    /// `x as u16`), made by `Pwl::eval` itself, so a lookup is that evaluation.
+    luts: Vec<Vec<i16>>,
 }
 
 impl<'p> Interpreter<'p> {
-    /// Creates an interpreter in the reset state.
+    /// Creates an interpreter in the reset state, with the runtime's portable kernels
+    /// only: the ground truth the tests compare generated code with.
     pub fn new(program: &'p Program) -> Self {
+        Self::with_kernel(program, Kernel::PORTABLE)
+    }
+
+    /// The same interpreter with matrix products by `kernel` on packed weights
+    /// (`irnn_runtime::simd`, tested bit-exact against the portable kernel; integer sums
+    /// are exact in any order): the same outputs, several times faster. `irnn run` and
+    /// `irnn eval` use [`Kernel::detect`].
+    pub fn with_kernel(program: &'p Program, kernel: Kernel) -> Self {
         let layers = program
             .layers
             .iter()
-            .map(|l| LayerRun::new(l.ops()))
+            .map(|l| LayerRun::new(l.ops(), kernel))
             .collect();
         let mut it = Interpreter {
             program,
+            kernel,
             layers,
             output: vec![0; program.output.size],
             input_buf: Vec::new(),
             scratch: Vec::new(),
+            luts: if kernel.isa() == Isa::Portable {
+                Vec::new()
+            } else {
+                program
+                    .tables
+                    .iter()
+                    .map(|t| {
+                        let p = t.as_pwl();
+                        (0..=u16::MAX)
+                            .map(|u| saturate_i16(p.eval(u as i16 as i32)))
+                            .collect()
+                    })
+                    .collect()
+            },
         };
         it.reset();
         it
@@ -318,7 +437,14 @@ impl<'p> Interpreter<'p> {
         let tables = &self.program.tables;
         let mut prev: Vec<i8> = std::mem::take(&mut self.input_buf);
         for run in &mut self.layers {
-            run.step(&prev, token, tables, &mut self.scratch);
+            run.step(
+                &prev,
+                token,
+                tables,
+                &self.luts,
+                &mut self.scratch,
+                self.kernel,
+            );
             let out = run.layer.output;
             let store = &run.stores[out.buf];
             prev.clear();
@@ -341,7 +467,7 @@ impl<'p> Interpreter<'p> {
     }
 
     /// The program being run.
-    pub fn program(&self) -> &Program {
+    pub fn program(&self) -> &'p Program {
         self.program
     }
 }
