@@ -27,7 +27,7 @@ use irnn_codegen::synth::Rng;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::c_harness::{cc, cross_enabled, Toolchain, STRICT};
-use support::{cpu_runs, cpu_runs_or_skip, repo_root, synth_model, TestModel};
+use support::{cell_models, cpu_runs, cpu_runs_or_skip, repo_root, synth_model, TestModel};
 
 /// Allowed max |f32 − f64 reference| relative to the reference logits' range.
 const TOL: f64 = 1e-5;
@@ -299,6 +299,8 @@ struct Case {
     p: F32Program,
 }
 
+/// The LSTM models come first ([`LSTM_CASES`] of them), then the GRU and RNN (tanh,
+/// relu) models of [`cell_models`].
 fn cases() -> Vec<Case> {
     [
         synth_model("f32_feat", None, 13, 21, 2, 7, 11),
@@ -306,12 +308,26 @@ fn cases() -> Vec<Case> {
         synth_model("f32_wide", None, 40, 64, 1, 70, 13),
     ]
     .into_iter()
+    .chain(cell_models().into_iter().map(|s| s.model))
     .map(|model| {
         let graph = Graph::load(&model.graph).expect("loads");
         let p = F32Program::from_graph(&graph).expect("dequantizes");
         Case { model, graph, p }
     })
     .collect()
+}
+
+/// How many of [`cases`] are LSTM models.
+const LSTM_CASES: usize = 3;
+
+/// One LSTM case (`lstm`) and every GRU/RNN case.
+fn some_cases(lstm: usize) -> Vec<Case> {
+    cases()
+        .into_iter()
+        .enumerate()
+        .filter(|(k, _)| *k == lstm || *k >= LSTM_CASES)
+        .map(|(_, c)| c)
+        .collect()
 }
 
 fn width(p: &F32Program) -> usize {
@@ -323,7 +339,12 @@ fn width(p: &F32Program) -> usize {
 
 #[test]
 fn c_builds_strict_for_every_target() {
-    let case = &cases()[0];
+    for case in &some_cases(0) {
+        c_builds_strict(case);
+    }
+}
+
+fn c_builds_strict(case: &Case) {
     for target in Target::ALL {
         let dir = tempfile::tempdir().unwrap();
         let files = generate_f32(&case.graph, &opts(Lang::C, target)).expect("generates");
@@ -399,21 +420,26 @@ fn c_neon_under_qemu() {
     if !cross_enabled("c_neon_under_qemu") {
         return;
     }
-    let case = &cases()[1];
-    let seqs = random_seqs(&case.p, 2, 120, 5);
-    let want = reference(&case.p, &seqs);
-    for target in [Target::Neon, Target::NeonDotprod] {
-        let got = run_c(
-            &case.p,
-            &case.graph,
-            target,
-            "aarch64-linux-gnu-gcc",
-            &["-static"],
-            Some(&["qemu-aarch64", "-cpu", "max"]),
-            &seqs,
-            width(&case.p),
-        );
-        assert_close(&got, &want, &format!("C {} under qemu", target.name()));
+    for case in some_cases(1) {
+        let seqs = random_seqs(&case.p, 2, 120, 5);
+        let want = reference(&case.p, &seqs);
+        for target in [Target::Neon, Target::NeonDotprod] {
+            let got = run_c(
+                &case.p,
+                &case.graph,
+                target,
+                "aarch64-linux-gnu-gcc",
+                &["-static"],
+                Some(&["qemu-aarch64", "-cpu", "max"]),
+                &seqs,
+                width(&case.p),
+            );
+            assert_close(
+                &got,
+                &want,
+                &format!("{} C {} under qemu", case.p.name, target.name()),
+            );
+        }
     }
 }
 
@@ -421,9 +447,20 @@ fn c_neon_under_qemu() {
 /// predictions agree with the integer interpreter's at ≥ 95 % of the steps.
 #[test]
 fn charlm_f32_tracks_reference_and_integer_model() {
+    tracks_reference_and_integer_model("examples/charlm/charlm.irnn.json", "charlm");
+}
+
+/// The same for the GRU char LM (same vocabulary and test data): checks the GRU's
+/// float semantics against the integer model, independently of [`Reference`].
+#[test]
+fn gru_charlm_f32_tracks_reference_and_integer_model() {
+    tracks_reference_and_integer_model("examples/gru_charlm/gru_charlm.irnn.json", "gru_charlm");
+}
+
+fn tracks_reference_and_integer_model(graph_path: &str, label: &str) {
     let root = repo_root();
-    let json = root.join("examples/charlm/charlm.irnn.json");
-    let graph = Graph::load(&json).expect("charlm loads");
+    let json = root.join(graph_path);
+    let graph = Graph::load(&json).expect("graph loads");
     let p = F32Program::from_graph(&graph).expect("dequantizes");
     let program = irnn_codegen::lower::lower(&graph).expect("lowers");
     // test_small.npy (4 x 64 steps) and the first two sequences of test.npy (2 x 256).
@@ -463,7 +500,7 @@ fn charlm_f32_tracks_reference_and_integer_model() {
         &seqs,
         1,
     );
-    assert_close(&got, &want, "charlm C f32");
+    assert_close(&got, &want, &format!("{label} C f32"));
     // Against the interpreter.
     let o = p.output_size;
     let mut it = irnn_codegen::interp::Interpreter::new(&program);
@@ -485,7 +522,7 @@ fn charlm_f32_tracks_reference_and_integer_model() {
     }
     let rate = agree as f64 / k as f64;
     eprintln!(
-        "charlm: f32 and int8 top-1 agree at {:.2} % of {k} steps",
+        "{label}: f32 and int8 top-1 agree at {:.2} % of {k} steps",
         rate * 100.0
     );
     assert!(rate >= 0.95, "top-1 agreement {rate}");

@@ -8,7 +8,9 @@
 //!   of 16 (`HP`; padded rows have zero weights and bias, so their states stay 0), so
 //!   the element-wise cell update runs over a trip count every vector width divides
 //!   and compilers vectorize it (sigmoid and tanh are the rational approximation of
-//!   [`super::float::tanh_approx`]; no libm).
+//!   [`super::float::tanh_approx`]; no libm). GRU and RNN rows are padded the same way
+//!   (3 and 1 gates); the GRU keeps `W_hh h + b_hh` in its own accumulator, since
+//!   `b_hn` sits inside `r ⊙ (W_hn h + b_hn)`.
 //! - `scalar`: row-major weights, one dot product per row (plain C).
 //! - `avx2` / `avx512vnni` / `neon` / `neon-dotprod`: weights packed as
 //!   `[row block][column][BR rows]` with `BR` = 4 vectors (32 rows for AVX2, 64 for
@@ -22,6 +24,7 @@ use super::c::{template_error, tidy};
 use super::float::{F32Input, F32Layer, F32Program, TANH_P, TANH_Q, TANH_U_SCALE};
 use super::names::{comment_safe, sanitize, upper, NameTable};
 use super::{GenError, GenOptions, GeneratedFile, Target, GENERATOR};
+use crate::spec::{Cell, Nonlinearity};
 use serde::Serialize;
 
 const TEMPLATES: &[(&str, &str)] = &[
@@ -72,6 +75,8 @@ struct LayerCtx {
 struct LstmState {
     id: String,
     hp: usize,
+    /// Has a cell state (LSTM).
+    c: bool,
 }
 
 fn values(v: &[f32]) -> String {
@@ -123,10 +128,30 @@ pub fn padded_hidden(h: usize) -> usize {
     h.div_ceil(HIDDEN_PAD) * HIDDEN_PAD
 }
 
-/// Padded LSTM row `pr` (gate-major with stride `hp`) → row of the `[4H]` original.
+/// Padded gate row `pr` (gate-major with stride `hp`) → row of the `[G·H]` original
+/// (LSTM, GRU and RNN alike).
 pub fn lstm_row(pr: usize, h: usize, hp: usize) -> Option<usize> {
     let (g, k) = (pr / hp, pr % hp);
     (k < h).then_some(g * h + k)
+}
+
+/// Whether a layer evaluates tanh or sigmoid (all but relu RNNs, embeddings and linear
+/// layers), so the activation helpers are emitted only when used.
+pub fn uses_tanh(p: &F32Program) -> bool {
+    p.layers.iter().any(|l| match l {
+        F32Layer::Lstm { .. } => true,
+        F32Layer::Recurrent { cell, .. } => *cell != Cell::Rnn(Nonlinearity::Relu),
+        F32Layer::Embedding { .. } | F32Layer::Linear { .. } => false,
+    })
+}
+
+/// Whether a layer evaluates sigmoid (LSTM and GRU).
+pub fn uses_sigmoid(p: &F32Program) -> bool {
+    p.layers.iter().any(|l| match l {
+        F32Layer::Lstm { .. } => true,
+        F32Layer::Recurrent { cell, .. } => *cell == Cell::Gru,
+        F32Layer::Embedding { .. } | F32Layer::Linear { .. } => false,
+    })
 }
 
 /// Writes `NAME.h` and `NAME.c`.
@@ -274,10 +299,150 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
                     "float {id}_c[{hp}]; /* layer {index}: cell state */"
                 ));
                 state_bytes += 8 * hp;
-                lstm_states.push(LstmState { id: id.clone(), hp });
+                lstm_states.push(LstmState {
+                    id: id.clone(),
+                    hp,
+                    c: true,
+                });
                 calls.push(format!(
                     "{name}_{id}_step(s->{id}_h, s->{id}_c, {current});"
                 ));
+                current = format!("s->{id}_h");
+            }
+            F32Layer::Recurrent {
+                cell,
+                input_size,
+                hidden_size,
+                w_ih,
+                w_hh,
+                bias,
+                bias_hh,
+                ..
+            } => {
+                let (i, h) = (*input_size, *hidden_size);
+                let hp = padded_hidden(h);
+                // Gate rows, then zero rows up to a whole number of blocks.
+                let rows = (cell.gates() * hp).div_ceil(br) * br;
+                let live = cell.gates() * hp;
+                let map = |pr: usize| if pr < live { lstm_row(pr, h, hp) } else { None };
+                push_array(
+                    format!("{id}_w_ih"),
+                    format!("layer {index}: W_ih, {rows} padded gate rows x {i}"),
+                    layout(w_ih, i, rows, br, map),
+                )?;
+                push_array(
+                    format!("{id}_w_hh"),
+                    format!("layer {index}: W_hh, {rows} padded gate rows x {h}"),
+                    layout(w_hh, h, rows, br, map),
+                )?;
+                let n = if simd { rows / br } else { rows };
+                let (kind, code) = match cell {
+                    Cell::Gru => {
+                        push_array(
+                            format!("{id}_b_ih"),
+                            format!("layer {index}: b_ih, {rows} padded gate rows"),
+                            layout(bias, 1, rows, 1, map),
+                        )?;
+                        push_array(
+                            format!("{id}_b_hh"),
+                            format!("layer {index}: b_hh, {rows} padded gate rows"),
+                            layout(bias_hh, 1, rows, 1, map),
+                        )?;
+                        (
+                            "GRU",
+                            format!(
+                                "static void {name}_{id}_step(float *restrict h, const float *restrict x)
+{{
+    float px[{rows}] {pu}_ALIGN;
+    float ph[{rows}] {pu}_ALIGN;
+    float a[{rows}] {pu}_ALIGN;
+    int32_t k;
+    for (k = 0; k < {rows}; ++k) {{
+        px[k] = {name}_{id}_b_ih[k];
+        ph[k] = {name}_{id}_b_hh[k];
+    }}
+    {name}_matvec({name}_{id}_w_ih, x, {i}, {n}, px);
+    {name}_matvec({name}_{id}_w_hh, h, {h}, {n}, ph);
+    /* Staged so that compilers vectorize each loop: clamp and rational for r and z,
+     * then n's clamp, then n and h. */
+    for (k = 0; k < {hp2}; ++k) {{
+        a[k] = {name}_clamp9(0.5f * (px[k] + ph[k]));
+    }}
+    for (k = 0; k < {hp2}; ++k) {{
+        a[k] = {name}_tanh_core(a[k]);
+    }}
+    for (k = 0; k < {hp}; ++k) {{
+        const float r = 0.5f + 0.5f * a[k];
+        a[{hp2} + k] = {name}_clamp9(px[{hp2} + k] + r * ph[{hp2} + k]);
+    }}
+    for (k = 0; k < {hp}; ++k) {{
+        const float z = 0.5f + 0.5f * a[{hp} + k];
+        const float nk = {name}_tanh_core(a[{hp2} + k]);
+        h[k] = (1.0f - z) * nk + z * h[k];
+    }}
+}}",
+                                hp2 = 2 * hp
+                            ),
+                        )
+                    }
+                    Cell::Rnn(act) => {
+                        push_array(
+                            format!("{id}_bias"),
+                            format!("layer {index}: b_ih + b_hh, {rows} padded rows"),
+                            layout(bias, 1, rows, 1, map),
+                        )?;
+                        let update = match act {
+                            Nonlinearity::Tanh => format!(
+                                "for (k = 0; k < {hp}; ++k) {{
+        pre[k] = {name}_clamp9(pre[k]);
+    }}
+    for (k = 0; k < {hp}; ++k) {{
+        h[k] = {name}_tanh_core(pre[k]);
+    }}"
+                            ),
+                            Nonlinearity::Relu => format!(
+                                "for (k = 0; k < {hp}; ++k) {{
+        h[k] = pre[k] > 0.0f ? pre[k] : 0.0f;
+    }}"
+                            ),
+                        };
+                        (
+                            match act {
+                                Nonlinearity::Tanh => "RNN (tanh)",
+                                Nonlinearity::Relu => "RNN (relu)",
+                            },
+                            format!(
+                                "static void {name}_{id}_step(float *restrict h, const float *restrict x)
+{{
+    float pre[{rows}] {pu}_ALIGN;
+    int32_t k;
+    for (k = 0; k < {rows}; ++k) {{
+        pre[k] = {name}_{id}_bias[k];
+    }}
+    {name}_matvec({name}_{id}_w_ih, x, {i}, {n}, pre);
+    {name}_matvec({name}_{id}_w_hh, h, {h}, {n}, pre);
+    {update}
+}}"
+                            ),
+                        )
+                    }
+                    Cell::Lstm => unreachable!("checked by F32Program::check"),
+                };
+                layers.push(LayerCtx {
+                    index,
+                    comment: format!("{kind} \"{comment}\", {i} -> {h} (padded to {hp})"),
+                    code,
+                });
+                state_members.push(format!(
+                    "float {id}_h[{hp}]; /* layer {index}: hidden state */"
+                ));
+                state_bytes += 4 * hp;
+                lstm_states.push(LstmState {
+                    id: id.clone(),
+                    hp,
+                    c: false,
+                });
+                calls.push(format!("{name}_{id}_step(s->{id}_h, {current});"));
                 current = format!("s->{id}_h");
             }
             F32Layer::Linear {
@@ -397,6 +562,7 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
     ctx.insert("run_step_arg", &run_step_arg);
     ctx.insert("step_doc", &step_doc);
     ctx.insert("run_doc", &run_doc);
+    ctx.insert("use_tanh", &uses_tanh(p));
     ctx.insert("u_scale", &flit(TANH_U_SCALE));
     for (k, v) in TANH_P.iter().enumerate() {
         ctx.insert(format!("tp{k}"), &flit(*v));
@@ -442,6 +608,15 @@ pub fn weight_bytes(p: &F32Program, target: Target) -> usize {
                 ..
             } => {
                 let rows = 4 * padded_hidden(*hidden_size);
+                rows * (input_size + hidden_size)
+            }
+            F32Layer::Recurrent {
+                cell,
+                input_size,
+                hidden_size,
+                ..
+            } => {
+                let rows = (cell.gates() * padded_hidden(*hidden_size)).div_ceil(br) * br;
                 rows * (input_size + hidden_size)
             }
             F32Layer::Linear {

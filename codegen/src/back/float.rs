@@ -7,10 +7,12 @@
 //!
 //! - weights `w[r][j] = q[r][j] · s_w[r]` (the int8 code times its row scale, one f32
 //!   rounding), exactly the weights the integer model represents;
-//! - biases `b[r] = bias_q[r] · s_x · s_w[r]` (computed in f64, rounded to f32);
+//! - biases `b[r] = bias_q[r] · s_x · s_w[r]` (computed in f64, rounded to f32); a
+//!   GRU keeps `b_hh` apart, on `s_h · s_hh[r]` (`s_h` the layer's output scale),
+//!   because `b_hn` sits inside `r ⊙ (W_hn h + b_hn)`;
 //! - embedding rows `s_e · (code − z_e)`; out-of-range tokens read zeros (the real value
 //!   of the integer model's zero-point row);
-//! - real sigmoid and tanh (no PWL tables), hidden and cell states in f32, no
+//! - real sigmoid, tanh and relu (no PWL tables), hidden and cell states in f32, no
 //!   requantization between layers; the output is the real logits.
 //!
 //! Generated code evaluates sigmoid and tanh with [`tanh_approx`], a rational
@@ -20,6 +22,7 @@
 
 use super::{GenError, GenOptions, GeneratedFile, Lang};
 use crate::graph::{input_quant_of, Graph, GraphInput, GraphLayer};
+use crate::spec::{Cell, Nonlinearity};
 
 /// What one step of the f32 model consumes.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,6 +68,29 @@ pub enum F32Layer {
         /// `b_ih + b_hh`, `[4H]`.
         bias: Vec<f32>,
     },
+    /// GRU (gate order r, z, n) or Elman RNN layer (PyTorch semantics, `h₀ = 0`):
+    ///
+    /// - GRU: `r = σ(W_ir x + b_ir + W_hr h + b_hr)`, `z` likewise,
+    ///   `n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`;
+    /// - RNN: `h' = act(W_ih x + W_hh h + bias)`, `act` tanh or relu.
+    Recurrent {
+        /// Layer name.
+        name: String,
+        /// [`Cell::Gru`] or [`Cell::Rnn`] (LSTMs are [`F32Layer::Lstm`]).
+        cell: Cell,
+        /// Input width `I`.
+        input_size: usize,
+        /// Hidden width `H`.
+        hidden_size: usize,
+        /// `[G·H, I]` row-major (`G` = `cell.gates()`).
+        w_ih: Vec<f32>,
+        /// `[G·H, H]` row-major.
+        w_hh: Vec<f32>,
+        /// `[G·H]`: `b_ih` (GRU) or `b_ih + b_hh` (RNN).
+        bias: Vec<f32>,
+        /// `[3H]` `b_hh` for a GRU; empty for an RNN.
+        bias_hh: Vec<f32>,
+    },
     /// Fully connected layer.
     Linear {
         /// Layer name.
@@ -86,6 +112,7 @@ impl F32Layer {
         match self {
             F32Layer::Embedding { name, .. }
             | F32Layer::Lstm { name, .. }
+            | F32Layer::Recurrent { name, .. }
             | F32Layer::Linear { name, .. } => name,
         }
     }
@@ -94,7 +121,9 @@ impl F32Layer {
     pub fn output_size(&self) -> usize {
         match self {
             F32Layer::Embedding { dim, .. } => *dim,
-            F32Layer::Lstm { hidden_size, .. } => *hidden_size,
+            F32Layer::Lstm { hidden_size, .. } | F32Layer::Recurrent { hidden_size, .. } => {
+                *hidden_size
+            }
             F32Layer::Linear { out_size, .. } => *out_size,
         }
     }
@@ -199,12 +228,60 @@ impl F32Program {
                         bias: bias_deq(&t.i32(bias, &name).map_err(err)?.data, &s_ih, sx),
                     }
                 }
-                GraphLayer::Gru { .. } | GraphLayer::Rnn { .. } => {
-                    return Err(GenError::Unsupported(format!(
-                        "layer \"{name}\": the f32 counterpart (--precision f32) covers \
-                         embedding, LSTM and linear layers; a {} layer has only the int8 code",
-                        layer.op()
-                    )))
+                GraphLayer::Gru {
+                    input_size,
+                    hidden_size,
+                    w_ih,
+                    w_ih_scale,
+                    w_hh,
+                    w_hh_scale,
+                    bias_ih,
+                    bias_hh,
+                    output,
+                    ..
+                } => {
+                    let sx = in_scale()?;
+                    let s_ih = t.f32(w_ih_scale, &name).map_err(err)?.data;
+                    let s_hh = t.f32(w_hh_scale, &name).map_err(err)?.data;
+                    F32Layer::Recurrent {
+                        name: name.clone(),
+                        cell: Cell::Gru,
+                        input_size: *input_size,
+                        hidden_size: *hidden_size,
+                        w_ih: rows_deq(&t.i8(w_ih, &name).map_err(err)?.data, &s_ih, *input_size),
+                        w_hh: rows_deq(&t.i8(w_hh, &name).map_err(err)?.data, &s_hh, *hidden_size),
+                        bias: bias_deq(&t.i32(bias_ih, &name).map_err(err)?.data, &s_ih, sx),
+                        bias_hh: bias_deq(
+                            &t.i32(bias_hh, &name).map_err(err)?.data,
+                            &s_hh,
+                            output.scale,
+                        ),
+                    }
+                }
+                GraphLayer::Rnn {
+                    input_size,
+                    hidden_size,
+                    nonlinearity,
+                    w_ih,
+                    w_ih_scale,
+                    w_hh,
+                    w_hh_scale,
+                    bias,
+                    ..
+                } => {
+                    let sx = in_scale()?;
+                    let s_ih = t.f32(w_ih_scale, &name).map_err(err)?.data;
+                    let s_hh = t.f32(w_hh_scale, &name).map_err(err)?.data;
+                    F32Layer::Recurrent {
+                        name: name.clone(),
+                        cell: Cell::Rnn(*nonlinearity),
+                        input_size: *input_size,
+                        hidden_size: *hidden_size,
+                        w_ih: rows_deq(&t.i8(w_ih, &name).map_err(err)?.data, &s_ih, *input_size),
+                        w_hh: rows_deq(&t.i8(w_hh, &name).map_err(err)?.data, &s_hh, *hidden_size),
+                        bias: bias_deq(&t.i32(bias, &name).map_err(err)?.data, &s_ih, sx),
+                        bias_hh: Vec::new(),
+                    }
                 }
                 GraphLayer::Linear {
                     in_size,
@@ -271,6 +348,40 @@ impl F32Program {
                         ("bias", bias, 4 * hidden_size),
                     ],
                 ),
+                F32Layer::Recurrent {
+                    cell,
+                    input_size,
+                    hidden_size,
+                    w_ih,
+                    w_hh,
+                    bias,
+                    bias_hh,
+                    ..
+                } => {
+                    let g = match cell {
+                        Cell::Gru | Cell::Rnn(_) => cell.gates(),
+                        Cell::Lstm => {
+                            return Err(layer_error(
+                                name,
+                                "an LSTM is an F32Layer::Lstm, not a Recurrent layer",
+                            ))
+                        }
+                    };
+                    let hh = if *cell == Cell::Gru {
+                        g * hidden_size
+                    } else {
+                        0
+                    };
+                    (
+                        Some(*input_size),
+                        vec![
+                            ("w_ih", w_ih, g * hidden_size * input_size),
+                            ("w_hh", w_hh, g * hidden_size * hidden_size),
+                            ("bias", bias, g * hidden_size),
+                            ("bias_hh", bias_hh, hh),
+                        ],
+                    )
+                }
                 F32Layer::Linear {
                     in_size,
                     out_size,
@@ -324,7 +435,9 @@ impl F32Program {
             .iter()
             .map(|l| match l {
                 F32Layer::Embedding { table, .. } => table.len(),
-                F32Layer::Lstm { w_ih, w_hh, .. } => w_ih.len() + w_hh.len(),
+                F32Layer::Lstm { w_ih, w_hh, .. } | F32Layer::Recurrent { w_ih, w_hh, .. } => {
+                    w_ih.len() + w_hh.len()
+                }
                 F32Layer::Linear { weight, .. } => weight.len(),
             })
             .sum()
@@ -400,7 +513,7 @@ pub fn sigmoid_approx(x: f32) -> f32 {
 // f64 reference
 // ---------------------------------------------------------------------------------
 
-/// The f32 model run in f64 with exact sigmoid and tanh: what generated f32 code
+/// The f32 model run in f64 with exact sigmoid, tanh and relu: what generated f32 code
 /// approximates (its weights are the f32 values, widened).
 pub struct Reference<'p> {
     p: &'p F32Program,
@@ -424,15 +537,16 @@ impl<'p> Reference<'p> {
 
     /// Resets every state to 0.
     pub fn reset(&mut self) {
-        let sizes: Vec<usize> = self
-            .p
-            .layers
-            .iter()
-            .map(|l| match l {
-                F32Layer::Lstm { hidden_size, .. } => *hidden_size,
-                _ => 0,
-            })
-            .collect();
+        let sizes: Vec<usize> =
+            self.p
+                .layers
+                .iter()
+                .map(|l| match l {
+                    F32Layer::Lstm { hidden_size, .. }
+                    | F32Layer::Recurrent { hidden_size, .. } => *hidden_size,
+                    _ => 0,
+                })
+                .collect();
         self.h = sizes.iter().map(|&n| vec![0.0; n]).collect();
         self.c = sizes.iter().map(|&n| vec![0.0; n]).collect();
     }
@@ -496,6 +610,38 @@ impl<'p> Reference<'p> {
                         );
                         self.c[i][k] = fg * self.c[i][k] + ig * gg;
                         self.h[i][k] = og * self.c[i][k].tanh();
+                    }
+                    self.h[i].clone()
+                }
+                F32Layer::Recurrent {
+                    cell,
+                    hidden_size,
+                    w_ih,
+                    w_hh,
+                    bias,
+                    bias_hh,
+                    ..
+                } => {
+                    let n = *hidden_size;
+                    let h_old = self.h[i].clone();
+                    let rows = cell.gates() * n;
+                    let px: Vec<f64> = (0..rows)
+                        .map(|r| bias[r] as f64 + mv(w_ih, &v, r))
+                        .collect();
+                    let ph: Vec<f64> = (0..rows).map(|r| mv(w_hh, &h_old, r)).collect();
+                    for k in 0..n {
+                        self.h[i][k] = match cell {
+                            Cell::Gru => {
+                                let bh = |r: usize| ph[r] + bias_hh[r] as f64;
+                                let rg = sig(px[k] + bh(k));
+                                let zg = sig(px[n + k] + bh(n + k));
+                                let ng = (px[2 * n + k] + rg * bh(2 * n + k)).tanh();
+                                (1.0 - zg) * ng + zg * h_old[k]
+                            }
+                            Cell::Rnn(Nonlinearity::Tanh) => (px[k] + ph[k]).tanh(),
+                            Cell::Rnn(Nonlinearity::Relu) => (px[k] + ph[k]).max(0.0),
+                            Cell::Lstm => unreachable!("checked by F32Program::check"),
+                        };
                     }
                     self.h[i].clone()
                 }

@@ -10,12 +10,14 @@
 //! `-C target-feature=+avx2,+fma` or `-C target-cpu=native`): with `fma` enabled (and
 //! on AArch64) the multiply-adds are `f32::mul_add`, i.e. FMA instructions, which needs
 //! `std`; without it they are a multiply and an add and the code is `no_std`. Element-wise
-//! LSTM updates use [`super::float::tanh_approx`] over hidden widths padded to 16.
+//! LSTM, GRU and RNN updates use [`super::float::tanh_approx`] over hidden widths padded
+//! to 16.
 
-use super::c_f32::{block_rows, layout, lstm_row, padded_hidden};
+use super::c_f32::{block_rows, layout, lstm_row, padded_hidden, uses_sigmoid, uses_tanh};
 use super::float::{F32Input, F32Layer, F32Program, TANH_P, TANH_Q, TANH_U_SCALE};
 use super::names::{comment_safe, sanitize};
 use super::{GenError, GenOptions, GeneratedFile, GENERATOR};
+use crate::spec::{Cell, Nonlinearity};
 use std::fmt::Write as _;
 
 fn flit(v: f32) -> String {
@@ -81,22 +83,26 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
          pub const OUTPUT_SIZE: usize = {out};\n\n",
         out = p.output_size
     );
-    // Primitives.
-    let _ = write!(
-        s,
+    // Primitives (each only when a layer uses it).
+    s.push_str(
         "#[inline(always)]
-fn fmadd(a: f32, b: f32, c: f32) -> f32 {{
+fn fmadd(a: f32, b: f32, c: f32) -> f32 {
     #[cfg(any(target_feature = \"fma\", target_arch = \"aarch64\"))]
-    {{
+    {
         a.mul_add(b, c)
-    }}
+    }
     #[cfg(not(any(target_feature = \"fma\", target_arch = \"aarch64\")))]
-    {{
+    {
         a * b + c
-    }}
-}}
+    }
+}
 
-/// tanh by a rational approximation (max abs error 4.2e-7), vectorizable.
+",
+    );
+    if uses_tanh(p) {
+        let _ = write!(
+            s,
+            "/// tanh by a rational approximation (max abs error 4.2e-7), vectorizable.
 #[inline(always)]
 fn tanh(x: f32) -> f32 {{
     let x = if x < -9.0 {{ -9.0 }} else if x > 9.0 {{ 9.0 }} else {{ x }};
@@ -106,24 +112,30 @@ fn tanh(x: f32) -> f32 {{
     x * num / den
 }}
 
-#[inline(always)]
-fn sigmoid(x: f32) -> f32 {{
+",
+            u = flit(TANH_U_SCALE),
+            p0 = flit(TANH_P[0]),
+            p1 = flit(TANH_P[1]),
+            p2 = flit(TANH_P[2]),
+            p3 = flit(TANH_P[3]),
+            p4 = flit(TANH_P[4]),
+            p5 = flit(TANH_P[5]),
+            q0 = flit(TANH_Q[0]),
+            q1 = flit(TANH_Q[1]),
+            q2 = flit(TANH_Q[2]),
+            q3 = flit(TANH_Q[3]),
+        );
+    }
+    if uses_sigmoid(p) {
+        s.push_str(
+            "#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
     0.5 + 0.5 * tanh(0.5 * x)
-}}
+}
 
 ",
-        u = flit(TANH_U_SCALE),
-        p0 = flit(TANH_P[0]),
-        p1 = flit(TANH_P[1]),
-        p2 = flit(TANH_P[2]),
-        p3 = flit(TANH_P[3]),
-        p4 = flit(TANH_P[4]),
-        p5 = flit(TANH_P[5]),
-        q0 = flit(TANH_Q[0]),
-        q1 = flit(TANH_Q[1]),
-        q2 = flit(TANH_Q[2]),
-        q3 = flit(TANH_Q[3]),
-    );
+        );
+    }
     if simd {
         let _ = write!(
             s,
@@ -263,6 +275,105 @@ fn l{i}_lstm(x: &[f32], h: &mut [f32; {hp}], c: &mut [f32; {hp}]) {{
                 steps.push(format!(
                     "l{i}_lstm({src}, &mut self.l{i}_h, &mut self.l{i}_c);"
                 ));
+                src = format!("&self.l{i}_h");
+            }
+            F32Layer::Recurrent {
+                cell,
+                input_size,
+                hidden_size,
+                w_ih,
+                w_hh,
+                bias,
+                bias_hh,
+                ..
+            } => {
+                let (ni, h) = (*input_size, *hidden_size);
+                let hp = padded_hidden(h);
+                // Gate rows, then zero rows up to a whole number of blocks.
+                let rows = (cell.gates() * hp).div_ceil(br) * br;
+                let live = cell.gates() * hp;
+                let map = |pr: usize| if pr < live { lstm_row(pr, h, hp) } else { None };
+                array(
+                    &mut s,
+                    &format!("Layer {i} (\"{lname}\"): W_ih, padded gate rows."),
+                    &format!("L{i}_W_IH"),
+                    &layout(w_ih, ni, rows, br, map),
+                );
+                array(
+                    &mut s,
+                    &format!("Layer {i}: W_hh, padded gate rows."),
+                    &format!("L{i}_W_HH"),
+                    &layout(w_hh, h, rows, br, map),
+                );
+                match cell {
+                    Cell::Gru => {
+                        array(
+                            &mut s,
+                            &format!("Layer {i}: b_ih, padded gate rows."),
+                            &format!("L{i}_B_IH"),
+                            &layout(bias, 1, rows, 1, map),
+                        );
+                        array(
+                            &mut s,
+                            &format!("Layer {i}: b_hh, padded gate rows."),
+                            &format!("L{i}_B_HH"),
+                            &layout(bias_hh, 1, rows, 1, map),
+                        );
+                        let _ = write!(
+                            s,
+                            "#[inline(always)]
+fn l{i}_gru(x: &[f32], h: &mut [f32; {hp}]) {{
+    let mut px = L{i}_B_IH;
+    let mut ph = L{i}_B_HH;
+    matvec(&L{i}_W_IH, &x[..{ni}], &mut px);
+    matvec(&L{i}_W_HH, &h[..{h}], &mut ph);
+    let (xr, rest) = px.split_at({hp});
+    let (xz, xn) = rest.split_at({hp});
+    let (hr, rest) = ph.split_at({hp});
+    let (hz, hn) = rest.split_at({hp});
+    for ((((((hk, xr), xz), xn), hr), hz), hn) in h.iter_mut().zip(xr).zip(xz).zip(xn).zip(hr).zip(hz).zip(hn) {{
+        let r = sigmoid(*xr + *hr);
+        let z = sigmoid(*xz + *hz);
+        let n = tanh(*xn + r * *hn);
+        *hk = (1.0 - z) * n + z * *hk;
+    }}
+}}
+
+"
+                        );
+                        steps.push(format!("l{i}_gru({src}, &mut self.l{i}_h);"));
+                    }
+                    Cell::Rnn(act) => {
+                        array(
+                            &mut s,
+                            &format!("Layer {i}: b_ih + b_hh, padded rows."),
+                            &format!("L{i}_BIAS"),
+                            &layout(bias, 1, rows, 1, map),
+                        );
+                        let f = match act {
+                            Nonlinearity::Tanh => "tanh(*p)",
+                            Nonlinearity::Relu => "if *p > 0.0 { *p } else { 0.0 }",
+                        };
+                        let _ = write!(
+                            s,
+                            "#[inline(always)]
+fn l{i}_rnn(x: &[f32], h: &mut [f32; {hp}]) {{
+    let mut pre = L{i}_BIAS;
+    matvec(&L{i}_W_IH, &x[..{ni}], &mut pre);
+    matvec(&L{i}_W_HH, &h[..{h}], &mut pre);
+    for (hk, p) in h.iter_mut().zip(&pre) {{
+        *hk = {f};
+    }}
+}}
+
+"
+                        );
+                        steps.push(format!("l{i}_rnn({src}, &mut self.l{i}_h);"));
+                    }
+                    Cell::Lstm => unreachable!("checked by F32Program::check"),
+                }
+                fields.push(format!("    l{i}_h: [f32; {hp}],\n"));
+                inits.push(format!("            l{i}_h: [0.0; {hp}],\n"));
                 src = format!("&self.l{i}_h");
             }
             F32Layer::Linear {
