@@ -18,13 +18,6 @@ fn fixture(name: &str) -> PathBuf {
     repo_root().join("tests/models/float").join(name)
 }
 
-fn read_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).expect("read npy");
-    let npy = npyz::NpyFile::new(&bytes[..]).expect("npy");
-    let shape = npy.shape().iter().map(|&d| d as usize).collect();
-    (shape, npy.into_vec::<f32>().expect("f32 data"))
-}
-
 /// The float reference gives PyTorch's logits for the first sequences of `data`:
 /// max |difference| <= 1e-4 · max(1, |logit|). Returns the worst relative difference.
 fn against_torch(spec: &Path, data: &Path, logits: &Path) -> f32 {

@@ -11,13 +11,6 @@ use irnn_codegen::spec::FloatModel;
 use std::path::Path;
 use support::*;
 
-fn read_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).expect("read npy");
-    let npy = npyz::NpyFile::new(&bytes[..]).expect("npy");
-    let shape = npy.shape().iter().map(|&d| d as usize).collect();
-    (shape, npy.into_vec::<f32>().expect("f32 data"))
-}
-
 fn read_i32(path: &Path) -> (Vec<usize>, Vec<i32>) {
     let bytes = std::fs::read(path).expect("read npy");
     let npy = npyz::NpyFile::new(&bytes[..]).expect("npy");

@@ -1160,7 +1160,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                         args.push(format!("s->{id}_{}", b.name));
                     }
                 }
-                state_bytes += super::c_ops::state_bytes(l);
+                state_bytes += l.state_bytes();
                 let out_member = format!("s->{id}_{}", out_buf.name);
                 let mats = l
                     .mats

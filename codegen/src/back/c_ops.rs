@@ -352,7 +352,7 @@ fn req_tables(
 }
 
 /// A one-line description of an op for the generated comment.
-pub fn describe(op: &Op) -> String {
+fn describe(op: &Op) -> String {
     match op {
         Op::Lookup { .. } => "embedding lookup".into(),
         Op::MatVec { .. } => "acc = bias + W x".into(),
@@ -369,14 +369,4 @@ pub fn describe(op: &Op) -> String {
         Op::Requant32 { .. } => "y = req(acc)".into(),
         Op::LstmCell { .. } => "LSTM cell update".into(),
     }
-}
-
-/// Bytes of a layer's recurrent state.
-pub fn state_bytes(layer: &OpLayer) -> usize {
-    layer
-        .buffers
-        .iter()
-        .filter(|b| matches!(b.role, Role::State { .. }))
-        .map(|b| b.len * b.dtype.bytes())
-        .sum()
 }
