@@ -26,7 +26,9 @@ use irnn_codegen::npy::{read_data, SeqData};
 use irnn_codegen::synth::Rng;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::c_harness::{cc, cross_enabled, Toolchain, STRICT};
+use support::c_harness::{
+    cc, cortex_m_enabled, cross_enabled, Toolchain, ARM_NONE_EABI_CC, STRICT,
+};
 use support::{cell_models, cpu_runs, cpu_runs_or_skip, repo_root, synth_model, TestModel};
 
 /// Allowed max |f32 − f64 reference| relative to the reference logits' range.
@@ -350,7 +352,7 @@ fn c_builds_strict(case: &Case) {
         let files = generate_f32(&case.graph, &opts(Lang::C, target)).expect("generates");
         let c = write_files(dir.path(), &files);
         let obj = dir.path().join("m.o");
-        let compilers: &[&str] = if target.is_arm() {
+        let compilers: &[&str] = if target.is_arm() || target.is_cortex_m() {
             &[]
         } else {
             &["gcc", "clang"]
@@ -373,6 +375,18 @@ fn c_builds_strict(case: &Case) {
             args.push(c.display().to_string());
             args.extend(["-o".to_string(), obj.display().to_string()]);
             cc(Toolchain::AARCH64.cc, &args, "aarch64 gcc, f32 C");
+        }
+        if target.is_cortex_m() && cortex_m_enabled("f32 C strict build for Cortex-M") {
+            let mut args: Vec<String> = STRICT.iter().map(|s| s.to_string()).collect();
+            args.extend(target_flags(target).iter().map(|s| s.to_string()));
+            args.extend(["-O2", "-c"].map(String::from));
+            args.push(c.display().to_string());
+            args.extend(["-o".to_string(), obj.display().to_string()]);
+            cc(
+                ARM_NONE_EABI_CC,
+                &args,
+                &format!("arm-none-eabi-gcc, f32 C, {}", target.name()),
+            );
         }
     }
 }

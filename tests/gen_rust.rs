@@ -1493,7 +1493,7 @@ fn simd_rust_is_safe_code_with_aligned_packed_weights() {
                 .unwrap_err()
                 .to_string();
             assert!(
-                err.contains("--unroll applies to --target scalar only"),
+                err.contains("--unroll applies to targets with portable kernels only"),
                 "{err}"
             );
         }

@@ -76,6 +76,20 @@ fn simd_output() {
     });
 }
 
+/// The Cortex-M C with its own kernels: DSP (`cortex-m4`; `cortex-m7` differs only in
+/// its name) and Helium (`cortex-m55`). `cortex-m0` is the portable C.
+#[test]
+fn cortex_m_output() {
+    insta::glob!("models/*.irnn.json", |path| {
+        for target in [Target::CortexM4, Target::CortexM55] {
+            insta::assert_snapshot!(
+                format!("c_{}", target.name()),
+                render_for(path, Lang::C, target, Unroll::None)
+            );
+        }
+    });
+}
+
 /// Generation is deterministic: twice the same bytes, for every model and option.
 #[test]
 fn output_is_deterministic() {

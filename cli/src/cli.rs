@@ -66,6 +66,14 @@ enum TargetArg {
     Avx512vnni,
     Neon,
     NeonDotprod,
+    #[value(name = "cortex-m0")]
+    CortexM0,
+    #[value(name = "cortex-m4")]
+    CortexM4,
+    #[value(name = "cortex-m7")]
+    CortexM7,
+    #[value(name = "cortex-m55")]
+    CortexM55,
 }
 
 impl From<TargetArg> for irnn_codegen::back::Target {
@@ -76,6 +84,10 @@ impl From<TargetArg> for irnn_codegen::back::Target {
             TargetArg::Avx512vnni => irnn_codegen::back::Target::Avx512Vnni,
             TargetArg::Neon => irnn_codegen::back::Target::Neon,
             TargetArg::NeonDotprod => irnn_codegen::back::Target::NeonDotprod,
+            TargetArg::CortexM0 => irnn_codegen::back::Target::CortexM0,
+            TargetArg::CortexM4 => irnn_codegen::back::Target::CortexM4,
+            TargetArg::CortexM7 => irnn_codegen::back::Target::CortexM7,
+            TargetArg::CortexM55 => irnn_codegen::back::Target::CortexM55,
         }
     }
 }

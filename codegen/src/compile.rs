@@ -268,7 +268,7 @@ mod tests {
                 CompileOptions::new()
                     .unroll(Unroll::Inner)
                     .target(Target::Avx2),
-                "--unroll applies to --target scalar only (target avx2 has its own kernels)",
+                "--unroll applies to targets with portable kernels only (target avx2 has its own kernels)",
             ),
             (
                 CompileOptions::new()

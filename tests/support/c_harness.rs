@@ -121,6 +121,19 @@ pub fn cross_enabled(test: &str) -> bool {
     super::skip::cross_tools(test, &missing)
 }
 
+/// The bare-metal Arm compiler of the Cortex-M targets.
+pub const ARM_NONE_EABI_CC: &str = "arm-none-eabi-gcc";
+
+/// Whether the tests that build for Cortex-M run: `arm-none-eabi-gcc` is there, or
+/// the skip policy allows skipping (`support::skip::cross_tools`).
+pub fn cortex_m_enabled(test: &str) -> bool {
+    let missing: Vec<&str> = [ARM_NONE_EABI_CC]
+        .into_iter()
+        .filter(|t| !tool_runs(t))
+        .collect();
+    super::skip::cross_tools(test, &missing)
+}
+
 /// Runs `cc args...` and panics with the compiler output on failure.
 pub fn cc<S: AsRef<str>>(cc: &str, args: &[S], what: &str) {
     let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();

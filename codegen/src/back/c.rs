@@ -181,6 +181,13 @@ struct Ctx {
     /// neon-dotprod: the `sdot` kernel when `__ARM_FEATURE_DOTPROD` is defined (the
     /// `smull` kernel otherwise, on the same layout).
     dotprod: bool,
+    /// Cortex-M DSP kernels (`SXTB16`/`SMLAD`).
+    dsp: bool,
+    /// Helium (MVE) kernels.
+    mve: bool,
+    /// Alignment of the packed arrays in bytes: a cache line, or a word on Cortex-M
+    /// (no data cache line to fill on most, and flash is scarce).
+    align: usize,
     br: usize,
     scalar_mv_always: bool,
     /// Some input-side matrix (W_ih or a linear layer's) needs the portable chunk kernel
@@ -206,6 +213,8 @@ struct Ctx {
     uses_gate_pre_down: bool,
     /// Some layer uses `_q_req32` / `_q_gate_pre32` (AVX2).
     uses_req32: bool,
+    /// Some layer uses `_q_reqm` / `_q_gate_prem` (Cortex-M).
+    uses_reqm: bool,
     /// Some layer uses the vector requantization `_q_gate_pre_v` / `_q_out_v`.
     uses_reqv: bool,
     /// int32 lanes per vector of the SIMD target (x86: 8 or 16).
@@ -453,6 +462,9 @@ enum LayerCtx {
         /// AVX2 with `fast_req` and the gate sum proven to fit int32
         /// (`back::gate_sum_fits_i32`): `_q_gate_pre32` and `_q_req32` in int32 lanes.
         req32: bool,
+        /// Cortex-M with `fast_req` and the gate sum proven to fit int32:
+        /// `_q_gate_prem` and `_q_reqm` (the target table's `Req32::Mac`).
+        reqm: bool,
         /// x86 SIMD target with `fast_req`, the gate sum proven to fit int32 and the
         /// output requantizer in the down form: the gate and output requantizations
         /// run `_q_gate_pre_v` / `_q_out_v` on whole vectors (the rest as before).
@@ -854,7 +866,7 @@ fn lstm_ctx(
 ) -> Result<LayerCtx, GenError> {
     let (i_sz, h_sz) = (l.input_size, l.hidden_size);
     let rows = 4 * h_sz;
-    let simd = target != Target::Scalar;
+    let simd = target.c_packed();
     let (mx, mh) = if simd {
         (
             Some(mat_ctx(
@@ -888,7 +900,8 @@ fn lstm_ctx(
     let full_rows = if simd { Vec::new() } else { full_rows };
     // The gate sums proven to fit int32: the int32 forms apply.
     let sum32 = fast_req && super::gate_sum_fits_i32(l);
-    let req32 = sum32 && target == Target::Avx2;
+    let req32 = sum32 && target.info().req32 == super::targets::Req32::Abs;
+    let reqm = sum32 && target.info().req32 == super::targets::Req32::Mac;
     let reqv = sum32
         && matches!(target, Target::Avx2 | Target::Avx512Vnni)
         && super::down_shift(&l.req_out).is_some();
@@ -932,6 +945,7 @@ fn lstm_ctx(
         h_zero_point: lit(l.h_zero_point),
         fast_req,
         req32,
+        reqm,
         reqv,
         out_down: super::down_shift(&l.req_out)
             .filter(|_| fast_req)
@@ -969,7 +983,7 @@ fn linear_ctx(
     target: Target,
 ) -> Result<LayerCtx, GenError> {
     let (n_in, n_out) = (l.in_size, l.out_size);
-    let simd = target != Target::Scalar;
+    let simd = target.c_packed();
     let mw = if simd {
         Some(mat_ctx(
             &l.name, "weight", &l.weight, &l.bias, n_out, n_in, target,
@@ -1075,7 +1089,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
     // iteration; `xs[t]` points to the int8 input of step t of the next layer, `seq`
     // holds the previous layer's outputs, `acc`/`xq` the chunk's accumulators and
     // prepared inputs (sized for the widest layer).
-    let batched = opts.target != Target::Scalar;
+    let batched = opts.target.c_packed();
     let chunk = if batched { RUN_CHUNK } else { 0 };
     let mut run_calls = Vec::new();
     let (mut acc_max, mut xq_max, mut seq_max) = (0usize, 0usize, 0usize);
@@ -1311,6 +1325,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
             LayerCtx::Lstm {
                 fast_req: true,
                 req32: false,
+                reqm: false,
                 ..
             }
         )
@@ -1328,6 +1343,9 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
     let uses_req32 = layers
         .iter()
         .any(|l| matches!(l, LayerCtx::Lstm { req32: true, .. }));
+    let uses_reqm = layers
+        .iter()
+        .any(|l| matches!(l, LayerCtx::Lstm { reqm: true, .. }));
     let uses_reqv = layers
         .iter()
         .any(|l| matches!(l, LayerCtx::Lstm { reqv: true, .. }));
@@ -1396,13 +1414,16 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         pu,
         unroll: unroll_name(opts.unroll),
         target: opts.target.name(),
-        simd: opts.target != Target::Scalar,
+        simd: opts.target.c_packed(),
         simd_cond: info.c_simd_cond,
         simd_header: info.c_simd_header,
         vnni: info.c_kernels == CKernels::Avx512Vnni,
         avx2: info.c_kernels == CKernels::Avx2,
         neon: matches!(info.c_kernels, CKernels::Neon { .. }),
         dotprod: info.c_kernels == CKernels::Neon { dotprod: true },
+        dsp: info.c_kernels == CKernels::ArmDsp,
+        mve: info.c_kernels == CKernels::Mve,
+        align: if opts.target.is_cortex_m() { 4 } else { 64 },
         br: super::pack::block_rows(opts.target),
         scalar_mv_always: layers.iter().any(|l| match l {
             LayerCtx::Lstm { mx, mh, .. } => {
@@ -1440,6 +1461,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         uses_gate_pre,
         uses_gate_pre_down,
         uses_req32,
+        uses_reqm,
         uses_reqv,
         vl: info.lanes,
         uses_lstm_out,

@@ -44,7 +44,9 @@ pub const HIDDEN_PAD: usize = 16;
 /// Rows per packed block of a target (4 vectors of f32); 1 = row-major (scalar).
 pub fn block_rows(target: Target) -> usize {
     match target {
-        Target::Scalar => 1,
+        Target::Scalar | Target::CortexM0 | Target::CortexM4 | Target::CortexM7 => 1,
+        // Helium's f32 lanes are not used by the f32 counterpart: scalar code.
+        Target::CortexM55 => 1,
         Target::Avx2 => 32,
         Target::Avx512Vnni => 64,
         Target::Neon | Target::NeonDotprod => 16,
@@ -163,7 +165,11 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
     let br = block_rows(target);
     let simd = br > 1;
     let (isa, simd_cond) = match target {
-        Target::Scalar => ("scalar", ""),
+        Target::Scalar
+        | Target::CortexM0
+        | Target::CortexM4
+        | Target::CortexM7
+        | Target::CortexM55 => ("scalar", ""),
         Target::Avx2 => ("avx2", "defined(__AVX2__) && defined(__FMA__)"),
         Target::Avx512Vnni => ("avx512", "defined(__AVX512F__)"),
         Target::Neon | Target::NeonDotprod => ("neon", "defined(__aarch64__)"),

@@ -92,6 +92,16 @@ pub enum Target {
     /// blocks; C: the `smull` kernel when compiled without `__ARM_FEATURE_DOTPROD`,
     /// scalar without NEON; Rust: `sdot` by inline assembly, NEON on a CPU without it.
     NeonDotprod,
+    /// Arm Cortex-M0/M0+ (Armv6-M, Thumb-1): the portable C, built and tested for it.
+    CortexM0,
+    /// Arm Cortex-M4 (Armv7E-M DSP): `SXTB16` + `SMLAD` on 4-row × 4-column blocks;
+    /// portable C without `__ARM_FEATURE_DSP`.
+    CortexM4,
+    /// Arm Cortex-M7: the Cortex-M4 kernels (same instruction set, dual issue).
+    CortexM7,
+    /// Arm Cortex-M55 (Armv8.1-M, Helium/MVE): `VMLADAVA` int8 dot products over
+    /// 16-byte row slices, four rows at a time; portable C without `__ARM_FEATURE_MVE`.
+    CortexM55,
 }
 
 impl Target {
@@ -101,17 +111,38 @@ impl Target {
     }
 
     /// Every target, in command-line order.
-    pub const ALL: [Target; 5] = [
+    pub const ALL: [Target; 9] = [
         Target::Scalar,
         Target::Avx2,
         Target::Avx512Vnni,
         Target::Neon,
         Target::NeonDotprod,
+        Target::CortexM0,
+        Target::CortexM4,
+        Target::CortexM7,
+        Target::CortexM55,
     ];
 
     /// Whether the target is for AArch64.
     pub fn is_arm(self) -> bool {
         self.info().runner == targets::Runner::QemuAarch64
+    }
+
+    /// Whether the target is an Arm Cortex-M microcontroller (bare metal).
+    pub fn is_cortex_m(self) -> bool {
+        matches!(self.info().runner, targets::Runner::QemuSystemArm { .. })
+    }
+
+    /// Whether the generated C carries packed weights and SIMD kernels (otherwise it
+    /// is the portable C of [`Target::Scalar`]).
+    pub fn c_packed(self) -> bool {
+        self.info().c_kernels != targets::CKernels::Portable
+    }
+
+    /// Whether the generated Rust uses the runtime's packed SIMD kernels (otherwise it
+    /// is the portable Rust of [`Target::Scalar`]).
+    pub fn rust_packed(self) -> bool {
+        self.info().isa != irnn_runtime::simd::Isa::Portable
     }
 }
 
@@ -243,7 +274,7 @@ pub fn generate_f32(
 
 impl GenOptions {
     /// The option rules, in one place (`compile::CompileOptions::check` is this):
-    /// unrolling applies to the scalar int8 code only.
+    /// unrolling applies to the portable int8 code only.
     pub fn check(&self) -> Result<(), GenError> {
         if self.unroll != Unroll::None {
             if self.precision != Precision::Int8 {
@@ -251,9 +282,13 @@ impl GenOptions {
                     "--unroll applies to --precision int8 only".into(),
                 ));
             }
-            if self.target != Target::Scalar {
+            let packed = match self.lang {
+                Lang::C => self.target.c_packed(),
+                Lang::Rust => self.target.rust_packed(),
+            };
+            if packed {
                 return Err(GenError::Unsupported(format!(
-                    "--unroll applies to --target scalar only (target {} has its own kernels)",
+                    "--unroll applies to targets with portable kernels only (target {} has its own kernels)",
                     self.target.name()
                 )));
             }

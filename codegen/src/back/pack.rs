@@ -16,9 +16,10 @@ pub fn isa(target: Target) -> Isa {
     target.info().isa
 }
 
-/// Block height (rows per vector of int32 accumulators) of a target; 1 for scalar.
+/// Block height of a target's packed layout (rows its kernels handle together); 1 for
+/// unpacked rows.
 pub fn block_rows(target: Target) -> usize {
-    isa(target).block_rows().unwrap_or(1)
+    target.info().block_rows
 }
 
 /// A weight matrix packed for a SIMD target, with its biases.
@@ -116,9 +117,10 @@ pub fn pack_matrix(
 
 /// Bytes of a `[rows][cols]` matrix as the kernels of `target` read it.
 pub fn packed_bytes(rows: usize, cols: usize, target: Target) -> usize {
-    match target {
-        Target::Scalar => rows * cols,
-        _ => simd::packed_len(rows, cols, block_rows(target)),
+    if target.c_packed() {
+        simd::packed_len(rows, cols, block_rows(target))
+    } else {
+        rows * cols
     }
 }
 

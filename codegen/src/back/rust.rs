@@ -101,7 +101,7 @@ pub(crate) fn write(program: &Program, opts: &GenOptions) -> Result<Vec<Generate
 /// The `//` header: generator, model, hash, options, usage.
 fn header(p: &Program, opts: &GenOptions) -> String {
     let name = sanitize(&p.name);
-    let simd = if opts.target == Target::Scalar {
+    let simd = if !opts.target.rust_packed() {
         String::new()
     } else {
         format!(
@@ -773,7 +773,7 @@ impl Gen<'_> {
 
     /// Whether the matrix-vector products use the runtime's packed SIMD kernels.
     fn simd(&self) -> bool {
-        self.target != Target::Scalar
+        self.target.rust_packed()
     }
 
     /// Table `k`'s whole-array form: registers on the AVX-512 VNNI target, gathers on

@@ -23,6 +23,11 @@ pub enum CKernels {
         /// The Armv8.2 dot-product kernel (under `__ARM_FEATURE_DOTPROD`).
         dotprod: bool,
     },
+    /// Arm Cortex-M DSP (Armv7E-M and later): `SXTB16` splits 4 int8 values into two
+    /// int16 pairs, `SMLAD` multiplies and adds a pair.
+    ArmDsp,
+    /// Arm Helium (M-profile Vector Extension): `VMLADAVA` over 16 int8 values.
+    Mve,
 }
 
 /// How a target evaluates a PWL table on whole arrays in generated code.
@@ -36,6 +41,20 @@ pub enum PwlArray {
     Gather,
 }
 
+/// The int32 form of the LSTM gate requantization a target's C uses where the
+/// generator proved the gate sums fit int32 (`back::gate_sum_fits_i32`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Req32 {
+    /// None: the 64-bit `_q_gate_pre_down`.
+    None,
+    /// `_q_req32` / `_q_gate_pre32`: |y| rounded half up, sign put back; exact for
+    /// every input (x86 AVX2, whose vectors have no 64-bit arithmetic shift).
+    Abs,
+    /// `_q_reqm` / `_q_gate_prem`: one 32 x 32 -> 64 multiply-accumulate, then int32
+    /// arithmetic where `y + half` is proven to fit (Cortex-M with `SMLAL`).
+    Mac,
+}
+
 /// Where the tests (and `irnn bench`) run a target's code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Runner {
@@ -43,6 +62,12 @@ pub enum Runner {
     Native,
     /// Cross-compiled for AArch64 and run under `qemu-aarch64`.
     QemuAarch64,
+    /// Cross-compiled with `arm-none-eabi-gcc` into bare-metal firmware and run on an
+    /// emulated board (`qemu-system-arm -M machine`, semihosting for I/O).
+    QemuSystemArm {
+        /// The QEMU machine (an Arm MPS2/MPS3 FPGA image with this core).
+        machine: &'static str,
+    },
 }
 
 /// One row of the target table.
@@ -52,8 +77,13 @@ pub struct TargetInfo {
     pub target: Target,
     /// Name on the command line and in generated headers.
     pub name: &'static str,
-    /// The runtime's instruction set: packed layout (block height) and Rust kernels.
+    /// The runtime's instruction set: the generated Rust's kernels and their packed
+    /// layout (`Isa::Portable`: the generated Rust is the scalar target's).
     pub isa: Isa,
+    /// Rows per block of the packed weight layout `[blocks][groups][rows][4]` that the
+    /// target's kernels read (C, and Rust where `isa` is not portable); 1 with portable
+    /// C kernels (unpacked rows).
+    pub block_rows: usize,
     /// The C kernel family.
     pub c_kernels: CKernels,
     /// int32 lanes of one vector register (1: scalar).
@@ -62,44 +92,52 @@ pub struct TargetInfo {
     pub c_simd_cond: &'static str,
     /// C: the intrinsics header included under `c_simd_cond`.
     pub c_simd_header: &'static str,
-    /// C compiler flags that enable the instruction set (tests, `irnn bench`).
+    /// C compiler flags that enable the instruction set (tests, `irnn bench`); for the
+    /// Cortex-M targets, the `arm-none-eabi-gcc` flags of the core.
     pub cc_flags: &'static [&'static str],
     /// PWL evaluation on whole arrays.
     pub pwl_array: PwlArray,
+    /// C: the int32 gate requantization form where the gate sums are proven to fit.
+    pub req32: Req32,
     /// How the code runs in tests.
     pub runner: Runner,
 }
 
 /// Every target, in command-line order.
-pub const TARGETS: [TargetInfo; 5] = [
+pub const TARGETS: [TargetInfo; 9] = [
     TargetInfo {
         target: Target::Scalar,
         name: "scalar",
         isa: Isa::Portable,
+        block_rows: 1,
         c_kernels: CKernels::Portable,
         lanes: 1,
         c_simd_cond: "0",
         c_simd_header: "",
         cc_flags: &[],
         pwl_array: PwlArray::Scalar,
+        req32: Req32::None,
         runner: Runner::Native,
     },
     TargetInfo {
         target: Target::Avx2,
         name: "avx2",
         isa: Isa::Avx2,
+        block_rows: 8,
         c_kernels: CKernels::Avx2,
         lanes: 8,
         c_simd_cond: "defined(__AVX2__)",
         c_simd_header: "immintrin.h",
         cc_flags: &["-mavx2", "-mfma"],
         pwl_array: PwlArray::Gather,
+        req32: Req32::Abs,
         runner: Runner::Native,
     },
     TargetInfo {
         target: Target::Avx512Vnni,
         name: "avx512vnni",
         isa: Isa::Avx512Vnni,
+        block_rows: 16,
         c_kernels: CKernels::Avx512Vnni,
         lanes: 16,
         c_simd_cond: "defined(__AVX512F__) && defined(__AVX512VNNI__)",
@@ -113,6 +151,7 @@ pub const TARGETS: [TargetInfo; 5] = [
             "-mavx512vnni",
         ],
         pwl_array: PwlArray::Registers,
+        req32: Req32::None,
         runner: Runner::Native,
     },
     // Little-endian only: the kernels reinterpret int32 words of 4 input bytes as byte
@@ -122,25 +161,101 @@ pub const TARGETS: [TargetInfo; 5] = [
         target: Target::Neon,
         name: "neon",
         isa: Isa::Neon,
+        block_rows: 4,
         c_kernels: CKernels::Neon { dotprod: false },
         lanes: 4,
         c_simd_cond: "defined(__aarch64__) && defined(__ARM_NEON) && !defined(__ARM_BIG_ENDIAN)",
         c_simd_header: "arm_neon.h",
         cc_flags: &["-march=armv8-a"],
         pwl_array: PwlArray::Scalar,
+        req32: Req32::None,
         runner: Runner::QemuAarch64,
     },
     TargetInfo {
         target: Target::NeonDotprod,
         name: "neon-dotprod",
         isa: Isa::NeonDotprod,
+        block_rows: 4,
         c_kernels: CKernels::Neon { dotprod: true },
         lanes: 4,
         c_simd_cond: "defined(__aarch64__) && defined(__ARM_NEON) && !defined(__ARM_BIG_ENDIAN)",
         c_simd_header: "arm_neon.h",
         cc_flags: &["-march=armv8.2-a+dotprod"],
         pwl_array: PwlArray::Scalar,
+        req32: Req32::None,
         runner: Runner::QemuAarch64,
+    },
+    // Cortex-M: soft-float ABI where the core may lack an FPU, so the model object
+    // links into any firmware. The generated Rust for these targets is the portable
+    // Rust (`core::arch::arm`'s DSP intrinsics are unstable).
+    TargetInfo {
+        target: Target::CortexM0,
+        name: "cortex-m0",
+        isa: Isa::Portable,
+        block_rows: 1,
+        c_kernels: CKernels::Portable,
+        lanes: 1,
+        c_simd_cond: "0",
+        c_simd_header: "",
+        cc_flags: &["-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"],
+        pwl_array: PwlArray::Scalar,
+        req32: Req32::None,
+        // No M0 board in QEMU: Armv6-M code runs unchanged on the M3 of the AN385.
+        runner: Runner::QemuSystemArm {
+            machine: "mps2-an385",
+        },
+    },
+    TargetInfo {
+        target: Target::CortexM4,
+        name: "cortex-m4",
+        isa: Isa::Portable,
+        block_rows: 4,
+        c_kernels: CKernels::ArmDsp,
+        lanes: 1,
+        c_simd_cond:
+            "defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && defined(__GNUC__)",
+        c_simd_header: "arm_acle.h",
+        cc_flags: &["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"],
+        pwl_array: PwlArray::Scalar,
+        req32: Req32::Mac,
+        runner: Runner::QemuSystemArm {
+            machine: "mps2-an386",
+        },
+    },
+    TargetInfo {
+        target: Target::CortexM7,
+        name: "cortex-m7",
+        isa: Isa::Portable,
+        block_rows: 4,
+        c_kernels: CKernels::ArmDsp,
+        lanes: 1,
+        c_simd_cond:
+            "defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && defined(__GNUC__)",
+        c_simd_header: "arm_acle.h",
+        cc_flags: &["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=soft"],
+        pwl_array: PwlArray::Scalar,
+        req32: Req32::Mac,
+        runner: Runner::QemuSystemArm {
+            machine: "mps2-an500",
+        },
+    },
+    // Helium needs the FP/vector register file, hence the hard-float ABI; `+nofp`
+    // keeps the compiler to integer MVE (the model has no floating point anyway).
+    TargetInfo {
+        target: Target::CortexM55,
+        name: "cortex-m55",
+        isa: Isa::Portable,
+        block_rows: 1,
+        c_kernels: CKernels::Mve,
+        lanes: 4,
+        c_simd_cond: "defined(__ARM_FEATURE_MVE)",
+        c_simd_header: "arm_mve.h",
+        cc_flags: &["-mcpu=cortex-m55+nofp", "-mthumb", "-mfloat-abi=hard"],
+        pwl_array: PwlArray::Scalar,
+        req32: Req32::Mac,
+        runner: Runner::QemuSystemArm {
+            machine: "mps3-an547",
+        },
     },
 ];
 
@@ -167,13 +282,15 @@ mod tests {
             let info = t.info();
             assert_eq!(info.target, *t, "row {k}");
             assert_eq!(Target::from_name(info.name), Some(*t));
-            // The packed block height is one vector of int32 lanes (scalar: unpacked).
-            assert_eq!(
-                info.isa.block_rows().unwrap_or(1),
-                info.lanes,
-                "{}",
-                info.name
-            );
+            // Where the Rust has SIMD kernels, its layout is the C's, one vector of
+            // int32 lanes high; portable C reads unpacked rows.
+            if let Some(br) = info.isa.block_rows() {
+                assert_eq!(br, info.block_rows, "{}", info.name);
+                assert_eq!(br, info.lanes, "{}", info.name);
+            }
+            if info.c_kernels == CKernels::Portable {
+                assert_eq!(info.block_rows, 1, "{}", info.name);
+            }
             assert_eq!(info.runner == Runner::QemuAarch64, t.is_arm());
         }
         assert_eq!(Target::from_name("avx3"), None);
