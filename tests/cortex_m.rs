@@ -416,9 +416,13 @@ fn example_firmware_builds_runs_and_matches_interpreter() {
     let program = lower(&Graph::load(&graph_path).expect("graph loads")).expect("lowers");
     let board = AN386_M4;
     let build = tempfile::tempdir().expect("tempdir");
-    // The generated C written beforehand (newer than the model, so make keeps it):
-    // IRNN=false fails the build should the Makefile want to run irnn.
-    gen_c(&program, Target::Scalar, build.path());
+    // The generated C written beforehand where the Makefile's `irnn gen` step writes it,
+    // with the step's stamp (newer than the model, so make keeps it): IRNN=false fails
+    // the build should the Makefile want to run irnn.
+    let gen = build.path().join("gen");
+    std::fs::create_dir(&gen).expect("mkdir gen");
+    gen_c(&program, Target::Scalar, &gen);
+    std::fs::write(gen.join("stamp"), "").expect("stamp");
     let out = std::process::Command::new("make")
         .arg("-s")
         .arg("-C")
@@ -470,7 +474,7 @@ fn example_firmware_builds_runs_and_matches_interpreter() {
 
     // Instructions per step of the shipped GRU on the M4: printed for the record.
     let seq = Seq::Tokens(tokens);
-    let fw = build_bench_firmware(&board, build.path(), &prefix(&program), &seq);
+    let fw = build_bench_firmware(&board, &gen, &prefix(&program), &seq);
     let n = insns_per_step(&fw, 8);
     eprintln!(
         "gru_charlm (scalar C) on {}: {:.1} instructions per step",
