@@ -482,3 +482,72 @@ fn example_firmware_builds_runs_and_matches_interpreter() {
         n.per_step()
     );
 }
+
+#[test]
+fn sizes_of_model_object_and_firmware() {
+    if !cortex_m::tools_or_skip("cortex_m::sizes_of_model_object_and_firmware") {
+        return;
+    }
+    let m = &gru_models()[1];
+    let p = prefix(&m.program);
+    let seqs = random_seqs(&m.program, 5, &[2]);
+    for board in [AN385_M0, AN386_M4] {
+        let b = board.label();
+        let dir = tempfile::tempdir().expect("tempdir");
+        gen_c(&m.program, Target::Scalar, dir.path());
+        let fw = build_firmware(&board, dir.path(), &p, &seqs);
+        let syms = cortex_m::symbol_sizes(&fw.model_obj);
+        for f in ["step", "run", "reset"] {
+            let name = format!("{p}_{f}");
+            let s = syms.iter().find(|s| s.name == name);
+            assert!(
+                s.is_some_and(|s| s.kind == 'T' && s.size > 0),
+                "{b}: no global function {name} with a size in {syms:?}"
+            );
+        }
+        // -fdata-sections: one section per constant, so the constants' symbols add up to
+        // the .rodata sections exactly (what a memory report can rely on), once the
+        // aliases of merged identical constants are counted once.
+        let sections = cortex_m::section_sizes(&fw.model_obj);
+        let mut seen = std::collections::HashSet::new();
+        let rodata_syms: u64 = syms
+            .iter()
+            .filter(|s| matches!(s.kind, 'r' | 'R'))
+            .filter(|s| seen.insert((s.section.clone(), s.value)))
+            .map(|s| s.size)
+            .sum();
+        let rodata_secs: u64 = sections
+            .iter()
+            .filter(|(n, _)| n.starts_with(".rodata"))
+            .map(|(_, s)| s)
+            .sum();
+        assert!(rodata_syms > 0, "{b}: no constants in {syms:?}");
+        assert_eq!(
+            rodata_syms, rodata_secs,
+            "{b}: constants vs .rodata sections\n{syms:?}\n{sections:?}"
+        );
+        let data: u64 = sections
+            .iter()
+            .filter(|(n, _)| n.starts_with(".data") || n.starts_with(".bss"))
+            .map(|(_, s)| s)
+            .sum();
+        assert_eq!(
+            data, 0,
+            "{b}: the model object has mutable data: {sections:?}"
+        );
+        // The firmware: the model's state is main's static `state`.
+        let elf_syms = cortex_m::symbol_sizes(&fw.elf);
+        let state = elf_syms
+            .iter()
+            .find(|s| s.name == "state")
+            .unwrap_or_else(|| panic!("{b}: no `state` in the firmware"));
+        assert!(matches!(state.kind, 'b' | 'B'), "{b}: {state:?}");
+        let elf_sections = cortex_m::section_sizes(&fw.elf);
+        for s in [".text", ".rodata", ".bss"] {
+            assert!(
+                elf_sections.iter().any(|(n, size)| n == s && *size > 0),
+                "{b}: no {s} in {elf_sections:?}"
+            );
+        }
+    }
+}

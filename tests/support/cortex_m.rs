@@ -946,17 +946,38 @@ pub fn integer_only(object: &Path) -> Result<(), String> {
 }
 
 /// One symbol of `nm -S`: name, type letter (`T` code, `R`/`r` read-only data, `D`/`d`
-/// data, `B`/`b` bss...), size in bytes.
+/// data, `B`/`b` bss...), size in bytes, and (from `objdump -t`) its section and value.
+///
+/// Sizes of symbols do not always add up to the bytes they take: GCC merges identical
+/// constants at `-O2` (`-fipa-icf`), leaving one symbol an alias of the other (same
+/// section and value). Count each `(section, value)` once, or use [`section_sizes`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Symbol {
     pub name: String,
     pub kind: char,
     pub size: u64,
+    /// The section (`.rodata.NAME_...`, `.text.NAME_step`, ...; `*UND*` if undefined).
+    pub section: String,
+    /// Address (linked ELF) or offset in its section (object).
+    pub value: u64,
 }
 
-/// The sized symbols of an object (`arm-none-eabi-nm -S`); symbols without a size are
-/// left out.
+/// The sized symbols of an object or ELF (`arm-none-eabi-nm -S`, with sections from
+/// `arm-none-eabi-objdump -t`); symbols without a size are left out.
 pub fn symbol_sizes(object: &Path) -> Vec<Symbol> {
+    let mut cmd = Command::new("arm-none-eabi-objdump");
+    cmd.arg("-t").arg(object);
+    // "00000000 l     O .rodata.m_w\t00000018 m_w": value, flags, section; size, name.
+    let sections: std::collections::HashMap<String, (String, u64)> = checked(cmd, "objdump -t")
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once('\t')?;
+            let name = right.split_whitespace().nth(1)?.to_string();
+            let value = u64::from_str_radix(left.split_whitespace().next()?, 16).ok()?;
+            let section = left.split_whitespace().last()?.to_string();
+            Some((name, (section, value)))
+        })
+        .collect();
     let mut cmd = Command::new("arm-none-eabi-nm");
     cmd.arg("-S").arg(object);
     checked(cmd, "nm -S")
@@ -967,10 +988,13 @@ pub fn symbol_sizes(object: &Path) -> Vec<Symbol> {
             if f.len() != 4 {
                 return None;
             }
+            let (section, value) = sections.get(f[3]).cloned().unwrap_or_default();
             Some(Symbol {
                 name: f[3].to_string(),
                 kind: f[2].chars().next()?,
                 size: u64::from_str_radix(f[1], 16).ok()?,
+                section,
+                value,
             })
         })
         .collect()
