@@ -229,6 +229,8 @@ fn compile(board: &Board, src: &str, flags: &[&str], dir: &Path, name: &str) -> 
     let o = dir.join(format!("{name}.o"));
     std::fs::write(&c, src).expect("write");
     let mut args = board.arch_flags();
+    // Freestanding, as the firmware: GCC's own <stdint.h>, no C library needed.
+    args.push("-ffreestanding".into());
     args.extend(flags.iter().map(|s| s.to_string()));
     args.extend([
         "-O2".into(),

@@ -602,20 +602,23 @@ pub fn plugin() -> PathBuf {
             } else {
                 root.join(target)
             };
-            // One directory per process: parallel test binaries must not write the
-            // same file at once.
-            let out = target
-                .join("qemu-insn-count")
-                .join(std::process::id().to_string());
+            // Built in a directory of this process, then renamed into place (atomic):
+            // test binaries running at once must not write the same file, and a QEMU
+            // loading the name meanwhile gets the old or the new file, both whole.
+            let dir = target.join("qemu-insn-count");
+            let tmp = dir.join(format!("build-{}", std::process::id()));
             let mut cmd = Command::new("make");
             cmd.arg("-s")
                 .arg("-C")
                 .arg(root.join("tools/qemu-insn-count"))
-                .arg(format!("OUT={}", out.display()))
+                .arg(format!("OUT={}", tmp.display()))
                 .arg(format!("QEMU={QEMU}"));
             checked(cmd, "building tools/qemu-insn-count");
-            let so = out.join("libinsn_count.so");
-            assert!(so.is_file(), "make built no {}", so.display());
+            let built = tmp.join("libinsn_count.so");
+            assert!(built.is_file(), "make built no {}", built.display());
+            let so = dir.join("libinsn_count.so");
+            std::fs::rename(&built, &so).expect("move the plugin into place");
+            let _ = std::fs::remove_dir_all(&tmp);
             so
         })
         .clone()
