@@ -296,9 +296,19 @@ fn integer_only_rejects_float_libm_and_heap() {
     }
     // Helium: integer MVE passes, MVE float does not (objdump must decode MVE for it).
     let mve_int = "#include <arm_mve.h>\nint32_t f(const int8_t *a, const int8_t *b) \
-                   { return vmladavq_s8(vld1q_s8(a), vld1q_s8(b)); }\n";
+                   { return vmladavq_s8(vld1q_s8(a), vld1q_s8(b)); }\n\
+                   int32_t g(const int32_t *a) { int32x4_t v = vld1q_s32(a); \
+                   return vgetq_lane_s32(v, 1) + vgetq_lane_s32(v, 3); }\n\
+                   int32x4_t h(int32x4_t v, int32_t x) { return vsetq_lane_s32(x, v, 2); }\n";
     let o = compile(&AN547_M55, mve_int, &[], d, "mve_int");
     integer_only(&o).unwrap_or_else(|e| panic!("integer MVE rejected: {e}"));
+    let asm = std::process::Command::new("arm-none-eabi-objdump")
+        .args(["-d", "-marmv8.1-m.main"])
+        .arg(&o)
+        .output()
+        .expect("objdump");
+    let asm = String::from_utf8_lossy(&asm.stdout);
+    assert!(asm.contains("vmov.32"), "no lane move to check:\n{asm}");
     let mve_float = "#include <arm_mve.h>\nvoid f(float32_t *a, const float32_t *b) \
                      { vst1q_f32(a, vaddq_f32(vld1q_f32(a), vld1q_f32(b))); }\n";
     let o = compile(&AN547_M55, mve_float, &[], d, "mve_float");

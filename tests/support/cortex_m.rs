@@ -742,8 +742,8 @@ fn has_fp_register(operands: &str) -> bool {
 /// Whether an instruction, as objdump prints it, is floating point (or an FP-register
 /// transfer, or a coprocessor instruction the disassembler did not decode). Saving and
 /// restoring the callee-saved d8–d15 (`vpush`/`vpop`), which MVE code using q4–q7 must
-/// do, is allowed.
-fn float_instruction(mnemonic: &str, operands: &str) -> Option<&'static str> {
+/// do, is allowed, and so are MVE's integer lane moves (`mve`: Armv8.1-M objects).
+fn float_instruction(mnemonic: &str, operands: &str, mve: bool) -> Option<&'static str> {
     let m = mnemonic.to_ascii_lowercase();
     // Not the branch target's symbol ("bl 0 <f_s1>"): only registers and immediates.
     let o = operands
@@ -786,6 +786,14 @@ fn float_instruction(mnemonic: &str, operands: &str) -> Option<&'static str> {
             .map(str::trim)
             .all(callee_saved);
         if matches!(base, "vpush" | "vpop") && regs_ok {
+            return None;
+        }
+        // MVE's integer lane moves print with d-register lanes: "vmov.32 r0, d7[1]".
+        let int_size = matches!(
+            m.strip_prefix("vmov"),
+            Some(".8" | ".16" | ".32" | ".s8" | ".u8" | ".s16" | ".u16")
+        );
+        if mve && int_size && o.contains('[') {
             return None;
         }
         return Some("FP register use");
@@ -898,8 +906,9 @@ fn forbidden_symbol(name: &str) -> Option<&'static str> {
 /// Checks that a compiled (Arm, Thumb) object has no floating-point instruction
 /// (objdump for the object's architecture: FP data types, conversions, FP arithmetic,
 /// FPSCR access, s/d-register transfers other than saving d8–d15, undecoded coprocessor
-/// instructions) and no undefined reference to a soft-float helper, libm or the heap
-/// (`nm -u`). The error lists every offence.
+/// instructions; allowed: `vpush`/`vpop` of d8–d15 and, on Armv8.1-M, MVE integer lane
+/// moves such as `vmov.32 r0, d7[1]`) and no undefined reference to a soft-float helper,
+/// libm or the heap (`nm -u`). The error lists every offence.
 pub fn integer_only(object: &Path) -> Result<(), String> {
     let arch = objdump_arch(object)?;
     let mut cmd = Command::new("arm-none-eabi-objdump");
@@ -924,7 +933,7 @@ pub fn integer_only(object: &Path) -> Result<(), String> {
         if mnemonic.starts_with('.') {
             continue; // literal pool data (.word)
         }
-        if let Some(why) = float_instruction(mnemonic, operands) {
+        if let Some(why) = float_instruction(mnemonic, operands, arch == "armv8.1-m.main") {
             offences.push(format!("{function}: {why}: {mnemonic} {}", operands.trim()));
         }
     }
