@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod c_harness;
+pub mod cortex_m;
 pub mod skip;
 
 use irnn_codegen::back::Target;

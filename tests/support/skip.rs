@@ -8,9 +8,10 @@
 //!   CI services do, to anything but empty, `0` or `false`) a skip must be justified:
 //!   where the kernel's list of CPU flags (`/proc/cpuinfo`) shows the instruction set,
 //!   the run-time detection saying no is a failure, not a skip.
-//! - **Cross tools** (the AArch64 compiler, linker and qemu): missing ones fail the
-//!   test with what to install; `IRNN_SKIP_CROSS=1` skips these tests explicitly,
-//!   except under CI, where it is ignored.
+//! - **Cross tools** (the AArch64 compiler, linker and qemu; the Cortex-M compiler,
+//!   binutils and `qemu-system-arm`): missing ones fail the test with what to install;
+//!   `IRNN_SKIP_CROSS=1` skips these tests explicitly, except under CI, where it is
+//!   ignored.
 //! - **Anything else a test needs to have something to check** (the shipped example
 //!   models, `cargo clippy`): skipped with a note outside CI, a failure under CI.
 #![allow(dead_code)]
@@ -88,6 +89,29 @@ pub fn needs_isa(what: &str, isa_name: &str, detected: bool) -> bool {
 /// `IRNN_SKIP_CROSS=1` skips them (with a `SKIPPED` line); under CI it is ignored. A
 /// missing tool then fails the test with what to install.
 pub fn cross_tools(what: &str, missing: &[&str]) -> bool {
+    cross(
+        what,
+        "the AArch64 cross tools",
+        "gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user, rustup target add \
+         aarch64-unknown-linux-gnu",
+        missing,
+    )
+}
+
+/// Whether the Cortex-M tests (bare-metal firmware under `qemu-system-arm`) run, given
+/// the tools found missing: the policy of [`cross_tools`].
+pub fn cortex_m_tools(what: &str, missing: &[&str]) -> bool {
+    cross(
+        what,
+        "the Cortex-M tools",
+        "gcc-arm-none-eabi (with binutils-arm-none-eabi), qemu-system-arm, make, gcc",
+        missing,
+    )
+}
+
+/// The cross-tool policy: `IRNN_SKIP_CROSS=1` skips outside CI; a missing tool fails
+/// the test, naming `tools` and what installs them.
+fn cross(what: &str, tools: &str, install: &str, missing: &[&str]) -> bool {
     if std::env::var("IRNN_SKIP_CROSS").is_ok_and(|v| v == "1") {
         if !on_ci() {
             std::eprintln!("SKIPPED {what}: IRNN_SKIP_CROSS=1");
@@ -97,9 +121,7 @@ pub fn cross_tools(what: &str, missing: &[&str]) -> bool {
     }
     if !missing.is_empty() {
         std::panic!(
-            "{what}: the AArch64 cross tools are missing ({}); install them as .ci/run \
-             does (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user, rustup target \
-             add aarch64-unknown-linux-gnu){}",
+            "{what}: {tools} are missing ({}); install them as .ci/run does ({install}){}",
             missing.join(", "),
             if on_ci() {
                 ""
