@@ -34,16 +34,35 @@ use support::cortex_m::{
 };
 use support::TestModel;
 
-/// What runs where: each row builds the models' C for `target` and runs it on `board`.
-/// The portable scalar C runs on every board; a Cortex-M target adds its rows here, e.g.
-/// `(AN386_M4, Target::CortexM4)`.
+/// What runs where: each row builds the models' C for `target` and runs it on `board`:
+/// every Cortex-M target on its board, and the generic C on an Armv7-M core.
 const CONFIGS: &[(Board, Target)] = &[
-    (AN385_M0, Target::Scalar),
+    // The generic C (`scalar`) on an Armv7-M core without DSP.
     (AN385_M3, Target::Scalar),
-    (AN386_M4, Target::Scalar),
-    (AN500_M7, Target::Scalar),
-    (AN547_M55, Target::Scalar),
+    (AN385_M0, Target::CortexM0),
+    (AN386_M4, Target::CortexM4),
+    (AN500_M7, Target::CortexM7),
+    (AN547_M55, Target::CortexM55),
 ];
+
+/// Each Cortex-M target's board is the one its row of the target table names, built
+/// with the row's compiler flags.
+#[test]
+fn boards_match_the_target_table() {
+    for (board, target) in CONFIGS {
+        let info = target.info();
+        if let irnn_codegen::back::targets::Runner::QemuSystemArm { machine } = info.runner {
+            assert_eq!(board.machine, machine, "{}", info.name);
+            let mut want: Vec<String> = info.cc_flags.iter().map(|s| s.to_string()).collect();
+            let mut got = board.arch_flags();
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "{}", info.name);
+        } else {
+            assert_eq!(*target, Target::Scalar);
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------
 // Models and inputs

@@ -239,8 +239,9 @@ pub const TARGETS: [TargetInfo; 9] = [
             machine: "mps2-an500",
         },
     },
-    // Helium needs the FP/vector register file, hence the hard-float ABI; `+nofp`
-    // keeps the compiler to integer MVE (the model has no floating point anyway).
+    // GCC's arm_mve.h needs the hard-float ABI (the vector registers are the FP
+    // registers); the model object has no floating-point instruction all the same
+    // (checked in tests/cortex_m.rs).
     TargetInfo {
         target: Target::CortexM55,
         name: "cortex-m55",
@@ -250,7 +251,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         lanes: 4,
         c_simd_cond: "defined(__ARM_FEATURE_MVE)",
         c_simd_header: "arm_mve.h",
-        cc_flags: &["-mcpu=cortex-m55+nofp", "-mthumb", "-mfloat-abi=hard"],
+        cc_flags: &["-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"],
         pwl_array: PwlArray::Scalar,
         req32: Req32::Mac,
         runner: Runner::QemuSystemArm {
