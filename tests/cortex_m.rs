@@ -653,3 +653,85 @@ int main(void)
     let out = cortex_m::run_qemu(&AN547_M55, &fw.elf, &[], cortex_m::RUN_TIMEOUT).expect("exits");
     assert!(out.status.success(), "M55 MVE: {} {}", out.status, out.text);
 }
+
+/// `irnn inspect --target` and the header's memory block (`back::memory`) against the
+/// compiled objects: constants and state exactly (all constant symbols, merged aliases
+/// included; the firmware's `state` object), code within the stated margin. On the
+/// synthetic models: gcc folds the arrays of the 4-unit shipped ones into the code.
+#[test]
+fn memory_report_matches_the_compiled_object() {
+    if !cortex_m::tools_or_skip("cortex_m::memory_report_matches_the_compiled_object") {
+        return;
+    }
+    use irnn_codegen::back::memory::{report, CODE_MARGIN};
+    for (board, target) in CONFIGS.iter().filter(|(_, t)| t.is_cortex_m()) {
+        let synthetic = lstm_models()
+            .iter()
+            .chain(gru_models())
+            .chain(rnn_models())
+            .filter(|m| m._synth.is_some());
+        for m in synthetic {
+            let label = format!("{} on {}", m.label, target.name());
+            let p = prefix(&m.program);
+            let dir = tempfile::tempdir().expect("tempdir");
+            gen_c(&m.program, *target, dir.path());
+            let header = std::fs::read_to_string(
+                dir.path()
+                    .join(format!("{}.h", irnn_codegen::back::names::file_stem(&p))),
+            )
+            .expect("header");
+            let fw = build_firmware(board, dir.path(), &p, &random_seqs(&m.program, 3, &[1]));
+            let r = report(&m.program, *target).expect("memory report");
+            // The header carries the same figures.
+            for line in r.lines(&p) {
+                assert!(
+                    header.contains(&line),
+                    "{label}: {line:?} not in the header"
+                );
+            }
+            // Every constant array is in the object with its size, but for small ones
+            // gcc folded into the code (at most 64 bytes each).
+            let source = std::fs::read_to_string(
+                dir.path()
+                    .join(format!("{}.c", irnn_codegen::back::names::file_stem(&p))),
+            )
+            .expect("source");
+            let arrays = irnn_codegen::back::memory::const_arrays(&source);
+            assert_eq!(
+                arrays.iter().map(|(_, b)| b).sum::<usize>(),
+                r.const_bytes,
+                "{label}: constants"
+            );
+            let syms = cortex_m::symbol_sizes(&fw.model_obj);
+            for (name, bytes) in &arrays {
+                match syms.iter().find(|s| &s.name == name) {
+                    Some(s) => assert_eq!(s.size, *bytes as u64, "{label}: {name}"),
+                    None => assert!(*bytes <= 64, "{label}: {name} ({bytes} bytes) is missing"),
+                }
+            }
+            let consts = syms.iter().filter(|s| matches!(s.kind, 'r' | 'R'));
+            for s in consts {
+                assert!(
+                    arrays.iter().any(|(n, _)| n == &s.name),
+                    "{label}: constant {} not in the report",
+                    s.name
+                );
+            }
+            let elf_syms = cortex_m::symbol_sizes(&fw.elf);
+            let state = elf_syms.iter().find(|s| s.name == "state").expect("state");
+            assert_eq!(state.size, r.state_bytes as u64, "{label}: state");
+            let text: u64 = cortex_m::section_sizes(&fw.model_obj)
+                .iter()
+                .filter(|(n, _)| n.starts_with(".text"))
+                .map(|(_, s)| s)
+                .sum();
+            let err = (r.code_bytes as f64 - text as f64).abs() / text as f64;
+            assert!(
+                err <= CODE_MARGIN,
+                "{label}: code estimate {} vs {text} bytes compiled ({:.0}%)",
+                r.code_bytes,
+                100.0 * err
+            );
+        }
+    }
+}

@@ -183,6 +183,10 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Also report flash (code + constants) and RAM (state + scratch) of the
+        /// generated C for this target (e.g. cortex-m4).
+        #[arg(long, value_enum)]
+        target: Option<TargetArg>,
     },
     /// Quantization-aware training (runs the `irnn-train` program, built from the
     /// `train/` crate: `cargo build --release -p irnn-train`). `irnn train --help` shows
@@ -425,7 +429,11 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             labels,
             json,
         } => cmd_eval(&model, &float_spec, &data, labels.as_deref(), json),
-        Command::Inspect { model, json } => cmd_inspect(&model, json),
+        Command::Inspect {
+            model,
+            json,
+            target,
+        } => cmd_inspect(&model, json, target.map(Into::into)),
         Command::Bench {
             model,
             target,
@@ -1078,10 +1086,13 @@ pub fn sizes(p: &Program) -> Sizes {
     }
 }
 
-fn cmd_inspect(path: &Path, json: bool) -> Result<()> {
+fn cmd_inspect(path: &Path, json: bool, target: Option<irnn_codegen::back::Target>) -> Result<()> {
     let graph = Graph::load(path)?;
     let program = lower(&graph)?;
     let s = sizes(&program);
+    let memory = target
+        .map(|t| irnn_codegen::back::memory::report(&program, t))
+        .transpose()?;
     let tables: Vec<serde_json::Value> = graph
         .file
         .tables
@@ -1104,6 +1115,7 @@ fn cmd_inspect(path: &Path, json: bool) -> Result<()> {
             "layers": graph.file.layers,
             "tables": tables,
             "sizes": s,
+            "memory": memory,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -1226,5 +1238,11 @@ fn cmd_inspect(path: &Path, json: bool) -> Result<()> {
         s.float_param_bytes as f64 / s.int_param_bytes.max(1) as f64,
         s.state_bytes
     );
+    if let Some(m) = memory {
+        println!("memory of the generated C on {}:", m.target);
+        for line in m.lines(&irnn_codegen::back::names::sanitize(&program.name)) {
+            println!("  {line}");
+        }
+    }
     Ok(())
 }

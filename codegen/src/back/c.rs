@@ -92,10 +92,17 @@ pub(crate) fn write(program: &Program, opts: &GenOptions) -> Result<Vec<Generate
     let tera = templates()?;
     let mut context =
         tera::Context::from_serialize(&ctx).map_err(|e| template_error("context", e))?;
+    context.insert("banner", &ctx.banner_c);
+    context.insert("memory_lines", &Vec::<String>::new());
+    let source = render(&tera, "c/source.c.tera", &context)?;
+    // Cortex-M headers say how much flash and RAM the model takes (back::memory).
+    if opts.target.is_cortex_m() {
+        let header = render(&tera, "c/header.h.tera", &context)?;
+        let report = super::memory::from_source(program, opts.target, &header, &source);
+        context.insert("memory_lines", &report.lines(&ctx.p));
+    }
     context.insert("banner", &ctx.banner_h);
     let header = render(&tera, "c/header.h.tera", &context)?;
-    context.insert("banner", &ctx.banner_c);
-    let source = render(&tera, "c/source.c.tera", &context)?;
     Ok(vec![
         GeneratedFile {
             name: ctx.header_file.clone(),

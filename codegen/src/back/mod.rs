@@ -11,6 +11,7 @@ pub mod c;
 pub mod c_f32;
 pub(crate) mod c_ops;
 pub mod float;
+pub mod memory;
 pub mod names;
 pub mod pack;
 pub mod pwl_index;
