@@ -264,6 +264,8 @@ enum Command {
         model: PathBuf,
         /// Targets to time (repeat or comma-separate); the first row is the baseline
         /// of the speed-up column. Default: scalar, then every SIMD target this CPU has.
+        /// Cortex-M targets report guest instructions per step on their emulated board
+        /// (needs arm-none-eabi-gcc and qemu-system-arm).
         #[arg(long, value_enum, value_delimiter = ',')]
         target: Vec<TargetArg>,
         /// Steps per timed run.
@@ -456,6 +458,19 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             } else {
                 target.into_iter().map(Into::into).collect()
             };
+            // Cortex-M targets: instructions counted on the emulated board (int8 C).
+            let (cortex_m, targets): (Vec<_>, Vec<_>) =
+                targets.into_iter().partition(|t| t.is_cortex_m());
+            if !cortex_m.is_empty() {
+                let rows = cortex_m
+                    .iter()
+                    .map(|&t| crate::bench_cm::bench_target(&program, t))
+                    .collect::<Result<Vec<_>>>()?;
+                print!("{}", crate::bench_cm::table(&program, &rows));
+                if targets.is_empty() {
+                    return Ok(());
+                }
+            }
             let opts = crate::bench::BenchOptions {
                 targets,
                 precisions,

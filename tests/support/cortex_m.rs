@@ -264,59 +264,6 @@ int main(void)
 }
 "#;
 
-/// The bench `main`: steps through @INPUTS@ (cycling) as many times as the number at
-/// the end of the semihosting command line says, printing nothing.
-const BENCH_MAIN: &str = r#"
-#include <stdint.h>
-#include "semihost.h"
-#include "@F@.h"
-
-#ifdef @PU@_VOCAB_SIZE
-typedef int32_t input_t;
-#define PER_STEP 1
-#define AT(x, t) ((x)[t])
-#else
-typedef int8_t input_t;
-#define PER_STEP @PU@_INPUT_SIZE
-#define AT(x, t) ((x) + (t) * PER_STEP)
-#endif
-
-static const input_t inputs[] = {@INPUTS@};
-#define LEN @LEN@
-
-static @P@_state_t state;
-static int32_t out[@PU@_OUTPUT_SIZE];
-
-int main(void)
-{
-    char cmd[1024];
-    int len = semihost_cmdline(cmd, sizeof cmd);
-    int32_t steps = 0, t, k = 0;
-    int i = 0, digits = 0;
-    if (len < 0) {
-        return 2;
-    }
-    /* The last word of the command line is the number of steps. */
-    while (i < len && cmd[i] != '\0') {
-        if (cmd[i] >= '0' && cmd[i] <= '9') {
-            steps = (digits ? steps : 0) * 10 + (cmd[i] - '0');
-            digits = 1;
-        } else {
-            digits = 0;
-        }
-        ++i;
-    }
-    @P@_reset(&state);
-    for (t = 0; t < steps; ++t) {
-        @P@_step(&state, AT(inputs, k), out);
-        if (++k == LEN) {
-            k = 0;
-        }
-    }
-    return 0;
-}
-"#;
-
 /// The C initializer of the inputs of `seqs`, concatenated.
 fn c_inputs(seqs: &[Seq]) -> String {
     let mut vals: Vec<String> = Vec::new();
@@ -460,9 +407,27 @@ pub fn build_bench_firmware(
     inputs: &Seq,
 ) -> Firmware {
     assert!(!inputs.is_empty(), "bench firmware: no inputs");
-    let src = fill(BENCH_MAIN, prefix)
-        .replace("@INPUTS@", &c_inputs(std::slice::from_ref(inputs)))
-        .replace("@LEN@", &inputs.len().to_string());
+    // examples/cortex-m/bench.c, the firmware `irnn bench` counts too, with its inputs
+    // in bench_inputs.h beside the generated files.
+    let header = format!(
+        "#define BENCH_LEN {}\nstatic const bench_input_t bench_inputs[] = {{{}}};\n",
+        inputs.len(),
+        c_inputs(std::slice::from_ref(inputs))
+    );
+    std::fs::write(generated.join("bench_inputs.h"), header).expect("write bench_inputs.h");
+    let token = matches!(inputs, Seq::Tokens(_));
+    let src = fill(
+        &format!(
+            "#define IRNN_HEADER \"@F@.h\"\n#define IRNN_PREFIX @P@_\n\
+             #define IRNN_PREFIX_UPPER @PU@_\n{}#include \"bench.c\"\n",
+            if token {
+                "#define IRNN_TOKEN_INPUT\n"
+            } else {
+                ""
+            }
+        ),
+        prefix,
+    );
     build_with_main(board, generated, prefix, &src, &format!("{prefix} (bench)"))
 }
 
