@@ -452,7 +452,7 @@ fn example_firmware_builds_runs_and_matches_interpreter() {
     // the build should the Makefile want to run irnn.
     let gen = build.path().join("gen");
     std::fs::create_dir(&gen).expect("mkdir gen");
-    gen_c(&program, Target::Scalar, &gen);
+    gen_c(&program, Target::CortexM4, &gen);
     std::fs::write(gen.join("stamp"), "").expect("stamp");
     let out = std::process::Command::new("make")
         .arg("-s")
@@ -463,7 +463,7 @@ fn example_firmware_builds_runs_and_matches_interpreter() {
             "IRNN=false",
             "BOARD=mps2-an386",
             "CPU=cortex-m4",
-            "IRNN_TARGET=scalar",
+            "IRNN_TARGET=cortex-m4",
         ])
         .arg("run")
         .output()

@@ -8,7 +8,9 @@
 //! minus those of a run with 0 steps, divided by N, are the instructions per step
 //! (deterministic: the same binary and inputs give the same count). The firmware files
 //! and the plugin source are compiled into `irnn`, so an installed binary needs only
-//! `arm-none-eabi-gcc`, `qemu-system-arm` and a host C compiler for the plugin.
+//! `arm-none-eabi-gcc`, `qemu-system-arm` and a host C compiler for the plugin. With
+//! `IRNN_BENCH_KEEP=DIR` set, the firmware is kept as `DIR/TARGET.elf` (for
+//! `tools/cortex-m-profile`).
 
 use anyhow::{bail, Context, Result};
 use irnn_codegen::back::targets::Runner;
@@ -274,6 +276,11 @@ pub fn bench_target(program: &Program, target: Target) -> Result<CortexMRow> {
             .arg(dir.join("plugin/insn_count.c")),
         &format!("{host_cc}: building the QEMU plugin"),
     )?;
+    if let Some(keep) = std::env::var_os("IRNN_BENCH_KEEP") {
+        let to = Path::new(&keep).join(format!("{}.elf", info.name));
+        std::fs::create_dir_all(&keep)?;
+        std::fs::copy(&elf, &to).with_context(|| format!("keeping {}", to.display()))?;
+    }
     let without = count(machine, &elf, &plugin, dir, 0)?;
     let with = count(machine, &elf, &plugin, dir, STEPS)?;
     if with <= without {
