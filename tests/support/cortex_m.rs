@@ -761,6 +761,13 @@ fn float_instruction(mnemonic: &str, operands: &str, mve: bool) -> Option<&'stat
         if mve && int_size && o.contains('[') {
             return None;
         }
+        // On Armv8.1-M with MVE the FP/vector register file is always there, and GCC
+        // spills general registers into it: a 32-bit load, store or move of an S
+        // register is data movement, not floating point ("vldr s16, [sp, #4]",
+        // "vmov r6, s16"). Arithmetic and typed moves (".f32") are caught above.
+        if mve && matches!(m.as_str(), "vldr" | "vstr" | "vmov") {
+            return None;
+        }
         return Some("FP register use");
     }
     None

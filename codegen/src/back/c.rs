@@ -222,6 +222,8 @@ struct Ctx {
     uses_req32: bool,
     /// Some layer uses `_q_reqm` / `_q_gate_prem` (Cortex-M).
     uses_reqm: bool,
+    /// Some layer uses `_q_reqr` / `_q_gate_prer` (Cortex-M, SMMULR).
+    uses_reqr: bool,
     /// Some layer uses the vector requantization `_q_gate_pre_v` / `_q_out_v`.
     uses_reqv: bool,
     /// int32 lanes per vector of the SIMD target (x86: 8 or 16).
@@ -472,6 +474,11 @@ enum LayerCtx {
         /// Cortex-M with `fast_req` and the gate sum proven to fit int32:
         /// `_q_gate_prem` and `_q_reqm` (the target table's `Req32::Mac`).
         reqm: bool,
+        /// `reqm` and `back::gate_acc_doubles_in_i32`: `_q_gate_prer` (SMMULR) with the
+        /// packed shifts `e2`.
+        reqr: bool,
+        /// `(e_x − 1) | (e_h − 1) << 8` per row, for `reqr`.
+        e2: String,
         /// x86 SIMD target with `fast_req`, the gate sum proven to fit int32 and the
         /// output requantizer in the down form: the gate and output requantizations
         /// run `_q_gate_pre_v` / `_q_out_v` on whole vectors (the rest as before).
@@ -909,6 +916,19 @@ fn lstm_ctx(
     let sum32 = fast_req && super::gate_sum_fits_i32(l);
     let req32 = sum32 && target.info().req32 == super::targets::Req32::Abs;
     let reqm = sum32 && target.info().req32 == super::targets::Req32::Mac;
+    let reqr = reqm && super::gate_acc_doubles_in_i32(l);
+    let e2 = if reqr {
+        list(
+            l.req_x.iter().zip(&l.req_h).map(|(x, h)| {
+                // e = −shift >= 1 (gate_acc_doubles_in_i32): e − 1 in 0..=30.
+                ((-x.shift - 1) | ((-h.shift - 1) << 8)).to_string()
+            }),
+            "    ",
+            PER_LINE_I32,
+        )
+    } else {
+        String::new()
+    };
     let reqv = sum32
         && matches!(target, Target::Avx2 | Target::Avx512Vnni)
         && super::down_shift(&l.req_out).is_some();
@@ -953,6 +973,8 @@ fn lstm_ctx(
         fast_req,
         req32,
         reqm,
+        reqr,
+        e2,
         reqv,
         out_down: super::down_shift(&l.req_out)
             .filter(|_| fast_req)
@@ -1353,6 +1375,9 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
     let uses_reqm = layers
         .iter()
         .any(|l| matches!(l, LayerCtx::Lstm { reqm: true, .. }));
+    let uses_reqr = layers
+        .iter()
+        .any(|l| matches!(l, LayerCtx::Lstm { reqr: true, .. }));
     let uses_reqv = layers
         .iter()
         .any(|l| matches!(l, LayerCtx::Lstm { reqv: true, .. }));
@@ -1469,6 +1494,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         uses_gate_pre_down,
         uses_req32,
         uses_reqm,
+        uses_reqr,
         uses_reqv,
         vl: info.lanes,
         uses_lstm_out,

@@ -55,6 +55,23 @@ pub fn gate_sum_fits_i32(l: &crate::ir::LstmIr) -> bool {
     })
 }
 
+/// Whether every gate accumulator of `l` is below `2^30` in magnitude (so `2·acc`
+/// fits int32) and every gate requantizer has [`down_shift`]'s form with `e >= 1`:
+/// the conditions of the Cortex-M `SMMULR` form (NUMERICS.md, "Cortex-M (C)") on top of
+/// [`gate_sum_fits_i32`]. Accumulator bound as there: `|bias| + 128 · Σ|w|`.
+pub fn gate_acc_doubles_in_i32(l: &crate::ir::LstmIr) -> bool {
+    let ok = |bias: i32, w: &[i8], r: &Requant| {
+        let b = bias.unsigned_abs() as u64
+            + 128 * w.iter().map(|&v| v.unsigned_abs() as u64).sum::<u64>();
+        b < (1 << 30) && down_shift(r).is_some_and(|e| e >= 1)
+    };
+    let (isz, hsz) = (l.input_size, l.hidden_size);
+    (0..4 * hsz).all(|r| {
+        ok(l.bias_x[r], &l.w_ih[r * isz..(r + 1) * isz], &l.req_x[r])
+            && ok(l.bias_h[r], &l.w_hh[r * hsz..(r + 1) * hsz], &l.req_h[r])
+    })
+}
+
 /// The rounding constant `2^(e−1)` of [`down_shift`]'s form (0 for `e = 0`).
 pub fn down_half(e: u32) -> i64 {
     (1i64 << e) >> 1

@@ -67,8 +67,32 @@ pub fn pack_matrix(
         message,
     };
     let br = block_rows(target);
-    let mut bytes = vec![0u8; simd::packed_len(rows, cols, br)];
-    simd::pack(w, rows, cols, br, &mut bytes).map_err(|e| err(format!("{what}: {e}")))?;
+    // Columns padded with zero weights to the target's multiple (the input vector is
+    // zero padded to the same width by the prep).
+    let cm = target.info().col_multiple;
+    let cols_pad = cols.div_ceil(cm) * cm;
+    let padded_w: Vec<i8>;
+    let w_pad: &[i8] = if cols_pad == cols || w.len() != rows * cols {
+        w
+    } else {
+        padded_w = w
+            .chunks_exact(cols.max(1))
+            .flat_map(|row| {
+                row.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(0, cols_pad - cols))
+            })
+            .collect();
+        &padded_w
+    };
+    let packed_cols = if w_pad.len() == rows * cols_pad {
+        cols_pad
+    } else {
+        cols
+    };
+    let mut bytes = vec![0u8; simd::packed_len(rows, packed_cols, br)];
+    simd::pack(w_pad, rows, packed_cols, br, &mut bytes)
+        .map_err(|e| err(format!("{what}: {e}")))?;
     if bias.len() != rows {
         return Err(err(format!(
             "{what}: {} biases for {rows} rows",
@@ -109,7 +133,7 @@ pub fn pack_matrix(
         br,
         rows_pad,
         blocks: rows.div_ceil(br),
-        groups: cols.div_ceil(4),
+        groups: packed_cols.div_ceil(4),
         has_min_weight,
         simd: !(target == Target::Avx2 && has_min_weight),
     })
@@ -118,7 +142,8 @@ pub fn pack_matrix(
 /// Bytes of a `[rows][cols]` matrix as the kernels of `target` read it.
 pub fn packed_bytes(rows: usize, cols: usize, target: Target) -> usize {
     if target.c_packed() {
-        simd::packed_len(rows, cols, block_rows(target))
+        let cm = target.info().col_multiple;
+        simd::packed_len(rows, cols.div_ceil(cm) * cm, block_rows(target))
     } else {
         rows * cols
     }

@@ -86,6 +86,9 @@ pub struct TargetInfo {
     pub block_rows: usize,
     /// The C kernel family.
     pub c_kernels: CKernels,
+    /// Columns of the packed layout are padded with zeros to a multiple of this (4:
+    /// whole groups; 16 for Helium, whose kernel reads whole 16-byte vectors).
+    pub col_multiple: usize,
     /// int32 lanes of one vector register (1: scalar).
     pub lanes: usize,
     /// C: the preprocessor condition under which the SIMD kernels compile.
@@ -111,6 +114,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         isa: Isa::Portable,
         block_rows: 1,
         c_kernels: CKernels::Portable,
+        col_multiple: 4,
         lanes: 1,
         c_simd_cond: "0",
         c_simd_header: "",
@@ -125,6 +129,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         isa: Isa::Avx2,
         block_rows: 8,
         c_kernels: CKernels::Avx2,
+        col_multiple: 4,
         lanes: 8,
         c_simd_cond: "defined(__AVX2__)",
         c_simd_header: "immintrin.h",
@@ -139,6 +144,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         isa: Isa::Avx512Vnni,
         block_rows: 16,
         c_kernels: CKernels::Avx512Vnni,
+        col_multiple: 4,
         lanes: 16,
         c_simd_cond: "defined(__AVX512F__) && defined(__AVX512VNNI__)",
         c_simd_header: "immintrin.h",
@@ -163,6 +169,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         isa: Isa::Neon,
         block_rows: 4,
         c_kernels: CKernels::Neon { dotprod: false },
+        col_multiple: 4,
         lanes: 4,
         c_simd_cond: "defined(__aarch64__) && defined(__ARM_NEON) && !defined(__ARM_BIG_ENDIAN)",
         c_simd_header: "arm_neon.h",
@@ -177,6 +184,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         isa: Isa::NeonDotprod,
         block_rows: 4,
         c_kernels: CKernels::Neon { dotprod: true },
+        col_multiple: 4,
         lanes: 4,
         c_simd_cond: "defined(__aarch64__) && defined(__ARM_NEON) && !defined(__ARM_BIG_ENDIAN)",
         c_simd_header: "arm_neon.h",
@@ -194,6 +202,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         isa: Isa::Portable,
         block_rows: 1,
         c_kernels: CKernels::Portable,
+        col_multiple: 4,
         lanes: 1,
         c_simd_cond: "0",
         c_simd_header: "",
@@ -211,6 +220,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         isa: Isa::Portable,
         block_rows: 4,
         c_kernels: CKernels::ArmDsp,
+        col_multiple: 4,
         lanes: 1,
         c_simd_cond:
             "defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && defined(__GNUC__)",
@@ -228,6 +238,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         isa: Isa::Portable,
         block_rows: 4,
         c_kernels: CKernels::ArmDsp,
+        col_multiple: 4,
         lanes: 1,
         c_simd_cond:
             "defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && defined(__GNUC__)",
@@ -248,6 +259,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         isa: Isa::Portable,
         block_rows: 1,
         c_kernels: CKernels::Mve,
+        col_multiple: 16,
         lanes: 4,
         c_simd_cond: "defined(__ARM_FEATURE_MVE)",
         c_simd_header: "arm_mve.h",
