@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 #[derive(Parser, Debug)]
 #[command(name = "irnn", version, about, long_about = None)]
 pub struct Cli {
+    /// No progress bars (they are drawn only when stderr is a terminal anyway).
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -163,6 +166,25 @@ enum Command {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Write an HTML report of what quantization did: PWL activations against the exact
+    /// functions, calibrated ranges against observed activations, float vs integer per
+    /// layer and per step, the end metric of `irnn eval`, sizes per target.
+    Report {
+        /// The quantized graph.
+        model: PathBuf,
+        /// The float model spec.
+        #[arg(long = "float")]
+        float_spec: PathBuf,
+        /// Data to run both models on (as for `irnn eval`).
+        #[arg(long)]
+        data: PathBuf,
+        /// Class labels [N] (classifier: accuracy of the last step).
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Output HTML file (one self-contained file: inline SVG, no script).
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Describe a quantized graph: layers, shapes, bit widths, scales, PWL tables, sizes.
     Inspect {
@@ -306,6 +328,7 @@ pub fn main() -> std::process::ExitCode {
 
 /// Runs a parsed command line.
 pub fn run_cli(cli: Cli) -> Result<()> {
+    crate::progress::set_quiet(cli.quiet);
     match cli.command {
         Command::Quantize {
             spec,
@@ -414,6 +437,13 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             json,
         } => cmd_eval(&model, &float_spec, &data, labels.as_deref(), json),
         Command::Inspect { model, json } => cmd_inspect(&model, json),
+        Command::Report {
+            model,
+            float_spec,
+            data,
+            labels,
+            output,
+        } => crate::report::cmd_report(&model, &float_spec, &data, labels.as_deref(), &output),
         Command::Bench {
             model,
             target,

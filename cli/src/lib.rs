@@ -6,10 +6,14 @@
 //!   `pwl`, `synth`; `train` runs the `irnn-train` program) and the helpers they share
 //!   with the end-to-end tests (`run_program`, `evaluate`, ...);
 //! - [`bench`](mod@bench): `irnn bench`, which compiles the generated C per target with a timing
-//!   harness, or builds the generated Rust as a scratch crate against irnn-runtime.
+//!   harness, or builds the generated Rust as a scratch crate against irnn-runtime;
+//! - [`report`]: `irnn report`, what quantization did, as one self-contained HTML file;
+//! - [`progress`]: progress bars on stderr, only on a terminal and without `--quiet`.
 //!
 //! The binary (`src/main.rs`) only calls [`cli::main`].
 #![warn(missing_docs)]
 
 pub mod bench;
 pub mod cli;
+pub mod progress;
+pub mod report;
