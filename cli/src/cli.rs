@@ -14,7 +14,7 @@ use irnn_codegen::lower::lower;
 use irnn_codegen::metrics::{argmax, bits};
 use irnn_codegen::npy::{read_data, read_labels, DataFile, SeqData};
 use irnn_codegen::pwl::FitMethod;
-use irnn_codegen::quantize::{quantize, QuantizeOptions, RangeMethod};
+use irnn_codegen::quantize::{quantize_with_progress, QuantizeOptions, RangeMethod};
 use irnn_codegen::spec::FloatModel;
 use irnn_codegen::util::write_atomic;
 use std::path::{Path, PathBuf};
@@ -137,6 +137,9 @@ enum Command {
         /// PWL fitting method.
         #[arg(long, value_enum, default_value_t = MethodArg::Sweep)]
         pwl_method: MethodArg,
+        /// Print the summary (steps, tables, ranges) as one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the reference interpreter: int32 outputs per step, [N, T, O] or [T, O].
     Run {
@@ -149,6 +152,9 @@ enum Command {
         /// Output .npy (int32).
         #[arg(long)]
         out: PathBuf,
+        /// Print the summary as one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Compare the integer model with the float model.
     Eval {
@@ -287,6 +293,9 @@ enum Command {
         /// this CPU runs only).
         #[arg(long, value_enum, default_value_t = LangArg::C)]
         lang: LangArg,
+        /// Print the rows as one JSON object on stdout instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Fit a PWL table and print its report, or the error-versus-pieces comparison.
     Pwl {
@@ -338,10 +347,12 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             pwl_tolerance,
             pwl_max_pieces,
             pwl_method,
+            json,
         } => cmd_quantize(
             &spec,
             &calib,
             &output,
+            json,
             QuantizeOptions {
                 range: match percentile {
                     Some(p) if (50.0..=100.0).contains(&p) => RangeMethod::Percentile(p),
@@ -354,7 +365,12 @@ pub fn run_cli(cli: Cli) -> Result<()> {
                 ..QuantizeOptions::default()
             },
         ),
-        Command::Run { model, data, out } => cmd_run(&model, &data, &out),
+        Command::Run {
+            model,
+            data,
+            out,
+            json,
+        } => cmd_run(&model, &data, &out, json),
         Command::Train { args } => cmd_train(&args),
         Command::Gen {
             model,
@@ -451,6 +467,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             runs,
             precision,
             lang,
+            json,
         } => {
             let graph = Graph::load(&model)?;
             let program = lower(&graph)?;
@@ -474,19 +491,30 @@ pub fn run_cli(cli: Cli) -> Result<()> {
                 cc: crate::bench::default_cc(),
                 lang: lang.into(),
             };
-            match opts.lang {
-                irnn_codegen::back::Lang::C => println!(
-                    "compiler: {} {} (set $CC to change)",
-                    opts.cc,
-                    crate::bench::OPT_LEVEL
-                ),
-                irnn_codegen::back::Lang::Rust => println!(
-                    "compiler: cargo build --release with the target's -C target-feature \
+            let compiler = match opts.lang {
+                irnn_codegen::back::Lang::C => {
+                    format!("{} {}", opts.cc, crate::bench::OPT_LEVEL)
+                }
+                irnn_codegen::back::Lang::Rust => format!(
+                    "cargo build --release with the target's -C target-feature \
                      (irnn-runtime from {})",
                     crate::bench::runtime_dir()?.display()
                 ),
+            };
+            if !json {
+                match opts.lang {
+                    irnn_codegen::back::Lang::C => {
+                        println!("compiler: {compiler} (set $CC to change)")
+                    }
+                    irnn_codegen::back::Lang::Rust => println!("compiler: {compiler}"),
+                }
             }
             let rows = crate::bench::bench(&program, f32_program.as_ref(), &opts)?;
+            if json {
+                let v = crate::summary::bench(&program, &compiler, &rows);
+                println!("{}", serde_json::to_string(&v)?);
+                return Ok(());
+            }
             print!("{}", crate::bench::table(&program, &rows));
             Ok(())
         }
@@ -588,7 +616,13 @@ fn create_parent_dir(file: &Path) -> Result<()> {
     Ok(())
 }
 
-fn cmd_quantize(spec: &Path, calib: &Path, output: &Path, opts: QuantizeOptions) -> Result<()> {
+fn cmd_quantize(
+    spec: &Path,
+    calib: &Path,
+    output: &Path,
+    json: bool,
+    opts: QuantizeOptions,
+) -> Result<()> {
     let tensor_name = tensor_file_name_for(output)?;
     let tensor_path = output.with_file_name(&tensor_name);
     let model = FloatModel::load(spec)?;
@@ -601,7 +635,12 @@ fn cmd_quantize(spec: &Path, calib: &Path, output: &Path, opts: QuantizeOptions)
     inputs.extend(weights.as_deref());
     refuse_overwriting_inputs(&[output, &tensor_path], &inputs)?;
     let data = read_data(calib)?;
-    let (file, writer, report) = quantize(&model, &data, calib, &tensor_name, &opts)?;
+    let bar = crate::progress::bar(data.data.dims().0 as u64, "calibrating");
+    let (file, writer, report) =
+        quantize_with_progress(&model, &data, calib, &tensor_name, &opts, &mut |done| {
+            bar.set_position(done as u64)
+        })?;
+    bar.finish_and_clear();
     create_parent_dir(output)?;
     // Written and checked in a temporary directory beside the output, then renamed into
     // place: a graph that fails its own check leaves nothing behind.
@@ -633,6 +672,11 @@ fn cmd_quantize(spec: &Path, calib: &Path, output: &Path, opts: QuantizeOptions)
         .with_context(|| format!("{}: cannot write", tensor_path.display()))?;
     std::fs::rename(&tmp_json, output)
         .with_context(|| format!("{}: cannot write", output.display()))?;
+    if json {
+        let v = crate::summary::quantize(&model.name, output, file.layers.len(), &report);
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(());
+    }
     eprintln!(
         "quantized {} over {} calibration steps: {} layers, {} PWL tables",
         model.name,
@@ -719,12 +763,14 @@ pub fn run_program(program: &Program, data: &DataFile, data_path: &Path) -> Resu
         .map_or(1, |p| p.get())
         .clamp(1, n.max(1));
     let per = n.div_ceil(threads).max(1);
+    let bar = crate::progress::bar(n as u64, "integer");
     let parts: Vec<Result<Vec<i32>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
             .step_by(per)
             .map(|first| {
                 let range = first..(first + per).min(n);
-                scope.spawn(move || run_sequences(program, data, data_path, range))
+                let bar = &bar;
+                scope.spawn(move || run_sequences(program, data, data_path, range, bar))
             })
             .collect();
         handles
@@ -735,6 +781,7 @@ pub fn run_program(program: &Program, data: &DataFile, data_path: &Path) -> Resu
             })
             .collect()
     });
+    bar.finish_and_clear();
     let mut out = Vec::new();
     for part in parts {
         out.extend(part?);
@@ -748,6 +795,7 @@ fn run_sequences(
     data: &DataFile,
     data_path: &Path,
     seqs: std::ops::Range<usize>,
+    bar: &indicatif::ProgressBar,
 ) -> Result<Vec<i32>> {
     let (_, t) = data.data.dims();
     let out_size = program.output.size;
@@ -794,11 +842,12 @@ fn run_sequences(
             };
             out.extend_from_slice(y);
         }
+        bar.inc(1);
     }
     Ok(out)
 }
 
-fn cmd_run(model: &Path, data_path: &Path, out: &Path) -> Result<()> {
+fn cmd_run(model: &Path, data_path: &Path, out: &Path, json: bool) -> Result<()> {
     let program = load_program(model)?;
     let data = read_data(data_path)?;
     let values = run_program(&program, &data, data_path)?;
@@ -812,6 +861,11 @@ fn cmd_run(model: &Path, data_path: &Path, out: &Path) -> Result<()> {
     let bytes = irnn_codegen::npy::i32_npy_bytes(&shape, &values)?;
     create_parent_dir(out)?;
     write_atomic(out, &bytes).with_context(|| format!("{}: cannot write", out.display()))?;
+    if json {
+        let v = crate::summary::run(n, t, &shape, out);
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(());
+    }
     eprintln!(
         "ran {} sequence(s) of {t} steps; wrote {} {shape:?} int32",
         n,
@@ -825,7 +879,9 @@ pub fn run_float(model: &FloatModel, data: &DataFile, data_path: &Path) -> Resul
     let (n, t) = data.data.dims();
     let mut runner = FloatRunner::new(model);
     let mut out = Vec::new();
+    let bar = crate::progress::bar(n as u64, "float");
     for s in 0..n {
+        bar.inc(1);
         runner.reset();
         for step in 0..t {
             let y = match &data.data {
@@ -858,6 +914,7 @@ pub fn run_float(model: &FloatModel, data: &DataFile, data_path: &Path) -> Resul
             out.extend_from_slice(y);
         }
     }
+    bar.finish_and_clear();
     Ok(out)
 }
 

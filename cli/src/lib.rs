@@ -8,7 +8,8 @@
 //! - [`bench`](mod@bench): `irnn bench`, which compiles the generated C per target with a timing
 //!   harness, or builds the generated Rust as a scratch crate against irnn-runtime;
 //! - [`report`]: `irnn report`, what quantization did, as one self-contained HTML file;
-//! - [`progress`]: progress bars on stderr, only on a terminal and without `--quiet`.
+//! - [`progress`]: progress bars on stderr, only on a terminal and without `--quiet`;
+//! - [`summary`]: the `--json` summaries of `bench`, `quantize` and `run`.
 //!
 //! The binary (`src/main.rs`) only calls [`cli::main`].
 #![warn(missing_docs)]
@@ -17,3 +18,4 @@ pub mod bench;
 pub mod cli;
 pub mod progress;
 pub mod report;
+pub mod summary;
