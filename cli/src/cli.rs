@@ -874,14 +874,53 @@ fn cmd_run(model: &Path, data_path: &Path, out: &Path, json: bool) -> Result<()>
     Ok(())
 }
 
-/// Runs the float model over `data`, returning `n * t * O` float outputs.
+/// Runs the float model over `data`, returning `n * t * O` float outputs. Like
+/// [`run_program`], the sequences are spread over the CPU's cores, each from its reset
+/// state, so the outputs are those of one sequential run.
 pub fn run_float(model: &FloatModel, data: &DataFile, data_path: &Path) -> Result<Vec<f32>> {
-    let (n, t) = data.data.dims();
-    let mut runner = FloatRunner::new(model);
-    let mut out = Vec::new();
+    let (n, _) = data.data.dims();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .clamp(1, n.max(1));
+    let per = n.div_ceil(threads).max(1);
     let bar = crate::progress::bar(n as u64, "float");
-    for s in 0..n {
-        bar.inc(1);
+    let parts: Vec<Result<Vec<f32>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .step_by(per)
+            .map(|first| {
+                let range = first..(first + per).min(n);
+                let bar = &bar;
+                scope.spawn(move || run_float_sequences(model, data, data_path, range, bar))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a float reference thread panicked")))
+            })
+            .collect()
+    });
+    bar.finish_and_clear();
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+/// [`run_float`] over the sequences `seqs` of `data`, on one thread.
+fn run_float_sequences(
+    model: &FloatModel,
+    data: &DataFile,
+    data_path: &Path,
+    seqs: std::ops::Range<usize>,
+    bar: &indicatif::ProgressBar,
+) -> Result<Vec<f32>> {
+    let (_, t) = data.data.dims();
+    let mut runner = FloatRunner::new(model);
+    let mut out = Vec::with_capacity(seqs.len() * t * model.output_size());
+    for s in seqs {
         runner.reset();
         for step in 0..t {
             let y = match &data.data {
@@ -913,8 +952,8 @@ pub fn run_float(model: &FloatModel, data: &DataFile, data_path: &Path) -> Resul
             };
             out.extend_from_slice(y);
         }
+        bar.inc(1);
     }
-    bar.finish_and_clear();
     Ok(out)
 }
 
