@@ -121,7 +121,6 @@ fn report_opens_in_chromium_with_the_numbers_of_eval() {
         );
         return;
     };
-    let root = repo_root();
     let model = "examples/gru_charlm/gru_charlm.irnn.json";
     let float = "examples/gru_charlm/gru_charlm.json";
     let data = "examples/charlm/data/test.npy";
@@ -203,5 +202,4 @@ fn report_opens_in_chromium_with_the_numbers_of_eval() {
         };
         assert_eq!(text, rounded, "#{id} shows {text:?}");
     }
-    let _ = root;
 }
