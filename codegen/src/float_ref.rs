@@ -50,43 +50,71 @@ pub struct FloatRunner<'m> {
     buffers: Vec<Vec<f32>>,
     /// The vector the current layer reads (reused across steps).
     prev: Vec<f32>,
+    /// Per layer, its matrices in [`Packed`] form (`W_ih`, `W_hh`; a linear layer's
+    /// weight; none for an embedding).
+    packed: Vec<Vec<Packed>>,
+}
+
+/// Rows per block of [`Packed`].
+const ROWS: usize = 8;
+
+/// A matrix's full blocks of [`ROWS`] rows stored column by column (`[block][col][row]`),
+/// so that one column's eight weights are adjacent and the eight rows' sums advance
+/// together in one vector multiply and add. Each row's sum still runs over the columns
+/// in order with one rounding per multiply and per add (Rust does not contract a
+/// multiply and an add into a fused multiply-add), so every result is the plain loop's,
+/// bit for bit. Rows past the last full block are read from the matrix itself.
+#[derive(Clone, Debug)]
+struct Packed {
+    cols: usize,
+    data: Vec<f32>,
+}
+
+impl Packed {
+    fn new(w: &crate::spec::Matrix) -> Self {
+        let blocks = w.rows / ROWS;
+        let mut data = Vec::with_capacity(blocks * ROWS * w.cols);
+        for b in 0..blocks {
+            for c in 0..w.cols {
+                data.extend((0..ROWS).map(|k| w.data[(b * ROWS + k) * w.cols + c]));
+            }
+        }
+        Packed { cols: w.cols, data }
+    }
+
+    /// `out += W x` (`self` made from `w`).
+    fn matvec_add(&self, w: &crate::spec::Matrix, x: &[f32], out: &mut [f32]) {
+        let block = ROWS * self.cols;
+        let done = (self.data.len() / block.max(1)) * ROWS;
+        let done = done.min(out.len());
+        for (o, blk) in out[..done]
+            .chunks_exact_mut(ROWS)
+            .zip(self.data.chunks_exact(block.max(1)))
+        {
+            let mut acc = [0.0f32; ROWS];
+            for (col, &xc) in blk.chunks_exact(ROWS).zip(x) {
+                for k in 0..ROWS {
+                    acc[k] += col[k] * xc;
+                }
+            }
+            for (o, a) in o.iter_mut().zip(acc) {
+                *o += a;
+            }
+        }
+        for (r, o) in out.iter_mut().enumerate().skip(done) {
+            let mut acc = 0.0f32;
+            for (a, b) in w.row(r).iter().zip(x) {
+                acc += a * b;
+            }
+            *o += acc;
+        }
+    }
 }
 
 /// Sigmoid in f32.
 #[inline]
 pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
-}
-
-/// `out += W x`. Each row's sum runs over the columns in order, one `f32` add at a
-/// time (the results of a plain loop, bit for bit); eight rows go together so that
-/// their eight independent sums overlap in the CPU instead of each waiting on its
-/// previous add.
-fn matvec_add(w: &crate::spec::Matrix, x: &[f32], out: &mut [f32]) {
-    const ROWS: usize = 8;
-    let n = w.cols.min(x.len());
-    let x = &x[..n];
-    let done = out.len() - out.len() % ROWS;
-    let mut blocks = out.chunks_exact_mut(ROWS);
-    for (b, o) in (&mut blocks).enumerate() {
-        let rows: [&[f32]; ROWS] = std::array::from_fn(|k| &w.row(b * ROWS + k)[..n]);
-        let mut acc = [0.0f32; ROWS];
-        for (c, &xc) in x.iter().enumerate() {
-            for k in 0..ROWS {
-                acc[k] += rows[k][c] * xc;
-            }
-        }
-        for (o, a) in o.iter_mut().zip(acc) {
-            *o += a;
-        }
-    }
-    for (r, o) in out.iter_mut().enumerate().skip(done) {
-        let mut acc = 0.0f32;
-        for (a, b) in w.row(r).iter().zip(x) {
-            acc += a * b;
-        }
-        *o += acc;
-    }
 }
 
 impl<'m> FloatRunner<'m> {
@@ -110,11 +138,23 @@ impl<'m> FloatRunner<'m> {
             .iter()
             .map(|l| vec![0.0; l.output_size()])
             .collect();
+        let packed = model
+            .layers
+            .iter()
+            .map(|l| match l {
+                FloatLayer::Embedding { .. } => Vec::new(),
+                FloatLayer::Recurrent { w_ih, w_hh, .. } => {
+                    vec![Packed::new(w_ih), Packed::new(w_hh)]
+                }
+                FloatLayer::Linear { weight, .. } => vec![Packed::new(weight)],
+            })
+            .collect();
         FloatRunner {
             model,
             states,
             buffers,
             prev: Vec::new(),
+            packed,
         }
     }
 
@@ -148,6 +188,7 @@ impl<'m> FloatRunner<'m> {
         }
         for (index, layer) in model.layers.iter().enumerate() {
             let out = &mut self.buffers[index];
+            let packed = &self.packed[index];
             match layer {
                 FloatLayer::Embedding { weight, .. } => {
                     let token = match input {
@@ -177,8 +218,8 @@ impl<'m> FloatRunner<'m> {
                             for r in 0..4 * hidden {
                                 pre[r] = b_ih[r] + b_hh[r];
                             }
-                            matvec_add(w_ih, &prev, pre);
-                            matvec_add(w_hh, h, pre);
+                            packed[0].matvec_add(w_ih, &prev, pre);
+                            packed[1].matvec_add(w_hh, h, pre);
                             obs.lstm_gates(index, pre);
                             for k in 0..hidden {
                                 let i = sigmoid(pre[k]);
@@ -193,8 +234,8 @@ impl<'m> FloatRunner<'m> {
                         Cell::Gru => {
                             pre.copy_from_slice(b_ih);
                             hpre.copy_from_slice(b_hh);
-                            matvec_add(w_ih, &prev, pre);
-                            matvec_add(w_hh, h, hpre);
+                            packed[0].matvec_add(w_ih, &prev, pre);
+                            packed[1].matvec_add(w_hh, h, hpre);
                             let (hd, h2) = (hidden, 2 * hidden);
                             for r in 0..h2 {
                                 pre[r] += hpre[r];
@@ -218,8 +259,8 @@ impl<'m> FloatRunner<'m> {
                             for r in 0..hidden {
                                 pre[r] = b_ih[r] + b_hh[r];
                             }
-                            matvec_add(w_ih, &prev, pre);
-                            matvec_add(w_hh, h, pre);
+                            packed[0].matvec_add(w_ih, &prev, pre);
+                            packed[1].matvec_add(w_hh, h, pre);
                             obs.cell_values(index, "pre", pre);
                             for k in 0..hidden {
                                 h[k] = match act {
@@ -233,7 +274,7 @@ impl<'m> FloatRunner<'m> {
                 }
                 FloatLayer::Linear { weight, bias, .. } => {
                     out.copy_from_slice(bias);
-                    matvec_add(weight, &prev, out);
+                    packed[0].matvec_add(weight, &prev, out);
                 }
             }
             obs.layer_output(index, out);
@@ -264,7 +305,7 @@ mod tests {
     use super::*;
     use crate::spec::Matrix;
 
-    /// The plain loop `matvec_add` must equal bit for bit.
+    /// The plain loop `Packed::matvec_add` must equal bit for bit.
     fn plain(w: &Matrix, x: &[f32], out: &mut [f32]) {
         for (r, o) in out.iter_mut().enumerate() {
             let mut acc = 0.0f32;
@@ -276,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn matvec_add_equals_the_plain_loop_bit_for_bit() {
+    fn packed_matvec_add_equals_the_plain_loop_bit_for_bit() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut next = || {
             seed ^= seed << 13;
@@ -295,7 +336,7 @@ mod tests {
                 let x: Vec<f32> = (0..cols).map(|_| next()).collect();
                 let start: Vec<f32> = (0..rows).map(|_| next()).collect();
                 let (mut a, mut b) = (start.clone(), start);
-                matvec_add(&w, &x, &mut a);
+                Packed::new(&w).matvec_add(&w, &x, &mut a);
                 plain(&w, &x, &mut b);
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&a), bits(&b), "{rows} x {cols}");
