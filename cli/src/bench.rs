@@ -815,9 +815,12 @@ pub fn bench(
         bail!("no precision to time (--precision int8,f32)");
     }
     let mut rows = Vec::new();
+    let bar = crate::progress::bar((opts.targets.len() * opts.precisions.len()) as u64, "bench");
     for &t in &opts.targets {
         for &pr in &opts.precisions {
+            bar.set_message(format!("{} {}", t.name(), pr.name()));
             rows.push(bench_target(program, f32_program, t, pr, opts)?);
+            bar.inc(1);
             // The avx2 C again with AVX-VNNI's kernels, where this CPU runs them.
             if t == Target::Avx2
                 && pr == Precision::Int8
@@ -835,6 +838,7 @@ pub fn bench(
             }
         }
     }
+    bar.finish_and_clear();
     Ok(rows)
 }
 

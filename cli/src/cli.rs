@@ -14,7 +14,7 @@ use irnn_codegen::lower::lower;
 use irnn_codegen::metrics::{argmax, bits};
 use irnn_codegen::npy::{read_data, read_labels, DataFile, SeqData};
 use irnn_codegen::pwl::FitMethod;
-use irnn_codegen::quantize::{quantize, QuantizeOptions, RangeMethod};
+use irnn_codegen::quantize::{quantize_with_progress, QuantizeOptions, RangeMethod};
 use irnn_codegen::spec::FloatModel;
 use irnn_codegen::util::write_atomic;
 use std::path::{Path, PathBuf};
@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 #[derive(Parser, Debug)]
 #[command(name = "irnn", version, about, long_about = None)]
 pub struct Cli {
+    /// No progress bars (they are drawn only when stderr is a terminal anyway).
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -146,6 +149,9 @@ enum Command {
         /// PWL fitting method.
         #[arg(long, value_enum, default_value_t = MethodArg::Sweep)]
         pwl_method: MethodArg,
+        /// Print the summary (steps, tables, ranges) as one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the reference interpreter: int32 outputs per step, [N, T, O] or [T, O].
     Run {
@@ -158,6 +164,9 @@ enum Command {
         /// Output .npy (int32).
         #[arg(long)]
         out: PathBuf,
+        /// Print the summary as one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Compare the integer model with the float model.
     Eval {
@@ -175,6 +184,25 @@ enum Command {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Write an HTML report of what quantization did: PWL activations against the exact
+    /// functions, calibrated ranges against observed activations, float vs integer per
+    /// layer and per step, the end metric of `irnn eval`, sizes per target.
+    Report {
+        /// The quantized graph.
+        model: PathBuf,
+        /// The float model spec.
+        #[arg(long = "float")]
+        float_spec: PathBuf,
+        /// Data to run both models on (as for `irnn eval`).
+        #[arg(long)]
+        data: PathBuf,
+        /// Class labels [N] (classifier: accuracy of the last step).
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Output HTML file (one self-contained file: inline SVG, no script).
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Describe a quantized graph: layers, shapes, bit widths, scales, PWL tables, sizes.
     Inspect {
@@ -283,6 +311,9 @@ enum Command {
         /// this CPU runs only).
         #[arg(long, value_enum, default_value_t = LangArg::C)]
         lang: LangArg,
+        /// Print the rows as one JSON object on stdout instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Fit a PWL table and print its report, or the error-versus-pieces comparison.
     Pwl {
@@ -324,6 +355,7 @@ pub fn main() -> std::process::ExitCode {
 
 /// Runs a parsed command line.
 pub fn run_cli(cli: Cli) -> Result<()> {
+    crate::progress::set_quiet(cli.quiet);
     match cli.command {
         Command::Quantize {
             spec,
@@ -333,10 +365,12 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             pwl_tolerance,
             pwl_max_pieces,
             pwl_method,
+            json,
         } => cmd_quantize(
             &spec,
             &calib,
             &output,
+            json,
             QuantizeOptions {
                 range: match percentile {
                     Some(p) if (50.0..=100.0).contains(&p) => RangeMethod::Percentile(p),
@@ -349,7 +383,12 @@ pub fn run_cli(cli: Cli) -> Result<()> {
                 ..QuantizeOptions::default()
             },
         ),
-        Command::Run { model, data, out } => cmd_run(&model, &data, &out),
+        Command::Run {
+            model,
+            data,
+            out,
+            json,
+        } => cmd_run(&model, &data, &out, json),
         Command::Train { args } => cmd_train(&args),
         Command::Gen {
             model,
@@ -436,6 +475,13 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             json,
             target,
         } => cmd_inspect(&model, json, target.map(Into::into)),
+        Command::Report {
+            model,
+            float_spec,
+            data,
+            labels,
+            output,
+        } => crate::report::cmd_report(&model, &float_spec, &data, labels.as_deref(), &output),
         Command::Bench {
             model,
             target,
@@ -443,6 +489,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             runs,
             precision,
             lang,
+            json,
         } => {
             let graph = Graph::load(&model)?;
             let program = lower(&graph)?;
@@ -461,15 +508,19 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             // Cortex-M targets: instructions counted on the emulated board (int8 C).
             let (cortex_m, targets): (Vec<_>, Vec<_>) =
                 targets.into_iter().partition(|t| t.is_cortex_m());
-            if !cortex_m.is_empty() {
-                let rows = cortex_m
-                    .iter()
-                    .map(|&t| crate::bench_cm::bench_target(&program, t))
-                    .collect::<Result<Vec<_>>>()?;
-                print!("{}", crate::bench_cm::table(&program, &rows));
-                if targets.is_empty() {
-                    return Ok(());
+            let cm_rows = cortex_m
+                .iter()
+                .map(|&t| crate::bench_cm::bench_target(&program, t))
+                .collect::<Result<Vec<_>>>()?;
+            if !cm_rows.is_empty() && !json {
+                print!("{}", crate::bench_cm::table(&program, &cm_rows));
+            }
+            if targets.is_empty() {
+                if json {
+                    let v = serde_json::json!({ "model": program.name, "cortex_m": cm_rows });
+                    println!("{}", serde_json::to_string(&v)?);
                 }
+                return Ok(());
             }
             let opts = crate::bench::BenchOptions {
                 targets,
@@ -479,19 +530,33 @@ pub fn run_cli(cli: Cli) -> Result<()> {
                 cc: crate::bench::default_cc(),
                 lang: lang.into(),
             };
-            match opts.lang {
-                irnn_codegen::back::Lang::C => println!(
-                    "compiler: {} {} (set $CC to change)",
-                    opts.cc,
-                    crate::bench::OPT_LEVEL
-                ),
-                irnn_codegen::back::Lang::Rust => println!(
-                    "compiler: cargo build --release with the target's -C target-feature \
+            let compiler = match opts.lang {
+                irnn_codegen::back::Lang::C => {
+                    format!("{} {}", opts.cc, crate::bench::OPT_LEVEL)
+                }
+                irnn_codegen::back::Lang::Rust => format!(
+                    "cargo build --release with the target's -C target-feature \
                      (irnn-runtime from {})",
                     crate::bench::runtime_dir()?.display()
                 ),
+            };
+            if !json {
+                match opts.lang {
+                    irnn_codegen::back::Lang::C => {
+                        println!("compiler: {compiler} (set $CC to change)")
+                    }
+                    irnn_codegen::back::Lang::Rust => println!("compiler: {compiler}"),
+                }
             }
             let rows = crate::bench::bench(&program, f32_program.as_ref(), &opts)?;
+            if json {
+                let mut v = crate::summary::bench(&program, &compiler, &rows);
+                if let (Some(o), false) = (v.as_object_mut(), cm_rows.is_empty()) {
+                    o.insert("cortex_m".into(), serde_json::to_value(&cm_rows)?);
+                }
+                println!("{}", serde_json::to_string(&v)?);
+                return Ok(());
+            }
             print!("{}", crate::bench::table(&program, &rows));
             Ok(())
         }
@@ -593,7 +658,13 @@ fn create_parent_dir(file: &Path) -> Result<()> {
     Ok(())
 }
 
-fn cmd_quantize(spec: &Path, calib: &Path, output: &Path, opts: QuantizeOptions) -> Result<()> {
+fn cmd_quantize(
+    spec: &Path,
+    calib: &Path,
+    output: &Path,
+    json: bool,
+    opts: QuantizeOptions,
+) -> Result<()> {
     let tensor_name = tensor_file_name_for(output)?;
     let tensor_path = output.with_file_name(&tensor_name);
     let model = FloatModel::load(spec)?;
@@ -606,7 +677,12 @@ fn cmd_quantize(spec: &Path, calib: &Path, output: &Path, opts: QuantizeOptions)
     inputs.extend(weights.as_deref());
     refuse_overwriting_inputs(&[output, &tensor_path], &inputs)?;
     let data = read_data(calib)?;
-    let (file, writer, report) = quantize(&model, &data, calib, &tensor_name, &opts)?;
+    let bar = crate::progress::bar(data.data.dims().0 as u64, "calibrating");
+    let (file, writer, report) =
+        quantize_with_progress(&model, &data, calib, &tensor_name, &opts, &mut |done| {
+            bar.set_position(done as u64)
+        })?;
+    bar.finish_and_clear();
     create_parent_dir(output)?;
     // Written and checked in a temporary directory beside the output, then renamed into
     // place: a graph that fails its own check leaves nothing behind.
@@ -638,6 +714,11 @@ fn cmd_quantize(spec: &Path, calib: &Path, output: &Path, opts: QuantizeOptions)
         .with_context(|| format!("{}: cannot write", tensor_path.display()))?;
     std::fs::rename(&tmp_json, output)
         .with_context(|| format!("{}: cannot write", output.display()))?;
+    if json {
+        let v = crate::summary::quantize(&model.name, output, file.layers.len(), &report);
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(());
+    }
     eprintln!(
         "quantized {} over {} calibration steps: {} layers, {} PWL tables",
         model.name,
@@ -724,12 +805,14 @@ pub fn run_program(program: &Program, data: &DataFile, data_path: &Path) -> Resu
         .map_or(1, |p| p.get())
         .clamp(1, n.max(1));
     let per = n.div_ceil(threads).max(1);
+    let bar = crate::progress::bar(n as u64, "integer");
     let parts: Vec<Result<Vec<i32>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
             .step_by(per)
             .map(|first| {
                 let range = first..(first + per).min(n);
-                scope.spawn(move || run_sequences(program, data, data_path, range))
+                let bar = &bar;
+                scope.spawn(move || run_sequences(program, data, data_path, range, bar))
             })
             .collect();
         handles
@@ -740,6 +823,7 @@ pub fn run_program(program: &Program, data: &DataFile, data_path: &Path) -> Resu
             })
             .collect()
     });
+    bar.finish_and_clear();
     let mut out = Vec::new();
     for part in parts {
         out.extend(part?);
@@ -753,6 +837,7 @@ fn run_sequences(
     data: &DataFile,
     data_path: &Path,
     seqs: std::ops::Range<usize>,
+    bar: &indicatif::ProgressBar,
 ) -> Result<Vec<i32>> {
     let (_, t) = data.data.dims();
     let out_size = program.output.size;
@@ -799,11 +884,12 @@ fn run_sequences(
             };
             out.extend_from_slice(y);
         }
+        bar.inc(1);
     }
     Ok(out)
 }
 
-fn cmd_run(model: &Path, data_path: &Path, out: &Path) -> Result<()> {
+fn cmd_run(model: &Path, data_path: &Path, out: &Path, json: bool) -> Result<()> {
     let program = load_program(model)?;
     let data = read_data(data_path)?;
     let values = run_program(&program, &data, data_path)?;
@@ -817,6 +903,11 @@ fn cmd_run(model: &Path, data_path: &Path, out: &Path) -> Result<()> {
     let bytes = irnn_codegen::npy::i32_npy_bytes(&shape, &values)?;
     create_parent_dir(out)?;
     write_atomic(out, &bytes).with_context(|| format!("{}: cannot write", out.display()))?;
+    if json {
+        let v = crate::summary::run(n, t, &shape, out);
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(());
+    }
     eprintln!(
         "ran {} sequence(s) of {t} steps; wrote {} {shape:?} int32",
         n,
@@ -825,12 +916,53 @@ fn cmd_run(model: &Path, data_path: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs the float model over `data`, returning `n * t * O` float outputs.
+/// Runs the float model over `data`, returning `n * t * O` float outputs. Like
+/// [`run_program`], the sequences are spread over the CPU's cores, each from its reset
+/// state, so the outputs are those of one sequential run.
 pub fn run_float(model: &FloatModel, data: &DataFile, data_path: &Path) -> Result<Vec<f32>> {
-    let (n, t) = data.data.dims();
-    let mut runner = FloatRunner::new(model);
+    let (n, _) = data.data.dims();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .clamp(1, n.max(1));
+    let per = n.div_ceil(threads).max(1);
+    let bar = crate::progress::bar(n as u64, "float");
+    let parts: Vec<Result<Vec<f32>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .step_by(per)
+            .map(|first| {
+                let range = first..(first + per).min(n);
+                let bar = &bar;
+                scope.spawn(move || run_float_sequences(model, data, data_path, range, bar))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a float reference thread panicked")))
+            })
+            .collect()
+    });
+    bar.finish_and_clear();
     let mut out = Vec::new();
-    for s in 0..n {
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+/// [`run_float`] over the sequences `seqs` of `data`, on one thread.
+fn run_float_sequences(
+    model: &FloatModel,
+    data: &DataFile,
+    data_path: &Path,
+    seqs: std::ops::Range<usize>,
+    bar: &indicatif::ProgressBar,
+) -> Result<Vec<f32>> {
+    let (_, t) = data.data.dims();
+    let mut runner = FloatRunner::new(model);
+    let mut out = Vec::with_capacity(seqs.len() * t * model.output_size());
+    for s in seqs {
         runner.reset();
         for step in 0..t {
             let y = match &data.data {
@@ -862,6 +994,7 @@ pub fn run_float(model: &FloatModel, data: &DataFile, data_path: &Path) -> Resul
             };
             out.extend_from_slice(y);
         }
+        bar.inc(1);
     }
     Ok(out)
 }

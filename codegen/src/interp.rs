@@ -466,6 +466,18 @@ impl<'p> Interpreter<'p> {
         &self.output
     }
 
+    /// The int8 output of layer `index` (into `Program::layers`) after the last step;
+    /// `None` past the last layer or for a layer whose output is not int8 (a linear
+    /// layer's int32 logits, which the step returns).
+    pub fn layer_output_i8(&self, index: usize) -> Option<&[i8]> {
+        let run = self.layers.get(index)?;
+        let out = run.layer.output;
+        match &run.stores[out.buf] {
+            Store::I8(v) => Some(&v[out.start..out.start + out.len]),
+            _ => None,
+        }
+    }
+
     /// The program being run.
     pub fn program(&self) -> &'p Program {
         self.program

@@ -272,6 +272,26 @@ pub fn quantize(
     tensor_file_name: &str,
     opts: &QuantizeOptions,
 ) -> Result<(GraphFile, TensorWriter, QuantizeReport), QuantizeError> {
+    quantize_with_progress(
+        model,
+        calib,
+        calib_path,
+        tensor_file_name,
+        opts,
+        &mut |_| {},
+    )
+}
+
+/// [`quantize`], calling `progress` with the number of calibration sequences run after
+/// each one (for progress bars).
+pub fn quantize_with_progress(
+    model: &FloatModel,
+    calib: &DataFile,
+    calib_path: &std::path::Path,
+    tensor_file_name: &str,
+    opts: &QuantizeOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(GraphFile, TensorWriter, QuantizeReport), QuantizeError> {
     let mut collector = Collector::default();
     let mut runner = FloatRunner::new(model);
     let (n, t) = calib.data.dims();
@@ -295,6 +315,7 @@ pub fn quantize(
                 for step in 0..t {
                     runner.step_token(data[s * t + step] as usize, &mut collector);
                 }
+                progress(s + 1);
             }
         }
         (InputSpec::Features { size }, SeqData::FeaturesF32 { f, data, .. }) => {
@@ -311,6 +332,7 @@ pub fn quantize(
                     let off = (s * t + step) * f;
                     runner.step_features(&data[off..off + f], &mut collector);
                 }
+                progress(s + 1);
             }
         }
         (InputSpec::Features { .. }, SeqData::FeaturesI8 { .. }) => {
