@@ -743,3 +743,87 @@ fn memory_report_matches_the_compiled_object() {
         }
     }
 }
+
+/// The generated Rust of the Cortex-M targets (the portable Rust: `core::arch::arm`'s
+/// DSP intrinsics are unstable) builds as a `no_std` library for Armv7E-M and Armv6-M
+/// (`thumbv7em-none-eabi`, `thumbv6m-none-eabi`), LSTM, GRU and RNN layers together.
+#[test]
+fn rust_builds_for_thumb_targets() {
+    let triples = ["thumbv7em-none-eabi", "thumbv6m-none-eabi"];
+    let sysroot = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let missing: Vec<String> = triples
+        .iter()
+        .filter(|t| !Path::new(&sysroot).join("lib/rustlib").join(t).is_dir())
+        .map(|t| format!("rustup target {t}"))
+        .collect();
+    let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
+    if !support::skip::cross_tools("cortex_m::rust_builds_for_thumb_targets", &missing) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let krate = dir.path();
+    std::fs::create_dir_all(krate.join("src")).expect("mkdir");
+    let mut lib = String::from("#![no_std]\n");
+    let models = [
+        (&lstm_models()[1], Target::CortexM4),
+        (&gru_models()[1], Target::CortexM7),
+        (&rnn_models()[1], Target::CortexM0),
+        (&lstm_models()[0], Target::CortexM55),
+    ];
+    for (k, (m, target)) in models.iter().enumerate() {
+        let opts = GenOptions {
+            lang: Lang::Rust,
+            target: *target,
+            unroll: Unroll::None,
+            precision: irnn_codegen::back::Precision::Int8,
+        };
+        let files = generate(&m.program, &opts).expect("generates Rust");
+        assert!(
+            !files[0].contents.contains("simd::"),
+            "{}: the Cortex-M Rust uses no SIMD kernels",
+            target.name()
+        );
+        std::fs::write(krate.join(format!("src/m{k}.rs")), &files[0].contents).expect("write");
+        lib.push_str(&format!("pub mod m{k};\n"));
+    }
+    std::fs::write(krate.join("src/lib.rs"), lib).expect("write lib.rs");
+    let runtime = support::repo_root().join("runtime");
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"thumb-check\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
+             publish = false\n\n[dependencies]\nirnn-runtime = {{ path = {:?} }}\n\n\
+             [workspace]\n",
+            runtime.display().to_string()
+        ),
+    )
+    .expect("write Cargo.toml");
+    for triple in triples {
+        let out = std::process::Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "--offline",
+                "--release",
+                "--lib",
+                "--target",
+            ])
+            .arg(triple)
+            .arg("--manifest-path")
+            .arg(krate.join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", krate.join("target"))
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "the Cortex-M Rust does not build for {triple}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
