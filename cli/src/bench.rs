@@ -492,8 +492,8 @@ fn generate_timed(
     Ok(match (precision, f32_program) {
         (Precision::Int8, _) => (generate(program, &gen_opts)?, weight_bytes(program, target)),
         (Precision::F32, Some(fp)) => (
-            irnn_codegen::back::float::generate_program(fp, &gen_opts)?,
-            irnn_codegen::back::c_f32::weight_bytes(fp, target),
+            irnn_codegen::back::generate_f32_program(fp, &gen_opts)?,
+            irnn_codegen::back::float::weight_bytes(fp, target),
         ),
         (Precision::F32, None) => bail!("the f32 benchmark needs the dequantized model"),
     })

@@ -21,7 +21,10 @@
 //!   same packed weights.
 
 use super::c::{template_error, tidy};
-use super::float::{F32Input, F32Layer, F32Program, TANH_P, TANH_Q, TANH_U_SCALE};
+use super::float::{
+    block_rows, layout, lstm_row, padded_hidden, uses_tanh, F32Input, F32Layer, F32Program, TANH_P,
+    TANH_Q, TANH_U_SCALE,
+};
 use super::names::{comment_safe, sanitize, upper, NameTable};
 use super::{GenError, GenOptions, GeneratedFile, Target, GENERATOR};
 use crate::spec::{Cell, Nonlinearity};
@@ -37,21 +40,6 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/c/f32.c.tera"),
     ),
 ];
-
-/// LSTM hidden widths are padded to a multiple of this (every vector width divides it).
-pub const HIDDEN_PAD: usize = 16;
-
-/// Rows per packed block of a target (4 vectors of f32); 1 = row-major (scalar).
-pub fn block_rows(target: Target) -> usize {
-    match target {
-        Target::Scalar | Target::CortexM0 | Target::CortexM4 | Target::CortexM7 => 1,
-        // Helium's f32 lanes are not used by the f32 counterpart: scalar code.
-        Target::CortexM55 => 1,
-        Target::Avx2 => 32,
-        Target::Avx512Vnni => 64,
-        Target::Neon | Target::NeonDotprod => 16,
-    }
-}
 
 /// A C float literal that reads back as exactly `v` (shortest round-trip form).
 pub fn flit(v: f32) -> String {
@@ -95,65 +83,6 @@ fn values(v: &[f32]) -> String {
         out.push_str(&flit(*x));
     }
     out
-}
-
-/// A `[rows][cols]` row-major matrix as the kernels of `br` read it: row `pr` of the
-/// result is row `map(pr)` of `w` (or zeros for `None`); `out_rows` rows, padded to a
-/// multiple of `br`, packed `[block][column][br]` when `br > 1`.
-pub fn layout(
-    w: &[f32],
-    cols: usize,
-    out_rows: usize,
-    br: usize,
-    map: impl Fn(usize) -> Option<usize>,
-) -> Vec<f32> {
-    let rows_pad = out_rows.div_ceil(br) * br;
-    let mut out = vec![0f32; rows_pad * cols];
-    for pr in 0..out_rows {
-        let Some(r) = map(pr) else { continue };
-        for j in 0..cols {
-            let v = w[r * cols + j];
-            let at = if br == 1 {
-                pr * cols + j
-            } else {
-                ((pr / br) * cols + j) * br + pr % br
-            };
-            out[at] = v;
-        }
-    }
-    out
-}
-
-/// The hidden width `h` padded to a multiple of [`HIDDEN_PAD`] (each gate's stride in
-/// the padded rows).
-pub fn padded_hidden(h: usize) -> usize {
-    h.div_ceil(HIDDEN_PAD) * HIDDEN_PAD
-}
-
-/// Padded gate row `pr` (gate-major with stride `hp`) → row of the `[G·H]` original
-/// (LSTM, GRU and RNN alike).
-pub fn lstm_row(pr: usize, h: usize, hp: usize) -> Option<usize> {
-    let (g, k) = (pr / hp, pr % hp);
-    (k < h).then_some(g * h + k)
-}
-
-/// Whether a layer evaluates tanh or sigmoid (all but relu RNNs, embeddings and linear
-/// layers), so the activation helpers are emitted only when used.
-pub fn uses_tanh(p: &F32Program) -> bool {
-    p.layers.iter().any(|l| match l {
-        F32Layer::Lstm { .. } => true,
-        F32Layer::Recurrent { cell, .. } => *cell != Cell::Rnn(Nonlinearity::Relu),
-        F32Layer::Embedding { .. } | F32Layer::Linear { .. } => false,
-    })
-}
-
-/// Whether a layer evaluates sigmoid (LSTM and GRU).
-pub fn uses_sigmoid(p: &F32Program) -> bool {
-    p.layers.iter().any(|l| match l {
-        F32Layer::Lstm { .. } => true,
-        F32Layer::Recurrent { cell, .. } => *cell == Cell::Gru,
-        F32Layer::Embedding { .. } | F32Layer::Linear { .. } => false,
-    })
 }
 
 /// Writes `NAME.h` and `NAME.c`.
@@ -598,37 +527,4 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
             contents: tidy(&source),
         },
     ])
-}
-
-/// Bytes of f32 weights the kernels of `target` read (padded and packed, including
-/// embedding tables).
-pub fn weight_bytes(p: &F32Program, target: Target) -> usize {
-    let br = block_rows(target);
-    p.layers
-        .iter()
-        .map(|l| match l {
-            F32Layer::Embedding { table, .. } => table.len(),
-            F32Layer::Lstm {
-                input_size,
-                hidden_size,
-                ..
-            } => {
-                let rows = 4 * padded_hidden(*hidden_size);
-                rows * (input_size + hidden_size)
-            }
-            F32Layer::Recurrent {
-                cell,
-                input_size,
-                hidden_size,
-                ..
-            } => {
-                let rows = (cell.gates() * padded_hidden(*hidden_size)).div_ceil(br) * br;
-                rows * (input_size + hidden_size)
-            }
-            F32Layer::Linear {
-                in_size, out_size, ..
-            } => out_size.div_ceil(br) * br * in_size,
-        })
-        .sum::<usize>()
-        * 4
 }

@@ -286,8 +286,20 @@ pub fn generate_f32(
     graph: &crate::graph::Graph,
     opts: &GenOptions,
 ) -> Result<Vec<GeneratedFile>, GenError> {
+    generate_f32_program(&float::F32Program::from_graph(graph)?, opts)
+}
+
+/// Generates an already dequantized model (`--precision f32`).
+pub fn generate_f32_program(
+    p: &float::F32Program,
+    opts: &GenOptions,
+) -> Result<Vec<GeneratedFile>, GenError> {
     opts.check()?;
-    float::generate(graph, opts)
+    p.check()?;
+    match opts.lang {
+        Lang::C => c_f32::write(p, opts),
+        Lang::Rust => rust_f32::write(p, opts),
+    }
 }
 
 impl GenOptions {

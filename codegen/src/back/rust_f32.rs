@@ -13,8 +13,10 @@
 //! LSTM, GRU and RNN updates use [`super::float::tanh_approx`] over hidden widths padded
 //! to 16.
 
-use super::c_f32::{block_rows, layout, lstm_row, padded_hidden, uses_sigmoid, uses_tanh};
-use super::float::{F32Input, F32Layer, F32Program, TANH_P, TANH_Q, TANH_U_SCALE};
+use super::float::{
+    block_rows, layout, lstm_row, padded_hidden, uses_sigmoid, uses_tanh, F32Input, F32Layer,
+    F32Program, TANH_P, TANH_Q, TANH_U_SCALE,
+};
 use super::names::{comment_safe, sanitize};
 use super::{GenError, GenOptions, GeneratedFile, GENERATOR};
 use crate::spec::{Cell, Nonlinearity};
