@@ -8,8 +8,11 @@
 //! - [`bench`](mod@bench): `irnn bench`, which compiles the generated C per target with a timing
 //!   harness, or builds the generated Rust as a scratch crate against irnn-runtime.
 //!
+//! - [`output`]: streamed outputs (`irnn run --out`).
+//!
 //! The binary (`src/main.rs`) only calls [`cli::main`].
 #![warn(missing_docs)]
 
 pub mod bench;
 pub mod cli;
+pub mod output;

@@ -714,36 +714,40 @@ fn expect_width(p: &mut Vec<Problem>, loc: &str, have: Option<usize>, want: usiz
     }
 }
 
-/// Writes a graph and its tensors: both files are written to temporary names first
-/// and renamed only when both are complete, so a failure leaves no partial output.
+/// Writes a graph and its tensors as one output set ([`crate::output::OutputSet`]):
+/// both files are staged beside the destination and renamed only when both are
+/// complete, so a failure leaves no partial output and no half-replaced old pair.
 pub fn write_graph(
     json_path: &Path,
     file: &GraphFile,
     tensors: &TensorWriter,
 ) -> Result<(), String> {
-    let tensor_path = resolve_relative(json_path, &file.tensors);
+    let mut set = crate::output::OutputSet::for_file(json_path).map_err(|e| e.to_string())?;
+    stage_graph(&mut set, json_path, file, tensors)?;
+    set.commit().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Stages a graph (`json_path`'s file name) and its tensor file (`file.tensors`, which
+/// must be a plain file name: the two live in one directory) in `set`. Returns the
+/// staged JSON path, from which [`Graph::load`] reads the staged pair.
+pub fn stage_graph(
+    set: &mut crate::output::OutputSet,
+    json_path: &Path,
+    file: &GraphFile,
+    tensors: &TensorWriter,
+) -> Result<PathBuf, String> {
+    let json_name = json_path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .ok_or_else(|| format!("{}: not a file name", json_path.display()))?;
     let tensor_bytes = tensors.to_bytes()?;
     let mut json = serde_json::to_string_pretty(file).map_err(|e| e.to_string())?;
     json.push('\n');
-    let dir_of = |p: &Path| match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let write_tmp = |path: &Path, bytes: &[u8]| -> Result<tempfile::NamedTempFile, String> {
-        use std::io::Write;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir_of(path))
-            .map_err(|e| format!("{}: cannot create a file there: {e}", path.display()))?;
-        tmp.write_all(bytes)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        crate::util::make_world_readable(tmp.as_file())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(tmp)
-    };
-    let t1 = write_tmp(&tensor_path, &tensor_bytes)?;
-    let t2 = write_tmp(json_path, json.as_bytes())?;
-    t1.persist(&tensor_path)
-        .map_err(|e| format!("{}: {}", tensor_path.display(), e.error))?;
-    t2.persist(json_path)
-        .map_err(|e| format!("{}: {}", json_path.display(), e.error))?;
-    Ok(())
+    set.write(&file.tensors, &tensor_bytes).map_err(|e| {
+        format!("{e} (the tensor file named by the graph must sit beside it: a plain file name)")
+    })?;
+    set.write(json_name, json.as_bytes())
+        .map_err(|e| e.to_string())?;
+    Ok(set.staged(json_name))
 }

@@ -12,7 +12,7 @@
 //!   same network in floating point;
 //! - [`compile`]: graph file in, generated files out (in memory) — the one entry point
 //!   of `irnn gen`, the build.rs [`builder::Builder`] and `include_model!`;
-//! - [`npy`]: reading and writing `.npy` data;
+//! - [`npy`]: reading and writing `.npy` data; [`output`]: atomic output sets;
 //! - [`synth`]: random models for benchmarks and tests; [`metrics`]: bits per token.
 //!
 //! The `irnn` command-line tool is the `irnn-cli` crate (`cli/`).
@@ -29,6 +29,7 @@ pub mod ir;
 pub mod lower;
 pub mod metrics;
 pub mod npy;
+pub mod output;
 pub mod pwl;
 pub mod quantize;
 pub mod spec;

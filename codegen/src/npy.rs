@@ -195,6 +195,21 @@ pub fn f32_npy_bytes(shape: &[usize], data: &[f32]) -> std::io::Result<Vec<u8>> 
     npy_bytes(shape, data)
 }
 
+/// Starts a streamed int32 `.npy` of the given shape on `w`: push the values in
+/// order (`extend`), then `finish` (which checks that the count matched the shape).
+pub fn i32_npy_writer<W: std::io::Write>(
+    w: W,
+    shape: &[usize],
+) -> std::io::Result<npyz::NpyWriter<i32, W>> {
+    let shape_u64: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    use npyz::WriterBuilder;
+    npyz::WriteOptions::<i32>::new()
+        .default_dtype()
+        .shape(&shape_u64)
+        .writer(w)
+        .begin_nd()
+}
+
 fn npy_bytes<T: npyz::AutoSerialize + Copy>(
     shape: &[usize],
     data: &[T],
