@@ -172,3 +172,29 @@ fn streamed_run_output_matches_whole_array() {
     assert_eq!(calls, 5);
     assert_eq!(std::fs::read(&out).unwrap(), expect);
 }
+
+/// Crash (panic on a closed pipe): a reader that stops early (`irnn inspect M | head
+/// -1`) ends irnn quietly with the status a shell shows for a Unix tool ended by
+/// SIGPIPE (141), no panic message.
+#[test]
+fn closed_stdout_ends_quietly() {
+    let m = synth_model("pipe", Some(8), 4, 6, 2, 5, 7);
+    for args in [
+        vec!["inspect", m.graph.to_str().unwrap()],
+        vec!["inspect", m.graph.to_str().unwrap(), "--json"],
+        vec!["pwl", "--function", "tanh", "--compare"],
+    ] {
+        let mut child = Command::new(irnn_bin())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end at once: every write of irnn fails with EPIPE.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(141), "{args:?}");
+    }
+}

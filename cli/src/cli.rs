@@ -295,13 +295,7 @@ enum Command {
 /// Entry point of the `irnn` binary.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match run_cli(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    crate::output::run_reporting(|| run_cli(cli))
 }
 
 /// Runs a parsed command line.

@@ -60,3 +60,52 @@ pub fn write_run_output(
     set.commit()?;
     Ok(())
 }
+
+/// Exit status of a command whose standard output (or error) was closed by its
+/// reader, as the shell reports a Unix tool ended by `SIGPIPE` (128 + 13).
+pub const BROKEN_PIPE_EXIT: u8 = 141;
+
+/// Whether a panic payload is the standard library's "failed printing to stdout/
+/// stderr: Broken pipe" (what `println!` does when the reader has gone).
+fn is_broken_pipe_panic(payload: &(dyn std::any::Any + Send)) -> bool {
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    text.starts_with("failed printing to std") && text.contains("Broken pipe")
+}
+
+/// Whether an error was caused by writing to a closed pipe.
+fn is_broken_pipe_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Runs a command, reporting its error on stderr. A reader that closes the pipe
+/// early (`irnn inspect M | head -1`) ends the command quietly, with no panic message
+/// and the status [`BROKEN_PIPE_EXIT`]; the unwinding runs every destructor, so
+/// staged output sets are removed.
+pub fn run_reporting(f: impl FnOnce() -> Result<()>) -> std::process::ExitCode {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !is_broken_pipe_panic(info.payload()) {
+            default_hook(info);
+        }
+    }));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(())) => std::process::ExitCode::SUCCESS,
+        Ok(Err(e)) if is_broken_pipe_error(&e) => std::process::ExitCode::from(BROKEN_PIPE_EXIT),
+        Ok(Err(e)) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(payload) if is_broken_pipe_panic(payload.as_ref()) => {
+            std::process::ExitCode::from(BROKEN_PIPE_EXIT)
+        }
+        Err(payload) => std::panic::resume_unwind(payload),
+    }
+}
