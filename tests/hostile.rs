@@ -198,3 +198,279 @@ fn closed_stdout_ends_quietly() {
         assert_eq!(out.status.code(), Some(141), "{args:?}");
     }
 }
+
+/// `irnn ARGS` with extra environment variables, expected to fail with status 1;
+/// returns stderr.
+fn fails_env(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(irnn_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("irnn runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    stderr
+}
+
+/// `irnn quantize SPEC --calib DATA -o DIR/q.irnn.json`, expected to fail.
+fn quantize_fails(m: &TestModel, spec: &Path, data: &Path) -> String {
+    let out = m.dir.path().join("q.irnn.json");
+    let e = fails_env(
+        &[
+            "quantize",
+            spec.to_str().unwrap(),
+            "--calib",
+            data.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.exists());
+    e
+}
+
+/// Rewrites the JSON file at `path` with `edit`.
+fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// Crash (a layer count with no upper bound ran for minutes, then aborted): a huge
+/// `num_layers` is refused at once, naming the limit and its variable; the limit is
+/// configurable (IRNN_MAX_LAYERS=1 refuses this 2-layer model).
+#[test]
+fn layer_count_is_limited() {
+    let m = synth_model("layers", Some(8), 4, 6, 2, 5, 8);
+    let spec = m.dir.path().join("huge.json");
+    std::fs::copy(&m.spec, &spec).unwrap();
+    edit_json(&spec, |v| {
+        v["layers"][1]["num_layers"] = 1_000_000_000_000_000u64.into()
+    });
+    let started = std::time::Instant::now();
+    let e = quantize_fails(&m, &spec, &m.data);
+    assert!(started.elapsed().as_secs() < 30);
+    assert!(
+        e.contains("exceeds the limit of 1024 layers") && e.contains("IRNN_MAX_LAYERS"),
+        "{e}"
+    );
+    let out = m.dir.path().join("q.irnn.json");
+    let e = fails_env(
+        &[
+            "quantize",
+            m.spec.to_str().unwrap(),
+            "--calib",
+            m.data.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[("IRNN_MAX_LAYERS", "3")],
+    );
+    assert!(
+        e.contains("too many layers (counting num_layers): 4 exceeds the limit of 3 layers"),
+        "{e}"
+    );
+}
+
+/// Crash (a size product that wraps in shape validation): graph sizes whose products
+/// overflow are refused by the width limit, before any product; a zero width is
+/// refused at load (as `gen` refuses it), for `run` and `gen` alike.
+#[test]
+fn graph_sizes_are_checked_before_products() {
+    let m = synth_model("wrap", Some(8), 4, 6, 1, 5, 9);
+    let original = std::fs::read_to_string(&m.graph).unwrap();
+    let out = m.dir.path().join("o.npy");
+    let run = [
+        "run",
+        m.graph.to_str().unwrap(),
+        "--data",
+        m.data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let gen_dir = m.dir.path().join("gen");
+    let gen = [
+        "gen",
+        m.graph.to_str().unwrap(),
+        "--lang",
+        "c",
+        "-o",
+        gen_dir.to_str().unwrap(),
+    ];
+    let huge = (1u64 << 62) + 1; // 4 * huge wraps to 4
+    for (field, value, want) in [
+        (
+            "hidden_size",
+            huge,
+            "hidden_size: 4611686018427387905 exceeds the limit of 65536",
+        ),
+        (
+            "input_size",
+            u64::MAX,
+            "input_size: 18446744073709551615 exceeds the limit",
+        ),
+        ("hidden_size", 0, "hidden_size must be at least 1"),
+    ] {
+        std::fs::write(&m.graph, &original).unwrap();
+        edit_json(&m.graph, |v| v["layers"][1][field] = value.into());
+        for args in [&run[..], &gen[..]] {
+            let e = fails_env(args, &[]);
+            assert!(e.contains(want) && e.contains("layers[1]"), "{e}");
+        }
+    }
+    // Zero-width embedding and linear output.
+    for (layer, field) in [(0, "dim"), (2, "out_size")] {
+        std::fs::write(&m.graph, &original).unwrap();
+        edit_json(&m.graph, |v| v["layers"][layer][field] = 0.into());
+        let e = fails_env(&run, &[]);
+        assert!(e.contains(&format!("{field} must be at least 1")), "{e}");
+    }
+    assert!(!out.exists() && !gen_dir.exists());
+}
+
+/// Crash (a tensor file that is a device) and a FIFO as data: refused as not a
+/// regular file before it is read.
+#[test]
+fn special_files_are_refused() {
+    let m = synth_model("dev", Some(8), 4, 6, 1, 5, 10);
+    let out = m.dir.path().join("o.npy");
+    let e = fails_env(
+        &[
+            "run",
+            m.graph.to_str().unwrap(),
+            "--data",
+            "/dev/zero",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        e.contains("/dev/zero: is a device or other special file"),
+        "{e}"
+    );
+    // The graph's tensor file replaced by a link to a device.
+    let tensors = m.graph.with_file_name("dev.irnn.safetensors");
+    std::fs::remove_file(&tensors).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &tensors).unwrap();
+    let e = fails_env(&["inspect", m.graph.to_str().unwrap()], &[]);
+    assert!(e.contains("dev.irnn.safetensors: is a device"), "{e}");
+    // A FIFO as data: refused without blocking on open.
+    let fifo = m.dir.path().join("fifo.npy");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let e = quantize_fails(&m, &m.spec, &fifo);
+        assert!(e.contains("fifo.npy: is a FIFO"), "{e}");
+    }
+}
+
+/// Writes a `.npy` file from a raw header dict and `data_bytes` bytes of data.
+fn raw_npy(path: &Path, dict: &str, data_bytes: usize) {
+    let mut header = dict.to_string();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(std::iter::repeat_n(0u8, data_bytes));
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Messages and crashes from `.npy` headers: a truncated file says so (not "failed to
+/// fill whole buffer"), a shape whose product overflows and a sequence beyond the
+/// steps limit are refused before allocation, each naming the file.
+#[test]
+fn npy_headers_are_checked() {
+    let m = synth_model("npy", Some(8), 4, 6, 1, 5, 11);
+    let p = m.dir.path().join("d.npy");
+    let cases = [
+        (
+            "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 8), }",
+            40,
+            "truncated: the header declares shape [2, 8] of '<i4' (64 bytes of data) but the file holds 40 bytes of data",
+        ),
+        (
+            "{'descr': '<i4', 'fortran_order': False, 'shape': (4611686018427387904, 8), }",
+            16,
+            "has more elements than can be stored",
+        ),
+        (
+            "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 200000000), }",
+            0,
+            "truncated",
+        ),
+        (
+            "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 2), }",
+            20,
+            "the file holds 20 bytes of data after it",
+        ),
+    ];
+    for (dict, bytes, want) in cases {
+        raw_npy(&p, dict, bytes);
+        let e = quantize_fails(&m, &m.spec, &p);
+        assert!(e.contains("d.npy") && e.contains(want), "{e}");
+        assert!(!e.contains("fill whole buffer"), "{e}");
+    }
+    // The steps limit, configurable.
+    write_npy::<i32>(&p, &[1, 50], &[1; 50]);
+    let out = m.dir.path().join("q.irnn.json");
+    let e = fails_env(
+        &[
+            "quantize",
+            m.spec.to_str().unwrap(),
+            "--calib",
+            p.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[("IRNN_MAX_STEPS", "49")],
+    );
+    assert!(
+        e.contains("d.npy: a sequence of 50 exceeds the limit of 49 steps per sequence"),
+        "{e}"
+    );
+}
+
+/// Flag errors are blamed on the flag: `synth` sizes beyond the limits are refused
+/// before anything is allocated or written.
+#[test]
+fn synth_flags_are_limited() {
+    let d = tempfile::tempdir().unwrap();
+    let o = d.path().join("s");
+    let o = o.to_str().unwrap();
+    let e = fails_env(&["synth", "-o", o, "--hidden", "100000000"], &[]);
+    assert!(
+        e.contains("--hidden 100000000: 100000000 exceeds the limit of 65536"),
+        "{e}"
+    );
+    let e = fails_env(
+        &["synth", "-o", o, "--hidden", "60000", "--layers", "100"],
+        &[],
+    );
+    assert!(
+        e.contains("the model would have too many parameters") && e.contains("IRNN_MAX_PARAMETERS"),
+        "{e}"
+    );
+    let e = fails_env(
+        &[
+            "synth",
+            "-o",
+            o,
+            "--sequences",
+            "100000000",
+            "--steps",
+            "100000",
+        ],
+        &[],
+    );
+    assert!(
+        e.contains("--sequences 100000000, --steps 100000: the data file"),
+        "{e}"
+    );
+    assert!(!d.path().join("s").exists());
+}

@@ -369,6 +369,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             {
                 bail!("--input, --hidden, --layers, --outputs, --sequences and --steps must be at least 1");
             }
+            crate::flags::check_synth(vocab, input, hidden, layers, outputs, sequences, steps)?;
             let spec = irnn_codegen::synth::SynthSpec {
                 name,
                 vocab_size: vocab,

@@ -8,6 +8,7 @@
 //! - [`bench`](mod@bench): `irnn bench`, which compiles the generated C per target with a timing
 //!   harness, or builds the generated Rust as a scratch crate against irnn-runtime.
 //!
+//! - [`flags`]: size flags checked against the resource limits;
 //! - [`output`]: streamed outputs (`irnn run --out`).
 //!
 //! The binary (`src/main.rs`) only calls [`cli::main`].
@@ -15,4 +16,5 @@
 
 pub mod bench;
 pub mod cli;
+pub mod flags;
 pub mod output;

@@ -242,9 +242,9 @@ impl FloatModel {
     /// Loads and validates a spec and its weights. All problems found are reported
     /// together.
     pub fn load(spec_path: &Path) -> Result<Self, LoadError> {
-        let text = std::fs::read_to_string(spec_path).map_err(|e| LoadError::io(spec_path, e))?;
+        let text = crate::limits::read_input_file(spec_path)?;
         let spec: SpecFile =
-            serde_json::from_str(&text).map_err(|e| LoadError::json(spec_path, e))?;
+            serde_json::from_slice(&text).map_err(|e| LoadError::json(spec_path, e))?;
         let weights_path = resolve_relative(spec_path, &spec.weights);
         let tensors = TensorFile::open(&weights_path)?;
         Self::from_spec(spec_path, spec, &tensors)
@@ -261,6 +261,7 @@ impl FloatModel {
         if spec.layers.is_empty() {
             problems.push(Problem::new("layers", "the model has no layers"));
         }
+        let limits = crate::limits::Limits::get();
         match &spec.input {
             InputSpec::Tokens { vocab_size: 0 } => {
                 problems.push(Problem::new("input.vocab_size", "must be at least 1"))
@@ -268,7 +269,36 @@ impl FloatModel {
             InputSpec::Features { size: 0 } => {
                 problems.push(Problem::new("input.size", "must be at least 1"))
             }
-            _ => {}
+            InputSpec::Tokens { vocab_size } => {
+                if let Err(e) = limits.vocab().check(*vocab_size as u64) {
+                    problems.push(Problem::new("input.vocab_size", e));
+                }
+            }
+            InputSpec::Features { size } => {
+                if let Err(e) = limits.width().check(*size as u64) {
+                    problems.push(Problem::new("input.size", e));
+                }
+            }
+        }
+        // Layer counts before anything is loaded per layer: a huge `num_layers` is one
+        // problem, not a loop over missing tensors.
+        let expanded = spec.layers.iter().fold(0u64, |n, l| {
+            n.saturating_add(match l {
+                LayerSpec::Lstm { num_layers, .. }
+                | LayerSpec::Gru { num_layers, .. }
+                | LayerSpec::Rnn { num_layers, .. } => *num_layers as u64,
+                _ => 1,
+            })
+        });
+        if let Err(e) = limits.layers().check(expanded) {
+            problems.push(Problem::new(
+                "layers",
+                format!("too many layers (counting num_layers): {e}"),
+            ));
+            return Err(LoadError::Invalid {
+                file: spec_path.to_path_buf(),
+                problems,
+            });
         }
         for (index, layer) in spec.layers.iter().enumerate() {
             let at = |name: &str| format!("layers[{index}] (\"{name}\")");
@@ -370,6 +400,7 @@ impl FloatModel {
         }
         if problems.is_empty() {
             check_chain(&spec.input, &layers, &mut problems);
+            check_sizes(&layers, &mut problems);
         }
         check_problems(spec_path, problems)?;
         Ok(FloatModel {
@@ -561,6 +592,43 @@ fn check_chain(input: &InputSpec, layers: &[FloatLayer], problems: &mut Vec<Prob
                 "a model with token input must start with an embedding",
             ));
         }
+    }
+}
+
+/// Widths, vocabulary and the parameter count against [`crate::limits::Limits`].
+fn check_sizes(layers: &[FloatLayer], problems: &mut Vec<Problem>) {
+    let limits = crate::limits::Limits::get();
+    let mut parameters = 0u64;
+    for layer in layers {
+        let loc = format!("layer \"{}\"", layer.name());
+        let mut check = |what: &str, n: usize, limit: crate::limits::Limit| {
+            if let Err(e) = limit.check(n as u64) {
+                problems.push(Problem::new(&loc, format!("{what}: {e}")));
+            }
+        };
+        match layer {
+            FloatLayer::Embedding { weight, .. } => {
+                check("vocabulary", weight.rows, limits.vocab());
+                check("width", weight.cols, limits.width());
+                parameters = parameters.saturating_add(weight.data.len() as u64);
+            }
+            FloatLayer::Recurrent {
+                w_ih, w_hh, b_ih, ..
+            } => {
+                check("input width", w_ih.cols, limits.width());
+                check("hidden width", w_hh.cols, limits.width());
+                let n = w_ih.data.len() + w_hh.data.len() + 2 * b_ih.len();
+                parameters = parameters.saturating_add(n as u64);
+            }
+            FloatLayer::Linear { weight, bias, .. } => {
+                check("input width", weight.cols, limits.width());
+                check("output width", weight.rows, limits.width());
+                parameters = parameters.saturating_add((weight.data.len() + bias.len()) as u64);
+            }
+        }
+    }
+    if let Err(e) = limits.parameters().check(parameters) {
+        problems.push(Problem::new("layers", format!("too many parameters: {e}")));
     }
 }
 
