@@ -474,3 +474,178 @@ fn synth_flags_are_limited() {
     );
     assert!(!d.path().join("s").exists());
 }
+
+/// Redacts the temporary directory from a message (for snapshots).
+fn redact(dir: &Path, e: &str) -> String {
+    e.replace(&dir.display().to_string(), "[DIR]")
+        .trim_end()
+        .to_string()
+}
+
+/// Rewrites a float model's safetensors with `edit` applied to each tensor.
+fn edit_float_weights(
+    path: &Path,
+    edit: impl Fn(&str, Vec<usize>, Vec<f32>) -> Option<(Vec<usize>, Vec<f32>)>,
+) {
+    use irnn_codegen::tensors::{TensorFile, TensorWriter};
+    let file = TensorFile::open(path).unwrap();
+    let mut w = TensorWriter::default();
+    for name in file.names() {
+        let t = file.f32(&name, "").unwrap();
+        if let Some((shape, data)) = edit(&name, t.shape, t.data) {
+            w.f32(&name, &shape, &data);
+        }
+    }
+    std::fs::write(path, w.to_bytes().unwrap()).unwrap();
+}
+
+/// Transposes a row-major `[r, c]` matrix.
+fn transpose(shape: &[usize], d: &[f32]) -> (Vec<usize>, Vec<f32>) {
+    let (r, c) = (shape[0], shape[1]);
+    let t = (0..r * c).map(|i| d[(i % r) * c + i / r]).collect();
+    (vec![c, r], t)
+}
+
+/// Messages: a transposed weight is blamed on that tensor alone, as transposed (not
+/// on the other tensors of the layer, nor as a width mismatch).
+#[test]
+fn transposed_weights_are_named() {
+    for tensor in ["rnn.weight_hh_l0", "rnn.weight_ih_l1", "head.weight"] {
+        let m = synth_model("tr", Some(8), 5, 6, 2, 4, 12);
+        let weights = m.dir.path().join("tr.safetensors");
+        edit_float_weights(&weights, |n, s, d| {
+            Some(if n == tensor {
+                transpose(&s, &d)
+            } else {
+                (s, d)
+            })
+        });
+        let e = quantize_fails(&m, &m.spec, &m.data);
+        let e = redact(m.dir.path(), &e);
+        assert!(
+            e.contains("1 problem") && e.contains("looks transposed"),
+            "{e}"
+        );
+        insta::assert_snapshot!(format!("transposed_{tensor}"), e);
+    }
+}
+
+/// Messages: one root cause is one line with a count of the affected rows or layers,
+/// not one line per row.
+#[test]
+fn one_line_per_root_cause() {
+    // Every bias row beyond the int32 grid.
+    let m = synth_model("big", Some(8), 4, 64, 1, 4, 13);
+    edit_float_weights(&m.dir.path().join("big.safetensors"), |n, s, d| {
+        Some(if n == "head.bias" {
+            let big = vec![1e30; d.len()];
+            (s, big)
+        } else {
+            (s, d)
+        })
+    });
+    let e = redact(m.dir.path(), &quantize_fails(&m, &m.spec, &m.data));
+    assert_eq!(e.lines().count(), 2, "{e}");
+    assert!(e.contains("in 4 of 4 rows (first: row 0"), "{e}");
+    insta::assert_snapshot!("bias_rows_counted", e);
+    // A wrong num_layers: 40 layers with no tensors.
+    let m = synth_model("few", Some(8), 4, 6, 1, 4, 14);
+    edit_json(&m.spec, |v| v["layers"][1]["num_layers"] = 41.into());
+    let e = redact(m.dir.path(), &quantize_fails(&m, &m.spec, &m.data));
+    assert_eq!(e.lines().count(), 2, "{e}");
+    insta::assert_snapshot!("missing_layers_counted", e);
+}
+
+/// Messages: a bad `quantize` flag is blamed on the flag, once (not on a layer, once
+/// per table).
+#[test]
+fn flag_errors_name_the_flag() {
+    let m = synth_model("flags", Some(8), 4, 6, 1, 4, 15);
+    let out = m.dir.path().join("q.irnn.json");
+    for (flag, value, want) in [
+        (
+            "--pwl-max-pieces",
+            "0",
+            "error: --pwl-max-pieces 0: must be between 3 and 256",
+        ),
+        (
+            "--pwl-max-pieces",
+            "100000",
+            "error: --pwl-max-pieces 100000: must be between",
+        ),
+        (
+            "--pwl-tolerance",
+            "nan",
+            "error: --pwl-tolerance NaN: must be a finite number",
+        ),
+    ] {
+        let e = fails_env(
+            &[
+                "quantize",
+                m.spec.to_str().unwrap(),
+                "--calib",
+                m.data.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                flag,
+                value,
+            ],
+            &[],
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(e.starts_with(want), "{e}");
+    }
+}
+
+/// Silent acceptance: `eval --float` with a float model whose input differs from the
+/// quantized model's is an error, not a meaningless comparison.
+#[test]
+fn eval_refuses_a_different_float_input() {
+    let a = synth_model("fa", None, 5, 6, 1, 4, 16);
+    let b = synth_model("fb", None, 7, 6, 1, 4, 17);
+    let e = fails_env(
+        &[
+            "eval",
+            a.graph.to_str().unwrap(),
+            "--float",
+            b.spec.to_str().unwrap(),
+            "--data",
+            a.data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        e.contains("the float model takes features of width 7 but the quantized model takes features of width 5"),
+        "{e}"
+    );
+}
+
+/// Messages: container errors are in the project's words, naming file and tensor:
+/// no bare safetensors error names, no "failed to fill whole buffer".
+#[test]
+fn container_errors_are_translated() {
+    let m = synth_model("ct", Some(8), 4, 6, 1, 4, 18);
+    let weights = m.dir.path().join("ct.safetensors");
+    let good = std::fs::read(&weights).unwrap();
+    // Truncated tensor file.
+    std::fs::write(&weights, &good[..good.len() - 10]).unwrap();
+    let e = redact(m.dir.path(), &quantize_fails(&m, &m.spec, &m.data));
+    for crate_word in [
+        "MetadataIncompleteBuffer",
+        "InvalidOffset",
+        "TensorInvalidInfo",
+        "HeaderTooLarge",
+        "ValidationOverflow",
+    ] {
+        assert!(!e.contains(crate_word), "{e}");
+    }
+    insta::assert_snapshot!("truncated_safetensors", e);
+    // Truncated data file.
+    std::fs::write(&weights, &good).unwrap();
+    let data = std::fs::read(&m.data).unwrap();
+    let cut = m.dir.path().join("cut.npy");
+    std::fs::write(&cut, &data[..data.len() - 3]).unwrap();
+    let e = redact(m.dir.path(), &quantize_fails(&m, &m.spec, &cut));
+    assert!(!e.contains("fill whole buffer"), "{e}");
+    insta::assert_snapshot!("truncated_npy", e);
+}

@@ -547,6 +547,7 @@ fn refuse_overwriting_inputs(outputs: &[&Path], inputs: &[&Path]) -> Result<()> 
 }
 
 fn cmd_quantize(spec: &Path, calib: &Path, output: &Path, opts: QuantizeOptions) -> Result<()> {
+    crate::flags::check_quantize(&opts)?;
     let tensor_name = tensor_file_name_for(output)?;
     let tensor_path = output.with_file_name(&tensor_name);
     let model = FloatModel::load(spec)?;
@@ -864,6 +865,7 @@ pub fn evaluate(
             float_model.output_size()
         );
     }
+    crate::flags::check_same_input(program, float_model)?;
     let ints = run_program(program, data, data_path)?;
     let floats = run_float(float_model, data, data_path)?;
     let (n, t) = data.data.dims();

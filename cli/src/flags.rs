@@ -64,3 +64,44 @@ pub fn check_synth(
     }
     Ok(())
 }
+
+/// Checks `irnn quantize`'s PWL flags once, blamed on the flag (the fitter would
+/// otherwise report the same bad option once per table, against a layer).
+pub fn check_quantize(opts: &irnn_codegen::quantize::QuantizeOptions) -> Result<()> {
+    use irnn_codegen::pwl::{MAX_PIECES, MIN_PIECES};
+    let tol = opts.pwl_tolerance_lsb;
+    if !tol.is_finite() || tol < 0.0 {
+        bail!("--pwl-tolerance {tol}: must be a finite number of LSB, at least 0");
+    }
+    let n = opts.pwl_max_pieces;
+    if !(MIN_PIECES..=MAX_PIECES).contains(&n) {
+        bail!("--pwl-max-pieces {n}: must be between {MIN_PIECES} and {MAX_PIECES}");
+    }
+    Ok(())
+}
+
+/// Checks that the quantized model and the float model given to `eval` (`--float`)
+/// take the same input (kind and width, or vocabulary): otherwise the comparison
+/// would read the data two different ways and mean nothing.
+pub fn check_same_input(
+    program: &irnn_codegen::ir::Program,
+    float_model: &irnn_codegen::spec::FloatModel,
+) -> Result<()> {
+    use irnn_codegen::ir::InputIr;
+    use irnn_codegen::spec::InputSpec;
+    let describe_q = match program.input {
+        InputIr::Tokens { vocab_size } => format!("token ids 0..{vocab_size}"),
+        InputIr::Features { size, .. } => format!("features of width {size}"),
+    };
+    let describe_f = match float_model.input {
+        InputSpec::Tokens { vocab_size } => format!("token ids 0..{vocab_size}"),
+        InputSpec::Features { size } => format!("features of width {size}"),
+    };
+    if describe_q != describe_f {
+        bail!(
+            "--float {}: the float model takes {describe_f} but the quantized model takes {describe_q}; are they the same model?",
+            float_model.spec_path.display()
+        );
+    }
+    Ok(())
+}

@@ -376,6 +376,16 @@ impl FloatModel {
                         (Ok(weight), Ok(bias)) => {
                             let bias = match bias {
                                 Some(b) => {
+                                    if b.shape == [weight.cols] && weight.rows != weight.cols {
+                                        problems.push(Problem::new(
+                                            &loc,
+                                            format!(
+                                                "tensor \"{wname}\" has shape [{}, {}]; expected [{}, {}] — it looks transposed (nn.Linear stores [out, in], and \"{bname}\" has {} outputs)",
+                                                weight.rows, weight.cols, weight.cols, weight.rows, weight.cols
+                                            ),
+                                        ));
+                                        continue;
+                                    }
                                     if let Err(p) = expect_shape(&b, &bname, &[weight.rows], &loc) {
                                         problems.push(p);
                                         continue;
@@ -459,11 +469,30 @@ fn load_recurrent(
         problems.push(Problem::new(loc, "num_layers must be at least 1"));
         return;
     }
+    // Layers with all of their tensors missing (a wrong prefix, a wrong num_layers)
+    // are one problem with a count, not four lines per layer.
+    let mut absent: Vec<(usize, Vec<Problem>)> = Vec::new();
     for k in 0..num_layers {
         match load_recurrent_layer(tensors, cell, prefix, k, loc) {
             Ok(l) => layers.push(l),
+            Err(p) if p.len() == 4 && p.iter().all(|p| p.message.contains("is missing from")) => {
+                absent.push((k, p))
+            }
             Err(mut p) => problems.append(&mut p),
         }
+    }
+    let count = absent.len();
+    match absent.as_mut_slice() {
+        [] => {}
+        [(_, p)] => problems.append(p),
+        [(first, _), ..] => problems.push(Problem::new(
+            loc,
+            format!(
+                "{} of the {num_layers} layers have none of their tensors in {} (first: \"{prefix}.weight_ih_l{first}\", \"{prefix}.weight_hh_l{first}\", \"{prefix}.bias_ih_l{first}\", \"{prefix}.bias_hh_l{first}\"); check \"prefix\" and \"num_layers\"",
+                count,
+                tensors.path().display()
+            ),
+        )),
     }
     let extra = format!("{prefix}.weight_ih_l{num_layers}");
     if tensors.contains(&extra) {
@@ -507,8 +536,21 @@ fn load_recurrent_layer(
             return Err(problems);
         }
     };
-    let hidden = w_hh.cols;
-    if w_hh.rows != gates * hidden {
+    // The hidden size from w_hh `[G·H, H]`; a transposed w_hh (`[H, G·H]`) is named
+    // as such and its H used for the other checks, so they are not blamed too.
+    let hidden = if w_hh.rows == gates * w_hh.cols {
+        w_hh.cols
+    } else if w_hh.cols == gates * w_hh.rows && gates > 1 {
+        problems.push(Problem::new(
+            loc,
+            format!(
+                "tensor \"{}\" has shape [{}, {}]; expected [{}, {}] — it looks transposed (PyTorch stores [{gates} × hidden, hidden])",
+                names[1], w_hh.rows, w_hh.cols, w_hh.cols, w_hh.rows
+            ),
+        ));
+        w_hh.rows
+    } else {
+        let hidden = w_hh.cols;
         problems.push(Problem::new(
             loc,
             format!(
@@ -516,8 +558,17 @@ fn load_recurrent_layer(
                 names[1], w_hh.rows, w_hh.cols, gates * hidden
             ),
         ));
-    }
-    if w_ih.rows != gates * hidden {
+        hidden
+    };
+    if w_ih.rows != gates * hidden && w_ih.cols == gates * hidden {
+        problems.push(Problem::new(
+            loc,
+            format!(
+                "tensor \"{}\" has shape [{}, {}]; expected [{}, {}] — it looks transposed (PyTorch stores [{gates} × hidden, input])",
+                names[0], w_ih.rows, w_ih.cols, w_ih.cols, w_ih.rows
+            ),
+        ));
+    } else if w_ih.rows != gates * hidden {
         problems.push(Problem::new(
             loc,
             format!(
@@ -579,8 +630,18 @@ fn check_chain(input: &InputSpec, layers: &[FloatLayer], problems: &mut Vec<Prob
                 check_width(&loc, width, w_ih.cols, problems);
                 width = Some(w_hh.cols);
             }
-            FloatLayer::Linear { weight, .. } => {
-                check_width(&loc, width, weight.cols, problems);
+            FloatLayer::Linear { weight, name, .. } => {
+                if width == Some(weight.rows) && width != Some(weight.cols) {
+                    problems.push(Problem::new(
+                        &loc,
+                        format!(
+                            "tensor \"{name}.weight\" has shape [{}, {}]; expected [{}, {}] — it looks transposed (nn.Linear stores [out, in])",
+                            weight.rows, weight.cols, weight.cols, weight.rows
+                        ),
+                    ));
+                } else {
+                    check_width(&loc, width, weight.cols, problems);
+                }
                 width = Some(weight.rows);
             }
         }
