@@ -649,3 +649,94 @@ fn container_errors_are_translated() {
     assert!(!e.contains("fill whole buffer"), "{e}");
     insta::assert_snapshot!("truncated_npy", e);
 }
+
+/// Layer names that are (or prefix) helpers, tables and API names of the generated C.
+const HELPER_NAMES: &[&str] = &[
+    "q",
+    "q_prep",
+    "q_mv_scalar",
+    "q_sat8",
+    "q_gate_pre",
+    "q_req",
+    "pwl0",
+    "pwl1_n",
+    "step",
+    "state",
+    "run",
+    "matvec",
+    "tanh_core",
+    "clamp9",
+    "q_dot_avx2",
+    "q_mm",
+];
+
+/// Generated code that does not build: a layer named like a generated helper (`q`
+/// made `{p}_q_cell` twice in the SIMD C) now gets another identifier. The C of every
+/// target, integer and f32, compiles strictly for every such name (x86 targets with
+/// gcc and their ISA flags, the ARM ones with aarch64-linux-gnu-gcc), for an LSTM and
+/// a GRU (per-op emitters).
+#[test]
+fn c_of_every_target_compiles_for_helper_named_layers() {
+    use irnn_codegen::back::{Lang, Precision, Target, Unroll};
+    use irnn_codegen::compile::{compile, CompileOptions};
+    use support::c_harness::{cc, cross_enabled, STRICT};
+    let arm = cross_enabled("c_of_every_target_compiles_for_helper_named_layers");
+    let models = [
+        synth_model("hn", Some(8), 4, 6, 1, 5, 19),
+        synth_cell_model(irnn_codegen::spec::Cell::Gru, "hg", None, 4, 6, 1, 5, 20),
+    ];
+    for m in &models {
+        let text = std::fs::read_to_string(&m.graph).unwrap();
+        // Every name at every layer position (the collision needs the right layer).
+        for round in 0..HELPER_NAMES.len() {
+            let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let mut names = Vec::new();
+            for (k, layer) in v["layers"].as_array_mut().unwrap().iter_mut().enumerate() {
+                let name = HELPER_NAMES[(round + k) % HELPER_NAMES.len()];
+                layer["name"] = name.into();
+                names.push(name);
+            }
+            let path = m.dir.path().join(format!("h{round}.irnn.json"));
+            std::fs::write(&path, v.to_string()).unwrap();
+            for target in [
+                Target::Scalar,
+                Target::Avx2,
+                Target::Avx512Vnni,
+                Target::Neon,
+                Target::NeonDotprod,
+            ] {
+                if target.is_arm() && !arm {
+                    continue;
+                }
+                for precision in [Precision::Int8, Precision::F32] {
+                    let opts = CompileOptions {
+                        lang: Lang::C,
+                        target,
+                        unroll: Unroll::None,
+                        precision,
+                    };
+                    let what = format!("{names:?} {target:?} {precision:?}");
+                    let compiled = compile(&path, &opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let dir = tempfile::tempdir().unwrap();
+                    let mut c_file = None;
+                    for f in &compiled.files {
+                        std::fs::write(dir.path().join(&f.name), &f.contents).unwrap();
+                        if f.name.ends_with(".c") {
+                            c_file = Some(dir.path().join(&f.name));
+                        }
+                    }
+                    let c_file = c_file.unwrap().display().to_string();
+                    let mut args: Vec<&str> = STRICT.to_vec();
+                    args.extend_from_slice(target.info().cc_flags);
+                    args.extend_from_slice(&["-fsyntax-only", &c_file]);
+                    let compiler = if target.is_arm() {
+                        "aarch64-linux-gnu-gcc"
+                    } else {
+                        "gcc"
+                    };
+                    cc(compiler, &args, &what);
+                }
+            }
+        }
+    }
+}
