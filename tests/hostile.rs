@@ -740,3 +740,40 @@ fn c_of_every_target_compiles_for_helper_named_layers() {
         }
     }
 }
+
+/// The fuzz targets' checks (fuzz/src/lib.rs), compiled here without libFuzzer.
+#[path = "../fuzz/src/lib.rs"]
+#[allow(dead_code)]
+mod fuzz_checks;
+
+/// Fuzzing regressions: every crash reproducer (`fuzz/regressions/TARGET/`), seed
+/// (`fuzz/seeds/TARGET/`) and minimized corpus file (`fuzz/corpus/TARGET/`) of every
+/// fuzz target runs through the target's checks in the normal suite: no panic, no
+/// abort.
+#[test]
+fn fuzz_corpora_and_reproducers_do_not_crash() {
+    let root = repo_root().join("fuzz");
+    type Check = fn(&[u8]);
+    let targets: [(&str, Check); 5] = [
+        ("spec_json", fuzz_checks::spec_json),
+        ("graph_json", fuzz_checks::graph_json),
+        ("graph_tensors", fuzz_checks::graph_tensors),
+        ("safetensors", fuzz_checks::safetensors),
+        ("npy", fuzz_checks::npy),
+    ];
+    let mut total = 0;
+    for (name, check) in targets {
+        let mut n = 0;
+        for kind in ["regressions", "seeds", "corpus"] {
+            n += fuzz_checks::replay(&root.join(kind).join(name), check);
+        }
+        assert!(n > 0, "no corpus for fuzz target {name}");
+        total += n;
+    }
+    assert!(
+        fuzz_checks::replay(&root.join("regressions/npy"), fuzz_checks::npy) >= 1,
+        "the npy header reproducer is kept"
+    );
+    eprintln!("replayed {total} fuzz inputs");
+    let _ = std::fs::remove_dir_all(fuzz_checks::scratch());
+}

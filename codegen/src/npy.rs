@@ -97,8 +97,11 @@ fn check_npy_header(r: &mut impl std::io::Read, len: u64) -> Result<(), String> 
         ));
     }
     let mut header = vec![0u8; header_len as usize];
+    // The bytes of the header already read with the prefix (none for version 1's
+    // 10-byte prefix when the file is shorter; never more than the header).
     let skip = (got as u64).min(start) as usize;
     let already = &prefix[skip..got];
+    let already = &already[..already.len().min(header.len())];
     header[..already.len()].copy_from_slice(already);
     read_up_to(r, &mut header[already.len()..]).map_err(|e| format!("cannot read: {e}"))?;
     let header = String::from_utf8_lossy(&header);
