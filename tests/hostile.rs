@@ -409,6 +409,11 @@ fn npy_headers_are_checked() {
             20,
             "the file holds 20 bytes of data after it",
         ),
+        (
+            "{'descr': [('a', '<i4')], 'fortran_order': False, 'shape': (2,), }",
+            8,
+            "has dtype 'a structured (record) dtype'",
+        ),
     ];
     for (dict, bytes, want) in cases {
         raw_npy(&p, dict, bytes);

@@ -177,7 +177,8 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
 fn type_str(npy: &npyz::NpyFile<std::io::BufReader<std::fs::File>>) -> String {
     match npy.dtype() {
         npyz::DType::Plain(ts) => ts.to_string(),
-        other => format!("{other:?}"),
+        npyz::DType::Record(_) => "a structured (record) dtype".to_string(),
+        npyz::DType::Array(..) => "a sub-array dtype".to_string(),
     }
 }
 
