@@ -782,3 +782,26 @@ fn fuzz_corpora_and_reproducers_do_not_crash() {
     eprintln!("replayed {total} fuzz inputs");
     let _ = std::fs::remove_dir_all(fuzz_checks::scratch());
 }
+
+/// Lost data: a graph whose file name is what `gen` writes (`NAME.rs` for a model
+/// named NAME) is not overwritten by `gen -o` its own directory.
+#[test]
+fn gen_output_onto_its_graph_is_refused() {
+    let m = synth_model("self", Some(8), 4, 6, 1, 5, 21);
+    let graph = m.dir.path().join("selfm.rs");
+    let text = std::fs::read_to_string(&m.graph)
+        .unwrap()
+        .replace("\"name\": \"self\"", "\"name\": \"selfm\"");
+    std::fs::write(&graph, &text).unwrap();
+    let (code, e) = irnn(&[
+        "gen",
+        graph.to_str().unwrap(),
+        "--lang",
+        "rust",
+        "-o",
+        m.dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{e}");
+    assert!(e.contains("also an input"), "{e}");
+    assert_eq!(std::fs::read_to_string(&graph).unwrap(), text);
+}

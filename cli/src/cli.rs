@@ -632,6 +632,12 @@ fn cmd_train(args: &[std::ffi::OsString]) -> Result<()> {
 
 fn cmd_gen(model: &Path, opts: &irnn_codegen::compile::CompileOptions, dir: &Path) -> Result<()> {
     let compiled = irnn_codegen::compile::compile(model, opts)?;
+    // A graph or tensor file named like a generated file (`m.rs`, `m.c`) in the output
+    // directory would be overwritten.
+    let dests: Vec<PathBuf> = compiled.files.iter().map(|f| dir.join(&f.name)).collect();
+    let dests: Vec<&Path> = dests.iter().map(PathBuf::as_path).collect();
+    let inputs: Vec<&Path> = compiled.inputs.iter().map(PathBuf::as_path).collect();
+    refuse_overwriting_inputs(&dests, &inputs)?;
     // All files (header + source, or the Rust module) or none.
     let mut set = OutputSet::new(dir)?;
     for f in &compiled.files {
