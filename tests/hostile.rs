@@ -805,3 +805,55 @@ fn gen_output_onto_its_graph_is_refused() {
     assert!(e.contains("also an input"), "{e}");
     assert_eq!(std::fs::read_to_string(&graph).unwrap(), text);
 }
+
+/// Partial outputs: `quantize` fails its own post-check (the staged graph does not
+/// load: here its JSON, with the PWL tables, is beyond an IRNN_MAX_FILE_BYTES that
+/// the spec, weights and data are within): no graph or tensor file is left, and an
+/// old pair under the same names keeps its contents.
+#[test]
+fn quantize_post_check_failure_leaves_the_old_pair() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_str().unwrap();
+    let args = [
+        "synth",
+        "-o",
+        dir,
+        "--vocab",
+        "8",
+        "--input",
+        "4",
+        "--hidden",
+        "6",
+        "--outputs",
+        "5",
+        "--sequences",
+        "2",
+        "--steps",
+        "20",
+    ];
+    let (code, e) = irnn(&args);
+    assert_eq!(code, Some(0), "{e}");
+    let out = d.path().join("q.irnn.json");
+    let tensors = d.path().join("q.irnn.safetensors");
+    std::fs::write(&out, "old graph").unwrap();
+    std::fs::write(&tensors, "old tensors").unwrap();
+    let before = listing(d.path());
+    let e = fails_env(
+        &[
+            "quantize",
+            d.path().join("synth.json").to_str().unwrap(),
+            "--calib",
+            d.path().join("data.npy").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[("IRNN_MAX_FILE_BYTES", "5000")],
+    );
+    assert!(
+        e.contains("the quantized graph does not load") && e.contains("IRNN_MAX_FILE_BYTES"),
+        "{e}"
+    );
+    assert_eq!(listing(d.path()), before);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "old graph");
+    assert_eq!(std::fs::read_to_string(&tensors).unwrap(), "old tensors");
+}
