@@ -105,6 +105,7 @@ fn check_npy_header(r: &mut impl std::io::Read, len: u64) -> Result<(), String> 
     header[..already.len()].copy_from_slice(already);
     read_up_to(r, &mut header[already.len()..]).map_err(|e| format!("cannot read: {e}"))?;
     let header = String::from_utf8_lossy(&header);
+    check_nesting(&header)?;
     // The header is a Python dict literal; only what the size check needs is read
     // here (npyz parses it fully afterwards).
     let (Some(shape), Some(item)) = (dict_value(&header, "shape"), dict_value(&header, "descr"))
@@ -141,6 +142,48 @@ fn check_npy_header(r: &mut impl std::io::Read, len: u64) -> Result<(), String> 
         return Err(format!(
             "the header declares shape {dims:?} of '{item}' ({need} bytes of data) but the file holds {have} bytes of data after it"
         ));
+    }
+    Ok(())
+}
+
+/// Deepest bracket nesting a `.npy` header may have (a dict holding a structured
+/// dtype's list of tuples of sub-array shapes).
+const MAX_HEADER_NESTING: usize = 4;
+
+/// Refuses a header whose brackets (outside quotes) are unbalanced or nest deeper
+/// than [`MAX_HEADER_NESTING`]: the header parser npyz uses backtracks exponentially
+/// on deeply nested, unclosed brackets (found by fuzzing: 100 `[` hang it).
+fn check_nesting(header: &str) -> Result<(), String> {
+    let mut stack = Vec::new();
+    let mut quote = None;
+    for c in header.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(' | '[' | '{') => {
+                stack.push(c);
+                if stack.len() > MAX_HEADER_NESTING {
+                    return Err(format!(
+                        "the .npy header nests brackets more than {MAX_HEADER_NESTING} deep; it is not a header numpy writes"
+                    ));
+                }
+            }
+            (None, ')' | ']' | '}') => {
+                let open = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    _ => '{',
+                };
+                if stack.pop() != Some(open) {
+                    return Err("the .npy header has unbalanced brackets".into());
+                }
+            }
+            _ => {}
+        }
+    }
+    if !stack.is_empty() || quote.is_some() {
+        return Err("the .npy header has an unclosed bracket or quote".into());
     }
     Ok(())
 }
