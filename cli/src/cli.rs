@@ -7,16 +7,16 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use irnn_codegen::float_ref::{FloatRunner, NoObserver};
-use irnn_codegen::graph::{write_graph, Graph};
+use irnn_codegen::graph::{stage_graph, Graph};
 use irnn_codegen::interp::Interpreter;
 use irnn_codegen::ir::{Activation, InputIr, LayerIr, Program};
 use irnn_codegen::lower::lower;
 use irnn_codegen::metrics::{argmax, bits};
 use irnn_codegen::npy::{read_data, read_labels, DataFile, SeqData};
+use irnn_codegen::output::OutputSet;
 use irnn_codegen::pwl::FitMethod;
 use irnn_codegen::quantize::{quantize_with_progress, QuantizeOptions, RangeMethod};
 use irnn_codegen::spec::FloatModel;
-use irnn_codegen::util::write_atomic;
 use std::path::{Path, PathBuf};
 
 /// irnn: compile recurrent networks to integer-only code.
@@ -344,13 +344,7 @@ enum Command {
 /// Entry point of the `irnn` binary.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match run_cli(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    crate::output::run_reporting(|| run_cli(cli))
 }
 
 /// Runs a parsed command line.
@@ -432,8 +426,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             {
                 bail!("--input, --hidden, --layers, --outputs, --sequences and --steps must be at least 1");
             }
-            std::fs::create_dir_all(&output)
-                .with_context(|| format!("{}: cannot create directory", output.display()))?;
+            crate::flags::check_synth(vocab, input, hidden, layers, outputs, sequences, steps)?;
             let spec = irnn_codegen::synth::SynthSpec {
                 name,
                 vocab_size: vocab,
@@ -452,10 +445,14 @@ pub fn run_cli(cli: Cli) -> Result<()> {
                 gain: 2.0,
                 seed,
             };
-            let path = irnn_codegen::synth::write_float_model(&output, &spec)?;
+            // Model, weights and data: one output set.
+            let mut set = OutputSet::new(&output)?;
+            let spec_name = irnn_codegen::synth::stage_float_model(&mut set, &spec)?;
             let data =
                 irnn_codegen::synth::random_data_npy(&spec, sequences, steps, 1.0, seed + 1)?;
-            write_atomic(&output.join("data.npy"), &data)?;
+            set.write("data.npy", &data)?;
+            set.commit()?;
+            let path = output.join(spec_name);
             eprintln!(
                 "wrote {} and {}",
                 path.display(),
@@ -649,15 +646,6 @@ fn refuse_overwriting_inputs(outputs: &[&Path], inputs: &[&Path]) -> Result<()> 
     Ok(())
 }
 
-/// Creates the directory that will hold `file`, if it has one.
-fn create_parent_dir(file: &Path) -> Result<()> {
-    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create directory", dir.display()))?;
-    }
-    Ok(())
-}
-
 fn cmd_quantize(
     spec: &Path,
     calib: &Path,
@@ -665,6 +653,7 @@ fn cmd_quantize(
     json: bool,
     opts: QuantizeOptions,
 ) -> Result<()> {
+    crate::flags::check_quantize(&opts)?;
     let tensor_name = tensor_file_name_for(output)?;
     let tensor_path = output.with_file_name(&tensor_name);
     let model = FloatModel::load(spec)?;
@@ -683,20 +672,10 @@ fn cmd_quantize(
             bar.set_position(done as u64)
         })?;
     bar.finish_and_clear();
-    create_parent_dir(output)?;
-    // Written and checked in a temporary directory beside the output, then renamed into
-    // place: a graph that fails its own check leaves nothing behind.
-    let dir = match output.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".irnn-quantize-")
-        .tempdir_in(&dir)
-        .with_context(|| format!("{}: cannot create a temporary directory", dir.display()))?;
-    let file_name = output.file_name().unwrap_or_default();
-    let tmp_json = tmp.path().join(file_name);
-    write_graph(&tmp_json, &file, &writer).map_err(|e| anyhow!("{e}"))?;
+    // Both files staged and checked beside the output, then renamed into place
+    // together: a graph that fails its own check leaves nothing behind.
+    let mut set = OutputSet::for_file(output)?;
+    let tmp_json = stage_graph(&mut set, output, &file, &writer).map_err(|e| anyhow!("{e}"))?;
     // Prove the written file loads and lowers before declaring success.
     let graph = Graph::load(&tmp_json).map_err(|e| {
         anyhow!(
@@ -710,10 +689,7 @@ fn cmd_quantize(
             output.display()
         )
     })?;
-    std::fs::rename(tmp.path().join(&tensor_name), &tensor_path)
-        .with_context(|| format!("{}: cannot write", tensor_path.display()))?;
-    std::fs::rename(&tmp_json, output)
-        .with_context(|| format!("{}: cannot write", output.display()))?;
+    set.commit()?;
     if json {
         let v = crate::summary::quantize(&model.name, output, file.layers.len(), &report);
         println!("{}", serde_json::to_string(&v)?);
@@ -772,12 +748,20 @@ fn cmd_train(args: &[std::ffi::OsString]) -> Result<()> {
 
 fn cmd_gen(model: &Path, opts: &irnn_codegen::compile::CompileOptions, dir: &Path) -> Result<()> {
     let compiled = irnn_codegen::compile::compile(model, opts)?;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create directory", dir.display()))?;
+    // A graph or tensor file named like a generated file (`m.rs`, `m.c`) in the output
+    // directory would be overwritten.
+    let dests: Vec<PathBuf> = compiled.files.iter().map(|f| dir.join(&f.name)).collect();
+    let dests: Vec<&Path> = dests.iter().map(PathBuf::as_path).collect();
+    let inputs: Vec<&Path> = compiled.inputs.iter().map(PathBuf::as_path).collect();
+    refuse_overwriting_inputs(&dests, &inputs)?;
+    // All files (header + source, or the Rust module) or none.
+    let mut set = OutputSet::new(dir)?;
+    for f in &compiled.files {
+        set.write(&f.name, f.contents.as_bytes())?;
+    }
+    set.commit()?;
     for f in &compiled.files {
         let path = dir.join(&f.name);
-        write_atomic(&path, f.contents.as_bytes())
-            .with_context(|| format!("{}: cannot write", path.display()))?;
         eprintln!("wrote {} ({} bytes)", path.display(), f.contents.len());
     }
     Ok(())
@@ -801,16 +785,29 @@ pub fn quantize_feature(x: f32, scale: f64, zero_point: i32) -> i8 {
 /// outputs: tests/interp_pin.rs).
 pub fn run_program(program: &Program, data: &DataFile, data_path: &Path) -> Result<Vec<i32>> {
     let (n, _) = data.data.dims();
+    run_program_seqs(program, data, data_path, 0..n)
+}
+
+/// [`run_program`] over the sequences `seqs` of `data` only (`irnn run` streams its
+/// output a few sequences at a time).
+pub fn run_program_seqs(
+    program: &Program,
+    data: &DataFile,
+    data_path: &Path,
+    seqs: std::ops::Range<usize>,
+) -> Result<Vec<i32>> {
+    let (start, end) = (seqs.start, seqs.end);
+    let n = seqs.len();
     let threads = std::thread::available_parallelism()
         .map_or(1, |p| p.get())
         .clamp(1, n.max(1));
     let per = n.div_ceil(threads).max(1);
     let bar = crate::progress::bar(n as u64, "integer");
     let parts: Vec<Result<Vec<i32>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..n)
+        let handles: Vec<_> = (start..end)
             .step_by(per)
             .map(|first| {
-                let range = first..(first + per).min(n);
+                let range = first..(first + per).min(end);
                 let bar = &bar;
                 scope.spawn(move || run_sequences(program, data, data_path, range, bar))
             })
@@ -890,9 +887,12 @@ fn run_sequences(
 }
 
 fn cmd_run(model: &Path, data_path: &Path, out: &Path, json: bool) -> Result<()> {
-    let program = load_program(model)?;
+    let graph = Graph::load(model)?;
+    let tensors = irnn_codegen::util::resolve_relative(model, &graph.file.tensors);
+    refuse_overwriting_inputs(&[out], &[model, &tensors, data_path])?;
+    let program = lower(&graph)?;
+    drop(graph);
     let data = read_data(data_path)?;
-    let values = run_program(&program, &data, data_path)?;
     let (n, t) = data.data.dims();
     let o = program.output.size;
     let shape: Vec<usize> = if data.single {
@@ -900,9 +900,17 @@ fn cmd_run(model: &Path, data_path: &Path, out: &Path, json: bool) -> Result<()>
     } else {
         vec![n, t, o]
     };
-    let bytes = irnn_codegen::npy::i32_npy_bytes(&shape, &values)?;
-    create_parent_dir(out)?;
-    write_atomic(out, &bytes).with_context(|| format!("{}: cannot write", out.display()))?;
+    let per_seq = t
+        .checked_mul(o)
+        .ok_or_else(|| anyhow!("{}: {t} steps x {o} outputs is too large", out.display()))?;
+    crate::output::write_run_output(
+        out,
+        &shape,
+        n,
+        per_seq,
+        crate::output::RUN_CHUNK_VALUES,
+        |seqs| run_program_seqs(&program, &data, data_path, seqs),
+    )?;
     if json {
         let v = crate::summary::run(n, t, &shape, out);
         println!("{}", serde_json::to_string(&v)?);
@@ -1031,6 +1039,7 @@ pub fn evaluate(
             float_model.output_size()
         );
     }
+    crate::flags::check_same_input(program, float_model)?;
     let ints = run_program(program, data, data_path)?;
     let floats = run_float(float_model, data, data_path)?;
     let (n, t) = data.data.dims();

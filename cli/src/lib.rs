@@ -12,12 +12,17 @@
 //! - [`progress`]: progress bars on stderr, only on a terminal and without `--quiet`;
 //! - [`summary`]: the `--json` summaries of `bench`, `quantize` and `run`.
 //!
+//! - [`flags`]: size flags checked against the resource limits;
+//! - [`output`]: streamed outputs (`irnn run --out`).
+//!
 //! The binary (`src/main.rs`) only calls [`cli::main`].
 #![warn(missing_docs)]
 
 pub mod bench;
 pub mod bench_cm;
 pub mod cli;
+pub mod flags;
+pub mod output;
 pub mod progress;
 pub mod report;
 pub mod summary;

@@ -196,6 +196,46 @@ pub enum GraphLayer {
 }
 
 impl GraphLayer {
+    /// The layer's size fields, each with the limit it is held to (every one must
+    /// also be at least 1).
+    pub fn sizes(
+        &self,
+        limits: &crate::limits::Limits,
+    ) -> Vec<(&'static str, usize, crate::limits::Limit)> {
+        match self {
+            GraphLayer::Embedding {
+                vocab_size, dim, ..
+            } => vec![
+                ("vocab_size", *vocab_size, limits.vocab()),
+                ("dim", *dim, limits.width()),
+            ],
+            GraphLayer::Lstm {
+                input_size,
+                hidden_size,
+                ..
+            }
+            | GraphLayer::Gru {
+                input_size,
+                hidden_size,
+                ..
+            }
+            | GraphLayer::Rnn {
+                input_size,
+                hidden_size,
+                ..
+            } => vec![
+                ("input_size", *input_size, limits.width()),
+                ("hidden_size", *hidden_size, limits.width()),
+            ],
+            GraphLayer::Linear {
+                in_size, out_size, ..
+            } => vec![
+                ("in_size", *in_size, limits.width()),
+                ("out_size", *out_size, limits.width()),
+            ],
+        }
+    }
+
     /// The layer's name.
     pub fn name(&self) -> &str {
         match self {
@@ -295,7 +335,7 @@ pub fn input_quant_of(file: &GraphFile, index: usize) -> Option<AffineQuant> {
 impl Graph {
     /// Reads and validates `path` and the tensor file it names.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let json = std::fs::read(path).map_err(|e| LoadError::io(path, e))?;
+        let json = crate::limits::read_input_file(path)?;
         let file: GraphFile = serde_json::from_slice(&json).map_err(|e| {
             // Only when the graph does not parse: is it a float model spec instead?
             match serde_json::from_slice(&json) {
@@ -350,6 +390,40 @@ impl Graph {
         let f = &self.file;
         if f.layers.is_empty() {
             problems.push(Problem::new("layers", "the graph has no layers"));
+        }
+        let limits = crate::limits::Limits::get();
+        if let Err(e) = limits.layers().check(f.layers.len() as u64) {
+            problems.push(Problem::new("layers", format!("too many layers: {e}")));
+            return problems;
+        }
+        // Every width at least 1 and within the limits before any shape product.
+        let mut sizes_ok = true;
+        for (index, layer) in f.layers.iter().enumerate() {
+            let loc = format!("layers[{index}] (\"{}\")", layer.name());
+            for (field, n, limit) in layer.sizes(limits) {
+                if n == 0 {
+                    problems.push(Problem::new(&loc, format!("{field} must be at least 1")));
+                    sizes_ok = false;
+                } else if let Err(e) = limit.check(n as u64) {
+                    problems.push(Problem::new(&loc, format!("{field}: {e}")));
+                    sizes_ok = false;
+                }
+            }
+        }
+        if let GraphInput::Tokens { vocab_size } = &f.input {
+            if let Err(e) = limits.vocab().check(*vocab_size as u64) {
+                problems.push(Problem::new("input.vocab_size", e));
+                sizes_ok = false;
+            }
+        }
+        if let GraphInput::Features { size, .. } = &f.input {
+            if let Err(e) = limits.width().check(*size as u64) {
+                problems.push(Problem::new("input.size", e));
+                sizes_ok = false;
+            }
+        }
+        if !sizes_ok {
+            return problems;
         }
         for (name, table) in &f.tables {
             if let Err(msg) = crate::pwl::validate(table) {
@@ -421,10 +495,7 @@ impl Graph {
                     ..
                 } => {
                     expect_width(&mut problems, &loc, width, *input_size);
-                    if *hidden_size == 0 {
-                        problems.push(Problem::new(&loc, "hidden_size must be at least 1"));
-                    }
-                    let rows = 4 * hidden_size;
+                    let rows = hidden_size.saturating_mul(4);
                     self.check_tensor_i8(&mut problems, &loc, w_ih, &[rows, *input_size]);
                     self.check_tensor_i8(&mut problems, &loc, w_hh, &[rows, *hidden_size]);
                     self.check_scales(&mut problems, &loc, w_ih_scale, rows);
@@ -476,7 +547,7 @@ impl Graph {
                     ..
                 } => {
                     expect_width(&mut problems, &loc, width, *input_size);
-                    let rows = 3 * hidden_size;
+                    let rows = hidden_size.saturating_mul(3);
                     self.check_cell(
                         &mut problems,
                         &loc,
@@ -610,9 +681,6 @@ impl Graph {
         [w_ih, w_ih_scale, w_hh, w_hh_scale]: [&String; 4],
         rows: usize,
     ) {
-        if hidden_size == 0 {
-            p.push(Problem::new(loc, "hidden_size must be at least 1"));
-        }
         self.check_tensor_i8(p, loc, w_ih, &[rows, input_size]);
         self.check_tensor_i8(p, loc, w_hh, &[rows, hidden_size]);
         self.check_scales(p, loc, w_ih_scale, rows);
@@ -714,36 +782,40 @@ fn expect_width(p: &mut Vec<Problem>, loc: &str, have: Option<usize>, want: usiz
     }
 }
 
-/// Writes a graph and its tensors: both files are written to temporary names first
-/// and renamed only when both are complete, so a failure leaves no partial output.
+/// Writes a graph and its tensors as one output set ([`crate::output::OutputSet`]):
+/// both files are staged beside the destination and renamed only when both are
+/// complete, so a failure leaves no partial output and no half-replaced old pair.
 pub fn write_graph(
     json_path: &Path,
     file: &GraphFile,
     tensors: &TensorWriter,
 ) -> Result<(), String> {
-    let tensor_path = resolve_relative(json_path, &file.tensors);
+    let mut set = crate::output::OutputSet::for_file(json_path).map_err(|e| e.to_string())?;
+    stage_graph(&mut set, json_path, file, tensors)?;
+    set.commit().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Stages a graph (`json_path`'s file name) and its tensor file (`file.tensors`, which
+/// must be a plain file name: the two live in one directory) in `set`. Returns the
+/// staged JSON path, from which [`Graph::load`] reads the staged pair.
+pub fn stage_graph(
+    set: &mut crate::output::OutputSet,
+    json_path: &Path,
+    file: &GraphFile,
+    tensors: &TensorWriter,
+) -> Result<PathBuf, String> {
+    let json_name = json_path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .ok_or_else(|| format!("{}: not a file name", json_path.display()))?;
     let tensor_bytes = tensors.to_bytes()?;
     let mut json = serde_json::to_string_pretty(file).map_err(|e| e.to_string())?;
     json.push('\n');
-    let dir_of = |p: &Path| match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let write_tmp = |path: &Path, bytes: &[u8]| -> Result<tempfile::NamedTempFile, String> {
-        use std::io::Write;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir_of(path))
-            .map_err(|e| format!("{}: cannot create a file there: {e}", path.display()))?;
-        tmp.write_all(bytes)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        crate::util::make_world_readable(tmp.as_file())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(tmp)
-    };
-    let t1 = write_tmp(&tensor_path, &tensor_bytes)?;
-    let t2 = write_tmp(json_path, json.as_bytes())?;
-    t1.persist(&tensor_path)
-        .map_err(|e| format!("{}: {}", tensor_path.display(), e.error))?;
-    t2.persist(json_path)
-        .map_err(|e| format!("{}: {}", json_path.display(), e.error))?;
-    Ok(())
+    set.write(&file.tensors, &tensor_bytes).map_err(|e| {
+        format!("{e} (the tensor file named by the graph must sit beside it: a plain file name)")
+    })?;
+    set.write(json_name, json.as_bytes())
+        .map_err(|e| e.to_string())?;
+    Ok(set.staged(json_name))
 }

@@ -12,7 +12,8 @@
 //!   same network in floating point;
 //! - [`compile`]: graph file in, generated files out (in memory) — the one entry point
 //!   of `irnn gen`, the build.rs [`builder::Builder`] and `include_model!`;
-//! - [`npy`]: reading and writing `.npy` data;
+//! - [`limits`]: resource limits on what input files may ask for;
+//! - [`npy`]: reading and writing `.npy` data; [`output`]: atomic output sets;
 //! - [`synth`]: random models for benchmarks and tests; [`metrics`]: bits per token.
 //!
 //! The `irnn` command-line tool is the `irnn-cli` crate (`cli/`).
@@ -26,9 +27,11 @@ pub mod float_ref;
 pub mod graph;
 pub mod interp;
 pub mod ir;
+pub mod limits;
 pub mod lower;
 pub mod metrics;
 pub mod npy;
+pub mod output;
 pub mod pwl;
 pub mod quantize;
 pub mod spec;

@@ -154,18 +154,27 @@ fn fold_zero_points(
 ) -> Vec<i32> {
     let rows = bias.len();
     let mut out = Vec::with_capacity(rows);
+    // One problem for the root cause, with a count of the rows affected.
+    let mut bad: Option<(usize, i64)> = None;
+    let mut count = 0usize;
     for r in 0..rows {
         let rowsum: i64 = w[r * cols..(r + 1) * cols].iter().map(|&v| v as i64).sum();
         let folded = bias[r] as i64 - zero_point as i64 * rowsum;
         if folded < i32::MIN as i64 || folded > i32::MAX as i64 {
-            ctx.problems.push(Problem::new(
-                loc,
-                format!("{what} row {r}: bias with folded zero point ({folded}) overflows int32"),
-            ));
+            bad.get_or_insert((r, folded));
+            count += 1;
             out.push(0);
         } else {
             out.push(folded as i32);
         }
+    }
+    if let Some((r, folded)) = bad {
+        ctx.problems.push(Problem::new(
+            loc,
+            format!(
+                "{what}: the bias with the folded zero point overflows int32 in {count} of {rows} rows (first: row {r}, {folded})"
+            ),
+        ));
     }
     out
 }

@@ -248,19 +248,31 @@ fn quantize_bias(
     loc: &str,
     problems: &mut Vec<Problem>,
 ) -> Vec<i32> {
-    bias.iter()
+    // One problem for the root cause, with a count of the rows affected.
+    let mut bad: Option<(usize, f32)> = None;
+    let mut count = 0usize;
+    let codes = bias
+        .iter()
         .zip(w_scales)
         .enumerate()
         .map(|(r, (&b, &s))| {
             bias_code(b, in_scale, s).unwrap_or_else(|| {
-                problems.push(Problem::new(
-                    loc,
-                    format!("bias row {r} ({b}) is too large for the int32 grid of its weights and input"),
-                ));
+                bad.get_or_insert((r, b));
+                count += 1;
                 0
             })
         })
-        .collect()
+        .collect();
+    if let Some((r, b)) = bad {
+        problems.push(Problem::new(
+            loc,
+            format!(
+                "the bias is too large for the int32 grid of its weights and input in {count} of {} rows (first: row {r}, {b})",
+                bias.len()
+            ),
+        ));
+    }
+    codes
 }
 
 /// Runs calibration and builds the quantized graph. `tensor_file_name` is written into

@@ -242,9 +242,9 @@ impl FloatModel {
     /// Loads and validates a spec and its weights. All problems found are reported
     /// together.
     pub fn load(spec_path: &Path) -> Result<Self, LoadError> {
-        let text = std::fs::read_to_string(spec_path).map_err(|e| LoadError::io(spec_path, e))?;
+        let text = crate::limits::read_input_file(spec_path)?;
         let spec: SpecFile =
-            serde_json::from_str(&text).map_err(|e| LoadError::json(spec_path, e))?;
+            serde_json::from_slice(&text).map_err(|e| LoadError::json(spec_path, e))?;
         let weights_path = resolve_relative(spec_path, &spec.weights);
         let tensors = TensorFile::open(&weights_path)?;
         Self::from_spec(spec_path, spec, &tensors)
@@ -261,6 +261,7 @@ impl FloatModel {
         if spec.layers.is_empty() {
             problems.push(Problem::new("layers", "the model has no layers"));
         }
+        let limits = crate::limits::Limits::get();
         match &spec.input {
             InputSpec::Tokens { vocab_size: 0 } => {
                 problems.push(Problem::new("input.vocab_size", "must be at least 1"))
@@ -268,7 +269,36 @@ impl FloatModel {
             InputSpec::Features { size: 0 } => {
                 problems.push(Problem::new("input.size", "must be at least 1"))
             }
-            _ => {}
+            InputSpec::Tokens { vocab_size } => {
+                if let Err(e) = limits.vocab().check(*vocab_size as u64) {
+                    problems.push(Problem::new("input.vocab_size", e));
+                }
+            }
+            InputSpec::Features { size } => {
+                if let Err(e) = limits.width().check(*size as u64) {
+                    problems.push(Problem::new("input.size", e));
+                }
+            }
+        }
+        // Layer counts before anything is loaded per layer: a huge `num_layers` is one
+        // problem, not a loop over missing tensors.
+        let expanded = spec.layers.iter().fold(0u64, |n, l| {
+            n.saturating_add(match l {
+                LayerSpec::Lstm { num_layers, .. }
+                | LayerSpec::Gru { num_layers, .. }
+                | LayerSpec::Rnn { num_layers, .. } => *num_layers as u64,
+                _ => 1,
+            })
+        });
+        if let Err(e) = limits.layers().check(expanded) {
+            problems.push(Problem::new(
+                "layers",
+                format!("too many layers (counting num_layers): {e}"),
+            ));
+            return Err(LoadError::Invalid {
+                file: spec_path.to_path_buf(),
+                problems,
+            });
         }
         for (index, layer) in spec.layers.iter().enumerate() {
             let at = |name: &str| format!("layers[{index}] (\"{name}\")");
@@ -346,6 +376,16 @@ impl FloatModel {
                         (Ok(weight), Ok(bias)) => {
                             let bias = match bias {
                                 Some(b) => {
+                                    if b.shape == [weight.cols] && weight.rows != weight.cols {
+                                        problems.push(Problem::new(
+                                            &loc,
+                                            format!(
+                                                "tensor \"{wname}\" has shape [{}, {}]; expected [{}, {}] — it looks transposed (nn.Linear stores [out, in], and \"{bname}\" has {} outputs)",
+                                                weight.rows, weight.cols, weight.cols, weight.rows, weight.cols
+                                            ),
+                                        ));
+                                        continue;
+                                    }
                                     if let Err(p) = expect_shape(&b, &bname, &[weight.rows], &loc) {
                                         problems.push(p);
                                         continue;
@@ -370,6 +410,7 @@ impl FloatModel {
         }
         if problems.is_empty() {
             check_chain(&spec.input, &layers, &mut problems);
+            check_sizes(&layers, &mut problems);
         }
         check_problems(spec_path, problems)?;
         Ok(FloatModel {
@@ -428,11 +469,30 @@ fn load_recurrent(
         problems.push(Problem::new(loc, "num_layers must be at least 1"));
         return;
     }
+    // Layers with all of their tensors missing (a wrong prefix, a wrong num_layers)
+    // are one problem with a count, not four lines per layer.
+    let mut absent: Vec<(usize, Vec<Problem>)> = Vec::new();
     for k in 0..num_layers {
         match load_recurrent_layer(tensors, cell, prefix, k, loc) {
             Ok(l) => layers.push(l),
+            Err(p) if p.len() == 4 && p.iter().all(|p| p.message.contains("is missing from")) => {
+                absent.push((k, p))
+            }
             Err(mut p) => problems.append(&mut p),
         }
+    }
+    let count = absent.len();
+    match absent.as_mut_slice() {
+        [] => {}
+        [(_, p)] => problems.append(p),
+        [(first, _), ..] => problems.push(Problem::new(
+            loc,
+            format!(
+                "{} of the {num_layers} layers have none of their tensors in {} (first: \"{prefix}.weight_ih_l{first}\", \"{prefix}.weight_hh_l{first}\", \"{prefix}.bias_ih_l{first}\", \"{prefix}.bias_hh_l{first}\"); check \"prefix\" and \"num_layers\"",
+                count,
+                tensors.path().display()
+            ),
+        )),
     }
     let extra = format!("{prefix}.weight_ih_l{num_layers}");
     if tensors.contains(&extra) {
@@ -476,8 +536,21 @@ fn load_recurrent_layer(
             return Err(problems);
         }
     };
-    let hidden = w_hh.cols;
-    if w_hh.rows != gates * hidden {
+    // The hidden size from w_hh `[G·H, H]`; a transposed w_hh (`[H, G·H]`) is named
+    // as such and its H used for the other checks, so they are not blamed too.
+    let hidden = if w_hh.rows == gates * w_hh.cols {
+        w_hh.cols
+    } else if w_hh.cols == gates * w_hh.rows && gates > 1 {
+        problems.push(Problem::new(
+            loc,
+            format!(
+                "tensor \"{}\" has shape [{}, {}]; expected [{}, {}] — it looks transposed (PyTorch stores [{gates} × hidden, hidden])",
+                names[1], w_hh.rows, w_hh.cols, w_hh.cols, w_hh.rows
+            ),
+        ));
+        w_hh.rows
+    } else {
+        let hidden = w_hh.cols;
         problems.push(Problem::new(
             loc,
             format!(
@@ -485,8 +558,17 @@ fn load_recurrent_layer(
                 names[1], w_hh.rows, w_hh.cols, gates * hidden
             ),
         ));
-    }
-    if w_ih.rows != gates * hidden {
+        hidden
+    };
+    if w_ih.rows != gates * hidden && w_ih.cols == gates * hidden {
+        problems.push(Problem::new(
+            loc,
+            format!(
+                "tensor \"{}\" has shape [{}, {}]; expected [{}, {}] — it looks transposed (PyTorch stores [{gates} × hidden, input])",
+                names[0], w_ih.rows, w_ih.cols, w_ih.cols, w_ih.rows
+            ),
+        ));
+    } else if w_ih.rows != gates * hidden {
         problems.push(Problem::new(
             loc,
             format!(
@@ -548,8 +630,18 @@ fn check_chain(input: &InputSpec, layers: &[FloatLayer], problems: &mut Vec<Prob
                 check_width(&loc, width, w_ih.cols, problems);
                 width = Some(w_hh.cols);
             }
-            FloatLayer::Linear { weight, .. } => {
-                check_width(&loc, width, weight.cols, problems);
+            FloatLayer::Linear { weight, name, .. } => {
+                if width == Some(weight.rows) && width != Some(weight.cols) {
+                    problems.push(Problem::new(
+                        &loc,
+                        format!(
+                            "tensor \"{name}.weight\" has shape [{}, {}]; expected [{}, {}] — it looks transposed (nn.Linear stores [out, in])",
+                            weight.rows, weight.cols, weight.cols, weight.rows
+                        ),
+                    ));
+                } else {
+                    check_width(&loc, width, weight.cols, problems);
+                }
                 width = Some(weight.rows);
             }
         }
@@ -561,6 +653,43 @@ fn check_chain(input: &InputSpec, layers: &[FloatLayer], problems: &mut Vec<Prob
                 "a model with token input must start with an embedding",
             ));
         }
+    }
+}
+
+/// Widths, vocabulary and the parameter count against [`crate::limits::Limits`].
+fn check_sizes(layers: &[FloatLayer], problems: &mut Vec<Problem>) {
+    let limits = crate::limits::Limits::get();
+    let mut parameters = 0u64;
+    for layer in layers {
+        let loc = format!("layer \"{}\"", layer.name());
+        let mut check = |what: &str, n: usize, limit: crate::limits::Limit| {
+            if let Err(e) = limit.check(n as u64) {
+                problems.push(Problem::new(&loc, format!("{what}: {e}")));
+            }
+        };
+        match layer {
+            FloatLayer::Embedding { weight, .. } => {
+                check("vocabulary", weight.rows, limits.vocab());
+                check("width", weight.cols, limits.width());
+                parameters = parameters.saturating_add(weight.data.len() as u64);
+            }
+            FloatLayer::Recurrent {
+                w_ih, w_hh, b_ih, ..
+            } => {
+                check("input width", w_ih.cols, limits.width());
+                check("hidden width", w_hh.cols, limits.width());
+                let n = w_ih.data.len() + w_hh.data.len() + 2 * b_ih.len();
+                parameters = parameters.saturating_add(n as u64);
+            }
+            FloatLayer::Linear { weight, bias, .. } => {
+                check("input width", weight.cols, limits.width());
+                check("output width", weight.rows, limits.width());
+                parameters = parameters.saturating_add((weight.data.len() + bias.len()) as u64);
+            }
+        }
+    }
+    if let Err(e) = limits.parameters().check(parameters) {
+        problems.push(Problem::new("layers", format!("too many parameters: {e}")));
     }
 }
 

@@ -2,9 +2,9 @@
 //! initialization, plus random input data. Used for benchmarks at reference sizes and
 //! by the test suite where a trained model is not needed.
 
+use crate::output::OutputSet;
 use crate::spec::Cell;
 use crate::tensors::TensorWriter;
-use crate::util::write_atomic;
 use std::path::{Path, PathBuf};
 
 /// A small deterministic generator (SplitMix64).
@@ -71,8 +71,17 @@ pub struct SynthSpec {
     pub seed: u64,
 }
 
-/// Writes `{dir}/{name}.json` and `{dir}/{name}.safetensors`; returns the spec path.
+/// Writes `{dir}/{name}.json` and `{dir}/{name}.safetensors` (one output set: both
+/// or neither); returns the spec path.
 pub fn write_float_model(dir: &Path, s: &SynthSpec) -> std::io::Result<PathBuf> {
+    let mut set = OutputSet::new(dir).map_err(std::io::Error::other)?;
+    let spec_name = stage_float_model(&mut set, s)?;
+    set.commit().map_err(std::io::Error::other)?;
+    Ok(dir.join(spec_name))
+}
+
+/// Stages `{name}.json` and `{name}.safetensors` in `set`; returns the spec's file name.
+pub fn stage_float_model(set: &mut OutputSet, s: &SynthSpec) -> std::io::Result<String> {
     let mut rng = Rng::new(s.seed);
     let mut w = TensorWriter::default();
     let k = s.gain / (s.hidden_size as f64).sqrt();
@@ -131,12 +140,14 @@ pub fn write_float_model(dir: &Path, s: &SynthSpec) -> std::io::Result<PathBuf> 
         "layers": layers,
     });
     let bytes = w.to_bytes().map_err(std::io::Error::other)?;
-    write_atomic(&dir.join(format!("{}.safetensors", s.name)), &bytes)?;
-    let spec_path = dir.join(format!("{}.json", s.name));
+    set.write(&format!("{}.safetensors", s.name), &bytes)
+        .map_err(std::io::Error::other)?;
+    let spec_name = format!("{}.json", s.name);
     let mut text = serde_json::to_string_pretty(&spec)?;
     text.push('\n');
-    write_atomic(&spec_path, text.as_bytes())?;
-    Ok(spec_path)
+    set.write(&spec_name, text.as_bytes())
+        .map_err(std::io::Error::other)?;
+    Ok(spec_name)
 }
 
 /// Random data for a synthetic model: token ids `[n, t]` (int32 `.npy`) or float

@@ -23,10 +23,20 @@ pub struct Tensor<T> {
 
 impl TensorFile {
     /// Reads and parses the header of `path`.
+    /// The file must be a regular file within the size limit
+    /// ([`crate::limits`]); its header is checked here, in the project's words
+    /// (file and tensor named, with checked arithmetic), before the safetensors crate
+    /// sees it.
     pub fn open(path: &Path) -> Result<Self, LoadError> {
-        let bytes = std::fs::read(path).map_err(|e| LoadError::io(path, e))?;
-        SafeTensors::deserialize(&bytes).map_err(|e| {
-            LoadError::container(path, format!("not a valid safetensors file: {e}"))
+        let bytes = crate::limits::read_input_file(path)?;
+        check_header(&bytes).map_err(|m| {
+            LoadError::container(path, format!("not a valid safetensors file: {m}"))
+        })?;
+        SafeTensors::deserialize(&bytes).map_err(|_| {
+            LoadError::container(
+                path,
+                "not a valid safetensors file: its header does not describe its data",
+            )
         })?;
         Ok(TensorFile {
             path: path.to_path_buf(),
@@ -146,6 +156,118 @@ impl TensorFile {
     }
 }
 
+/// Largest header the safetensors format allows.
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Bytes per element of a safetensors dtype name (`None`: unknown).
+fn dtype_size(dtype: &str) -> Option<u64> {
+    Some(match dtype {
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" => 1,
+        "I16" | "U16" | "F16" | "BF16" => 2,
+        "I32" | "U32" | "F32" => 4,
+        "I64" | "U64" | "F64" => 8,
+        _ => return None,
+    })
+}
+
+/// Validates a safetensors header against the file: the length field, the JSON,
+/// each tensor's dtype, shape (checked product) and data offsets, and that the
+/// tensors' data exactly tile the rest of the file. Returns what is wrong, naming the
+/// tensor.
+pub fn check_header(bytes: &[u8]) -> Result<(), String> {
+    let total = bytes.len() as u64;
+    let Some(len_field) = bytes.get(..8) else {
+        return Err(format!(
+            "the file has {total} bytes; a safetensors file starts with an 8-byte header length"
+        ));
+    };
+    let n = u64::from_le_bytes(len_field.try_into().unwrap_or([0; 8]));
+    if n > MAX_HEADER_BYTES {
+        return Err(format!(
+            "the header length field says {n} bytes, more than the {MAX_HEADER_BYTES} the format allows"
+        ));
+    }
+    if n > total - 8 {
+        return Err(format!(
+            "the header length field says {n} bytes but only {} follow (truncated file?)",
+            total - 8
+        ));
+    }
+    let header = &bytes[8..8 + n as usize];
+    let text =
+        std::str::from_utf8(header).map_err(|_| "the header is not UTF-8 text".to_string())?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("the header is not valid JSON: {e}"))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err("the header is not a JSON object".into());
+    };
+    let data_len = total - 8 - n;
+    let mut spans = Vec::new();
+    for (name, entry) in &map {
+        if name == "__metadata__" {
+            continue;
+        }
+        let bad = |what: String| format!("tensor \"{name}\": {what}");
+        let dtype = entry.get("dtype").and_then(|d| d.as_str());
+        let shape: Option<Vec<u64>> = entry
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .and_then(|a| a.iter().map(|d| d.as_u64()).collect());
+        let offsets: Option<Vec<u64>> = entry
+            .get("data_offsets")
+            .and_then(|s| s.as_array())
+            .and_then(|a| a.iter().map(|d| d.as_u64()).collect());
+        let (Some(dtype), Some(shape), Some(offsets)) = (dtype, shape, offsets) else {
+            return Err(bad(
+                "its header entry needs \"dtype\" (a string), \"shape\" (a list of sizes) and \"data_offsets\" ([start, end])".into(),
+            ));
+        };
+        let [start, end] = offsets[..] else {
+            return Err(bad(format!(
+                "data_offsets has {} numbers; expected [start, end]",
+                offsets.len()
+            )));
+        };
+        let size = dtype_size(dtype).ok_or_else(|| bad(format!("unknown dtype \"{dtype}\"")))?;
+        let need = shape
+            .iter()
+            .try_fold(size, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| {
+                bad(format!(
+                    "shape {shape:?} has more elements than can be stored"
+                ))
+            })?;
+        if start > end || end > data_len {
+            return Err(bad(format!(
+                "its data_offsets [{start}, {end}] lie outside the {data_len} bytes of data in the file (truncated file?)"
+            )));
+        }
+        if end - start != need {
+            return Err(bad(format!(
+                "shape {shape:?} of dtype {dtype} needs {need} bytes but data_offsets [{start}, {end}] hold {}",
+                end - start
+            )));
+        }
+        spans.push((start, end, name));
+    }
+    spans.sort();
+    let mut at = 0;
+    for (start, end, name) in &spans {
+        if *start != at {
+            return Err(format!(
+                "tensor \"{name}\": its data starts at byte {start} but the previous tensor ends at {at} (overlapping or gapped data)"
+            ));
+        }
+        at = *end;
+    }
+    if at != data_len {
+        return Err(format!(
+            "the tensors' data ends at byte {at} but the file holds {data_len} bytes of data"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a tensor's shape against `expected`.
 pub fn expect_shape<T>(
     t: &Tensor<T>,
@@ -202,5 +324,60 @@ impl TensorWriter {
             views.push((name.clone(), view));
         }
         safetensors::serialize(views, &None).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    /// A safetensors file from a raw header and `data` bytes of data.
+    fn file(header: &str, data: usize) -> Vec<u8> {
+        let mut b = (header.len() as u64).to_le_bytes().to_vec();
+        b.extend(header.as_bytes());
+        b.extend(std::iter::repeat_n(0u8, data));
+        b
+    }
+
+    fn err(header: &str, data: usize) -> String {
+        check_header(&file(header, data)).unwrap_err()
+    }
+
+    #[test]
+    fn headers_are_checked_in_our_words() {
+        let ok = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        assert_eq!(check_header(&file(ok, 8)), Ok(()));
+        assert!(
+            err(ok, 4).contains("tensor \"a\": its data_offsets [0, 8] lie outside the 4 bytes")
+        );
+        assert!(err(ok, 12).contains("ends at byte 8 but the file holds 12"));
+        let wrap = r#"{"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}}"#;
+        assert!(
+            err(wrap, 0).contains("tensor \"w\": shape [4611686018427387904, 4] has more elements")
+        );
+        // An end offset whose sum with the header length wraps (what the crate adds).
+        let far = format!(
+            r#"{{"x":{{"dtype":"U8","shape":[{e}],"data_offsets":[0,{e}]}}}}"#,
+            e = u64::MAX - 100
+        );
+        assert!(err(&far, 0).contains("tensor \"x\": its data_offsets"));
+        let size = r#"{"b":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#;
+        assert!(err(size, 8)
+            .contains("shape [3] of dtype F32 needs 12 bytes but data_offsets [0, 8] hold 8"));
+        let q = r#"{"c":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}}"#;
+        assert!(err(q, 1).contains("unknown dtype \"Q4\""));
+        let overlap = r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}"#;
+        assert!(err(overlap, 6).contains("tensor \"b\": its data starts at byte 2"));
+        assert!(err("[1,2]", 0).contains("not a JSON object"));
+        assert!(err("{", 0).contains("not valid JSON"));
+        assert!(check_header(b"abc").unwrap_err().contains("3 bytes"));
+        let mut huge = (1u64 << 40).to_le_bytes().to_vec();
+        huge.extend(b"{}");
+        assert!(check_header(&huge)
+            .unwrap_err()
+            .contains("more than the 100000000"));
+        let mut short = 100u64.to_le_bytes().to_vec();
+        short.extend(b"{}");
+        assert!(check_header(&short).unwrap_err().contains("only 2 follow"));
     }
 }

@@ -243,6 +243,88 @@ pub fn file_stem(ident: &str) -> String {
     }
 }
 
+/// Every identifier the C back ends (integer and f32, every target) emit after the
+/// model prefix, `{p}_NAME`, other than the per-layer ones (`{p}_{layer}_{suffix}`):
+/// helpers, tables, the API. `#` stands for a number (a PWL table's index). A layer
+/// identifier must not make `{p}_{layer}_{suffix}` equal to one of these
+/// ([`shadows_c_global`]); a unit test scans the templates and emitters so that a new
+/// helper cannot be missed.
+pub const C_GLOBALS: &[&str] = &[
+    // API (header.h.tera, f32.h.tera).
+    "reset",
+    "run",
+    "state_t",
+    "step",
+    // Integer primitives (primitives.c.tera), every target.
+    "q_arithmetic_shift_check",
+    "q_asr64",
+    "q_cell",
+    "q_dot_avx2",
+    "q_dot_avx2v",
+    "q_gate_pre",
+    "q_gate_pre32",
+    "q_gate_pre_down",
+    "q_gate_pre_v",
+    "q_lstm_out",
+    "q_mac_hi",
+    "q_mac_lo",
+    "q_mbqm",
+    "q_mm_scalar",
+    "q_mm_simd",
+    "q_mv_scalar",
+    "q_mv_simd",
+    "q_out_v",
+    "q_prep",
+    "q_prep_abs",
+    "q_rdbpot",
+    "q_req32",
+    "q_req_down",
+    "q_req_v",
+    "q_sat16",
+    "q_sat32",
+    "q_sat8",
+    "q_sat_sub64",
+    "q_srdhm",
+    // Cortex-M kernels and requantization (primitives.c.tera: dsp, mve, reqm, reqr).
+    "q_dsp_block",
+    "q_gate_prem",
+    "q_gate_prer",
+    "q_mve_rows",
+    "q_reqm",
+    "q_reqr",
+    "q_sxtb16_odd",
+    "q_word",
+    // PWL tables (source.c.tera, c.rs, c_ops.rs).
+    "pwl#",
+    "pwl#_first",
+    "pwl#_n",
+    "pwl#_offsets",
+    "pwl#_slopes",
+    "pwl#_starts",
+    "pwl#_starts_ext",
+    // f32 counterpart (f32.c.tera).
+    "clamp9",
+    "matvec",
+    "tanh_core",
+];
+
+/// Whether a layer identifier `id` could make a per-layer C name `{p}_{id}_{suffix}`
+/// (or `{p}_{id}`) equal to one of [`C_GLOBALS`], for any suffix.
+pub fn shadows_c_global(id: &str) -> bool {
+    C_GLOBALS.iter().any(|g| match g.split_once('#') {
+        None => *g == id || g.strip_prefix(id).is_some_and(|r| r.starts_with('_')),
+        Some((pre, post)) => {
+            let Some(rest) = id.strip_prefix(pre) else {
+                return false;
+            };
+            let after = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+            // The number is all of the id's digits here (the rest starts with a non-digit).
+            after.len() < rest.len()
+                && (after == post || post.strip_prefix(after).is_some_and(|r| r.starts_with('_')))
+        }
+    })
+}
+
 /// Hands out unique sanitized identifiers.
 #[derive(Debug, Default, Clone)]
 pub struct NameTable {
@@ -263,7 +345,7 @@ impl NameTable {
         let base = sanitize(raw);
         let mut candidate = base.clone();
         let mut k = 2;
-        while self.used.contains(&candidate) {
+        while self.used.contains(&candidate) || shadows_c_global(&candidate) {
             candidate = format!("{base}_{k}");
             k += 1;
         }
@@ -314,6 +396,81 @@ mod tests {
         assert_eq!(a, "rnn_l0");
         assert_eq!(b, "rnn_l0_2");
         assert_eq!(c, "rnn_l0_3");
+    }
+
+    #[test]
+    fn layer_ids_never_shadow_c_globals() {
+        let mut t = NameTable::default();
+        assert_eq!(t.unique("q"), "q_2");
+        assert_eq!(t.unique("q_prep"), "q_prep_2");
+        assert_eq!(t.unique("q_gate"), "q_gate_2");
+        assert_eq!(t.unique("pwl0"), "pwl0_2");
+        assert_eq!(t.unique("pwl12_starts"), "pwl12_starts_2");
+        assert_eq!(t.unique("matvec"), "matvec_2");
+        assert_eq!(t.unique("q_x"), "q_x");
+        assert_eq!(t.unique("pwl"), "pwl");
+        assert_eq!(t.unique("pwl1x"), "pwl1x");
+        assert_eq!(t.unique("rnn.l0"), "rnn_l0");
+        assert!(shadows_c_global("step") && shadows_c_global("state"));
+    }
+
+    /// Every `{p}_NAME` in the C templates and emitters is in [`C_GLOBALS`] (with
+    /// template numbers as `#`), so a helper added later cannot collide with a layer.
+    #[test]
+    fn c_globals_list_every_emitted_name() {
+        let sources = [
+            include_str!("../../../templates/c/macros.tera"),
+            include_str!("../../../templates/c/primitives.c.tera"),
+            include_str!("../../../templates/c/header.h.tera"),
+            include_str!("../../../templates/c/source.c.tera"),
+            include_str!("../../../templates/c/f32.h.tera"),
+            include_str!("../../../templates/c/f32.c.tera"),
+            include_str!("c.rs"),
+            include_str!("c_f32.rs"),
+            include_str!("c_ops.rs"),
+        ];
+        let ident = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+        let mut seen = 0;
+        for src in sources {
+            for marker in ["{{ p }}_", "{p}_"] {
+                for (at, _) in src.match_indices(marker) {
+                    let rest = &src[at + marker.len()..];
+                    if rest.starts_with('{') {
+                        continue; // a per-layer or per-array name
+                    }
+                    // The name, with `{...}` / `{{ ... }}` inside it read as `#` (a
+                    // tera `{% if %}` ends it: its variants are listed separately).
+                    let mut name = String::new();
+                    let mut r = rest;
+                    loop {
+                        let n = r.find(|c: char| !ident(c)).unwrap_or(r.len());
+                        name.push_str(&r[..n]);
+                        r = &r[n..];
+                        if n > 0 && r.starts_with('{') && !r.starts_with("{%") {
+                            let close = if r.starts_with("{{") { "}}" } else { "}" };
+                            let end = r.find(close).unwrap() + close.len();
+                            if r[..end].contains("kind") {
+                                name.push_str("scalar"); // q_mv_{kind}: scalar and simd
+                            } else {
+                                name.push('#');
+                            }
+                            r = &r[end..];
+                        } else {
+                            break;
+                        }
+                    }
+                    if name.is_empty() || name.ends_with('_') {
+                        continue;
+                    }
+                    seen += 1;
+                    assert!(
+                        C_GLOBALS.contains(&name.as_str()),
+                        "{name} is not in C_GLOBALS"
+                    );
+                }
+            }
+        }
+        assert!(seen > 50, "{seen}");
     }
 
     #[test]
