@@ -714,6 +714,53 @@ fn c_is_clean_under_address_and_undefined_sanitizers() {
     }
 }
 
+/// Saturating and extreme inputs, and a long run, under ASan and UBSan: whole sequences
+/// at the int8 extremes (every feature 127, every feature -128, the two alternating;
+/// the first, the last and out-of-range token ids), then 100,000 random steps in one
+/// sequence. Every output of every step must equal the interpreter's: no drift between
+/// the back ends however long the state runs (LSTM, GRU, Elman RNN).
+#[test]
+fn c_extreme_inputs_and_100k_steps_under_sanitizers() {
+    for label in ["feat_deep", "tok_deep", "gru_feat", "rnn_relu"] {
+        let program = &synth(label).model.program;
+        let seqs: Vec<Seq> = match program.input {
+            InputIr::Features { size, .. } => {
+                let run = |f: &dyn Fn(usize) -> i8| {
+                    Seq::Features((0..3000).map(|t| vec![f(t); size]).collect())
+                };
+                let mut v = vec![
+                    run(&|_| 127),
+                    run(&|_| -128),
+                    run(&|t| if t % 2 == 0 { 127 } else { -128 }),
+                ];
+                v.extend(random_seqs(program, 77, &[100_000]));
+                v
+            }
+            InputIr::Tokens { vocab_size } => {
+                let last = vocab_size as i32 - 1;
+                let run = |f: &dyn Fn(usize) -> i32| Seq::Tokens((0..3000).map(f).collect());
+                let mut v = vec![
+                    run(&|_| last),
+                    run(&|_| 0),
+                    run(&|t| if t % 2 == 0 { i32::MAX } else { i32::MIN }),
+                ];
+                v.extend(random_seqs(program, 78, &[100_000]));
+                v
+            }
+        };
+        let files = gen(program, Unroll::None);
+        let harness = build_harness(&files, program, "gcc", SANITIZE);
+        let got = harness.run(&seqs, program.output.size);
+        let want = expected(program, &seqs);
+        assert_same(
+            &got,
+            &want,
+            &seqs,
+            &format!("{label}, extreme inputs (gcc, sanitized)"),
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Tier 4: determinism and hostile names
 // ---------------------------------------------------------------------------------
