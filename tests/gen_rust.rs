@@ -195,6 +195,45 @@ fn random_inputs(program: &Program, n: usize, t: usize, seed: u64) -> Inputs {
     }
 }
 
+/// Models run on [`extreme_inputs`] and on one 100,000-step sequence in the checked
+/// harness (overflow checks on): LSTM with token and feature input, GRU, ReLU RNN.
+const EXTREME: [&str; 4] = ["tok8x16l2", "feat13x7l2", "gru_feat", "rnn_relu"];
+
+/// Three sequences of 3,000 steps at the extremes: every feature 127, every feature
+/// -128, the two alternating by step (token models: the last id, id 0, and the
+/// out-of-range ids `u32::MAX` / `vocab` alternating).
+fn extreme_inputs(program: &Program) -> Inputs {
+    let t = 3000;
+    match program.input {
+        InputIr::Tokens { vocab_size } => {
+            let last = vocab_size as u32 - 1;
+            let mut ids = vec![last; t];
+            ids.extend(std::iter::repeat_n(0, t));
+            ids.extend((0..t).map(|k| {
+                if k % 2 == 0 {
+                    u32::MAX
+                } else {
+                    vocab_size as u32
+                }
+            }));
+            Inputs::Tokens { n: 3, t, ids }
+        }
+        InputIr::Features { size, .. } => {
+            let mut codes = vec![127i8; t * size];
+            codes.extend(std::iter::repeat_n(-128i8, t * size));
+            codes.extend(
+                (0..t).flat_map(|k| std::iter::repeat_n(if k % 2 == 0 { 127 } else { -128 }, size)),
+            );
+            Inputs::Features {
+                n: 3,
+                t,
+                f: size,
+                codes,
+            }
+        }
+    }
+}
+
 /// Inputs from a shipped `.npy` file (token ids, or float features quantized with the
 /// model's input grid).
 fn npy_inputs(program: &Program, path: &Path) -> Inputs {
@@ -477,6 +516,16 @@ fn build_harness() -> Harness {
         let inputs = random_inputs(&m.program, 4, 100, 1000 + i as u64);
         for u in MODES {
             add(format!("{name}_{}", mode_name(u)), &m.program, u, &inputs);
+        }
+        if EXTREME.contains(name) {
+            add(
+                format!("{name}_extreme"),
+                &m.program,
+                Unroll::None,
+                &extreme_inputs(&m.program),
+            );
+            let long = random_inputs(&m.program, 1, 100_000, 2000 + i as u64);
+            add(format!("{name}_long"), &m.program, Unroll::None, &long);
         }
         if *name == "tok13x7" {
             let hostile = hostile_copy(&m.program);
@@ -807,6 +856,25 @@ fn synthetic_models_run_bit_exact_in_every_unroll_mode() {
 }
 
 const SYNTHETIC: [&str; 4] = ["tok13x7", "tok8x16l2", "feat13x7l2", "feat5x3"];
+
+/// Saturating and extreme inputs and a 100,000-step run, with overflow checks on (the
+/// checked harness): every output equals the interpreter's, for LSTM, GRU and RNN.
+#[test]
+fn extreme_inputs_and_long_runs_are_bit_exact_with_overflow_checks() {
+    let h = harness();
+    for name in EXTREME {
+        for kind in ["extreme", "long"] {
+            let module = format!("{name}_{kind}");
+            let outputs = h.check_bit_exact(&module);
+            let (n, t) = h.cases[&module].inputs.dims();
+            assert_eq!(
+                outputs.len(),
+                n * t * h.cases[&module].program.output.size,
+                "{module}"
+            );
+        }
+    }
+}
 
 #[test]
 fn real_models_run_bit_exact() {
