@@ -390,6 +390,11 @@ struct IndexCtx {
     narrow: bool,
     /// The symmetric fold (negation or `total − v`) cannot overflow int32.
     narrow_fold: bool,
+    /// `offsets[k] − slopes[k] · starts[k]` (wrapping), read instead of the offsets
+    /// when `narrow`.
+    intercepts: String,
+    /// Some int16 input needs the output clamp.
+    clamp: bool,
 }
 
 #[derive(Serialize)]
@@ -773,6 +778,11 @@ fn table_ctx(index: usize, t: &PwlTable, target: Target) -> TableCtx {
             starts_ext: list_i32(&i.starts_ext),
             narrow: i.narrow,
             narrow_fold: i.narrow_fold,
+            intercepts: list_i32(&super::pwl_index::intercepts(t)),
+            // Dropped only where the unclamped value already is the clamped one.
+            clamp: super::pwl_index::needs_clamp(t)
+                || t.out_min < i16::MIN as i32
+                || t.out_max > i16::MAX as i32,
         }),
     }
 }

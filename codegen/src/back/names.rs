@@ -297,6 +297,7 @@ pub const C_GLOBALS: &[&str] = &[
     // PWL tables (source.c.tera, c.rs, c_ops.rs).
     "pwl#",
     "pwl#_first",
+    "pwl#_intercepts",
     "pwl#_n",
     "pwl#_offsets",
     "pwl#_slopes",

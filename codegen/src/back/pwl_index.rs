@@ -326,7 +326,7 @@ pub fn gather_form(t: &PwlTable, idx: &PieceIndex) -> Option<GatherForm> {
 /// `offsets[k] − slopes[k] · starts[k]` in wrapping `i32` for every piece: in wrapping
 /// arithmetic `intercepts[k] + slopes[k] · u` equals `offsets[k] + slopes[k] · (u −
 /// starts[k])` (exact where `narrow` proves the true value fits).
-fn intercepts(t: &PwlTable) -> Vec<i32> {
+pub(crate) fn intercepts(t: &PwlTable) -> Vec<i32> {
     (0..t.pieces())
         .map(|k| t.offsets[k].wrapping_sub(t.slopes[k].wrapping_mul(t.starts[k])))
         .collect()
@@ -334,7 +334,7 @@ fn intercepts(t: &PwlTable) -> Vec<i32> {
 
 /// Whether the output clamp and the int16 saturation change any value of `t` on int16
 /// inputs (the piece value after the shift and the symmetric fold, before clamping).
-fn needs_clamp(t: &PwlTable) -> bool {
+pub(crate) fn needs_clamp(t: &PwlTable) -> bool {
     let pwl = t.as_pwl();
     (i16::MIN as i32..=i16::MAX as i32).any(|x| {
         let negative = x < 0 && t.symmetry != TableSymmetry::None;
