@@ -192,6 +192,8 @@ struct Ctx {
     dsp: bool,
     /// Helium (MVE) kernels.
     mve: bool,
+    /// LSTM steps end in one pass over the hidden units (`LstmTail::Fused`).
+    fused_tail: bool,
     /// Alignment of the packed arrays in bytes: a cache line, or a word on Cortex-M
     /// (no data cache line to fill on most, and flash is scarce).
     align: usize,
@@ -1465,6 +1467,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         dotprod: info.c_kernels == CKernels::Neon { dotprod: true },
         dsp: info.c_kernels == CKernels::ArmDsp,
         mve: info.c_kernels == CKernels::Mve,
+        fused_tail: info.lstm_tail == super::targets::LstmTail::Fused,
         align: if opts.target.is_cortex_m() { 4 } else { 64 },
         br: super::pack::block_rows(opts.target),
         scalar_mv_always: layers.iter().any(|l| match l {

@@ -55,6 +55,17 @@ pub enum Req32 {
     Mac,
 }
 
+/// How a target's C finishes an LSTM step after the matrix products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LstmTail {
+    /// One pass per stage over the hidden width (gates, each activation, the cell,
+    /// tanh of the cell, the output), loops that compilers vectorize.
+    Passes,
+    /// One pass over the hidden units with every stage in registers (cores whose
+    /// compilers do not vectorize these loops): no stores and reloads between stages.
+    Fused,
+}
+
 /// Where the tests (and `irnn bench`) run a target's code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Runner {
@@ -102,6 +113,8 @@ pub struct TargetInfo {
     pub pwl_array: PwlArray,
     /// C: the int32 gate requantization form where the gate sums are proven to fit.
     pub req32: Req32,
+    /// C: how an LSTM step ends after its matrix products (packed kernels only).
+    pub lstm_tail: LstmTail,
     /// How the code runs in tests.
     pub runner: Runner,
 }
@@ -121,6 +134,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         cc_flags: &[],
         pwl_array: PwlArray::Scalar,
         req32: Req32::None,
+        lstm_tail: LstmTail::Passes,
         runner: Runner::Native,
     },
     TargetInfo {
@@ -136,6 +150,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         cc_flags: &["-mavx2", "-mfma"],
         pwl_array: PwlArray::Gather,
         req32: Req32::Abs,
+        lstm_tail: LstmTail::Passes,
         runner: Runner::Native,
     },
     TargetInfo {
@@ -158,6 +173,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         ],
         pwl_array: PwlArray::Registers,
         req32: Req32::None,
+        lstm_tail: LstmTail::Passes,
         runner: Runner::Native,
     },
     // Little-endian only: the kernels reinterpret int32 words of 4 input bytes as byte
@@ -176,6 +192,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         cc_flags: &["-march=armv8-a"],
         pwl_array: PwlArray::Scalar,
         req32: Req32::None,
+        lstm_tail: LstmTail::Passes,
         runner: Runner::QemuAarch64,
     },
     TargetInfo {
@@ -191,6 +208,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         cc_flags: &["-march=armv8.2-a+dotprod"],
         pwl_array: PwlArray::Scalar,
         req32: Req32::None,
+        lstm_tail: LstmTail::Passes,
         runner: Runner::QemuAarch64,
     },
     // Cortex-M: soft-float ABI where the core may lack an FPU, so the model object
@@ -210,6 +228,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         pwl_array: PwlArray::Scalar,
         req32: Req32::None,
         // No M0 board in QEMU: Armv6-M code runs unchanged on the M3 of the AN385.
+        lstm_tail: LstmTail::Passes,
         runner: Runner::QemuSystemArm {
             machine: "mps2-an385",
         },
@@ -228,6 +247,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         cc_flags: &["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"],
         pwl_array: PwlArray::Scalar,
         req32: Req32::Mac,
+        lstm_tail: LstmTail::Fused,
         runner: Runner::QemuSystemArm {
             machine: "mps2-an386",
         },
@@ -246,6 +266,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         cc_flags: &["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=soft"],
         pwl_array: PwlArray::Scalar,
         req32: Req32::Mac,
+        lstm_tail: LstmTail::Fused,
         runner: Runner::QemuSystemArm {
             machine: "mps2-an500",
         },
@@ -266,6 +287,7 @@ pub const TARGETS: [TargetInfo; 9] = [
         cc_flags: &["-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"],
         pwl_array: PwlArray::Scalar,
         req32: Req32::Mac,
+        lstm_tail: LstmTail::Fused,
         runner: Runner::QemuSystemArm {
             machine: "mps3-an547",
         },
