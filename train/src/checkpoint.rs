@@ -90,7 +90,8 @@ pub fn load(path: &Path, arch: &Arch) -> Result<State, TrainError> {
         return Err(err("not an irnn-train checkpoint".into()));
     }
     let ck_arch: Arch = serde_json::from_str(&get("arch")?).map_err(|e| err(e.to_string()))?;
-    if &ck_arch != arch {
+    // A checkpoint without `cells` (written before GRU and RNN layers) is all LSTM.
+    if ck_arch.normalized() != arch.normalized() {
         return Err(err(format!(
             "architecture differs from the spec: {ck_arch:?} vs {arch:?}"
         )));

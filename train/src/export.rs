@@ -1,7 +1,7 @@
 //! Export of the QAT model to the quantized graph format, and evaluation of the
 //! simulated model against the integer interpreter.
 
-use crate::model::Params;
+use crate::model::{CellKind, Params};
 use crate::qat::{forward, table, DeviceParams, LutCache, Mode, QuantState};
 use crate::TrainError;
 use burn::tensor::Device;
@@ -13,6 +13,7 @@ use irnn_codegen::interp::Interpreter;
 use irnn_codegen::ir::{Activation, PwlTable};
 use irnn_codegen::metrics::{argmax, bits};
 use irnn_codegen::quantize::{affine_from_range, bias_code, quantize_rows};
+use irnn_codegen::spec::Nonlinearity;
 use irnn_codegen::tensors::TensorWriter;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -85,42 +86,106 @@ pub fn build_graph(
         let base = 1 + 4 * k;
         let (wi, wh) = (&p.params[base], &p.params[base + 1]);
         let (bi, bh) = (&p.params[base + 2], &p.params[base + 3]);
-        let gr = qs.grids(k);
-        let (qi, si) = quantize_rows(&wi.data, 4 * h, input);
-        let (qh, sh) = quantize_rows(&wh.data, 4 * h, h);
-        let bias_f: Vec<f32> = bi.data.iter().zip(&bh.data).map(|(a, b)| a + b).collect();
-        let bias = quantize_bias(&bias_f, in_q.scale, &si, &name)?;
-        let mut gate_tables: [String; 4] = Default::default();
-        for g in 0..4 {
-            let f = if g == 2 {
-                Activation::Tanh
-            } else {
-                Activation::Sigmoid
-            };
-            gate_tables[g] = table_for(f, gr.gate_frac_bits[g]);
-        }
-        let cell_table = table_for(Activation::Tanh, gr.cell_frac_bits);
+        let cell = arch.cell(k);
+        let gr = qs.grids(k, cell);
+        let rows = cell.gates() * h;
+        let (qi, si) = quantize_rows(&wi.data, rows, input);
+        let (qh, sh) = quantize_rows(&wh.data, rows, h);
         let t = |s: &str| format!("{name}.{s}");
-        writer.i8(&t("w_ih"), &[4 * h, input], &qi);
-        writer.f32(&t("w_ih.scale"), &[4 * h], &si);
-        writer.i8(&t("w_hh"), &[4 * h, h], &qh);
-        writer.f32(&t("w_hh.scale"), &[4 * h], &sh);
-        writer.i32(&t("bias"), &[4 * h], &bias);
-        layers.push(GraphLayer::Lstm {
-            name: name.clone(),
-            input_size: input,
-            hidden_size: h,
-            w_ih: t("w_ih"),
-            w_ih_scale: t("w_ih.scale"),
-            w_hh: t("w_hh"),
-            w_hh_scale: t("w_hh.scale"),
-            bias: t("bias"),
-            gate_frac_bits: gr.gate_frac_bits,
-            gate_tables,
-            cell_frac_bits: gr.cell_frac_bits,
-            cell_table,
-            output: gr.h,
-        });
+        writer.i8(&t("w_ih"), &[rows, input], &qi);
+        writer.f32(&t("w_ih.scale"), &[rows], &si);
+        writer.i8(&t("w_hh"), &[rows, h], &qh);
+        writer.f32(&t("w_hh.scale"), &[rows], &sh);
+        let bias_f: Vec<f32> = bi.data.iter().zip(&bh.data).map(|(a, b)| a + b).collect();
+        match cell {
+            CellKind::Lstm => {
+                let bias = quantize_bias(&bias_f, in_q.scale, &si, &name)?;
+                let mut gate_tables: [String; 4] = Default::default();
+                for g in 0..4 {
+                    let f = if g == 2 {
+                        Activation::Tanh
+                    } else {
+                        Activation::Sigmoid
+                    };
+                    gate_tables[g] = table_for(f, gr.gate_frac_bits[g]);
+                }
+                let cell_table = table_for(Activation::Tanh, gr.cell_frac_bits);
+                writer.i32(&t("bias"), &[rows], &bias);
+                layers.push(GraphLayer::Lstm {
+                    name: name.clone(),
+                    input_size: input,
+                    hidden_size: h,
+                    w_ih: t("w_ih"),
+                    w_ih_scale: t("w_ih.scale"),
+                    w_hh: t("w_hh"),
+                    w_hh_scale: t("w_hh.scale"),
+                    bias: t("bias"),
+                    gate_frac_bits: gr.gate_frac_bits,
+                    gate_tables,
+                    cell_frac_bits: gr.cell_frac_bits,
+                    cell_table,
+                    output: gr.h,
+                });
+            }
+            CellKind::Gru => {
+                // Two biases: b_ih on the input accumulator's grid, b_hh on the
+                // recurrent one's (as `irnn quantize`).
+                let bias_ih = quantize_bias(&bi.data, in_q.scale, &si, &name)?;
+                let bias_hh = quantize_bias(&bh.data, gr.h.scale, &sh, &name)?;
+                let fb = [
+                    gr.gate_frac_bits[0],
+                    gr.gate_frac_bits[1],
+                    gr.gate_frac_bits[2],
+                ];
+                let gate_tables = [
+                    table_for(Activation::Sigmoid, fb[0]),
+                    table_for(Activation::Sigmoid, fb[1]),
+                    table_for(Activation::Tanh, fb[2]),
+                ];
+                writer.i32(&t("bias_ih"), &[rows], &bias_ih);
+                writer.i32(&t("bias_hh"), &[rows], &bias_hh);
+                layers.push(GraphLayer::Gru {
+                    name: name.clone(),
+                    input_size: input,
+                    hidden_size: h,
+                    w_ih: t("w_ih"),
+                    w_ih_scale: t("w_ih.scale"),
+                    w_hh: t("w_hh"),
+                    w_hh_scale: t("w_hh.scale"),
+                    bias_ih: t("bias_ih"),
+                    bias_hh: t("bias_hh"),
+                    gate_frac_bits: fb,
+                    gate_tables,
+                    output: gr.h,
+                });
+            }
+            CellKind::RnnTanh | CellKind::RnnRelu => {
+                let bias = quantize_bias(&bias_f, in_q.scale, &si, &name)?;
+                let pre_frac_bits = gr.gate_frac_bits[0];
+                let (nonlinearity, table) = match cell {
+                    CellKind::RnnTanh => (
+                        Nonlinearity::Tanh,
+                        Some(table_for(Activation::Tanh, pre_frac_bits)),
+                    ),
+                    _ => (Nonlinearity::Relu, None),
+                };
+                writer.i32(&t("bias"), &[rows], &bias);
+                layers.push(GraphLayer::Rnn {
+                    name: name.clone(),
+                    input_size: input,
+                    hidden_size: h,
+                    nonlinearity,
+                    w_ih: t("w_ih"),
+                    w_ih_scale: t("w_ih.scale"),
+                    w_hh: t("w_hh"),
+                    w_hh_scale: t("w_hh.scale"),
+                    bias: t("bias"),
+                    pre_frac_bits,
+                    table,
+                    output: gr.h,
+                });
+            }
+        }
         in_q = gr.h;
         input = h;
     }

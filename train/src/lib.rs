@@ -1,11 +1,14 @@
 //! # irnn-train
 //!
 //! Quantization-aware training (the iRNN method) for irnn: fine-tunes (or trains from
-//! scratch) a float LSTM model with the integer arithmetic of docs/NUMERICS.md simulated
-//! in the forward pass — per-row int8 weights, asymmetric int8 inputs and hidden states
-//! with EMA-tracked ranges, int16 power-of-two gate and cell grids, and the compiler's own
-//! PWL sigmoid/tanh tables — then exports a quantized graph (`NAME.irnn.json`) that the
-//! integer interpreter reproduces. See docs/TRAINING.md.
+//! scratch) a float model — token input, embedding, LSTM, GRU and Elman RNN (tanh or
+//! relu) layers in any mix, linear — with the integer arithmetic of docs/NUMERICS.md
+//! simulated in the forward pass — per-row int8 weights, asymmetric int8 inputs and
+//! hidden states with EMA-tracked ranges, int16 power-of-two gate and cell grids, the
+//! compiler's own PWL sigmoid/tanh tables, and for GRU and RNN layers the interpreter's
+//! own integer ops on codes (the reset gate's `mul_q15`, the blend, the int8 output) —
+//! then exports a quantized graph (`NAME.irnn.json`) that the integer interpreter
+//! reproduces. See docs/TRAINING.md.
 #![warn(missing_docs)]
 // Gate loops index several parallel per-gate arrays by the gate number.
 #![allow(clippy::needless_range_loop)]

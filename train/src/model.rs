@@ -2,10 +2,54 @@
 
 use crate::data::Rng;
 use crate::TrainError;
-use irnn_codegen::spec::{Cell, FloatLayer, FloatModel, InputSpec, Matrix};
+use irnn_codegen::spec::{Cell, FloatLayer, FloatModel, InputSpec, Matrix, Nonlinearity};
 
-/// Architecture supported by stage 1: token input → embedding → LSTM layers → linear
-/// (int32 logits).
+/// The recurrent cell of one layer (PyTorch's `nn.LSTM`, `nn.GRU`, `nn.RNN`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CellKind {
+    /// LSTM, gates i, f, g, o.
+    #[default]
+    Lstm,
+    /// GRU, gates r, z, n.
+    Gru,
+    /// Elman RNN with tanh.
+    RnnTanh,
+    /// Elman RNN with relu.
+    RnnRelu,
+}
+
+impl CellKind {
+    /// Rows of `weight_ih` per hidden unit.
+    pub fn gates(self) -> usize {
+        self.cell().gates()
+    }
+
+    /// The spec's cell.
+    pub fn cell(self) -> Cell {
+        match self {
+            CellKind::Lstm => Cell::Lstm,
+            CellKind::Gru => Cell::Gru,
+            CellKind::RnnTanh => Cell::Rnn(Nonlinearity::Tanh),
+            CellKind::RnnRelu => Cell::Rnn(Nonlinearity::Relu),
+        }
+    }
+
+    /// From the spec's cell.
+    pub fn of(cell: Cell) -> Self {
+        match cell {
+            Cell::Lstm => CellKind::Lstm,
+            Cell::Gru => CellKind::Gru,
+            Cell::Rnn(Nonlinearity::Tanh) => CellKind::RnnTanh,
+            Cell::Rnn(Nonlinearity::Relu) => CellKind::RnnRelu,
+        }
+    }
+}
+
+/// Architecture supported: token input → embedding → recurrent layers (LSTM, GRU,
+/// Elman RNN with tanh or relu, in any mix) → linear (int32 logits).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Arch {
     /// Model name.
@@ -14,12 +58,30 @@ pub struct Arch {
     pub vocab: usize,
     /// Embedding width.
     pub embed_dim: usize,
-    /// Hidden width of each LSTM layer.
+    /// Hidden width of each recurrent layer.
     pub hidden: Vec<usize>,
+    /// The cell of each recurrent layer. Empty means all LSTM (checkpoints written
+    /// before GRU and RNN layers were supported); see [`Arch::cell`].
+    #[serde(default)]
+    pub cells: Vec<CellKind>,
     /// Output width of the final linear layer.
     pub out: usize,
-    /// Graph layer names: embedding, each LSTM, linear.
+    /// Graph layer names: embedding, each recurrent layer, linear.
     pub layer_names: Vec<String>,
+}
+
+impl Arch {
+    /// The cell of recurrent layer `k` (LSTM when `cells` is empty).
+    pub fn cell(&self, k: usize) -> CellKind {
+        self.cells.get(k).copied().unwrap_or_default()
+    }
+
+    /// The same architecture with `cells` filled in (one per layer).
+    pub fn normalized(&self) -> Arch {
+        let mut a = self.clone();
+        a.cells = (0..a.hidden.len()).map(|k| self.cell(k)).collect();
+        a
+    }
 }
 
 /// One named float parameter.
@@ -33,8 +95,9 @@ pub struct Param {
     pub data: Vec<f32>,
 }
 
-/// All parameters, in a fixed order: embedding weight; for each LSTM layer `w_ih`,
-/// `w_hh`, `b_ih`, `b_hh`; linear weight, linear bias.
+/// All parameters, in a fixed order: embedding weight; for each recurrent layer `w_ih`,
+/// `w_hh`, `b_ih`, `b_hh` (`[gates·H, ·]`, PyTorch's gate order); linear weight, linear
+/// bias.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Params {
     /// The architecture.
@@ -43,8 +106,8 @@ pub struct Params {
     pub params: Vec<Param>,
 }
 
-fn lstm_names(layer_name: &str) -> [String; 4] {
-    // FloatModel names LSTM layers `{prefix}.l{k}`.
+fn recurrent_names(layer_name: &str) -> [String; 4] {
+    // FloatModel names recurrent layers `{prefix}.l{k}`.
     let (prefix, k) = layer_name
         .rsplit_once(".l")
         .map(|(p, k)| (p.to_string(), k.to_string()))
@@ -62,7 +125,8 @@ impl Params {
     pub fn from_float(model: &FloatModel) -> Result<Self, TrainError> {
         let unsupported = |why: &str| {
             TrainError::Model(format!(
-                "{}: {why}; training supports token input → embedding → LSTM layers → linear",
+                "{}: {why}; training supports token input → embedding → recurrent layers \
+                 (LSTM, GRU, RNN) → linear",
                 model.name
             ))
         };
@@ -71,6 +135,7 @@ impl Params {
         };
         let mut params = Vec::new();
         let mut hidden = Vec::new();
+        let mut cells = Vec::new();
         let mut names = Vec::new();
         let n = model.layers.len();
         if n < 3 {
@@ -93,15 +158,16 @@ impl Params {
                     i,
                     FloatLayer::Recurrent {
                         name,
-                        cell: Cell::Lstm,
+                        cell,
                         w_ih,
                         w_hh,
                         b_ih,
                         b_hh,
                     },
                 ) if i > 0 && i + 1 < n => {
-                    let [a, b, c, d] = lstm_names(name);
+                    let [a, b, c, d] = recurrent_names(name);
                     hidden.push(w_hh.cols);
+                    cells.push(CellKind::of(*cell));
                     params.push(mat(a, w_ih));
                     params.push(mat(b, w_hh));
                     params.push(Param {
@@ -133,6 +199,7 @@ impl Params {
                 vocab: vocab_size,
                 embed_dim,
                 hidden,
+                cells,
                 out,
                 layer_names: names,
             },
@@ -140,7 +207,8 @@ impl Params {
         })
     }
 
-    /// Fresh parameters for `arch` (PyTorch-style uniform initialization).
+    /// Fresh parameters for `arch` (PyTorch-style uniform initialization: every
+    /// recurrent tensor `U(−1/√H, 1/√H)`, as `nn.LSTM`, `nn.GRU` and `nn.RNN` do).
     pub fn init(arch: &Arch, seed: u64) -> Self {
         let mut rng = Rng(seed ^ 0x5EED);
         let mut params = Vec::new();
@@ -160,12 +228,13 @@ impl Params {
         );
         let mut input = arch.embed_dim;
         for (k, &h) in arch.hidden.iter().enumerate() {
-            let [a, b, c, d] = lstm_names(&arch.layer_names[1 + k]);
+            let [a, b, c, d] = recurrent_names(&arch.layer_names[1 + k]);
             let bound = 1.0 / (h as f32).sqrt();
-            u(a, vec![4 * h, input], bound, &mut rng);
-            u(b, vec![4 * h, h], bound, &mut rng);
-            u(c, vec![4 * h], bound, &mut rng);
-            u(d, vec![4 * h], bound, &mut rng);
+            let rows = arch.cell(k).gates() * h;
+            u(a, vec![rows, input], bound, &mut rng);
+            u(b, vec![rows, h], bound, &mut rng);
+            u(c, vec![rows], bound, &mut rng);
+            u(d, vec![rows], bound, &mut rng);
             input = h;
         }
         let last = arch.layer_names.last().unwrap();

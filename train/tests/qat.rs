@@ -26,6 +26,7 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
         vocab: V,
         embed_dim: 4,
         hidden: vec![16],
+        cells: vec![model::CellKind::Lstm],
         out: V,
         layer_names: vec!["embed".into(), "rnn.l0".into(), "head".into()],
     };
@@ -287,7 +288,7 @@ fn reference_logits(
         let base = 1 + 4 * k;
         let (mut w_ih, mut w_hh) = (dp.tensors[base].clone(), dp.tensors[base + 1].clone());
         let mut bias = dp.tensors[base + 2].clone() + dp.tensors[base + 3].clone();
-        let gr = (mode == Mode::Qat).then(|| qs.grids(k));
+        let gr = (mode == Mode::Qat).then(|| qs.grids(k, model::CellKind::Lstm));
         if let Some(xq) = in_q {
             let (wi, si) = fq_weight_rows(w_ih);
             w_ih = wi;
@@ -368,6 +369,7 @@ fn host_cell_values_and_gradients_match_the_burn_op_reference() {
     // per-step output).
     let mut arch = one.arch.clone();
     arch.hidden = vec![16, 12];
+    arch.cells = vec![model::CellKind::Lstm; 2];
     arch.layer_names = vec![
         "embed".into(),
         "rnn.l0".into(),

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Quantization-aware training (QAT) of an LSTM model for irnn.
+/// Quantization-aware training (QAT) of an LSTM, GRU or RNN model for irnn.
 ///
 /// Fine-tunes the float weights of SPEC (a float model spec with PyTorch tensor names,
 /// as `irnn quantize` takes) with the integer arithmetic simulated in the forward pass,
