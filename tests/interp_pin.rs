@@ -155,3 +155,129 @@ fn simd_interpreter_matches_portable() {
         assert!(want == got, "{name}: SIMD interpreter differs");
     }
 }
+
+/// Sequences stepped in lock step by one interpreter of several lanes
+/// ([`Interpreter::with_lanes`], what `irnn run` and `irnn eval` do) give each sequence
+/// the outputs of the portable one-lane interpreter on that sequence alone: 1, 2, 3, 5
+/// and 8 lanes over 11 sequences (so the last group is short), on the portable kernel
+/// and every SIMD kernel the CPU runs, with a reset between two rounds of every group.
+#[test]
+fn lock_step_lanes_match_one_sequence_at_a_time() {
+    use irnn_runtime::simd::{Isa, Kernel};
+    let mut programs: Vec<(String, Program)> = [
+        "examples/charlm/charlm.irnn.json",
+        "examples/gru_charlm/gru_charlm.irnn.json",
+        "tests/models/tiny_tokens.irnn.json",
+        "tests/models/tiny_features.irnn.json",
+        "tests/models/tiny_rnn.irnn.json",
+    ]
+    .iter()
+    .map(|r| (r.to_string(), shipped(r)))
+    .collect();
+    for s in synth_models(&SIMD_SHAPES).into_iter().chain(cell_models()) {
+        programs.push((s.label.to_string(), s.model.program));
+    }
+    let kernels: Vec<Kernel> = [
+        Isa::Portable,
+        Isa::Avx2,
+        Isa::AvxVnni,
+        Isa::Avx512Vnni,
+        Isa::Neon,
+        Isa::NeonDotprod,
+    ]
+    .into_iter()
+    .filter_map(Kernel::new)
+    .collect();
+    eprintln!(
+        "kernels: {:?}",
+        kernels.iter().map(|k| k.isa()).collect::<Vec<_>>()
+    );
+    let (seqs, steps) = (11, 17);
+    for (name, p) in &programs {
+        // Per sequence and step, a token id (token models) or an int8 feature vector.
+        let mut rng = Lcg(7);
+        let mut tokens = vec![vec![0i64; steps]; seqs];
+        let mut feats = vec![vec![Vec::new(); steps]; seqs];
+        for q in 0..seqs {
+            for s in 0..steps {
+                match p.input {
+                    InputIr::Tokens { vocab_size } => {
+                        tokens[q][s] = (rng.next() as usize % vocab_size) as i64
+                    }
+                    InputIr::Features { size, .. } => {
+                        feats[q][s] = (0..size).map(|_| rng.next() as u8 as i8).collect()
+                    }
+                }
+            }
+        }
+        // One step of the sequences `group` of `it` (one lane each).
+        let step = |it: &mut Interpreter<'_>, group: std::ops::Range<usize>, s: usize| match p.input
+        {
+            InputIr::Tokens { .. } => {
+                let t: Vec<i64> = group.map(|q| tokens[q][s]).collect();
+                it.step_tokens(&t).expect("token in range").to_vec()
+            }
+            InputIr::Features { .. } => {
+                let x: Vec<i8> = group.flat_map(|q| feats[q][s].iter().copied()).collect();
+                it.step_features_lanes(&x).expect("feature width").to_vec()
+            }
+        };
+        let want: Vec<Vec<i32>> = (0..seqs)
+            .map(|q| {
+                let mut it = Interpreter::new(p);
+                (0..steps)
+                    .flat_map(|s| step(&mut it, q..q + 1, s))
+                    .collect()
+            })
+            .collect();
+        for &kernel in &kernels {
+            for lanes in [1, 2, 3, 5, 8] {
+                for first in (0..seqs).step_by(lanes) {
+                    let group = first..(first + lanes).min(seqs);
+                    let mut it = Interpreter::with_lanes(p, kernel, group.len());
+                    assert_eq!(it.lanes(), group.len());
+                    for round in 0..2 {
+                        it.reset();
+                        let mut got = vec![Vec::new(); group.len()];
+                        for s in 0..steps {
+                            let y = step(&mut it, group.clone(), s);
+                            assert_eq!(y.len(), group.len() * p.output.size);
+                            for (g, y) in got.iter_mut().zip(y.chunks_exact(p.output.size)) {
+                                g.extend_from_slice(y);
+                            }
+                        }
+                        for (g, q) in got.iter().zip(group.clone()) {
+                            assert!(
+                                *g == want[q],
+                                "{name}: kernel {:?}, {lanes} lanes, round {round}: \
+                                 sequence {q} differs",
+                                kernel.isa()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A token out of range in any lane fails the step before any lane steps, naming that
+/// token; the lanes then carry on as if that step had not been asked for.
+#[test]
+fn lock_step_bad_token_steps_no_lane() {
+    let p = shipped("tests/models/tiny_tokens.irnn.json");
+    let InputIr::Tokens { vocab_size } = p.input else {
+        panic!("a token model")
+    };
+    let mut it = Interpreter::with_lanes(&p, irnn_runtime::simd::Kernel::detect(), 3);
+    let mut clean = Interpreter::with_lanes(&p, irnn_runtime::simd::Kernel::detect(), 3);
+    it.step_tokens(&[1, 2, 3]).unwrap();
+    clean.step_tokens(&[1, 2, 3]).unwrap();
+    let bad = vocab_size as i64;
+    let e = it.step_tokens(&[0, bad, -1]).unwrap_err();
+    assert!(e.to_string().contains(&format!("token id {bad} ")), "{e}");
+    let last = bad - 1;
+    let a = it.step_tokens(&[last, 0, last - 1]).unwrap().to_vec();
+    let b = clean.step_tokens(&[last, 0, last - 1]).unwrap().to_vec();
+    assert_eq!(a, b);
+}

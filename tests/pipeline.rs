@@ -344,3 +344,98 @@ fn cli_creates_output_directories() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.exists());
 }
+
+/// `run_program` and `run_float`, which step the sequences of each thread in lock-step
+/// groups of up to 8, give every sequence the outputs of a one-sequence interpreter
+/// (portable kernel) and a `FloatRunner` on it alone, bit for bit: 1, 7, 19 and 41
+/// sequences (groups of uneven sizes over the threads), token and feature models, LSTM,
+/// GRU and RNN cells.
+#[test]
+fn lock_step_batches_equal_sequence_by_sequence() {
+    use irnn_codegen::float_ref::{FloatRunner, NoObserver};
+    let models: Vec<TestModel> = synth_models(&SIMD_SHAPES[..2])
+        .into_iter()
+        .chain(cell_models())
+        .map(|s| s.model)
+        .collect();
+    let mut seed = 0x1234_5678u64;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as u32
+    };
+    for m in &models {
+        let model = FloatModel::load(&m.spec).unwrap();
+        let o = m.program.output.size;
+        for (n, t) in [(1, 5), (7, 9), (19, 6), (41, 3)] {
+            let path = m.dir.path().join(format!("lock_{n}.npy"));
+            match m.program.input {
+                irnn_codegen::ir::InputIr::Tokens { vocab_size } => {
+                    let toks: Vec<i32> = (0..n * t)
+                        .map(|_| (next() as usize % vocab_size) as i32)
+                        .collect();
+                    write_npy(&path, &[n as u64, t as u64], &toks);
+                }
+                irnn_codegen::ir::InputIr::Features { size, .. } => {
+                    let xs: Vec<f32> = (0..n * t * size)
+                        .map(|_| next() as f32 / u32::MAX as f32 * 4.0 - 2.0)
+                        .collect();
+                    write_npy(&path, &[n as u64, t as u64, size as u64], &xs);
+                }
+            }
+            let data = read_data(&path).unwrap();
+            let ints = run_program(&m.program, &data, &path).unwrap();
+            let floats = run_float(&model, &data, &path).unwrap();
+            assert_eq!(ints.len(), n * t * o);
+            assert_eq!(floats.len(), n * t * o);
+            for s in 0..n {
+                let mut it = Interpreter::new(&m.program);
+                let mut fr = FloatRunner::new(&model);
+                for step in 0..t {
+                    let at = (s * t + step) * o;
+                    let (yi, yf) = match &data.data {
+                        SeqData::Tokens { data, .. } => {
+                            let tok = data[s * t + step];
+                            (
+                                it.step_token(tok).unwrap().to_vec(),
+                                fr.step_token(tok as usize, &mut NoObserver).to_vec(),
+                            )
+                        }
+                        SeqData::FeaturesF32 { f, data, .. } => {
+                            let x = &data[(s * t + step) * f..(s * t + step + 1) * f];
+                            let irnn_codegen::ir::InputIr::Features {
+                                scale_info,
+                                zero_point,
+                                ..
+                            } = m.program.input
+                            else {
+                                unreachable!()
+                            };
+                            let q: Vec<i8> = x
+                                .iter()
+                                .map(|&v| quantize_feature(v, scale_info, zero_point))
+                                .collect();
+                            (
+                                it.step_features(&q).unwrap().to_vec(),
+                                fr.step_features(x, &mut NoObserver).to_vec(),
+                            )
+                        }
+                        SeqData::FeaturesI8 { .. } => unreachable!(),
+                    };
+                    assert_eq!(
+                        &ints[at..at + o],
+                        &yi[..],
+                        "n {n}: sequence {s}, step {step}"
+                    );
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&floats[at..at + o]),
+                        bits(&yf),
+                        "n {n}: sequence {s}, step {step} (float)"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -6,9 +6,9 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use irnn_codegen::float_ref::{FloatRunner, NoObserver};
+use irnn_codegen::float_ref::{FloatBatch, BATCH_LANES};
 use irnn_codegen::graph::{stage_graph, Graph};
-use irnn_codegen::interp::Interpreter;
+use irnn_codegen::interp::{check_features, check_token, Interpreter};
 use irnn_codegen::ir::{Activation, InputIr, LayerIr, Program};
 use irnn_codegen::lower::lower;
 use irnn_codegen::metrics::{argmax, bits};
@@ -828,7 +828,10 @@ pub fn run_program_seqs(
     Ok(out)
 }
 
-/// [`run_program`] over the sequences `seqs` of `data`, on one thread.
+/// [`run_program`] over the sequences `seqs` of `data`, on one thread: in groups of up
+/// to [`BATCH_LANES`] sequences stepped in lock step by one interpreter
+/// ([`Interpreter::with_lanes`]: each lane's outputs are those of an interpreter on its
+/// sequence alone, bit for bit).
 fn run_sequences(
     program: &Program,
     data: &DataFile,
@@ -838,17 +841,57 @@ fn run_sequences(
 ) -> Result<Vec<i32>> {
     let (_, t) = data.data.dims();
     let out_size = program.output.size;
-    let mut out = Vec::with_capacity(seqs.len() * t * out_size);
-    let mut it = Interpreter::with_kernel(program, irnn_runtime::simd::Kernel::detect());
-    let mut buf = Vec::new();
-    for s in seqs {
-        it.reset();
+    // Every input is checked before any sequence runs, in the order of one sequential
+    // run and by the interpreter's own checks, so that an error names the same
+    // sequence and step, with the same message, as that run would.
+    for s in seqs.clone() {
         for step in 0..t {
-            let at = || format!("{}: sequence {s}, step {step}", data_path.display());
+            let r = match (&data.data, &program.input) {
+                (SeqData::Tokens { data, .. }, _) => check_token(program, data[s * t + step]),
+                (SeqData::FeaturesF32 { .. }, InputIr::Tokens { .. }) => {
+                    bail!(
+                        "{}: the model takes token ids, not float features",
+                        data_path.display()
+                    )
+                }
+                (SeqData::FeaturesF32 { f, .. }, _) | (SeqData::FeaturesI8 { f, .. }, _) => {
+                    check_features(program, *f)
+                }
+            };
+            r.map_err(|e| anyhow!("{}: sequence {s}, step {step}: {e}", data_path.display()))?;
+        }
+    }
+    let kernel = irnn_runtime::simd::Kernel::detect();
+    let mut out = Vec::with_capacity(seqs.len() * t * out_size);
+    let (mut tokens, mut buf) = (Vec::new(), Vec::new());
+    let mut it: Option<Interpreter> = None;
+    for group in lane_groups(seqs, BATCH_LANES) {
+        let lanes = group.len();
+        let it = match &mut it {
+            Some(it) if it.lanes() == lanes => {
+                it.reset();
+                it
+            }
+            slot => slot.insert(Interpreter::with_lanes(program, kernel, lanes)),
+        };
+        let base = out.len();
+        out.resize(base + lanes * t * out_size, 0);
+        for step in 0..t {
+            let at = || {
+                format!(
+                    "{}: {} sequences from {}, step {step}",
+                    data_path.display(),
+                    lanes,
+                    group.start
+                )
+            };
             let y = match (&data.data, &program.input) {
-                (SeqData::Tokens { data, .. }, _) => it
-                    .step_token(data[s * t + step])
-                    .map_err(|e| anyhow!("{}: {e}", at()))?,
+                (SeqData::Tokens { data, .. }, _) => {
+                    tokens.clear();
+                    tokens.extend(group.clone().map(|s| data[s * t + step]));
+                    it.step_tokens(&tokens)
+                        .map_err(|e| anyhow!("{}: {e}", at()))?
+                }
                 (
                     SeqData::FeaturesF32 { f, data, .. },
                     InputIr::Features {
@@ -857,19 +900,25 @@ fn run_sequences(
                         ..
                     },
                 ) => {
-                    let off = (s * t + step) * f;
                     buf.clear();
-                    buf.extend(
-                        data[off..off + f]
-                            .iter()
-                            .map(|&x| quantize_feature(x, *scale_info, *zero_point)),
-                    );
-                    it.step_features(&buf)
+                    for s in group.clone() {
+                        let off = (s * t + step) * f;
+                        buf.extend(
+                            data[off..off + f]
+                                .iter()
+                                .map(|&x| quantize_feature(x, *scale_info, *zero_point)),
+                        );
+                    }
+                    it.step_features_lanes(&buf)
                         .map_err(|e| anyhow!("{}: {e}", at()))?
                 }
                 (SeqData::FeaturesI8 { f, data, .. }, _) => {
-                    let off = (s * t + step) * f;
-                    it.step_features(&data[off..off + f])
+                    buf.clear();
+                    for s in group.clone() {
+                        let off = (s * t + step) * f;
+                        buf.extend_from_slice(&data[off..off + f]);
+                    }
+                    it.step_features_lanes(&buf)
                         .map_err(|e| anyhow!("{}: {e}", at()))?
                 }
                 (SeqData::FeaturesF32 { .. }, InputIr::Tokens { .. }) => {
@@ -879,9 +928,12 @@ fn run_sequences(
                     )
                 }
             };
-            out.extend_from_slice(y);
+            for (l, y) in y.chunks_exact(out_size.max(1)).enumerate() {
+                let at = base + (l * t + step) * out_size;
+                out[at..at + out_size].copy_from_slice(y);
+            }
         }
-        bar.inc(1);
+        bar.inc(lanes as u64);
     }
     Ok(out)
 }
@@ -959,7 +1011,9 @@ pub fn run_float(model: &FloatModel, data: &DataFile, data_path: &Path) -> Resul
     Ok(out)
 }
 
-/// [`run_float`] over the sequences `seqs` of `data`, on one thread.
+/// [`run_float`] over the sequences `seqs` of `data`, on one thread: in groups of up
+/// to [`BATCH_LANES`] sequences stepped in lock step by a [`FloatBatch`] (each lane's
+/// outputs are those of a [`irnn_codegen::float_ref::FloatRunner`] on its sequence alone, bit for bit).
 fn run_float_sequences(
     model: &FloatModel,
     data: &DataFile,
@@ -968,43 +1022,90 @@ fn run_float_sequences(
     bar: &indicatif::ProgressBar,
 ) -> Result<Vec<f32>> {
     let (_, t) = data.data.dims();
-    let mut runner = FloatRunner::new(model);
-    let mut out = Vec::with_capacity(seqs.len() * t * model.output_size());
-    for s in seqs {
-        runner.reset();
-        for step in 0..t {
-            let y = match &data.data {
-                SeqData::Tokens { data, .. } => {
+    let o = model.output_size();
+    // Every input is checked before any sequence runs, in the order of one sequential
+    // run, so that an error names the same sequence and step as that run would.
+    for s in seqs.clone().filter(|_| t > 0) {
+        match &data.data {
+            SeqData::Tokens { data, .. } => {
+                let vocab = match model.input {
+                    irnn_codegen::spec::InputSpec::Tokens { vocab_size } => vocab_size,
+                    _ => bail!(
+                        "{}: the float model takes features, not token ids",
+                        data_path.display()
+                    ),
+                };
+                for step in 0..t {
                     let tok = data[s * t + step];
-                    let vocab = match model.input {
-                        irnn_codegen::spec::InputSpec::Tokens { vocab_size } => vocab_size,
-                        _ => bail!(
-                            "{}: the float model takes features, not token ids",
-                            data_path.display()
-                        ),
-                    };
                     if tok < 0 || tok as u64 >= vocab as u64 {
                         bail!(
                             "{}: sequence {s}, step {step}: token id {tok} is outside the vocabulary 0..{vocab}",
                             data_path.display()
                         );
                     }
-                    runner.step_token(tok as usize, &mut NoObserver)
+                }
+            }
+            SeqData::FeaturesF32 { .. } => {}
+            SeqData::FeaturesI8 { .. } => bail!(
+                "{}: the float model needs float32 features, not int8",
+                data_path.display()
+            ),
+        }
+    }
+    let mut out = Vec::with_capacity(seqs.len() * t * o);
+    let (mut tokens, mut feats) = (Vec::new(), Vec::new());
+    let mut batch: Option<FloatBatch> = None;
+    for group in lane_groups(seqs, BATCH_LANES) {
+        let lanes = group.len();
+        let batch = match &mut batch {
+            Some(b) if b.lanes() == lanes => {
+                b.reset();
+                b
+            }
+            slot => slot.insert(FloatBatch::new(model, lanes)),
+        };
+        let base = out.len();
+        out.resize(base + lanes * t * o, 0.0);
+        for step in 0..t {
+            let y = match &data.data {
+                SeqData::Tokens { data, .. } => {
+                    tokens.clear();
+                    tokens.extend(group.clone().map(|s| data[s * t + step] as usize));
+                    batch.step_tokens(&tokens)
                 }
                 SeqData::FeaturesF32 { f, data, .. } => {
-                    let off = (s * t + step) * f;
-                    runner.step_features(&data[off..off + f], &mut NoObserver)
+                    feats.clear();
+                    for s in group.clone() {
+                        let off = (s * t + step) * f;
+                        feats.extend_from_slice(&data[off..off + f]);
+                    }
+                    batch.step_features(&feats)
                 }
-                SeqData::FeaturesI8 { .. } => bail!(
-                    "{}: the float model needs float32 features, not int8",
-                    data_path.display()
-                ),
+                SeqData::FeaturesI8 { .. } => unreachable!("refused above"),
             };
-            out.extend_from_slice(y);
+            for (l, y) in y.chunks_exact(o.max(1)).enumerate() {
+                let at = base + (l * t + step) * o;
+                out[at..at + o].copy_from_slice(y);
+            }
         }
-        bar.inc(1);
+        bar.inc(lanes as u64);
     }
     Ok(out)
+}
+
+/// `seqs` cut into consecutive groups of at most `width` sequences, as even as
+/// possible (100 sequences in groups of 8: four of 7 and nine of 8).
+fn lane_groups(
+    seqs: std::ops::Range<usize>,
+    width: usize,
+) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let n = seqs.len();
+    let groups = n.div_ceil(width.max(1));
+    (0..groups).map(move |g| {
+        let first = seqs.start + g * n / groups;
+        let end = seqs.start + (g + 1) * n / groups;
+        first..end
+    })
 }
 
 /// Results of `irnn eval`.

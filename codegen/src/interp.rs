@@ -38,6 +38,32 @@ pub enum StepError {
     },
 }
 
+/// The error a step of `program` on `token` returns, if any, without stepping.
+pub fn check_token(program: &Program, token: i64) -> Result<(), StepError> {
+    let InputIr::Tokens { vocab_size } = program.input else {
+        return Err(StepError::InputKind { want: "feature" });
+    };
+    if token < 0 || token as u64 >= vocab_size as u64 {
+        return Err(StepError::TokenOutOfRange { token, vocab_size });
+    }
+    Ok(())
+}
+
+/// The error a step of `program` on a feature vector of `width` values returns, if
+/// any, without stepping.
+pub fn check_features(program: &Program, width: usize) -> Result<(), StepError> {
+    let InputIr::Features { size, .. } = program.input else {
+        return Err(StepError::InputKind { want: "token" });
+    };
+    if width != size {
+        return Err(StepError::FeatureWidth {
+            got: width,
+            want: size,
+        });
+    }
+    Ok(())
+}
+
 /// The storage of one buffer.
 enum Store {
     I8(Vec<i8>),
@@ -51,14 +77,6 @@ impl Store {
             Dtype::I8 => Store::I8(vec![0; len]),
             Dtype::I16 => Store::I16(vec![0; len]),
             Dtype::I32 => Store::I32(vec![0; len]),
-        }
-    }
-
-    fn get(&self, k: usize) -> i32 {
-        match self {
-            Store::I8(v) => v[k] as i32,
-            Store::I16(v) => v[k] as i32,
-            Store::I32(v) => v[k],
         }
     }
 
@@ -106,11 +124,14 @@ impl Packed {
 /// One layer's ops and buffers.
 struct LayerRun {
     layer: OpLayer,
-    stores: Vec<Store>,
+    /// Per lane (sequence stepped in lock step), the layer's buffers.
+    lanes: Vec<Vec<Store>>,
     /// Per matrix, its packed form when a SIMD kernel runs the products.
     packed: Vec<Option<Packed>>,
-    /// A copy of a product's input vector.
+    /// The lanes' input vectors of a product, one after another.
     xbuf: Vec<i8>,
+    /// The lanes' accumulators of a product, one after another.
+    accbuf: Vec<i32>,
 }
 
 /// Requantizer `k` of a list that has one entry per element or one for all.
@@ -124,11 +145,15 @@ fn req_at(req: &[Requant], k: usize) -> Requant {
 }
 
 impl LayerRun {
-    fn new(layer: OpLayer, kernel: Kernel) -> Self {
-        let stores = layer
-            .buffers
-            .iter()
-            .map(|b| Store::new(b.dtype, b.len))
+    fn new(layer: OpLayer, kernel: Kernel, lanes: usize) -> Self {
+        let lanes = (0..lanes)
+            .map(|_| {
+                layer
+                    .buffers
+                    .iter()
+                    .map(|b| Store::new(b.dtype, b.len))
+                    .collect()
+            })
             .collect();
         // The target whose packed layout the kernel reads (AVX-VNNI reads AVX2's).
         let target = match kernel.isa() {
@@ -165,182 +190,264 @@ impl LayerRun {
             .collect();
         LayerRun {
             layer,
-            stores,
+            lanes,
             packed,
             xbuf: Vec::new(),
+            accbuf: Vec::new(),
         }
     }
 
     fn reset(&mut self) {
-        for (b, s) in self.layer.buffers.iter().zip(&mut self.stores) {
-            if let Role::State { reset } = b.role {
-                for k in 0..b.len {
-                    s.set(k, reset);
+        for stores in &mut self.lanes {
+            for (b, s) in self.layer.buffers.iter().zip(stores.iter_mut()) {
+                if let Role::State { reset } = b.role {
+                    for k in 0..b.len {
+                        s.set(k, reset);
+                    }
                 }
             }
         }
     }
 
-    fn get(&self, v: View, k: usize) -> i32 {
-        self.stores[v.buf].get(v.start + k)
-    }
-
-    /// Runs the layer's ops on `input` (the layer input, if it has one) and `token`.
+    /// Runs the layer's ops for every lane: lane `l` on `inputs[l · width ..]` (the
+    /// layer input, if it has one; `width` = `inputs.len() / lanes`) and `tokens[l]`.
+    /// A matrix product runs once for all lanes ([`Kernel::matvec_seq`]: each lane's
+    /// sums are the exact integer sums of one product); every other op runs lane by
+    /// lane, on that lane's buffers alone.
     fn step(
         &mut self,
-        input: &[i8],
-        token: usize,
+        inputs: &[i8],
+        tokens: &[usize],
         tables: &[PwlTable],
         luts: &[Vec<i16>],
-        scratch: &mut Vec<i32>,
+        scratch: &mut Scratch,
         kernel: Kernel,
     ) {
+        let lanes = self.lanes.len();
         if let Some(i) = self.layer.input() {
-            if let Store::I8(v) = &mut self.stores[i] {
-                v.copy_from_slice(input);
+            let width = inputs.len() / lanes.max(1);
+            for (stores, x) in self.lanes.iter_mut().zip(inputs.chunks_exact(width.max(1))) {
+                if let Store::I8(v) = &mut stores[i] {
+                    v.copy_from_slice(x);
+                }
             }
         }
         for n in 0..self.layer.ops.len() {
             let op = &self.layer.ops[n];
-            let dst = op.writes();
-            scratch.clear();
-            match op {
-                Op::Lookup {
-                    table,
-                    rows,
-                    zero_point,
-                    dst,
-                } => match table.get(token.saturating_mul(dst.len)..) {
-                    Some(row) if token < *rows => {
-                        scratch.extend(row[..dst.len].iter().map(|&v| v as i32))
-                    }
-                    _ => scratch.resize(dst.len, saturate_i8(*zero_point) as i32),
-                },
-                Op::MatVec { mat, x, acc } => {
-                    let m = &self.layer.mats[*mat];
-                    // x and acc are different buffers (int8 and int32).
-                    let mut xs = std::mem::take(&mut self.xbuf);
-                    xs.clear();
-                    xs.extend_from_slice(&self.stores[x.buf].i8s()[x.start..x.start + x.len]);
-                    if let Store::I32(a) = &mut self.stores[acc.buf] {
-                        let a = &mut a[acc.start..acc.start + acc.len];
-                        match &self.packed[*mat] {
-                            Some(p) => kernel.matvec(&p.matrix(m.rows, m.cols), &xs, a),
-                            None => matvec_i8(&m.w, &xs, &m.bias, a),
-                        }
-                    }
-                    self.xbuf = xs;
-                    continue;
+            if let Op::MatVec { mat, x, acc } = op {
+                let m = &self.layer.mats[*mat];
+                // x and acc are different buffers (int8 and int32).
+                let mut xs = std::mem::take(&mut self.xbuf);
+                let mut accs = std::mem::take(&mut self.accbuf);
+                xs.clear();
+                for stores in &self.lanes {
+                    xs.extend_from_slice(&stores[x.buf].i8s()[x.start..x.start + x.len]);
                 }
-                Op::GateSum { a, ra, b, dst } => {
-                    for k in 0..dst.len {
-                        let x = self.get(*a, k);
-                        let v = match b {
-                            Some((b, rb)) => {
-                                gate_preactivation(x, req_at(ra, k), self.get(*b, k), req_at(rb, k))
-                            }
-                            None => requant_i16(x, req_at(ra, k)),
-                        };
-                        scratch.push(v as i32);
+                accs.clear();
+                accs.resize(lanes * acc.len, 0);
+                match &self.packed[*mat] {
+                    Some(p) if lanes == 1 => {
+                        kernel.matvec(&p.matrix(m.rows, m.cols), &xs, &mut accs)
                     }
-                }
-                Op::Pwl { table, src, .. } => match luts.get(*table) {
-                    Some(lut) => {
-                        for k in 0..dst.len {
-                            let x = self.get(*src, k) as i16;
-                            scratch.push(lut[(x as u16) as usize] as i32);
-                        }
-                    }
+                    Some(p) => kernel.matvec_seq(&p.matrix(m.rows, m.cols), &xs, &mut accs),
                     None => {
-                        let t = tables[*table].as_pwl();
-                        for k in 0..dst.len {
-                            scratch.push(saturate_i16(t.eval(self.get(*src, k))) as i32);
+                        for (x, a) in xs
+                            .chunks_exact(x.len.max(1))
+                            .zip(accs.chunks_exact_mut(acc.len.max(1)))
+                        {
+                            matvec_i8(&m.w, x, &m.bias, a);
                         }
                     }
-                },
-                Op::MulQ15 { a, b, .. } => {
-                    for k in 0..dst.len {
-                        let v = mul_q15(self.get(*a, k) as i16, self.get(*b, k) as i16);
-                        scratch.push(v as i32);
+                }
+                for (stores, a) in self.lanes.iter_mut().zip(accs.chunks_exact(acc.len.max(1))) {
+                    if let Store::I32(v) = &mut stores[acc.buf] {
+                        v[acc.start..acc.start + acc.len].copy_from_slice(a);
                     }
                 }
-                Op::AddSat { a, b, .. } => {
-                    for k in 0..dst.len {
-                        let v = add_sat_i16(self.get(*a, k) as i16, self.get(*b, k) as i16);
-                        scratch.push(v as i32);
-                    }
-                }
-                Op::Blend { z, a, b, .. } => {
-                    for k in 0..dst.len {
-                        let v = blend_q15(
-                            self.get(*z, k) as i16,
-                            self.get(*a, k) as i16,
-                            self.get(*b, k) as i16,
-                        );
-                        scratch.push(v as i32);
-                    }
-                }
-                Op::Relu { src, .. } => {
-                    for k in 0..dst.len {
-                        scratch.push(relu_i16(self.get(*src, k) as i16) as i32);
-                    }
-                }
-                Op::Widen {
-                    src,
-                    zero_point,
-                    req,
-                    ..
-                } => {
-                    for k in 0..dst.len {
-                        let v = widen_i8(self.get(*src, k) as i8, *zero_point, *req);
-                        scratch.push(v as i32);
-                    }
-                }
-                Op::Narrow {
-                    a,
-                    b,
-                    req,
-                    zero_point,
-                    ..
-                } => {
-                    for k in 0..dst.len {
-                        let x = match b {
-                            Some(b) => self.get(*a, k) * self.get(*b, k),
-                            None => self.get(*a, k),
-                        };
-                        scratch.push(requant_i8(x, req_at(req, k), *zero_point) as i32);
-                    }
-                }
-                Op::Requant32 { src, req, .. } => {
-                    for k in 0..dst.len {
-                        scratch.push(req_at(req, k).apply(self.get(*src, k)));
-                    }
-                }
-                Op::LstmCell {
-                    i,
-                    f,
-                    g,
-                    c,
-                    cell_frac_bits,
-                } => {
-                    for k in 0..dst.len {
-                        let v = lstm_cell_update(
-                            self.get(*i, k) as i16,
-                            self.get(*f, k) as i16,
-                            self.get(*g, k) as i16,
-                            self.get(*c, k) as i16,
-                            *cell_frac_bits,
-                        );
-                        scratch.push(v as i32);
-                    }
-                }
+                self.xbuf = xs;
+                self.accbuf = accs;
+                continue;
             }
-            let store = &mut self.stores[dst.buf];
-            for (k, v) in scratch.iter().enumerate() {
-                store.set(dst.start + k, *v);
+            for (stores, &token) in self.lanes.iter_mut().zip(tokens) {
+                run_op(op, stores, token, tables, luts, scratch);
             }
         }
     }
+}
+
+/// Scratch vectors of [`run_op`]: its sources as int32 values and its result.
+#[derive(Default)]
+struct Scratch {
+    src: [Vec<i32>; 4],
+    out: Vec<i32>,
+}
+
+/// Elements `v.start .. v.start + len` of `v`'s buffer as int32 values, into `out`
+/// (an op reads `len` = its destination's length elements of each source).
+fn load(stores: &[Store], v: View, len: usize, out: &mut Vec<i32>) {
+    out.clear();
+    let r = v.start..v.start + len;
+    match &stores[v.buf] {
+        Store::I8(x) => out.extend(x[r].iter().map(|&x| x as i32)),
+        Store::I16(x) => out.extend(x[r].iter().map(|&x| x as i32)),
+        Store::I32(x) => out.extend_from_slice(&x[r]),
+    }
+}
+
+/// Stores `vals`, which the op has already brought into the element type's range, at
+/// `dst`.
+fn store(stores: &mut [Store], dst: View, vals: &[i32]) {
+    let r = dst.start..dst.start + vals.len();
+    match &mut stores[dst.buf] {
+        Store::I8(x) => x[r].iter_mut().zip(vals).for_each(|(d, &v)| *d = v as i8),
+        Store::I16(x) => x[r].iter_mut().zip(vals).for_each(|(d, &v)| *d = v as i16),
+        Store::I32(x) => x[r].copy_from_slice(vals),
+    }
+}
+
+/// Runs the element-wise op `op` (any op but [`Op::MatVec`]) on one lane's buffers:
+/// its sources are read into int32 vectors first and its result written after, so a
+/// destination may overlap a source.
+fn run_op(
+    op: &Op,
+    stores: &mut [Store],
+    token: usize,
+    tables: &[PwlTable],
+    luts: &[Vec<i16>],
+    sc: &mut Scratch,
+) {
+    let dst = op.writes();
+    let n = dst.len;
+    let Scratch {
+        src: [s0, s1, s2, s3],
+        out,
+    } = sc;
+    out.clear();
+    match op {
+        Op::Lookup {
+            table,
+            rows,
+            zero_point,
+            dst,
+        } => match table.get(token.saturating_mul(dst.len)..) {
+            Some(row) if token < *rows => out.extend(row[..dst.len].iter().map(|&v| v as i32)),
+            _ => out.resize(dst.len, saturate_i8(*zero_point) as i32),
+        },
+        Op::MatVec { .. } => return,
+        Op::GateSum { a, ra, b, .. } => {
+            load(stores, *a, n, s0);
+            match b {
+                Some((b, rb)) => {
+                    load(stores, *b, n, s1);
+                    out.extend(s0.iter().zip(s1.iter()).enumerate().map(|(k, (&x, &y))| {
+                        gate_preactivation(x, req_at(ra, k), y, req_at(rb, k)) as i32
+                    }));
+                }
+                None => out.extend(
+                    s0.iter()
+                        .enumerate()
+                        .map(|(k, &x)| requant_i16(x, req_at(ra, k)) as i32),
+                ),
+            }
+        }
+        Op::Pwl { table, src, .. } => {
+            load(stores, *src, n, s0);
+            match luts.get(*table) {
+                Some(lut) => out.extend(s0.iter().map(|&x| lut[(x as i16 as u16) as usize] as i32)),
+                None => {
+                    let t = tables[*table].as_pwl();
+                    out.extend(s0.iter().map(|&x| saturate_i16(t.eval(x)) as i32));
+                }
+            }
+        }
+        Op::MulQ15 { a, b, .. } => {
+            load(stores, *a, n, s0);
+            load(stores, *b, n, s1);
+            out.extend(
+                s0.iter()
+                    .zip(s1.iter())
+                    .map(|(&a, &b)| mul_q15(a as i16, b as i16) as i32),
+            );
+        }
+        Op::AddSat { a, b, .. } => {
+            load(stores, *a, n, s0);
+            load(stores, *b, n, s1);
+            out.extend(
+                s0.iter()
+                    .zip(s1.iter())
+                    .map(|(&a, &b)| add_sat_i16(a as i16, b as i16) as i32),
+            );
+        }
+        Op::Blend { z, a, b, .. } => {
+            load(stores, *z, n, s0);
+            load(stores, *a, n, s1);
+            load(stores, *b, n, s2);
+            out.extend(
+                s0.iter()
+                    .zip(s1.iter())
+                    .zip(s2.iter())
+                    .map(|((&z, &a), &b)| blend_q15(z as i16, a as i16, b as i16) as i32),
+            );
+        }
+        Op::Relu { src, .. } => {
+            load(stores, *src, n, s0);
+            out.extend(s0.iter().map(|&x| relu_i16(x as i16) as i32));
+        }
+        Op::Widen {
+            src,
+            zero_point,
+            req,
+            ..
+        } => {
+            load(stores, *src, n, s0);
+            out.extend(
+                s0.iter()
+                    .map(|&x| widen_i8(x as i8, *zero_point, *req) as i32),
+            );
+        }
+        Op::Narrow {
+            a,
+            b,
+            req,
+            zero_point,
+            ..
+        } => {
+            load(stores, *a, n, s0);
+            if let Some(b) = b {
+                load(stores, *b, n, s1);
+                for (x, &y) in s0.iter_mut().zip(s1.iter()) {
+                    *x *= y;
+                }
+            }
+            out.extend(
+                s0.iter()
+                    .enumerate()
+                    .map(|(k, &x)| requant_i8(x, req_at(req, k), *zero_point) as i32),
+            );
+        }
+        Op::Requant32 { src, req, .. } => {
+            load(stores, *src, n, s0);
+            out.extend(s0.iter().enumerate().map(|(k, &x)| req_at(req, k).apply(x)));
+        }
+        Op::LstmCell {
+            i,
+            f,
+            g,
+            c,
+            cell_frac_bits,
+        } => {
+            load(stores, *i, n, s0);
+            load(stores, *f, n, s1);
+            load(stores, *g, n, s2);
+            load(stores, *c, n, s3);
+            out.extend(s0.iter().zip(s1.iter()).zip(s2.iter()).zip(s3.iter()).map(
+                |(((&i, &f), &g), &c)| {
+                    lstm_cell_update(i as i16, f as i16, g as i16, c as i16, *cell_frac_bits) as i32
+                },
+            ));
+        }
+    }
+    store(stores, dst, out);
 }
 
 /// A stateful integer runner over one program.
@@ -348,9 +455,13 @@ pub struct Interpreter<'p> {
     program: &'p Program,
     kernel: Kernel,
     layers: Vec<LayerRun>,
+    lanes: usize,
+    /// The lanes' outputs one after another.
     output: Vec<i32>,
     input_buf: Vec<i8>,
-    scratch: Vec<i32>,
+    /// The lanes' token ids of the current step (`usize::MAX` for features).
+    tokens: Vec<usize>,
+    scratch: Scratch,
     /// With a SIMD kernel: every table's `sat16(eval(x))` for all int16 `x` (indexed by
     /// `x as u16`), made by `Pwl::eval` itself, so a lookup is that evaluation.
     luts: Vec<Vec<i16>>,
@@ -368,18 +479,31 @@ impl<'p> Interpreter<'p> {
     /// are exact in any order): the same outputs, several times faster. `irnn run` and
     /// `irnn eval` use [`Kernel::detect`].
     pub fn with_kernel(program: &'p Program, kernel: Kernel) -> Self {
+        Self::with_lanes(program, kernel, 1)
+    }
+
+    /// An interpreter for `lanes` sequences (at least 1) stepped in lock step
+    /// ([`Interpreter::step_tokens`], [`Interpreter::step_features_lanes`]): each
+    /// lane's outputs are those of an interpreter of its own on its sequence, bit for
+    /// bit (every op but the matrix products runs lane by lane on the lane's own
+    /// buffers; a product runs for all lanes at once, as exact integer sums), while
+    /// each matrix is read once per step for all lanes.
+    pub fn with_lanes(program: &'p Program, kernel: Kernel, lanes: usize) -> Self {
+        let lanes = lanes.max(1);
         let layers = program
             .layers
             .iter()
-            .map(|l| LayerRun::new(l.ops(), kernel))
+            .map(|l| LayerRun::new(l.ops(), kernel, lanes))
             .collect();
         let mut it = Interpreter {
             program,
             kernel,
             layers,
-            output: vec![0; program.output.size],
+            lanes,
+            output: vec![0; lanes * program.output.size],
             input_buf: Vec::new(),
-            scratch: Vec::new(),
+            tokens: Vec::new(),
+            scratch: Scratch::default(),
             luts: if kernel.isa() == Isa::Portable {
                 Vec::new()
             } else {
@@ -399,67 +523,96 @@ impl<'p> Interpreter<'p> {
         it
     }
 
-    /// Resets the recurrent state of every layer to its reset value (`h` to its zero
-    /// point, `c` to 0).
+    /// The number of lanes (sequences stepped in lock step).
+    pub fn lanes(&self) -> usize {
+        self.lanes
+    }
+
+    /// Resets the recurrent state of every layer (of every lane) to its reset value
+    /// (`h` to its zero point, `c` to 0).
     pub fn reset(&mut self) {
         self.layers.iter_mut().for_each(LayerRun::reset);
     }
 
     /// One step on a token id.
+    ///
+    /// # Panics
+    /// If the interpreter has more than one lane.
     pub fn step_token(&mut self, token: i64) -> Result<&[i32], StepError> {
-        let InputIr::Tokens { vocab_size } = self.program.input else {
-            return Err(StepError::InputKind { want: "feature" });
-        };
-        if token < 0 || token as u64 >= vocab_size as u64 {
-            return Err(StepError::TokenOutOfRange { token, vocab_size });
+        self.step_tokens(&[token])
+    }
+
+    /// One step of every lane on its token id (`tokens[l]` for lane `l`). Returns the
+    /// lanes' outputs one after another; an error for the first lane (in lane order)
+    /// whose token the program cannot take, before any lane steps.
+    ///
+    /// # Panics
+    /// If `tokens.len()` is not the number of lanes.
+    pub fn step_tokens(&mut self, tokens: &[i64]) -> Result<&[i32], StepError> {
+        assert_eq!(tokens.len(), self.lanes, "one token per lane");
+        for &token in tokens {
+            check_token(self.program, token)?;
         }
         self.input_buf.clear();
-        Ok(self.run_layers(token as usize))
+        self.tokens.clear();
+        self.tokens.extend(tokens.iter().map(|&t| t as usize));
+        Ok(self.run_layers())
     }
 
     /// One step on an int8 feature vector (already quantized).
+    ///
+    /// # Panics
+    /// If the interpreter has more than one lane.
     pub fn step_features(&mut self, x: &[i8]) -> Result<&[i32], StepError> {
-        let InputIr::Features { size, .. } = self.program.input else {
-            return Err(StepError::InputKind { want: "token" });
-        };
-        if x.len() != size {
-            return Err(StepError::FeatureWidth {
-                got: x.len(),
-                want: size,
-            });
-        }
-        self.input_buf.clear();
-        self.input_buf.extend_from_slice(x);
-        Ok(self.run_layers(usize::MAX))
+        assert_eq!(self.lanes, 1, "step_features steps one lane");
+        self.step_features_lanes(x)
     }
 
-    fn run_layers(&mut self, token: usize) -> &[i32] {
+    /// One step of every lane on its int8 feature vector (`xs` holds the lanes'
+    /// vectors one after another). Returns the lanes' outputs one after another.
+    pub fn step_features_lanes(&mut self, xs: &[i8]) -> Result<&[i32], StepError> {
+        if !xs.len().is_multiple_of(self.lanes) {
+            check_features(self.program, xs.len())?;
+        }
+        check_features(self.program, xs.len() / self.lanes)?;
+        self.input_buf.clear();
+        self.input_buf.extend_from_slice(xs);
+        self.tokens.clear();
+        self.tokens.resize(self.lanes, usize::MAX);
+        Ok(self.run_layers())
+    }
+
+    fn run_layers(&mut self) -> &[i32] {
         let tables = &self.program.tables;
+        let osize = self.program.output.size;
         let mut prev: Vec<i8> = std::mem::take(&mut self.input_buf);
         for run in &mut self.layers {
             run.step(
                 &prev,
-                token,
+                &self.tokens,
                 tables,
                 &self.luts,
                 &mut self.scratch,
                 self.kernel,
             );
             let out = run.layer.output;
-            let store = &run.stores[out.buf];
             prev.clear();
-            match store {
-                Store::I8(v) => {
-                    let v = &v[out.start..out.start + out.len];
-                    prev.extend_from_slice(v);
-                    for (dst, x) in self.output.iter_mut().zip(v) {
-                        *dst = *x as i32;
+            for (stores, output) in run
+                .lanes
+                .iter()
+                .zip(self.output.chunks_exact_mut(osize.max(1)))
+            {
+                match &stores[out.buf] {
+                    Store::I8(v) => {
+                        let v = &v[out.start..out.start + out.len];
+                        prev.extend_from_slice(v);
+                        for (dst, x) in output.iter_mut().zip(v) {
+                            *dst = *x as i32;
+                        }
                     }
+                    Store::I32(v) => output.copy_from_slice(&v[out.start..out.start + out.len]),
+                    Store::I16(_) => {}
                 }
-                Store::I32(v) => self
-                    .output
-                    .copy_from_slice(&v[out.start..out.start + out.len]),
-                Store::I16(_) => {}
             }
         }
         self.input_buf = prev;
@@ -470,9 +623,14 @@ impl<'p> Interpreter<'p> {
     /// `None` past the last layer or for a layer whose output is not int8 (a linear
     /// layer's int32 logits, which the step returns).
     pub fn layer_output_i8(&self, index: usize) -> Option<&[i8]> {
+        self.lane_layer_output_i8(0, index)
+    }
+
+    /// [`Interpreter::layer_output_i8`] of lane `lane`.
+    pub fn lane_layer_output_i8(&self, lane: usize, index: usize) -> Option<&[i8]> {
         let run = self.layers.get(index)?;
         let out = run.layer.output;
-        match &run.stores[out.buf] {
+        match &run.lanes.get(lane)?[out.buf] {
             Store::I8(v) => Some(&v[out.start..out.start + out.len]),
             _ => None,
         }
