@@ -205,6 +205,42 @@ fn unknown_op() {
     insta::assert_snapshot!(e);
 }
 
+/// A float model that does not end in a linear layer (found by the `pipeline` fuzz
+/// target): `quantize::quantize` used to calibrate it and return a graph that
+/// `Graph::load` refuses ("the last layer must be a linear layer"; `irnn quantize`
+/// refused it only in its check of the staged graph); now `quantize` refuses the model
+/// before calibration, naming the layer, and `irnn quantize` writes nothing.
+#[test]
+fn spec_without_output_linear() {
+    let (dir, spec, calib) = model();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&spec).unwrap()).unwrap();
+    let layers = json["layers"].as_array_mut().unwrap();
+    assert_eq!(layers.pop().unwrap()["op"], "linear");
+    std::fs::write(&spec, json.to_string()).unwrap();
+    let model = irnn_codegen::spec::FloatModel::load(&spec).unwrap();
+    let data = irnn_codegen::npy::read_data(&calib).unwrap();
+    let e = irnn_codegen::quantize::quantize(
+        &model,
+        &data,
+        &calib,
+        "out.irnn.safetensors",
+        &Default::default(),
+    )
+    .err()
+    .expect("a model without an output linear is refused")
+    .to_string();
+    assert!(
+        e.contains("the last layer must be a linear layer") && e.contains("rnn.l1"),
+        "{e}"
+    );
+    let e = quantize_fails(dir.path(), &spec, &calib);
+    assert!(
+        e.contains("the last layer must be a linear layer") && e.contains("rnn.l1"),
+        "{e}"
+    );
+}
+
 #[test]
 fn malformed_json() {
     let (dir, spec, calib) = model();

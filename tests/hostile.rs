@@ -758,13 +758,34 @@ fn c_of_every_target_compiles_for_helper_named_layers() {
 #[allow(dead_code)]
 mod fuzz_checks;
 
+/// Replays every file of `fuzz/{regressions,seeds,corpus}/TARGET/` through `check`;
+/// returns how many ran (at least one: every target keeps seeds).
+fn replay_fuzz_target(name: &str, check: fn(&[u8])) -> usize {
+    let root = repo_root().join("fuzz");
+    let n: usize = ["regressions", "seeds", "corpus"]
+        .iter()
+        .map(|kind| fuzz_checks::replay(&root.join(kind).join(name), check))
+        .sum();
+    assert!(n > 0, "no corpus for fuzz target {name}");
+    n
+}
+
+/// The fuzz replay tests share one scratch directory; the last to finish removes it.
+fn fuzz_replay_done() {
+    static LEFT: std::sync::Mutex<usize> = std::sync::Mutex::new(3);
+    let mut left = LEFT.lock().unwrap_or_else(|e| e.into_inner());
+    *left -= 1;
+    if *left == 0 {
+        let _ = std::fs::remove_dir_all(fuzz_checks::scratch());
+    }
+}
+
 /// Fuzzing regressions: every crash reproducer (`fuzz/regressions/TARGET/`), seed
 /// (`fuzz/seeds/TARGET/`) and minimized corpus file (`fuzz/corpus/TARGET/`) of every
-/// fuzz target runs through the target's checks in the normal suite: no panic, no
-/// abort.
+/// loader fuzz target runs through the target's checks in the normal suite: no panic,
+/// no abort.
 #[test]
 fn fuzz_corpora_and_reproducers_do_not_crash() {
-    let root = repo_root().join("fuzz");
     type Check = fn(&[u8]);
     let targets: [(&str, Check); 5] = [
         ("spec_json", fuzz_checks::spec_json),
@@ -773,21 +794,50 @@ fn fuzz_corpora_and_reproducers_do_not_crash() {
         ("safetensors", fuzz_checks::safetensors),
         ("npy", fuzz_checks::npy),
     ];
-    let mut total = 0;
-    for (name, check) in targets {
-        let mut n = 0;
-        for kind in ["regressions", "seeds", "corpus"] {
-            n += fuzz_checks::replay(&root.join(kind).join(name), check);
-        }
-        assert!(n > 0, "no corpus for fuzz target {name}");
-        total += n;
-    }
+    let total: usize = targets
+        .into_iter()
+        .map(|(name, check)| replay_fuzz_target(name, check))
+        .sum();
     assert!(
-        fuzz_checks::replay(&root.join("regressions/npy"), fuzz_checks::npy) >= 1,
+        fuzz_checks::replay(&repo_root().join("fuzz/regressions/npy"), fuzz_checks::npy) >= 1,
         "the npy header reproducer is kept"
     );
     eprintln!("replayed {total} fuzz inputs");
-    let _ = std::fs::remove_dir_all(fuzz_checks::scratch());
+    fuzz_replay_done();
+}
+
+/// The `pipeline` fuzz target's seeds, corpus and reproducers: a small random model
+/// (LSTM, GRU, RNN layers; tokens or features) is quantized, lowered and generated; its
+/// C, built with gcc under ASan and UBSan, gives the interpreter's outputs bit for bit.
+/// The reproducer `regressions/pipeline/no_output_linear` (a model without an output
+/// linear, which `quantize` used to turn into a graph that does not load) must be
+/// refused by `quantize`.
+#[test]
+fn fuzz_pipeline_inputs_match_the_interpreter() {
+    let n = replay_fuzz_target("pipeline", fuzz_checks::pipeline);
+    assert!(
+        repo_root()
+            .join("fuzz/regressions/pipeline/no_output_linear")
+            .is_file(),
+        "the reproducer is kept"
+    );
+    let compared = fuzz_checks::pipeline::COMPARED.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        compared >= 3,
+        "only {compared} of {n} pipeline inputs reached the compiled C"
+    );
+    eprintln!("replayed {n} pipeline inputs, {compared} compared with compiled C");
+    fuzz_replay_done();
+}
+
+/// The `cli` fuzz target's seeds, corpus and reproducers: command lines from the real
+/// clap definition, run in-process over a temporary directory: no panic, nothing
+/// written outside it, no partial output after an error.
+#[test]
+fn fuzz_cli_inputs_leave_no_partial_output() {
+    let n = replay_fuzz_target("cli", fuzz_checks::cli);
+    eprintln!("replayed {n} cli inputs");
+    fuzz_replay_done();
 }
 
 /// Lost data: a graph whose file name is what `gen` writes (`NAME.rs` for a model

@@ -304,6 +304,20 @@ pub fn quantize_with_progress(
     opts: &QuantizeOptions,
     progress: &mut dyn FnMut(usize),
 ) -> Result<(GraphFile, TensorWriter, QuantizeReport), QuantizeError> {
+    // A quantized graph ends in the linear layer that produces the int32 output
+    // (`Graph::load` refuses any other): refused here, before calibration, rather than
+    // written as a graph that cannot be loaded.
+    if let Some(last) = model.layers.last() {
+        if !matches!(last, FloatLayer::Linear { .. }) {
+            return Err(QuantizeError::Model {
+                model: model.name.clone(),
+                problems: vec![Problem::new(
+                    format!("layer \"{}\"", last.name()),
+                    "the last layer must be a linear layer producing the model output",
+                )],
+            });
+        }
+    }
     let mut collector = Collector::default();
     let mut runner = FloatRunner::new(model);
     let (n, t) = calib.data.dims();

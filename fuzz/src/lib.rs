@@ -149,3 +149,21 @@ pub fn replay(dir: &Path, check: fn(&[u8])) -> usize {
     }
     n
 }
+
+#[path = "pipeline.rs"]
+pub mod pipeline;
+
+/// The whole pipeline on a small valid model decoded from `bytes`: quantize, lower,
+/// interpret, generate, compile the C with gcc and compare (see [`pipeline`]).
+pub fn pipeline(bytes: &[u8]) {
+    pipeline::check(bytes);
+}
+
+#[path = "cli.rs"]
+pub mod cli;
+
+/// An `irnn` command line built from `bytes`, run in-process over a temporary
+/// directory (see [`cli`]).
+pub fn cli(bytes: &[u8]) {
+    cli::check(bytes);
+}

@@ -94,15 +94,15 @@ pub(crate) fn write(program: &Program, opts: &GenOptions) -> Result<Vec<Generate
         tera::Context::from_serialize(&ctx).map_err(|e| template_error("context", e))?;
     context.insert("banner", &ctx.banner_c);
     context.insert("memory_lines", &Vec::<String>::new());
-    let source = render(&tera, "c/source.c.tera", &context)?;
+    let source = render(tera, "c/source.c.tera", &context)?;
     // Cortex-M headers say how much flash and RAM the model takes (back::memory).
     if opts.target.is_cortex_m() {
-        let header = render(&tera, "c/header.h.tera", &context)?;
+        let header = render(tera, "c/header.h.tera", &context)?;
         let report = super::memory::from_source(program, opts.target, &header, &source);
         context.insert("memory_lines", &report.lines(&ctx.p));
     }
     context.insert("banner", &ctx.banner_h);
-    let header = render(&tera, "c/header.h.tera", &context)?;
+    let header = render(tera, "c/header.h.tera", &context)?;
     Ok(vec![
         GeneratedFile {
             name: ctx.header_file.clone(),
@@ -115,12 +115,32 @@ pub(crate) fn write(program: &Program, opts: &GenOptions) -> Result<Vec<Generate
     ])
 }
 
-fn templates() -> Result<tera::Tera, GenError> {
-    let mut tera = tera::Tera::default();
-    tera.autoescape_on(vec![]);
-    tera.add_raw_templates(TEMPLATES.iter().copied())
-        .map_err(|e| template_error("templates/c", e))?;
-    Ok(tera)
+/// The C templates, parsed once per process (parsing them took longer than rendering
+/// a small model: a program generating many models, like the fuzz targets and tests,
+/// spent most of its time here).
+fn templates() -> Result<&'static tera::Tera, GenError> {
+    static TERA: std::sync::OnceLock<Result<tera::Tera, String>> = std::sync::OnceLock::new();
+    parsed_once(&TERA, "templates/c", TEMPLATES)
+}
+
+/// `cell`'s templates, parsed from `templates` on first use.
+pub(super) fn parsed_once(
+    cell: &'static std::sync::OnceLock<Result<tera::Tera, String>>,
+    what: &str,
+    templates: &[(&str, &str)],
+) -> Result<&'static tera::Tera, GenError> {
+    cell.get_or_init(|| {
+        let mut tera = tera::Tera::default();
+        tera.autoescape_on(vec![]);
+        tera.add_raw_templates(templates.iter().copied())
+            .map_err(error_chain)?;
+        Ok(tera)
+    })
+    .as_ref()
+    .map_err(|message| GenError::Template {
+        template: what.to_string(),
+        message: message.clone(),
+    })
 }
 
 fn render(tera: &tera::Tera, name: &str, context: &tera::Context) -> Result<String, GenError> {
@@ -129,7 +149,15 @@ fn render(tera: &tera::Tera, name: &str, context: &tera::Context) -> Result<Stri
 }
 
 pub(super) fn template_error(template: &str, e: tera::Error) -> GenError {
-    // Tera keeps the useful part of the message in the source chain.
+    GenError::Template {
+        template: template.to_string(),
+        message: error_chain(e),
+    }
+}
+
+/// A Tera error with its sources: Tera keeps the useful part of the message in the
+/// source chain.
+fn error_chain(e: tera::Error) -> String {
     let mut message = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
@@ -137,10 +165,7 @@ pub(super) fn template_error(template: &str, e: tera::Error) -> GenError {
         message.push_str(&s.to_string());
         source = s.source();
     }
-    GenError::Template {
-        template: template.to_string(),
-        message,
-    }
+    message
 }
 
 /// Trailing whitespace off every line, exactly one final newline.

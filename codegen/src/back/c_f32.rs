@@ -505,10 +505,8 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
     for (k, v) in TANH_Q.iter().enumerate() {
         ctx.insert(format!("tq{k}"), &flit(*v));
     }
-    let mut tera = tera::Tera::default();
-    tera.autoescape_on(vec![]);
-    tera.add_raw_templates(TEMPLATES.iter().copied())
-        .map_err(|e| template_error("templates/c/f32", e))?;
+    static TERA: std::sync::OnceLock<Result<tera::Tera, String>> = std::sync::OnceLock::new();
+    let tera = super::c::parsed_once(&TERA, "templates/c/f32", TEMPLATES)?;
     ctx.insert("banner", &banner(&header_file));
     let header = tera
         .render("c/f32.h.tera", &ctx)
