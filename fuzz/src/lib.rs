@@ -19,7 +19,11 @@ use std::path::{Path, PathBuf};
 pub fn scratch() -> &'static Path {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        let base = if Path::new("/dev/shm").is_dir() {
+        // `IRNN_FUZZ_SCRATCH` (scripts/fuzz-ci: a directory it removes afterwards), else
+        // /dev/shm where there is one (the loaders read files: keep them in memory).
+        let base = if let Some(d) = std::env::var_os("IRNN_FUZZ_SCRATCH") {
+            PathBuf::from(d)
+        } else if Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
         } else {
             std::env::temp_dir()
