@@ -117,6 +117,54 @@ pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// The LSTM cell update of one sequence from its gate pre-activations `pre` (`[4H]`,
+/// gates i, f, g, o): `c ← σ(f) c + σ(i) tanh(g)`, `h ← σ(o) tanh(c)`. Shared by
+/// [`FloatRunner`] and [`FloatBatch`], so that their floats are the same.
+fn lstm_update(pre: &[f32], c: &mut [f32], h: &mut [f32]) {
+    let hidden = h.len();
+    for k in 0..hidden {
+        let i = sigmoid(pre[k]);
+        let f = sigmoid(pre[hidden + k]);
+        let g = pre[2 * hidden + k].tanh();
+        let o = sigmoid(pre[3 * hidden + k]);
+        c[k] = f * c[k] + i * g;
+        h[k] = o * c[k].tanh();
+    }
+}
+
+/// A GRU's r and z pre-activations: the recurrent sums `hpre` added into `pre` (`[3H]`,
+/// gates r, z, n; the n rows stay apart).
+fn gru_gate_sums(pre: &mut [f32], hpre: &[f32], hidden: usize) {
+    for r in 0..2 * hidden {
+        pre[r] += hpre[r];
+    }
+}
+
+/// The GRU update of one sequence after [`gru_gate_sums`]: `n = tanh(x_n + σ(r) h_n)`,
+/// whose pre-activation goes back into `pre`'s n rows (for the observer), and
+/// `h ← (1 − σ(z)) n + σ(z) h`.
+fn gru_update(pre: &mut [f32], hpre: &[f32], h: &mut [f32]) {
+    let hidden = h.len();
+    let h2 = 2 * hidden;
+    for k in 0..hidden {
+        let r = sigmoid(pre[k]);
+        let z = sigmoid(pre[hidden + k]);
+        pre[h2 + k] += r * hpre[h2 + k];
+        let n = pre[h2 + k].tanh();
+        h[k] = (1.0 - z) * n + z * h[k];
+    }
+}
+
+/// The Elman RNN update of one sequence: `h ← act(pre)`.
+fn rnn_update(act: Nonlinearity, pre: &[f32], h: &mut [f32]) {
+    for (h, &p) in h.iter_mut().zip(pre) {
+        *h = match act {
+            Nonlinearity::Tanh => p.tanh(),
+            Nonlinearity::Relu => p.max(0.0),
+        };
+    }
+}
+
 impl<'m> FloatRunner<'m> {
     /// Creates a runner with zero state.
     pub fn new(model: &'m FloatModel) -> Self {
@@ -221,14 +269,7 @@ impl<'m> FloatRunner<'m> {
                             packed[0].matvec_add(w_ih, &prev, pre);
                             packed[1].matvec_add(w_hh, h, pre);
                             obs.lstm_gates(index, pre);
-                            for k in 0..hidden {
-                                let i = sigmoid(pre[k]);
-                                let f = sigmoid(pre[hidden + k]);
-                                let g = pre[2 * hidden + k].tanh();
-                                let o = sigmoid(pre[3 * hidden + k]);
-                                c[k] = f * c[k] + i * g;
-                                h[k] = o * c[k].tanh();
-                            }
+                            lstm_update(pre, c, h);
                             obs.lstm_cell(index, c);
                         }
                         Cell::Gru => {
@@ -237,22 +278,12 @@ impl<'m> FloatRunner<'m> {
                             packed[0].matvec_add(w_ih, &prev, pre);
                             packed[1].matvec_add(w_hh, h, hpre);
                             let (hd, h2) = (hidden, 2 * hidden);
-                            for r in 0..h2 {
-                                pre[r] += hpre[r];
-                            }
+                            gru_gate_sums(pre, hpre, hidden);
                             obs.cell_values(index, "pre_r", &pre[..hd]);
                             obs.cell_values(index, "pre_z", &pre[hd..h2]);
                             obs.cell_values(index, "x_n", &pre[h2..]);
                             obs.cell_values(index, "h_n", &hpre[h2..]);
-                            for k in 0..hidden {
-                                let r = sigmoid(pre[k]);
-                                let z = sigmoid(pre[hd + k]);
-                                // The candidate's pre-activation goes back into `pre`
-                                // (x_n was observed above) for the observer.
-                                pre[h2 + k] += r * hpre[h2 + k];
-                                let n = pre[h2 + k].tanh();
-                                h[k] = (1.0 - z) * n + z * h[k];
-                            }
+                            gru_update(pre, hpre, h);
                             obs.cell_values(index, "pre_n", &pre[h2..]);
                         }
                         Cell::Rnn(act) => {
@@ -262,12 +293,7 @@ impl<'m> FloatRunner<'m> {
                             packed[0].matvec_add(w_ih, &prev, pre);
                             packed[1].matvec_add(w_hh, h, pre);
                             obs.cell_values(index, "pre", pre);
-                            for k in 0..hidden {
-                                h[k] = match act {
-                                    Nonlinearity::Tanh => pre[k].tanh(),
-                                    Nonlinearity::Relu => pre[k].max(0.0),
-                                };
-                            }
+                            rnn_update(*act, pre, h);
                         }
                     }
                     out.copy_from_slice(h);
@@ -605,14 +631,7 @@ impl<'m> FloatBatch<'m> {
                                 .zip(c.chunks_exact_mut(hidden))
                                 .zip(h.chunks_exact_mut(hidden))
                             {
-                                for k in 0..hidden {
-                                    let i = sigmoid(pre[k]);
-                                    let f = sigmoid(pre[hidden + k]);
-                                    let g = pre[2 * hidden + k].tanh();
-                                    let o = sigmoid(pre[3 * hidden + k]);
-                                    c[k] = f * c[k] + i * g;
-                                    h[k] = o * c[k].tanh();
-                                }
+                                lstm_update(pre, c, h);
                             }
                         }
                         Cell::Gru => {
@@ -626,22 +645,13 @@ impl<'m> FloatBatch<'m> {
                             tiled[0].matvec_add_lanes::<L>(simd, w_ih, &xt, pre);
                             transpose(h, &mut xt);
                             tiled[1].matvec_add_lanes::<L>(simd, w_hh, &xt, hpre);
-                            let (hd, h2) = (hidden, 2 * hidden);
                             for ((pre, hpre), h) in pre
                                 .chunks_exact_mut(rows)
                                 .zip(hpre.chunks_exact(rows))
                                 .zip(h.chunks_exact_mut(hidden))
                             {
-                                for r in 0..h2 {
-                                    pre[r] += hpre[r];
-                                }
-                                for k in 0..hidden {
-                                    let r = sigmoid(pre[k]);
-                                    let z = sigmoid(pre[hd + k]);
-                                    pre[h2 + k] += r * hpre[h2 + k];
-                                    let n = pre[h2 + k].tanh();
-                                    h[k] = (1.0 - z) * n + z * h[k];
-                                }
+                                gru_gate_sums(pre, hpre, hidden);
+                                gru_update(pre, hpre, h);
                             }
                         }
                         Cell::Rnn(act) => {
@@ -655,12 +665,7 @@ impl<'m> FloatBatch<'m> {
                             transpose(h, &mut xt);
                             tiled[1].matvec_add_lanes::<L>(simd, w_hh, &xt, pre);
                             for (pre, h) in pre.chunks_exact(rows).zip(h.chunks_exact_mut(hidden)) {
-                                for k in 0..hidden {
-                                    h[k] = match act {
-                                        Nonlinearity::Tanh => pre[k].tanh(),
-                                        Nonlinearity::Relu => pre[k].max(0.0),
-                                    };
-                                }
+                                rnn_update(*act, pre, h);
                             }
                         }
                     }
