@@ -805,11 +805,9 @@ fn table_ctx(index: usize, t: &PwlTable, target: Target) -> TableCtx {
             starts_ext: list_i32(&i.starts_ext),
             narrow: i.narrow,
             narrow_fold: i.narrow_fold,
-            intercepts: list_i32(&super::pwl_index::intercepts(t)),
+            intercepts: list_i32(&i.intercepts),
             // Dropped only where the unclamped value already is the clamped one.
-            clamp: super::pwl_index::needs_clamp(t)
-                || t.out_min < i16::MIN as i32
-                || t.out_max > i16::MAX as i32,
+            clamp: i.clamp || t.out_min < i16::MIN as i32 || t.out_max > i16::MAX as i32,
         }),
     }
 }

@@ -48,6 +48,13 @@ pub struct PieceIndex {
     /// The symmetric fold (negation, or `total − v`) of a shifted int32 value cannot
     /// overflow int32.
     pub narrow_fold: bool,
+    /// `offsets[k] − slopes[k] · starts[k]` in wrapping `i32` for every piece: in
+    /// wrapping arithmetic `intercepts[k] + slopes[k] · u` equals `offsets[k] +
+    /// slopes[k] · (u − starts[k])` (exact where `narrow` proves the true value fits).
+    pub intercepts: Vec<i32>,
+    /// Some int16 input needs the output clamp or the int16 saturation
+    /// ([`needs_clamp`]; every int16 input is tried once, here).
+    pub clamp: bool,
 }
 
 /// The range of `u` (the folded input) for int16 inputs.
@@ -118,6 +125,8 @@ pub fn build(t: &PwlTable) -> Option<PieceIndex> {
         starts_ext,
         narrow: fits && frac <= 31,
         narrow_fold,
+        intercepts: intercepts(t),
+        clamp: needs_clamp(t),
     })
 }
 
@@ -203,13 +212,12 @@ pub fn register_form(t: &PwlTable, idx: &PieceIndex, min_n: usize) -> Option<Reg
         v.resize(n, fill);
         v
     };
-    let intercepts = intercepts(t);
     Some(RegisterForm {
         n,
         starts: pad(&t.starts, i32::MAX),
         slopes: pad(&t.slopes, 0),
-        intercepts: pad(&intercepts, 0),
-        clamp: needs_clamp(t),
+        intercepts: pad(&idx.intercepts, 0),
+        clamp: idx.clamp,
     })
 }
 
@@ -310,7 +318,6 @@ pub fn gather_form(t: &PwlTable, idx: &PieceIndex) -> Option<GatherForm> {
             (k0 as i64 | fields << 8) as i32
         })
         .collect();
-    let intercepts = intercepts(t);
     Some(GatherForm {
         buckets,
         bias,
@@ -318,15 +325,13 @@ pub fn gather_form(t: &PwlTable, idx: &PieceIndex) -> Option<GatherForm> {
         shift,
         compares,
         slopes: t.slopes.clone(),
-        intercepts,
-        clamp: needs_clamp(t),
+        intercepts: idx.intercepts.clone(),
+        clamp: idx.clamp,
     })
 }
 
-/// `offsets[k] − slopes[k] · starts[k]` in wrapping `i32` for every piece: in wrapping
-/// arithmetic `intercepts[k] + slopes[k] · u` equals `offsets[k] + slopes[k] · (u −
-/// starts[k])` (exact where `narrow` proves the true value fits).
-pub(crate) fn intercepts(t: &PwlTable) -> Vec<i32> {
+/// [`PieceIndex::intercepts`] of `t`.
+fn intercepts(t: &PwlTable) -> Vec<i32> {
     (0..t.pieces())
         .map(|k| t.offsets[k].wrapping_sub(t.slopes[k].wrapping_mul(t.starts[k])))
         .collect()
@@ -334,7 +339,7 @@ pub(crate) fn intercepts(t: &PwlTable) -> Vec<i32> {
 
 /// Whether the output clamp and the int16 saturation change any value of `t` on int16
 /// inputs (the piece value after the shift and the symmetric fold, before clamping).
-pub(crate) fn needs_clamp(t: &PwlTable) -> bool {
+fn needs_clamp(t: &PwlTable) -> bool {
     let pwl = t.as_pwl();
     (i16::MIN as i32..=i16::MAX as i32).any(|x| {
         let negative = x < 0 && t.symmetry != TableSymmetry::None;
