@@ -217,8 +217,6 @@ struct Ctx {
     dsp: bool,
     /// Helium (MVE) kernels.
     mve: bool,
-    /// LSTM steps end in one pass over the hidden units (`LstmTail::Fused`).
-    fused_tail: bool,
     /// Alignment of the packed arrays in bytes: a cache line, or a word on Cortex-M
     /// (no data cache line to fill on most, and flash is scarce).
     align: usize,
@@ -518,6 +516,9 @@ enum LayerCtx {
         /// `(e, half)` of the output requantizer when `_q_lstm_out_down` applies
         /// (only emitted when `fast_req`, which brings `_q_req_down`).
         out_down: Option<(u32, i64)>,
+        /// The step ends in one pass per hidden unit (the target's `LstmTail::Fused`,
+        /// packed kernels, `out_down`, not `reqv`).
+        fused: bool,
         e_x: String,
         half_x: String,
         e_h: String,
@@ -967,6 +968,13 @@ fn lstm_ctx(
     let reqv = sum32
         && matches!(target, Target::Avx2 | Target::Avx512Vnni)
         && super::down_shift(&l.req_out).is_some();
+    let out_down = super::down_shift(&l.req_out)
+        .filter(|_| fast_req)
+        .map(|e| (e, super::down_half(e)));
+    let fused = simd
+        && target.info().lstm_tail == super::targets::LstmTail::Fused
+        && out_down.is_some()
+        && !reqv;
     Ok(LayerCtx::Lstm {
         index,
         id,
@@ -1011,9 +1019,8 @@ fn lstm_ctx(
         reqr,
         e2,
         reqv,
-        out_down: super::down_shift(&l.req_out)
-            .filter(|_| fast_req)
-            .map(|e| (e, super::down_half(e))),
+        out_down,
+        fused,
         e_x: if fast_req {
             down_shifts(&l.req_x)
         } else {
@@ -1490,7 +1497,6 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         dotprod: info.c_kernels == CKernels::Neon { dotprod: true },
         dsp: info.c_kernels == CKernels::ArmDsp,
         mve: info.c_kernels == CKernels::Mve,
-        fused_tail: info.lstm_tail == super::targets::LstmTail::Fused,
         align: if opts.target.is_cortex_m() { 4 } else { 64 },
         br: super::pack::block_rows(opts.target),
         scalar_mv_always: layers.iter().any(|l| match l {
