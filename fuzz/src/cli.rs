@@ -10,6 +10,7 @@
 //! file was created, changed or removed (output sets are all or nothing); after a
 //! success no staging directory (`.irnn-out-*`) is left.
 
+use super::Bytes;
 use clap::{CommandFactory, Parser};
 use irnn_cli::cli::{run_cli, Cli};
 use std::collections::BTreeMap;
@@ -82,24 +83,6 @@ const NUMBERS: &[&str] = &[
     "x",
     "",
 ];
-
-struct Bytes<'a>(&'a [u8]);
-
-impl Bytes<'_> {
-    fn byte(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
-        }
-    }
-
-    fn pick<'s>(&mut self, items: &[&'s str]) -> &'s str {
-        items[self.byte() as usize % items.len()]
-    }
-}
 
 /// The valid files every run starts from, written once per process.
 fn template() -> &'static Path {

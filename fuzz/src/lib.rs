@@ -154,6 +154,38 @@ pub fn replay(dir: &Path, check: fn(&[u8])) -> usize {
     n
 }
 
+/// Reads a fuzz input's bytes as choices (the `cli` and `pipeline` targets); zeros
+/// once it is exhausted.
+pub struct Bytes<'a>(pub &'a [u8]);
+
+impl Bytes<'_> {
+    /// The next byte.
+    pub fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    /// A value in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + self.byte() as usize % (hi - lo + 1)
+    }
+
+    /// One of `items`.
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.byte() as usize % items.len()]
+    }
+
+    /// Eight bytes, big-endian.
+    pub fn u64(&mut self) -> u64 {
+        (0..8).fold(0, |a, _| (a << 8) | self.byte() as u64)
+    }
+}
+
 #[path = "pipeline.rs"]
 pub mod pipeline;
 

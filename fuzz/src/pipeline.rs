@@ -16,6 +16,7 @@
 //! builds one or two programs, and builds are cached by the hash of their sources: an
 //! input that changes only the test sequences reuses the binary.
 
+use super::Bytes;
 use irnn_codegen::back::{self, GenOptions, Lang, Precision, Target, Unroll};
 use irnn_codegen::graph::{write_graph, Graph};
 use irnn_codegen::interp::Interpreter;
@@ -30,34 +31,6 @@ use irnn_codegen::tensors::TensorWriter;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-/// Reads choices from the fuzz input; zeros once it is exhausted.
-struct Bytes<'a>(&'a [u8]);
-
-impl Bytes<'_> {
-    fn byte(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
-        }
-    }
-
-    /// In `lo..=hi`.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.byte() as usize % (hi - lo + 1)
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.byte() as usize % items.len()]
-    }
-
-    fn u64(&mut self) -> u64 {
-        (0..8).fold(0, |a, _| (a << 8) | self.byte() as u64)
-    }
-}
 
 /// One decoded model and everything the check runs on it.
 #[derive(Debug)]
