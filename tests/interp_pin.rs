@@ -79,6 +79,17 @@ fn shipped(rel: &str) -> Program {
     lower(&Graph::load(&repo_root().join(rel)).expect("graph loads")).expect("lowers")
 }
 
+/// The shipped models `rels` (by path) and the synthetic SIMD-shaped and GRU/RNN ones
+/// (by label).
+fn shipped_and_synthetic(rels: &[&str]) -> Vec<(String, Program)> {
+    let mut programs: Vec<(String, Program)> =
+        rels.iter().map(|r| (r.to_string(), shipped(r))).collect();
+    for s in synth_models(&SIMD_SHAPES).into_iter().chain(cell_models()) {
+        programs.push((s.label.to_string(), s.model.program));
+    }
+    programs
+}
+
 #[test]
 fn interpreter_outputs_are_pinned() {
     let mut got = Vec::new();
@@ -137,18 +148,12 @@ fn simd_interpreter_matches_portable() {
         return;
     }
     assert_ne!(kernel.isa(), irnn_runtime::simd::Isa::Portable);
-    let mut programs: Vec<(String, Program)> = [
+    let programs = shipped_and_synthetic(&[
         "examples/charlm/charlm.irnn.json",
         "examples/gru_charlm/gru_charlm.irnn.json",
         "tests/models/tiny_tokens.irnn.json",
         "tests/models/tiny_rnn.irnn.json",
-    ]
-    .iter()
-    .map(|r| (r.to_string(), shipped(r)))
-    .collect();
-    for s in synth_models(&SIMD_SHAPES).into_iter().chain(cell_models()) {
-        programs.push((s.label.to_string(), s.model.program));
-    }
+    ]);
     for (name, p) in &programs {
         let want = run(p, 2, 30, 5);
         let got = run_with(Interpreter::with_kernel(p, kernel), 2, 30, 5);
@@ -164,30 +169,14 @@ fn simd_interpreter_matches_portable() {
 #[test]
 fn lock_step_lanes_match_one_sequence_at_a_time() {
     use irnn_runtime::simd::{Isa, Kernel};
-    let mut programs: Vec<(String, Program)> = [
+    let programs = shipped_and_synthetic(&[
         "examples/charlm/charlm.irnn.json",
         "examples/gru_charlm/gru_charlm.irnn.json",
         "tests/models/tiny_tokens.irnn.json",
         "tests/models/tiny_features.irnn.json",
         "tests/models/tiny_rnn.irnn.json",
-    ]
-    .iter()
-    .map(|r| (r.to_string(), shipped(r)))
-    .collect();
-    for s in synth_models(&SIMD_SHAPES).into_iter().chain(cell_models()) {
-        programs.push((s.label.to_string(), s.model.program));
-    }
-    let kernels: Vec<Kernel> = [
-        Isa::Portable,
-        Isa::Avx2,
-        Isa::AvxVnni,
-        Isa::Avx512Vnni,
-        Isa::Neon,
-        Isa::NeonDotprod,
-    ]
-    .into_iter()
-    .filter_map(Kernel::new)
-    .collect();
+    ]);
+    let kernels: Vec<Kernel> = Isa::ALL.into_iter().filter_map(Kernel::new).collect();
     eprintln!(
         "kernels: {:?}",
         kernels.iter().map(|k| k.isa()).collect::<Vec<_>>()
