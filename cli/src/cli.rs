@@ -928,10 +928,7 @@ fn run_sequences(
                     )
                 }
             };
-            for (l, y) in y.chunks_exact(out_size.max(1)).enumerate() {
-                let at = base + (l * t + step) * out_size;
-                out[at..at + out_size].copy_from_slice(y);
-            }
+            scatter_lanes(&mut out[base..], y, t, step, out_size);
         }
         bar.inc(lanes as u64);
     }
@@ -1083,14 +1080,21 @@ fn run_float_sequences(
                 }
                 SeqData::FeaturesI8 { .. } => unreachable!("refused above"),
             };
-            for (l, y) in y.chunks_exact(o.max(1)).enumerate() {
-                let at = base + (l * t + step) * o;
-                out[at..at + o].copy_from_slice(y);
-            }
+            scatter_lanes(&mut out[base..], y, t, step, o);
         }
         bar.inc(lanes as u64);
     }
     Ok(out)
+}
+
+/// Puts the outputs `ys` of one lock-step step (`width` values per lane) into `out`,
+/// which holds the group's sequences one after another (`t` steps of `width` each), at
+/// step `step` of each lane's sequence.
+fn scatter_lanes<T: Copy>(out: &mut [T], ys: &[T], t: usize, step: usize, width: usize) {
+    for (l, y) in ys.chunks_exact(width.max(1)).enumerate() {
+        let at = (l * t + step) * width;
+        out[at..at + width].copy_from_slice(y);
+    }
 }
 
 /// `seqs` cut into consecutive groups of at most `width` sequences, as even as
