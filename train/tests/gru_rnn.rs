@@ -6,13 +6,14 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use irnn_codegen::float_ref::{FloatRunner, NoObserver};
 use irnn_codegen::graph::Graph;
-use irnn_train::data::{Rng, Tokens};
+use irnn_train::data::Tokens;
 use irnn_train::export::{agreement, export, integer_logits, sim_logits};
 use irnn_train::model::{Arch, CellKind, Params};
 use irnn_train::qat::{forward, next_token_loss, DeviceParams, LutCache, Mode, QuantState};
 use irnn_train::*;
 use std::path::{Path, PathBuf};
 
+mod support;
 const V: usize = 8;
 
 /// Writes a spec with one PyTorch module per recurrent layer (`rnn{k}`, one layer each)
@@ -63,54 +64,8 @@ fn setup(dir: &Path, cells: &[CellKind], hidden: &[usize], seed: u64) -> (PathBu
             }
         }
     }
-    let owned: Vec<(String, Vec<usize>, Vec<u8>)> = p
-        .params
-        .iter()
-        .map(|q| {
-            (
-                q.name.clone(),
-                q.shape.clone(),
-                q.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views: Vec<_> = owned
-        .iter()
-        .map(|(n, s, b)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                    .unwrap(),
-            )
-        })
-        .collect();
-    std::fs::write(
-        dir.join("tiny.safetensors"),
-        safetensors::serialize(views, &None).unwrap(),
-    )
-    .unwrap();
-    let sp = dir.join("tiny.json");
-    std::fs::write(&sp, serde_json::to_string(&spec).unwrap()).unwrap();
-    let mut rng = Rng(3);
-    let (n, t) = (64, 24);
-    let mut data = Vec::new();
-    for _ in 0..n {
-        let mut cur = rng.below(V) as i32;
-        for _ in 0..t {
-            data.push(cur);
-            cur = if rng.below(10) == 0 {
-                rng.below(V) as i32
-            } else {
-                (cur + 1) % V as i32
-            };
-        }
-    }
-    let dp = dir.join("train.npy");
-    std::fs::write(
-        &dp,
-        irnn_codegen::npy::i32_npy_bytes(&[n, t], &data).unwrap(),
-    )
-    .unwrap();
+    let sp = support::write_spec(dir, &spec, &p);
+    let dp = support::write_counter_data(dir, V);
     (sp, dp)
 }
 

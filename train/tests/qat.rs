@@ -1,12 +1,13 @@
 //! Fast tests on a tiny model (vocab 8, embedding 4, LSTM 16, linear 8).
 
-use irnn_train::data::{Rng, Tokens};
+use irnn_train::data::Tokens;
 use irnn_train::export::{agreement, integer_logits, sim_logits};
 use irnn_train::model::Params;
 use irnn_train::qat::{forward, next_token_loss, DeviceParams, LutCache, Mode, QuantState};
 use irnn_train::*;
 use std::path::{Path, PathBuf};
 
+mod support;
 const V: usize = 8;
 
 /// Writes a tiny spec with random weights and a learnable token stream.
@@ -31,55 +32,8 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
         layer_names: vec!["embed".into(), "rnn.l0".into(), "head".into()],
     };
     let p = Params::init(&arch, 7);
-    let owned: Vec<(String, Vec<usize>, Vec<u8>)> = p
-        .params
-        .iter()
-        .map(|q| {
-            (
-                q.name.clone(),
-                q.shape.clone(),
-                q.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views: Vec<_> = owned
-        .iter()
-        .map(|(n, s, b)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                    .unwrap(),
-            )
-        })
-        .collect();
-    std::fs::write(
-        dir.join("tiny.safetensors"),
-        safetensors::serialize(views, &None).unwrap(),
-    )
-    .unwrap();
-    let sp = dir.join("tiny.json");
-    std::fs::write(&sp, serde_json::to_string(&spec).unwrap()).unwrap();
-    // A noisy counter: next = cur + 1 (mod V) most of the time.
-    let mut rng = Rng(3);
-    let (n, t) = (64, 24);
-    let mut data = Vec::new();
-    for _ in 0..n {
-        let mut cur = rng.below(V) as i32;
-        for _ in 0..t {
-            data.push(cur);
-            cur = if rng.below(10) == 0 {
-                rng.below(V) as i32
-            } else {
-                (cur + 1) % V as i32
-            };
-        }
-    }
-    let dp = dir.join("train.npy");
-    std::fs::write(
-        &dp,
-        irnn_codegen::npy::i32_npy_bytes(&[n, t], &data).unwrap(),
-    )
-    .unwrap();
+    let sp = support::write_spec(dir, &spec, &p);
+    let dp = support::write_counter_data(dir, V);
     (sp, dp)
 }
 

@@ -1,0 +1,45 @@
+//! What the QAT test files share: a tiny spec's weights and a learnable token stream.
+
+use irnn_codegen::tensors::TensorWriter;
+use irnn_train::data::Rng;
+use irnn_train::model::Params;
+use std::path::{Path, PathBuf};
+
+/// Writes `spec` as `dir/tiny.json` and the float weights `p` as `dir/tiny.safetensors`
+/// (the file the spec names); returns the spec's path.
+pub fn write_spec(dir: &Path, spec: &serde_json::Value, p: &Params) -> PathBuf {
+    let mut w = TensorWriter::default();
+    for q in &p.params {
+        w.f32(&q.name, &q.shape, &q.data);
+    }
+    std::fs::write(dir.join("tiny.safetensors"), w.to_bytes().unwrap()).unwrap();
+    let sp = dir.join("tiny.json");
+    std::fs::write(&sp, serde_json::to_string(spec).unwrap()).unwrap();
+    sp
+}
+
+/// Writes `dir/train.npy`: 64 sequences of 24 token ids below `vocab`, a noisy counter
+/// (next = cur + 1 mod `vocab` nine times in ten). Returns its path.
+pub fn write_counter_data(dir: &Path, vocab: usize) -> PathBuf {
+    let mut rng = Rng(3);
+    let (n, t) = (64, 24);
+    let mut data = Vec::new();
+    for _ in 0..n {
+        let mut cur = rng.below(vocab) as i32;
+        for _ in 0..t {
+            data.push(cur);
+            cur = if rng.below(10) == 0 {
+                rng.below(vocab) as i32
+            } else {
+                (cur + 1) % vocab as i32
+            };
+        }
+    }
+    let dp = dir.join("train.npy");
+    std::fs::write(
+        &dp,
+        irnn_codegen::npy::i32_npy_bytes(&[n, t], &data).unwrap(),
+    )
+    .unwrap();
+    dp
+}
