@@ -117,6 +117,16 @@ pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// An embedding layer's output: row `token` of `weight`, zeros for a token out of range
+/// (or none, on a features model).
+fn embed(weight: &Matrix, token: usize, out: &mut [f32]) {
+    if token < weight.rows {
+        out.copy_from_slice(weight.row(token));
+    } else {
+        out.iter_mut().for_each(|v| *v = 0.0);
+    }
+}
+
 /// The LSTM cell update of one sequence from its gate pre-activations `pre` (`[4H]`,
 /// gates i, f, g, o): `c ← σ(f) c + σ(i) tanh(g)`, `h ← σ(o) tanh(c)`. Shared by
 /// [`FloatRunner`] and [`FloatBatch`], so that their floats are the same.
@@ -243,11 +253,7 @@ impl<'m> FloatRunner<'m> {
                         Input::Token(t) => t,
                         Input::Features(_) => usize::MAX,
                     };
-                    if token < weight.rows {
-                        out.copy_from_slice(weight.row(token));
-                    } else {
-                        out.iter_mut().for_each(|v| *v = 0.0);
-                    }
+                    embed(weight, token, out);
                 }
                 FloatLayer::Recurrent {
                     cell,
@@ -597,11 +603,7 @@ impl<'m> FloatBatch<'m> {
                             BatchInput::Tokens(t) => t[l],
                             BatchInput::Features(_) => usize::MAX,
                         };
-                        if token < weight.rows {
-                            o.copy_from_slice(weight.row(token));
-                        } else {
-                            o.iter_mut().for_each(|v| *v = 0.0);
-                        }
+                        embed(weight, token, o);
                     }
                 }
                 FloatLayer::Recurrent {
