@@ -14,6 +14,7 @@ use irnn_train::*;
 use std::path::{Path, PathBuf};
 
 mod support;
+use support::opts;
 const V: usize = 8;
 
 /// Writes a spec with one PyTorch module per recurrent layer (`rnn{k}`, one layer each)
@@ -314,18 +315,6 @@ fn host_step_gradients_match_burn_autodiff() {
             assert!(cos.is_finite() && cos > 0.9, "{what} {}: {cos}", q.name);
         }
     }
-}
-
-fn opts(dir: &Path, spec: &Path, data: &Path, steps: usize) -> TrainOptions {
-    let mut o = TrainOptions::new(spec, data, dir.join("out.irnn.json"));
-    o.steps = steps;
-    o.lr = 1e-2;
-    o.batch_size = 16;
-    o.seq_len = 16;
-    o.range_warmup_steps = 10;
-    o.valid = Some(data.to_path_buf());
-    o.valid_windows = 16;
-    o
 }
 
 /// `train` on GRU, RNN (tanh, relu) and a mixed stack: the QAT loss goes down over 40

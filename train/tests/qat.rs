@@ -8,6 +8,7 @@ use irnn_train::*;
 use std::path::{Path, PathBuf};
 
 mod support;
+use support::opts;
 const V: usize = 8;
 
 /// Writes a tiny spec with random weights and a learnable token stream.
@@ -35,18 +36,6 @@ fn setup(dir: &Path) -> (PathBuf, PathBuf) {
     let sp = support::write_spec(dir, &spec, &p);
     let dp = support::write_counter_data(dir, V);
     (sp, dp)
-}
-
-fn opts(dir: &Path, spec: &Path, data: &Path, steps: usize) -> TrainOptions {
-    let mut o = TrainOptions::new(spec, data, dir.join("out.irnn.json"));
-    o.steps = steps;
-    o.lr = 1e-2;
-    o.batch_size = 16;
-    o.seq_len = 16;
-    o.range_warmup_steps = 10;
-    o.valid = Some(data.to_path_buf());
-    o.valid_windows = 16;
-    o
 }
 
 #[test]

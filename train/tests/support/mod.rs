@@ -3,6 +3,7 @@
 use irnn_codegen::tensors::TensorWriter;
 use irnn_train::data::Rng;
 use irnn_train::model::Params;
+use irnn_train::TrainOptions;
 use std::path::{Path, PathBuf};
 
 /// Writes `spec` as `dir/tiny.json` and the float weights `p` as `dir/tiny.safetensors`
@@ -42,4 +43,19 @@ pub fn write_counter_data(dir: &Path, vocab: usize) -> PathBuf {
     )
     .unwrap();
     dp
+}
+
+/// Training options of the tiny models: `steps` steps of batches of 16 windows of 16,
+/// learning rate 1e-2, ranges warmed up over 10 steps, validated on `data` (16 windows),
+/// the graph written to `dir/out.irnn.json`.
+pub fn opts(dir: &Path, spec: &Path, data: &Path, steps: usize) -> TrainOptions {
+    let mut o = TrainOptions::new(spec, data, dir.join("out.irnn.json"));
+    o.steps = steps;
+    o.lr = 1e-2;
+    o.batch_size = 16;
+    o.seq_len = 16;
+    o.range_warmup_steps = 10;
+    o.valid = Some(data.to_path_buf());
+    o.valid_windows = 16;
+    o
 }
