@@ -1,13 +1,14 @@
 //! Atomic output sets: a command that writes several files (graph + tensors, C header
 //! + source, model + data) writes them all or none.
 //!
-//! [`OutputSet::new`] makes a hidden staging directory inside the target directory;
+//! [`OutputSet::new`] makes a hidden staging directory inside the target directory
+//! (creating the target directory and its missing parents first);
 //! every file is written there under its final name ([`OutputSet::write`],
 //! [`OutputSet::write_with`] for streamed outputs), so a post-check can load the staged
 //! files as they will be ([`OutputSet::staged`]). [`OutputSet::commit`] then renames
 //! them into place (a rename within one file system). A failure before the commit —
-//! any error, or the set dropped — removes the staging directory and leaves the target
-//! directory as it was; a rename that fails during the commit puts back every file
+//! any error, or the set dropped — removes the staging directory and the directories
+//! the set created, and leaves the target directory as it was; a rename that fails during the commit puts back every file
 //! already replaced (from a hard link, or a copy, made before the first rename), so an
 //! old set is never left half replaced.
 
@@ -37,8 +38,12 @@ impl OutputError {
 #[derive(Debug)]
 pub struct OutputSet {
     dir: PathBuf,
-    staging: tempfile::TempDir,
+    /// `None` only while the set is dropped.
+    staging: Option<tempfile::TempDir>,
     names: Vec<String>,
+    /// The directories [`OutputSet::new`] created, deepest first: removed again (when
+    /// empty) unless the set is committed.
+    created: Vec<PathBuf>,
 }
 
 impl OutputSet {
@@ -50,18 +55,35 @@ impl OutputSet {
         } else {
             dir.to_path_buf()
         };
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| OutputError::new(&dir, format!("cannot create directory: {e}")))?;
+        let created: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && std::fs::symlink_metadata(a).is_err())
+            .map(Path::to_path_buf)
+            .collect();
+        let remove_created = |created: &[PathBuf]| {
+            for d in created {
+                let _ = std::fs::remove_dir(d);
+            }
+        };
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            remove_created(&created);
+            return Err(OutputError::new(
+                &dir,
+                format!("cannot create directory: {e}"),
+            ));
+        }
         let staging = tempfile::Builder::new()
             .prefix(".irnn-out-")
             .tempdir_in(&dir)
             .map_err(|e| {
+                remove_created(&created);
                 OutputError::new(&dir, format!("cannot create a temporary directory: {e}"))
             })?;
         Ok(OutputSet {
             dir,
-            staging,
+            staging: Some(staging),
             names: Vec::new(),
+            created,
         })
     }
 
@@ -82,7 +104,11 @@ impl OutputSet {
 
     /// The staged copy of `name` (for post-checks before the commit).
     pub fn staged(&self, name: &str) -> PathBuf {
-        self.staging.path().join(name)
+        self.staging_dir().join(name)
+    }
+
+    fn staging_dir(&self) -> &Path {
+        self.staging.as_ref().expect("staging directory").path()
     }
 
     /// Stages `bytes` as the file `name` of the target directory.
@@ -123,8 +149,8 @@ impl OutputSet {
     /// nothing) when a destination exists and is not a regular file; when a rename
     /// fails, restores the files already replaced and removes the new ones.
     /// Returns the destination paths.
-    pub fn commit(self) -> Result<Vec<PathBuf>, OutputError> {
-        let backups = self.staging.path().join(".old");
+    pub fn commit(mut self) -> Result<Vec<PathBuf>, OutputError> {
+        let backups = self.staging_dir().join(".old");
         std::fs::create_dir(&backups)
             .map_err(|e| OutputError::new(&self.dir, format!("cannot stage: {e}")))?;
         // Every check first: nothing is renamed unless every destination can be replaced.
@@ -169,7 +195,19 @@ impl OutputSet {
                 ));
             }
         }
+        self.created.clear();
         Ok(self.names.iter().map(|n| self.destination(n)).collect())
+    }
+}
+
+impl Drop for OutputSet {
+    /// Removes the staging directory, then (unless committed) the directories the set
+    /// created, when they are empty.
+    fn drop(&mut self) {
+        drop(self.staging.take());
+        for d in &self.created {
+            let _ = std::fs::remove_dir(d);
+        }
     }
 }
 
@@ -197,6 +235,25 @@ mod tests {
         assert_eq!(paths.len(), 2);
         assert_eq!(leftovers(&d.path().join("sub")), ["a.h", "b.c"]);
         assert_eq!(std::fs::read(d.path().join("sub/b.c")).unwrap(), b"B");
+    }
+
+    #[test]
+    fn an_uncommitted_set_removes_the_directories_it_created() {
+        let d = tempfile::tempdir().unwrap();
+        let mut set = OutputSet::new(&d.path().join("new/deep")).unwrap();
+        set.write("a.h", b"A").unwrap();
+        assert!(set.write("../b.c", b"B").is_err());
+        drop(set);
+        assert!(leftovers(d.path()).is_empty());
+        // A directory that was there stays, and a committed set keeps what it made.
+        std::fs::create_dir(d.path().join("old")).unwrap();
+        drop(OutputSet::new(&d.path().join("old/sub")).unwrap());
+        assert_eq!(leftovers(d.path()), ["old"]);
+        assert!(leftovers(&d.path().join("old")).is_empty());
+        let mut set = OutputSet::new(&d.path().join("new/deep")).unwrap();
+        set.write("a.h", b"A").unwrap();
+        set.commit().unwrap();
+        assert_eq!(leftovers(&d.path().join("new/deep")), ["a.h"]);
     }
 
     #[test]
