@@ -1476,7 +1476,7 @@ fn avx2_keeps_64_bit_requantization_when_the_sum_may_overflow() {
         })
         .expect("an LSTM layer");
     assert!(
-        irnn_codegen::back::gate_sum_fits_i32(l),
+        irnn_codegen::back::lstm_gate_plan(l).sum_i32,
         "the char LM's layers fit"
     );
     // One term near 2^31 − 2^29 with shift −31: the sum of the two terms fits, but that
@@ -1493,11 +1493,14 @@ fn avx2_keeps_64_bit_requantization_when_the_sum_may_overflow() {
         shift: -31,
     };
     assert!(
-        !irnn_codegen::back::gate_sum_fits_i32(l),
+        !irnn_codegen::back::lstm_gate_plan(l).sum_i32,
         "term + 2^30 overflows"
     );
     l.req_x[0].shift = -29;
-    assert!(irnn_codegen::back::gate_sum_fits_i32(l), "term + 2^28 fits");
+    assert!(
+        irnn_codegen::back::lstm_gate_plan(l).sum_i32,
+        "term + 2^28 fits"
+    );
     (l.bias_x[0], l.bias_h[0], l.req_x[0]) = saved;
     l.bias_x[0] = 1 << 30;
     l.bias_h[0] = -(1 << 30);
@@ -1509,7 +1512,7 @@ fn avx2_keeps_64_bit_requantization_when_the_sum_may_overflow() {
         multiplier: i32::MAX,
         shift: 0,
     };
-    assert!(!irnn_codegen::back::gate_sum_fits_i32(l));
+    assert!(!irnn_codegen::back::lstm_gate_plan(l).sum_i32);
     let src: String = gen(&p, Target::Avx2)
         .iter()
         .map(|f| f.contents.clone())

@@ -499,12 +499,12 @@ enum LayerCtx {
         /// `INT32_MIN`: the branch-free `_q_gate_pre_down` applies.
         fast_req: bool,
         /// AVX2 with `fast_req` and the gate sum proven to fit int32
-        /// (`back::gate_sum_fits_i32`): `_q_gate_pre32` and `_q_req32` in int32 lanes.
+        /// (`GateSumPlan::sum_i32`): `_q_gate_pre32` and `_q_req32` in int32 lanes.
         req32: bool,
         /// Cortex-M with `fast_req` and the gate sum proven to fit int32:
         /// `_q_gate_prem` and `_q_reqm` (the target table's `Req32::Mac`).
         reqm: bool,
-        /// `reqm` and `back::gate_acc_doubles_in_i32`: `_q_gate_prer` (SMMULR) with the
+        /// `reqm` and `GateSumPlan::acc_doubles`: `_q_gate_prer` (SMMULR) with the
         /// packed shifts `e2`.
         reqr: bool,
         /// `(e_x − 1) | (e_h − 1) << 8` per row, for `reqr`.
@@ -942,21 +942,18 @@ fn lstm_ctx(
     };
     let arr = |s: String| if full { String::new() } else { s };
     let pwl = |t: usize| format!("{p}_pwl{t}");
-    let fast_req = l
-        .req_x
-        .iter()
-        .chain(&l.req_h)
-        .all(|r| super::down_shift(r).is_some());
+    let plan = super::lstm_gate_plan(l);
+    let fast_req = plan.down;
     let full_rows = if simd { Vec::new() } else { full_rows };
     // The gate sums proven to fit int32: the int32 forms apply.
-    let sum32 = fast_req && super::gate_sum_fits_i32(l);
+    let sum32 = plan.sum_i32;
     let req32 = sum32 && target.info().req32 == super::targets::Req32::Abs;
     let reqm = sum32 && target.info().req32 == super::targets::Req32::Mac;
-    let reqr = reqm && super::gate_acc_doubles_in_i32(l);
+    let reqr = reqm && plan.acc_doubles;
     let e2 = if reqr {
         list(
             l.req_x.iter().zip(&l.req_h).map(|(x, h)| {
-                // e = −shift >= 1 (gate_acc_doubles_in_i32): e − 1 in 0..=30.
+                // e = −shift >= 1 (`GateSumPlan::acc_doubles`): e − 1 in 0..=30.
                 ((-x.shift - 1) | ((-h.shift - 1) << 8)).to_string()
             }),
             "    ",

@@ -20,6 +20,8 @@ pub mod rust_f32;
 pub mod targets;
 pub mod validate;
 
+use crate::ir::ops::Op;
+use crate::ir::ranges::{Interval, Ranges};
 use crate::ir::Program;
 use irnn_runtime::Requant;
 
@@ -30,46 +32,88 @@ pub fn down_shift(r: &Requant) -> Option<u32> {
     ((-31..=0).contains(&r.shift) && r.multiplier != i32::MIN).then_some((-r.shift) as u32)
 }
 
-/// Whether the gate pre-activations of `l` can use the 32-bit form of NUMERICS.md
-/// ("Branch-free requantization", AVX2): every requantizer has [`down_shift`]'s form and
-/// for every row the two requantized accumulators are provably at most `2^31 − 1` in
-/// magnitude together, so that their sum needs no 64-bit lane. With int8 inputs
-/// (`|x| <= 128`) an accumulator is at most `B = |bias| + 128 · Σ|w|` in magnitude, and
-/// its doubling high product `y` (before the division by `2^e`) at most
-/// `(B · |m| + 2^30) / 2^31 + 1`; both `y` bounds together must fit, and each `y` plus
-/// the rounding constant `2^(e−1)` too (the vector form adds it before its shift).
-pub fn gate_sum_fits_i32(l: &crate::ir::LstmIr) -> bool {
-    let bound = |bias: i32, w: &[i8], r: &Requant| -> Option<(i128, i128)> {
-        let e = down_shift(r)?;
-        let b = bias.unsigned_abs() as i128
-            + 128 * w.iter().map(|&v| v.unsigned_abs() as i128).sum::<i128>();
-        let y = (b * r.multiplier.unsigned_abs() as i128 + (1 << 30)) / (1i128 << 31) + 1;
-        Some((y, y + down_half(e) as i128))
+/// What every back end may assume about one gate-sum op ([`crate::ir::ops::Op::GateSum`]):
+/// decided once, from its requantizers and the accumulator intervals that the interval
+/// analysis proves ([`crate::ir::ops::OpLayer::ranges`]). C and Rust read these flags;
+/// neither derives its own bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GateSumPlan {
+    /// Every requantizer has [`down_shift`]'s form: the branch-free requantization
+    /// applies to every row.
+    pub down: bool,
+    /// With `down`: for every row the two requantized accumulators are at most
+    /// `2^31 − 1` in magnitude together, and each plus its rounding constant `2^(e−1)`
+    /// too (the vector form adds it before its shift), so the sum needs no 64-bit lane
+    /// (NUMERICS.md, "Branch-free requantization", the int32 forms of the C targets'
+    /// `Req32`). A term's doubling high product `y` is at most
+    /// `(|acc| · |m| + 2^30) / 2^31 + 1` in magnitude.
+    pub sum_i32: bool,
+    /// With `sum_i32`: every accumulator is below `2^30` in magnitude (so `2·acc` fits
+    /// int32) and every shift is at least 1: the Cortex-M `SMMULR` form (NUMERICS.md,
+    /// "Cortex-M (C)").
+    pub acc_doubles: bool,
+    /// The interval of each term's accumulators (all rows): what the runtime's vector
+    /// gate sums are told (`GateReq::with_acc_range`), so they need no per-call check.
+    pub acc: [Interval; 2],
+}
+
+/// The plan of `op` when it is a gate sum, from the layer's proven `ranges`.
+pub fn gate_sum_plan(ranges: &Ranges, op: &Op) -> Option<GateSumPlan> {
+    let Op::GateSum { a, ra, b, .. } = op else {
+        return None;
     };
-    let (isz, hsz) = (l.input_size, l.hidden_size);
+    let req = |rs: &[Requant], r: usize| rs[if rs.len() == 1 { 0 } else { r }];
+    let terms: Vec<(&[Interval], &[Requant])> = std::iter::once((ranges.view(*a), &ra[..]))
+        .chain(b.iter().map(|(v, rb)| (ranges.view(*v), &rb[..])))
+        .collect();
+    let down = terms
+        .iter()
+        .all(|(acc, rs)| (0..acc.len()).all(|r| down_shift(&req(rs, r)).is_some()));
     let max = i32::MAX as i128;
-    (0..4 * hsz).all(|r| {
-        let x = bound(l.bias_x[r], &l.w_ih[r * isz..(r + 1) * isz], &l.req_x[r]);
-        let h = bound(l.bias_h[r], &l.w_hh[r * hsz..(r + 1) * hsz], &l.req_h[r]);
-        matches!((x, h), (Some(x), Some(h)) if x.0 + h.0 <= max && x.1 <= max && h.1 <= max)
+    // Per row: (Σ y bounds, every y + half fits, every |acc| < 2^30 with e >= 1).
+    let row = |r: usize| {
+        terms
+            .iter()
+            .fold((0i128, true, true), |(sum, fits, dbl), (acc, rs)| {
+                let q = req(rs, r);
+                let e = down_shift(&q).unwrap_or(0);
+                let mag = acc[r].magnitude() as i128;
+                let y = (mag * q.multiplier.unsigned_abs() as i128 + (1 << 30)) / (1i128 << 31) + 1;
+                (
+                    sum + y,
+                    fits && y + down_half(e) as i128 <= max,
+                    dbl && mag < 1 << 30 && e >= 1,
+                )
+            })
+    };
+    let rows = ranges.view(*a).len();
+    let (sum_i32, acc_doubles) = (0..rows).fold((down, down), |(s, d), r| {
+        let (sum, fits, dbl) = row(r);
+        let s = s && sum <= max && fits;
+        (s, s && d && dbl)
+    });
+    let hull = |v: crate::ir::ops::View| ranges.hull(v).unwrap_or(Interval { lo: 0, hi: 0 });
+    Some(GateSumPlan {
+        down,
+        sum_i32,
+        acc_doubles,
+        acc: [
+            hull(*a),
+            b.as_ref()
+                .map_or(Interval { lo: 0, hi: 0 }, |(v, _)| hull(*v)),
+        ],
     })
 }
 
-/// Whether every gate accumulator of `l` is below `2^30` in magnitude (so `2·acc`
-/// fits int32) and every gate requantizer has [`down_shift`]'s form with `e >= 1`:
-/// the conditions of the Cortex-M `SMMULR` form (NUMERICS.md, "Cortex-M (C)") on top of
-/// [`gate_sum_fits_i32`]. Accumulator bound as there: `|bias| + 128 · Σ|w|`.
-pub fn gate_acc_doubles_in_i32(l: &crate::ir::LstmIr) -> bool {
-    let ok = |bias: i32, w: &[i8], r: &Requant| {
-        let b = bias.unsigned_abs() as u64
-            + 128 * w.iter().map(|&v| v.unsigned_abs() as u64).sum::<u64>();
-        b < (1 << 30) && down_shift(r).is_some_and(|e| e >= 1)
-    };
-    let (isz, hsz) = (l.input_size, l.hidden_size);
-    (0..4 * hsz).all(|r| {
-        ok(l.bias_x[r], &l.w_ih[r * isz..(r + 1) * isz], &l.req_x[r])
-            && ok(l.bias_h[r], &l.w_hh[r * hsz..(r + 1) * hsz], &l.req_h[r])
-    })
+/// The plan of an LSTM layer's gate sums (its one [`Op::GateSum`]).
+pub fn lstm_gate_plan(l: &crate::ir::LstmIr) -> GateSumPlan {
+    let layer = l.ops();
+    let ranges = layer.ranges();
+    layer
+        .ops
+        .iter()
+        .find_map(|op| gate_sum_plan(&ranges, op))
+        .expect("an LSTM step has a gate sum")
 }
 
 /// The rounding constant `2^(e−1)` of [`down_shift`]'s form (0 for `e = 0`).

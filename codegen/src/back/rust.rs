@@ -1066,7 +1066,11 @@ impl Gen<'_> {
             items.push(self.requant_statics(i, "REQ_X", &l.req_x, "the input accumulators"));
             items.push(self.requant_statics(i, "REQ_H", &l.req_h, "the recurrent accumulators"));
             if !full {
-                for (base, what) in [("X", "input"), ("H", "recurrent")] {
+                let plan = super::lstm_gate_plan(l);
+                for ((base, what), acc) in [("X", "input"), ("H", "recurrent")]
+                    .into_iter()
+                    .zip(plan.acc)
+                {
                     let (g, mul, shift) = (
                         format_ident!("L{}_GATES_{}", i, base),
                         format_ident!("L{}_REQ_{}_MUL", i, base),
@@ -1075,14 +1079,16 @@ impl Gen<'_> {
                     let d = self.layer_doc(
                         i,
                         &format!(
-                            "the {what} accumulators' requantizers as `Kernel::gate_sums` reads them"
+                            "the {what} accumulators' requantizers as `Kernel::gate_sums` reads them, \
+                             with the accumulators' proven interval"
                         ),
                     );
                     let rl = lit(rows);
+                    let (lo, hi) = (int(acc.lo), int(acc.hi));
                     items.push(quote! {
                         #d
                         static #g: ::irnn_runtime::simd::GateReq<#rl> =
-                            ::irnn_runtime::simd::GateReq::new(&#mul, &#shift);
+                            ::irnn_runtime::simd::GateReq::new(&#mul, &#shift).with_acc_range(#lo, #hi);
                     });
                 }
             }
@@ -1124,17 +1130,14 @@ impl Gen<'_> {
             &format!("one LSTM step, input {isz}, hidden {hsz}; updates `h` and `c` in place"),
         );
 
-        // Every gate requantizer with −31 <= shift <= 0 (what the quantizer produces):
-        // the loop form uses the branch-free requantization of NUMERICS.md ("Branch-free
-        // requantization"), which LLVM vectorizes; otherwise the runtime's.
-        let fast = !full
-            && l.req_x
-                .iter()
-                .chain(&l.req_h)
-                .all(|r| super::down_shift(r).is_some());
+        // Every gate requantizer with −31 <= shift <= 0 (what the quantizer produces;
+        // `GateSumPlan::down`): the loop form uses the branch-free requantization of
+        // NUMERICS.md ("Branch-free requantization"), which LLVM vectorizes; otherwise
+        // the runtime's.
+        let fast = !full && super::lstm_gate_plan(l).down;
         // The output requantizer in the same branch-free form (only with `fast`, which
         // defines `req_down`); on AVX2 in int32 (`|o · tanh c| <= 2^30`, so it fits).
-        let req32 = fast && self.target == Target::Avx2;
+        let out_req32 = fast && self.target == Target::Avx2;
         let out_down = super::down_shift(&l.req_out).filter(|_| fast).map(|_| {
             (
                 int(l.req_out.multiplier as i64),
@@ -1331,7 +1334,7 @@ impl Gen<'_> {
                         }
                     }
                 };
-                let out_pass = if req32 {
+                let out_pass = if out_req32 {
                     // |oc| <= 2^30: the requantized value and the zero point fit int32.
                     let v = Literal::i32_suffixed(l.h_zero_point.saturating_abs());
                     let zp = match l.h_zero_point {

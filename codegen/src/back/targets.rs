@@ -42,7 +42,7 @@ pub enum PwlArray {
 }
 
 /// The int32 form of the LSTM gate requantization a target's C uses where the
-/// generator proved the gate sums fit int32 (`back::gate_sum_fits_i32`).
+/// generator proved the gate sums fit int32 (`back::GateSumPlan::sum_i32`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Req32 {
     /// None: the 64-bit `_q_gate_pre_down`.

@@ -7,6 +7,7 @@
 //! with.
 
 pub mod ops;
+pub mod ranges;
 
 use irnn_runtime::{saturate_i8, Pwl, Requant, Symmetry};
 use ops::{CellKind, Dtype, LayerBuilder, Matrix, Op, OpLayer, Role};

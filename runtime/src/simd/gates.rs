@@ -11,9 +11,10 @@ use super::Kernel;
 use crate::kernels::gate_preactivation;
 use crate::Requant;
 
-/// The accumulators the vector forms take: `−2^29 <= acc < 2^29` (checked on every
-/// call; NUMERICS.md shows why every term and the sum then fit `i32`). Real gate
-/// accumulators stay far below it (`|bias| + 128 · Σ|w|`, about 2^24 for 1 024 inputs).
+/// The accumulators the vector forms take: `−2^29 <= acc < 2^29` (NUMERICS.md shows
+/// why every term and the sum then fit `i32`): proven by the generator for its layers
+/// ([`GateReq::with_acc_range`]), else checked on every call. Real gate accumulators
+/// stay far below it (`|bias| + 128 · Σ|w|`, about 2^24 for 1 024 inputs).
 #[cfg(target_arch = "x86_64")]
 pub(super) const VECTOR_ACC_LIMIT: i32 = 1 << 29;
 
@@ -34,6 +35,9 @@ pub struct GateReq<const N: usize> {
     /// forms apply to every row. Otherwise [`Kernel::gate_sums`] calls
     /// [`Requant::apply`] for every row.
     pub(super) down: bool,
+    /// The interval `lo ..= hi` every accumulator passed with these requantizers lies
+    /// in, when the caller proved one ([`GateReq::with_acc_range`]).
+    pub(super) proven: Option<(i64, i64)>,
 }
 
 impl<const N: usize> GateReq<N> {
@@ -44,6 +48,7 @@ impl<const N: usize> GateReq<N> {
             e: [0; N],
             half: [0; N],
             down: true,
+            proven: None,
         };
         let mut r = 0;
         while r < N {
@@ -57,6 +62,34 @@ impl<const N: usize> GateReq<N> {
             r += 1;
         }
         t
+    }
+
+    /// The same requantizers, for accumulators that always lie in `lo ..= hi`: what the
+    /// generator proves by interval analysis over a layer's ops (`OpLayer::ranges` in
+    /// irnn-codegen; `|bias| + 128 · Σ|w|` at most). Where the interval is inside
+    /// `−2^29 ..< 2^29` the vector forms of [`Kernel::gate_sums`] skip their per-call
+    /// range check. The interval is a promise: an accumulator outside it gives
+    /// unspecified (never undefined) results, and debug builds assert it.
+    pub const fn with_acc_range(mut self, lo: i64, hi: i64) -> GateReq<N> {
+        self.proven = Some((lo, hi));
+        self
+    }
+
+    /// Whether every accumulator is proven to be inside the vector forms' range.
+    #[cfg(target_arch = "x86_64")]
+    fn proven_in_vector_range(&self) -> bool {
+        let lim = VECTOR_ACC_LIMIT as i64;
+        matches!(self.proven, Some((lo, hi)) if lo >= -lim && hi < lim)
+    }
+
+    /// Debug builds: every accumulator of `acc` lies in the proven interval.
+    fn debug_check(&self, acc: &[i32]) {
+        if let Some((lo, hi)) = self.proven {
+            debug_assert!(
+                acc.iter().all(|&a| (lo..=hi).contains(&(a as i64))),
+                "an accumulator outside the proven interval {lo}..={hi}"
+            );
+        }
     }
 
     /// The requantizer of row `r`.
@@ -86,7 +119,8 @@ impl Kernel {
     ///
     /// With the AVX-512 VNNI kernel 16 rows at a time, with the AVX2 and AVX-VNNI
     /// kernels 8 (when both terms' requantizers scale down, as quantized LSTMs' do, and
-    /// every accumulator is in `−2^29 ..< 2^29`; otherwise the vector results are discarded),
+    /// every accumulator is in `−2^29 ..< 2^29`: proven ([`GateReq::with_acc_range`]) or
+    /// checked, in which case an accumulator outside discards the vector results),
     /// the other rows with the same arithmetic in scalar `i64` (which LLVM vectorizes
     /// inside [`Kernel::vectorize`]).
     #[inline(always)]
@@ -98,6 +132,8 @@ impl Kernel {
         rh: &GateReq<N>,
         out: &mut [i16; N],
     ) {
+        rx.debug_check(acc_x);
+        rh.debug_check(acc_h);
         if !(rx.down && rh.down) {
             for (r, o) in out.iter_mut().enumerate() {
                 *o = gate_preactivation(acc_x[r], rx.requant(r), acc_h[r], rh.requant(r));
@@ -107,10 +143,11 @@ impl Kernel {
         #[cfg(target_arch = "x86_64")]
         let done = {
             let (x, h) = ((&acc_x[..], rx.terms()), (&acc_h[..], rh.terms()));
+            let check = !(rx.proven_in_vector_range() && rh.proven_in_vector_range());
             match self.0 {
-                Inner::Avx512Vnni(k) => k.gate_sums(x, h, out),
-                Inner::Avx2(k) => k.gate_sums(x, h, out),
-                Inner::AvxVnni(k) => k.avx2().gate_sums(x, h, out),
+                Inner::Avx512Vnni(k) => k.gate_sums(x, h, out, check),
+                Inner::Avx2(k) => k.gate_sums(x, h, out, check),
+                Inner::AvxVnni(k) => k.avx2().gate_sums(x, h, out, check),
                 _ => 0,
             }
         };

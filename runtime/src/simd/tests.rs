@@ -892,11 +892,14 @@ fn gate_sum_vector_forms_run_and_refuse_large_accumulators() {
         if let Some(k) = x86::Avx512Vnni::detect() {
             done.push((
                 16 * (GN / 16),
-                k.gate_sums((ax, rx.terms()), (&ah, rh.terms()), out),
+                k.gate_sums((ax, rx.terms()), (&ah, rh.terms()), out, true),
             ));
         }
         if let Some(k) = x86::Avx2::detect() {
-            done.push((GN, k.gate_sums((ax, rx.terms()), (&ah, rh.terms()), out)));
+            done.push((
+                GN,
+                k.gate_sums((ax, rx.terms()), (&ah, rh.terms()), out, true),
+            ));
         }
         done
     };
@@ -908,5 +911,36 @@ fn gate_sum_vector_forms_run_and_refuse_large_accumulators() {
     ax[4] = 1 << 29;
     for (_, done) in run(&ax, &mut out) {
         assert_eq!(done, 0, "an accumulator of 2^29");
+    }
+    // Unchecked (the caller proved the range): no refusal.
+    if let Some(k) = x86::Avx2::detect() {
+        let done = k.gate_sums((&ax, rx.terms()), (&ah, rh.terms()), &mut out, false);
+        assert_eq!(done, GN, "unchecked");
+    }
+}
+
+/// Requantizers with a proven accumulator interval ([`GateReq::with_acc_range`]): inside
+/// `−2^29 ..< 2^29` the vector forms skip their check and give `gate_preactivation`;
+/// an interval reaching `2^29` keeps the check (an accumulator of `2^29` is still right).
+#[test]
+fn gate_sums_with_a_proven_interval() {
+    let mut rng = Rng(11);
+    let lim = 1i64 << 29;
+    let (rx, rh) = (gate_req(&mut rng), gate_req(&mut rng));
+    let (mut ax, mut ah) = (gate_acc(&mut rng), gate_acc(&mut rng));
+    ax[3] = -(1 << 29);
+    ah[4] = (1 << 29) - 1;
+    let inside = |r: &GateReq<GN>| r.clone().with_acc_range(-lim, lim - 1);
+    let wide = |r: &GateReq<GN>| r.clone().with_acc_range(i32::MIN as i64, i32::MAX as i64);
+    let mut kernels = simd_kernels();
+    kernels.insert(0, Kernel::PORTABLE);
+    for &k in &kernels {
+        check_gate_sums(k, "proven inside", &ax, &inside(&rx), &ah, &inside(&rh));
+        check_gate_sums(k, "one term proven", &ax, &inside(&rx), &ah, &wide(&rh));
+    }
+    ax[5] = 1 << 29;
+    ah[6] = i32::MIN;
+    for &k in &kernels {
+        check_gate_sums(k, "proven wide, checked", &ax, &wide(&rx), &ah, &wide(&rh));
     }
 }

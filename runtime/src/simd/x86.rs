@@ -590,13 +590,15 @@ macro_rules! gate_sums_entry {
     ($isa:ident, $body:ident, $lanes:literal, $features:literal) => {
         impl $isa {
             /// The gate sums of the first `lanes·⌊n/lanes⌋` rows; returns how many it
-            /// wrote, 0 when an accumulator is outside `−2^29 ..< 2^29` (the rows'
-            /// values are then not meaningful and the caller recomputes every row).
+            /// wrote. With `check`, 0 when an accumulator is outside `−2^29 ..< 2^29`
+            /// (the rows' values are then not meaningful and the caller recomputes
+            /// every row); without, the caller proved every accumulator inside.
             pub(super) fn gate_sums(
                 self,
                 x: GateTerm<'_>,
                 h: GateTerm<'_>,
                 out: &mut [i16],
+                check: bool,
             ) -> usize {
                 let Some(n) = gate_len(x, h, out) else {
                     return 0;
@@ -605,7 +607,13 @@ macro_rules! gate_sums_entry {
                 // enables ($features) were found on this CPU; `gate_len` checked that
                 // every slice holds `n` elements, and `$body` reads and writes whole
                 // `$lanes`-element chunks below `n` only.
-                unsafe { $body(n, x, h, out.as_mut_ptr()) }
+                unsafe {
+                    if check {
+                        $body::<true>(n, x, h, out.as_mut_ptr())
+                    } else {
+                        $body::<false>(n, x, h, out.as_mut_ptr())
+                    }
+                }
             }
         }
     };
@@ -646,7 +654,7 @@ fn req_v512(x: __m512i, m: __m512i, e: __m512i, half: __m512i) -> __m512i {
 /// Caller guarantees: AVX-512F and BW on this CPU; every slice of `x` and `h` holds
 /// `n` elements and `out` points to `n` writable ones.
 #[target_feature(enable = "avx512f,avx512bw")]
-fn gate_sums_avx512(
+fn gate_sums_avx512<const CHECK: bool>(
     n: usize,
     (ax, tx): GateTerm<'_>,
     (ah, th): GateTerm<'_>,
@@ -660,10 +668,12 @@ fn gate_sums_avx512(
     while k + 16 <= n {
         let (x, hh) = (ld(ax, k), ld(ah, k));
         // Bits 30 and 31 of acc + 2^29 are clear exactly when −2^29 <= acc < 2^29.
-        over = _mm512_or_si512(
-            over,
-            _mm512_or_si512(_mm512_add_epi32(x, lim), _mm512_add_epi32(hh, lim)),
-        );
+        if CHECK {
+            over = _mm512_or_si512(
+                over,
+                _mm512_or_si512(_mm512_add_epi32(x, lim), _mm512_add_epi32(hh, lim)),
+            );
+        }
         let s = _mm512_add_epi32(
             req_v512(x, ld(tx.mul, k), ld(tx.e, k), ld(tx.half, k)),
             req_v512(hh, ld(th.mul, k), ld(th.e, k), ld(th.half, k)),
@@ -672,7 +682,7 @@ fn gate_sums_avx512(
         unsafe { _mm256_storeu_si256(out.add(k).cast(), _mm512_cvtsepi32_epi16(s)) };
         k += 16;
     }
-    if _mm512_test_epi32_mask(over, _mm512_set1_epi32(0xC000_0000_u32 as i32)) != 0 {
+    if CHECK && _mm512_test_epi32_mask(over, _mm512_set1_epi32(0xC000_0000_u32 as i32)) != 0 {
         return 0;
     }
     k
@@ -709,7 +719,7 @@ fn req_v256(x: __m256i, m: __m256i, e: __m256i, half: __m256i) -> __m256i {
 /// Caller guarantees: AVX2 on this CPU; every slice of `x` and `h` holds `n` elements
 /// and `out` points to `n` writable ones.
 #[target_feature(enable = "avx2")]
-fn gate_sums_avx2(
+fn gate_sums_avx2<const CHECK: bool>(
     n: usize,
     (ax, tx): GateTerm<'_>,
     (ah, th): GateTerm<'_>,
@@ -722,10 +732,12 @@ fn gate_sums_avx2(
     let mut k = 0;
     while k + 8 <= n {
         let (x, hh) = (ld(ax, k), ld(ah, k));
-        over = _mm256_or_si256(
-            over,
-            _mm256_or_si256(_mm256_add_epi32(x, lim), _mm256_add_epi32(hh, lim)),
-        );
+        if CHECK {
+            over = _mm256_or_si256(
+                over,
+                _mm256_or_si256(_mm256_add_epi32(x, lim), _mm256_add_epi32(hh, lim)),
+            );
+        }
         let s = _mm256_add_epi32(
             req_v256(x, ld(tx.mul, k), ld(tx.e, k), ld(tx.half, k)),
             req_v256(hh, ld(th.mul, k), ld(th.e, k), ld(th.half, k)),
@@ -736,7 +748,7 @@ fn gate_sums_avx2(
         unsafe { _mm_storeu_si128(out.add(k).cast(), _mm256_castsi256_si128(p)) };
         k += 8;
     }
-    if _mm256_testz_si256(over, _mm256_set1_epi32(0xC000_0000_u32 as i32)) == 0 {
+    if CHECK && _mm256_testz_si256(over, _mm256_set1_epi32(0xC000_0000_u32 as i32)) == 0 {
         return 0;
     }
     k
