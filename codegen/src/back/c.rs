@@ -234,7 +234,7 @@ struct Ctx {
     input_scale: ScaleMacro,
     output_scale: ScaleMacro,
     state_bytes: usize,
-    state_members: Vec<String>,
+    state_members: Vec<StateMember>,
     lstm_states: Vec<LstmState>,
     /// Reset loops of the op-level layers' state buffers.
     cell_resets: Vec<CellReset>,
@@ -262,13 +262,70 @@ struct Ctx {
     run_input_param: String,
     step_doc: String,
     run_doc: String,
-    step_body: Vec<String>,
+    /// Every layer's part of `NAME_step` and the batched `NAME_run`, in order.
+    glue: Vec<Glue>,
     /// Steps per chunk of the batched `NAME_run` (0: `NAME_run` loops over `NAME_step`,
     /// the scalar target, which has no packed layout).
     run_chunk: usize,
     /// Bytes of `NAME_run`'s chunk buffers (without the `run_chunk` input pointers).
     run_stack_bytes: usize,
-    run_body: Vec<String>,
+    /// The batched `NAME_run`'s buffers (SIMD targets).
+    run: Option<RunGlue>,
+}
+
+/// One member of `NAME_state_t`: `ctype name[len]; /* comment */`.
+#[derive(Serialize)]
+struct StateMember {
+    ctype: &'static str,
+    name: String,
+    len: usize,
+    comment: String,
+}
+
+/// One layer's calls in `NAME_step` and in the batched `NAME_run` (templates/c/
+/// source.c.tera, "API"): what it is, what it reads and where its output goes.
+#[derive(Serialize)]
+struct Glue {
+    /// `embedding`, `lstm`, `cell` or `linear`.
+    kind: &'static str,
+    id: String,
+    index: usize,
+    /// C expression of the int8 vector the layer reads in `NAME_step`.
+    input: String,
+    /// Embedding: rows of the table.
+    vocab: usize,
+    /// Cell: its state members, in the order its step function takes them.
+    state_args: Vec<String>,
+    /// Cell: the state member that is its output.
+    out_member: String,
+    /// Output width.
+    out_len: usize,
+    /// Linear with int8 output: the local buffer `y{index}` of `NAME_step`
+    /// (empty: int32 output straight to `out`).
+    buf: String,
+    /// The model's last layer.
+    last: bool,
+    /// Has a part in the batched `NAME_run`.
+    chunk: bool,
+}
+
+/// The chunk buffers of the batched `NAME_run`.
+#[derive(Serialize)]
+struct RunGlue {
+    /// int32 accumulators (`acc`), for the widest layer.
+    acc_words: usize,
+    /// Prepared inputs (`xq`).
+    xq_words: usize,
+    /// int8 outputs of a layer for the next (`seq`; 0: none).
+    seq_bytes: usize,
+    /// Bytes of the three buffers.
+    stack_bytes: usize,
+    /// Some chunk part loops over `k`.
+    uses_k: bool,
+    /// The embedding's identifier and rows (token models; `""` otherwise): how
+    /// `xs[t]` is set.
+    embedding_id: String,
+    embedding_vocab: usize,
 }
 
 #[derive(Serialize)]
@@ -1144,55 +1201,64 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
     let mut state_members = Vec::new();
     let mut state_bytes = 0usize;
     let mut uses_sat8 = false;
-    let mut step_body = Vec::new();
     let token_input = matches!(program.input, InputIr::Tokens { .. });
-    // Expression of the int8 vector the next layer reads.
+    // C expression of the int8 vector the next layer reads in NAME_step.
     let mut current = "x".to_string();
-    if token_input {
-        step_body.push("const int8_t *x;".to_string());
-    }
-    let mut decls = Vec::new();
-    let mut calls = Vec::new();
+    let mut glue = Vec::new();
     // The batched NAME_run (SIMD targets): one chunk of at most RUN_CHUNK steps per
-    // iteration; `xs[t]` points to the int8 input of step t of the next layer, `seq`
-    // holds the previous layer's outputs, `acc`/`xq` the chunk's accumulators and
-    // prepared inputs (sized for the widest layer).
+    // iteration (the template's `run` block); `acc`/`xq`/`seq` are sized for the widest
+    // layer.
     let batched = opts.target.c_packed();
     let chunk = if batched { RUN_CHUNK } else { 0 };
-    let mut run_calls = Vec::new();
     let (mut acc_max, mut xq_max, mut seq_max) = (0usize, 0usize, 0usize);
-    let mut run_inputs = format!("xs[t] = inputs + t * {pu}_INPUT_SIZE;");
-    let mut run_uses_k = false;
+    let mut run_embedding = None;
+    let last = program.layers.len().saturating_sub(1);
     for (index, (layer, id)) in program.layers.iter().zip(&ids).enumerate() {
+        let mut g = Glue {
+            kind: "",
+            id: id.clone(),
+            index,
+            input: current.clone(),
+            vocab: 0,
+            state_args: Vec::new(),
+            out_member: String::new(),
+            out_len: layer.output_size(),
+            buf: String::new(),
+            last: index == last,
+            chunk: false,
+        };
         match layer {
             LayerIr::Embedding(e) => {
-                calls.push(format!(
-                    "x = (token >= 0 && token < {v}) ? {p}_{id}_table[token] : {p}_{id}_zero_row;",
-                    v = e.vocab_size
-                ));
+                g.kind = "embedding";
+                g.vocab = e.vocab_size;
                 current = "x".to_string();
-                run_inputs = format!(
-                    "xs[t] = (inputs[t] >= 0 && inputs[t] < {v}) ? {p}_{id}_table[inputs[t]] : {p}_{id}_zero_row;",
-                    v = e.vocab_size
-                );
+                run_embedding = Some(glue.len());
                 layers.push(embedding_ctx(index, id.clone(), e));
             }
             LayerIr::Lstm(l) => {
+                g.kind = "lstm";
                 let h = l.hidden_size;
-                state_members.push(format!(
-                    "int8_t {id}_h[{h}]; /* layer {index}: hidden state (int8) */"
-                ));
-                state_members.push(format!(
-                    "int16_t {id}_c[{h}]; /* layer {index}: cell state (int16, 2^-{} grid) */",
-                    l.cell_frac_bits.min(15)
-                ));
+                state_members.push(StateMember {
+                    ctype: "int8_t",
+                    name: format!("{id}_h"),
+                    len: h,
+                    comment: format!("layer {index}: hidden state (int8)"),
+                });
+                state_members.push(StateMember {
+                    ctype: "int16_t",
+                    name: format!("{id}_c"),
+                    len: h,
+                    comment: format!(
+                        "layer {index}: cell state (int16, 2^-{} grid)",
+                        l.cell_frac_bits.min(15)
+                    ),
+                });
                 state_bytes += 3 * h;
                 lstm_states.push(LstmState {
                     id: id.clone(),
                     hidden: h,
                     h_reset: sat8(l.h_zero_point).to_string(),
                 });
-                calls.push(format!("{p}_{id}_step(s->{id}_h, s->{id}_c, {current});"));
                 current = format!("s->{id}_h");
                 layers.push(lstm_ctx(
                     index,
@@ -1206,15 +1272,11 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                     acc_max = acc_max.max(mx.rows_pad);
                     xq_max = xq_max.max(mx.groups);
                     seq_max = seq_max.max(h);
-                    run_calls.push(format!(
-                        "{p}_{id}_chunk(s->{id}_h, s->{id}_c, xs, n, seq, acc, xq);"
-                    ));
-                    run_calls.push(format!(
-                        "for (t = 0; t < n; ++t) {{ xs[t] = seq + t * {h}; }}"
-                    ));
+                    g.chunk = true;
                 }
             }
             LayerIr::Cell(l) => {
+                g.kind = "cell";
                 let out = l.output;
                 let out_buf = &l.buffers[out.buf];
                 if !matches!(out_buf.role, crate::ir::ops::Role::State { .. }) || out.start != 0 {
@@ -1223,27 +1285,29 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                         message: "a cell's output must be a whole state buffer".into(),
                     });
                 }
-                let mut args = Vec::new();
                 for b in &l.buffers {
                     if let crate::ir::ops::Role::State { reset } = b.role {
-                        state_members.push(format!(
-                            "{} {id}_{}[{}]; /* layer {index}: {} state \"{}\" */",
-                            b.dtype.c_type(),
-                            b.name,
-                            b.len,
-                            l.kind.as_str(),
-                            b.name
-                        ));
+                        state_members.push(StateMember {
+                            ctype: b.dtype.c_type(),
+                            name: format!("{id}_{}", b.name),
+                            len: b.len,
+                            comment: format!(
+                                "layer {index}: {} state \"{}\"",
+                                l.kind.as_str(),
+                                b.name
+                            ),
+                        });
                         cell_resets.push(CellReset {
                             member: format!("{id}_{}", b.name),
                             len: b.len,
                             value: lit(reset),
                         });
-                        args.push(format!("s->{id}_{}", b.name));
+                        g.state_args.push(format!("s->{id}_{}", b.name));
                     }
                 }
                 state_bytes += l.state_bytes();
-                let out_member = format!("s->{id}_{}", out_buf.name);
+                g.out_member = format!("s->{id}_{}", out_buf.name);
+                g.out_len = out.len;
                 let mats = l
                     .mats
                     .iter()
@@ -1258,26 +1322,13 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                     .collect::<Result<Vec<_>, _>>()?;
                 let cell = super::c_ops::cell_ctx(&p, &pu, id, l, mats)?;
                 uses_sat8 = true;
-                let mut step_args = args.clone();
-                step_args.push(current.clone());
-                calls.push(format!("{p}_{id}_step({});", step_args.join(", ")));
                 if batched {
                     // One step at a time; the chunk's outputs go through a buffer of
                     // their own, since `seq` still holds inputs of later steps.
-                    let hl = out.len;
-                    seq_max = seq_max.max(hl);
-                    run_uses_k = true;
-                    let mut a = args.clone();
-                    a.push("xs[t]".into());
-                    run_calls.push(format!(
-                        "{{ int8_t ys[{chunk} * {hl}]; for (t = 0; t < n; ++t) {{ {p}_{id}_step({}); for (k = 0; k < {hl}; ++k) {{ ys[t * {hl} + k] = {out_member}[k]; }} }} for (k = 0; k < n * {hl}; ++k) {{ seq[k] = ys[k]; }} }}",
-                        a.join(", ")
-                    ));
-                    run_calls.push(format!(
-                        "for (t = 0; t < n; ++t) {{ xs[t] = seq + t * {hl}; }}"
-                    ));
+                    seq_max = seq_max.max(out.len);
+                    g.chunk = true;
                 }
-                current = out_member;
+                current = g.out_member.clone();
                 layers.push(LayerCtx::Cell {
                     index,
                     id: id.clone(),
@@ -1292,92 +1343,41 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                 });
             }
             LayerIr::Linear(l) => {
-                match l.output {
-                    LinearOutput::I32 => {
-                        calls.push(format!("{p}_{id}_step({current}, out);"));
-                    }
-                    LinearOutput::I8 { .. } => {
-                        uses_sat8 = true;
-                        let buf = format!("y{index}");
-                        decls.push(format!("int8_t {buf}[{}];", l.out_size));
-                        calls.push(format!("{p}_{id}_step({current}, {buf});"));
-                        if index == program.layers.len() - 1 {
-                            calls.push(format!(
-                                "for (k = 0; k < {}; ++k) {{ out[k] = {buf}[k]; }}",
-                                l.out_size
-                            ));
-                            decls.push("int32_t k;".to_string());
-                        }
-                        current = buf;
-                    }
+                g.kind = "linear";
+                if let LinearOutput::I8 { .. } = l.output {
+                    uses_sat8 = true;
+                    g.buf = format!("y{index}");
+                    current = g.buf.clone();
                 }
                 layers.push(linear_ctx(index, id.clone(), l, opts.unroll, opts.target)?);
                 if let Some(LayerCtx::Linear { mw: Some(mw), .. }) = layers.last() {
                     acc_max = acc_max.max(mw.rows_pad);
                     xq_max = xq_max.max(mw.groups);
-                    match l.output {
-                        LinearOutput::I32 => {
-                            run_calls.push(format!("{p}_{id}_chunk(xs, n, out, acc, xq);"));
-                        }
-                        LinearOutput::I8 { .. } => {
-                            seq_max = seq_max.max(l.out_size);
-                            run_calls.push(format!("{p}_{id}_chunk(xs, n, seq, acc, xq);"));
-                            if index == program.layers.len() - 1 {
-                                run_uses_k = true;
-                                run_calls.push(format!(
-                                    "for (k = 0; k < n * {}; ++k) {{ out[k] = seq[k]; }}",
-                                    l.out_size
-                                ));
-                            } else {
-                                run_calls.push(format!(
-                                    "for (t = 0; t < n; ++t) {{ xs[t] = seq + t * {}; }}",
-                                    l.out_size
-                                ));
-                            }
-                        }
+                    if !g.buf.is_empty() {
+                        seq_max = seq_max.max(l.out_size);
                     }
+                    g.chunk = true;
                 }
             }
         }
+        glue.push(g);
     }
-    step_body.extend(decls);
-    step_body.extend(calls);
-    let mut run_body = Vec::new();
-    let mut run_stack_bytes = 0;
-    if batched {
+    let run = batched.then(|| {
         // AVX2 keeps |x| next to x (`_q_prep_abs`).
         let xq_words = chunk * xq_max * if opts.target == Target::Avx2 { 2 } else { 1 };
-        run_stack_bytes = 4 * chunk * acc_max + 4 * xq_words + chunk * seq_max;
-        run_body.push(format!("int32_t acc[{}] {pu}_ALIGN;", chunk * acc_max));
-        run_body.push(format!("int32_t xq[{xq_words}];"));
-        if seq_max > 0 {
-            run_body.push(format!("int8_t seq[{}];", chunk * seq_max));
+        RunGlue {
+            acc_words: chunk * acc_max,
+            xq_words,
+            seq_bytes: chunk * seq_max,
+            stack_bytes: 4 * chunk * acc_max + 4 * xq_words + chunk * seq_max,
+            uses_k: glue.iter().any(|g| {
+                g.chunk && (g.kind == "cell" || (g.kind == "linear" && g.last && !g.buf.is_empty()))
+            }),
+            embedding_id: run_embedding.map_or(String::new(), |i: usize| glue[i].id.clone()),
+            embedding_vocab: run_embedding.map_or(0, |i: usize| glue[i].vocab),
         }
-        run_body.push(format!("const int8_t *xs[{chunk}];"));
-        run_body.push(format!(
-            "int32_t n, t{};",
-            if run_uses_k { ", k" } else { "" }
-        ));
-        if lstm_states.is_empty() && cell_resets.is_empty() {
-            run_body.push("(void)s;".to_string());
-        }
-        run_body.push("while (n_steps > 0) {".to_string());
-        run_body.push(format!("    n = n_steps < {chunk} ? n_steps : {chunk};"));
-        run_body.push(format!("    for (t = 0; t < n; ++t) {{ {run_inputs} }}"));
-        run_body.extend(run_calls.into_iter().map(|c| format!("    {c}")));
-        run_body.push(if token_input {
-            "    inputs += n;".to_string()
-        } else {
-            format!("    inputs += n * {pu}_INPUT_SIZE;")
-        });
-        run_body.push(format!("    out += n * {pu}_OUTPUT_SIZE;"));
-        run_body.push("    n_steps -= n;".to_string());
-        run_body.push("}".to_string());
-    }
-    if state_members.is_empty() {
-        state_members.push("int8_t unused; /* the model has no recurrent state */".to_string());
-        step_body.push("(void)s;".to_string());
-    }
+    });
+    let run_stack_bytes = run.as_ref().map_or(0, |r| r.stack_bytes);
     let tables: Vec<TableCtx> = program
         .used_tables()
         .into_iter()
@@ -1545,10 +1545,10 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         run_input_param,
         step_doc,
         run_doc,
-        step_body,
+        glue,
         run_chunk: chunk,
         run_stack_bytes,
-        run_body,
+        run,
     })
 }
 
