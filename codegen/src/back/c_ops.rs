@@ -1,6 +1,7 @@
-//! C emitters for the op-level IR ([`crate::ir::ops`]): one function per op that
-//! writes its C statements, used for the layers the back end has no fused kernel for
-//! (GRU, Elman RNN). Every target-dependent choice comes in from outside: the packed
+//! The C of the op-level IR ([`crate::ir::ops`]), for the layers the back end has no
+//! fused kernel for (GRU, Elman RNN): [`cell_ctx`] turns each op into its operands as
+//! C expressions ([`OpCtx`]), and `templates/c/source.c.tera` writes one branch of C
+//! per op kind. Every target-dependent choice comes in from outside: the packed
 //! matrices of the SIMD targets (`back::pack`) and each table's array evaluator
 //! (`{p}_pwl{t}_n`, whose form the table context chose).
 
@@ -34,14 +35,138 @@ pub(crate) struct CellMat {
 pub(crate) struct CellCtx {
     /// Matrices.
     pub mats: Vec<CellMat>,
-    /// Requantizer tables: `static const` definitions.
-    pub statics: Vec<String>,
+    /// Per-row requantizer tables (`static const`).
+    pub reqs: Vec<ReqTable>,
     /// Parameters of the step function (state buffers, then `x`).
     pub params: String,
-    /// Body of the step function.
-    pub body: Vec<String>,
+    /// Local arrays of the step function: scratch buffers, then the prepared inputs of
+    /// packed matrix products.
+    pub locals: Vec<Local>,
+    /// Some matrix product is plain rows (loops over `r` and `j`).
+    pub needs_rj: bool,
+    /// The ops, in order (templates/c/ops.c.tera writes each).
+    pub ops: Vec<OpCtx>,
     /// Uses `_q_gate_pre` (a gate sum of two accumulators).
     pub uses_gate_pre: bool,
+}
+
+/// A local array `ctype name[len];`.
+#[derive(Serialize)]
+pub(crate) struct Local {
+    ctype: &'static str,
+    name: String,
+    len: usize,
+}
+
+/// The multiplier and shift tables of a per-row requantizer list.
+#[derive(Serialize)]
+pub(crate) struct ReqTable {
+    /// Identifier of the multipliers (`{p}_{id}_{name}m`); the shifts' ends in `s`.
+    m: String,
+    s: String,
+    len: usize,
+    /// Initializer of the multipliers.
+    muls: String,
+    /// Initializer of the shifts.
+    shifts: String,
+}
+
+/// One op as the C template writes it: its index, a description for the comment, and
+/// its operands as C expressions (views, requantizer multipliers and shifts indexed by
+/// `k`).
+#[derive(Serialize)]
+pub(crate) struct OpCtx {
+    n: usize,
+    desc: String,
+    /// Elements the op writes.
+    len: usize,
+    #[serde(flatten)]
+    op: COp,
+}
+
+/// The operands of one op (see [`Op`] for the arithmetic).
+#[derive(Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum COp {
+    /// A packed matrix product: `_q_prep` into `xq`, then `_q_mv_simd` under `cond`
+    /// (`""`: no SIMD kernel) and `_q_mv_scalar` otherwise.
+    MatVecPacked {
+        w: String,
+        b: String,
+        x: String,
+        acc: String,
+        xq: String,
+        cols: usize,
+        blocks: usize,
+        groups: usize,
+        cond: String,
+    },
+    /// A plain-rows matrix product.
+    MatVecPlain {
+        w: String,
+        b: String,
+        x: String,
+        acc: String,
+        rows: usize,
+        cols: usize,
+    },
+    GateSum {
+        dst: String,
+        a: String,
+        ma: String,
+        sa: String,
+        /// `""` without a second term.
+        b: String,
+        mb: String,
+        sb: String,
+    },
+    Pwl {
+        table: usize,
+        src: String,
+        dst: String,
+    },
+    MulQ15 {
+        dst: String,
+        a: String,
+        b: String,
+    },
+    AddSat {
+        dst: String,
+        a: String,
+        b: String,
+    },
+    Blend {
+        dst: String,
+        z: String,
+        a: String,
+        b: String,
+    },
+    Relu {
+        dst: String,
+        src: String,
+    },
+    Widen {
+        dst: String,
+        src: String,
+        zero_point: String,
+        m: String,
+        s: String,
+    },
+    Narrow {
+        dst: String,
+        a: String,
+        /// `""` without a second factor.
+        b: String,
+        m: String,
+        s: String,
+        zero_point: String,
+    },
+    Requant32 {
+        dst: String,
+        src: String,
+        m: String,
+        s: String,
+    },
 }
 
 /// Names the C expression of a view: the buffer's name, offset by its start.
@@ -93,7 +218,7 @@ pub(crate) fn cell_ctx(
             params.push(format!("const int8_t *{}", b.name));
         }
     }
-    let mut body = Vec::new();
+    let mut locals = Vec::new();
     // Scratch buffers; accumulators of packed matrices are padded to whole blocks.
     for (i, b) in layer.buffers.iter().enumerate() {
         if b.role != Role::Temp {
@@ -110,21 +235,20 @@ pub(crate) fn cell_ctx(
             })
             .max()
             .unwrap_or(0);
-        body.push(format!(
-            "{} {}[{}];",
-            b.dtype.c_type(),
-            b.name,
-            b.len.max(pad)
-        ));
+        locals.push(Local {
+            ctype: b.dtype.c_type(),
+            name: b.name.clone(),
+            len: b.len.max(pad),
+        });
     }
-    let mut statics = Vec::new();
+    let mut reqs = Vec::new();
     let mut uses_gate_pre = false;
     let mut ops = Vec::new();
     let mut needs_rj = false;
     for (n, op) in layer.ops.iter().enumerate() {
         let v = |x: &View| at(layer, *x);
-        ops.push(format!("/* op {n}: {} */", c_comment(&describe(op))));
-        match op {
+        let mut req = |name: &str, r: &[Requant]| req_tables(&mut reqs, p, id, name, r);
+        let c = match op {
             Op::Lookup { .. } => {
                 return Err(GenError::Unsupported(format!(
                     "layer \"{}\": a lookup inside a cell",
@@ -137,158 +261,125 @@ pub(crate) fn cell_ctx(
                 match &m.packed {
                     Some(pk) => {
                         let xq = format!("xq{n}");
-                        body.push(format!("int32_t {xq}[{}];", pk.groups));
-                        ops.push(format!(
-                            "{p}_q_prep({xq}, {}, {}, {});",
-                            v(x),
-                            m.cols,
-                            pk.groups
-                        ));
-                        let call = |kind: &str| {
-                            format!(
-                                "{p}_q_mv_{kind}({w}, {b}, {xq}, {}, {}, {});",
-                                pk.blocks,
-                                pk.groups,
-                                v(acc)
-                            )
-                        };
-                        if pk.simd || !pk.vbias.is_empty() {
-                            let vnni = if pk.simd {
-                                String::new()
-                            } else {
-                                format!(" && {pu}_USE_VNNI")
-                            };
-                            ops.push(format!("#if {pu}_USE_SIMD{vnni}"));
-                            ops.push(call("simd"));
-                            ops.push("#else".into());
-                            ops.push(call("scalar"));
-                            ops.push("#endif".into());
+                        locals.push(Local {
+                            ctype: "int32_t",
+                            name: xq.clone(),
+                            len: pk.groups,
+                        });
+                        let cond = if pk.simd {
+                            format!("{pu}_USE_SIMD")
+                        } else if !pk.vbias.is_empty() {
+                            format!("{pu}_USE_SIMD && {pu}_USE_VNNI")
                         } else {
-                            ops.push(call("scalar"));
+                            String::new()
+                        };
+                        COp::MatVecPacked {
+                            w,
+                            b,
+                            x: v(x),
+                            acc: v(acc),
+                            xq,
+                            cols: m.cols,
+                            blocks: pk.blocks,
+                            groups: pk.groups,
+                            cond,
                         }
                     }
                     None => {
                         needs_rj = true;
-                        ops.push(format!("for (r = 0; r < {}; ++r) {{", m.rows));
-                        ops.push(format!("    int32_t sum = {b}[r];"));
-                        ops.push(format!("    for (j = 0; j < {}; ++j) {{", m.cols));
-                        ops.push(format!(
-                            "        sum += (int32_t){w}[r][j] * (int32_t){}[j];",
-                            v(x)
-                        ));
-                        ops.push("    }".into());
-                        ops.push(format!("    {}[r] = sum;", v(acc)));
-                        ops.push("}".into());
+                        COp::MatVecPlain {
+                            w,
+                            b,
+                            x: v(x),
+                            acc: v(acc),
+                            rows: m.rows,
+                            cols: m.cols,
+                        }
                     }
                 }
             }
             Op::GateSum { a, ra, b, dst } => {
-                let (ma, sa) = req_tables(&mut statics, p, id, &format!("o{n}a"), ra);
-                match b {
+                let (ma, sa) = req(&format!("o{n}a"), ra);
+                let (bv, mb, sb) = match b {
                     Some((b, rb)) => {
                         uses_gate_pre = true;
-                        let (mb, sb) = req_tables(&mut statics, p, id, &format!("o{n}b"), rb);
-                        ops.push(each(
-                            dst,
-                            &format!(
-                                "{}[k] = {p}_q_gate_pre({}[k], {ma}, {sa}, {}[k], {mb}, {sb});",
-                                v(dst),
-                                v(a),
-                                v(b)
-                            ),
-                        ));
+                        let (mb, sb) = req(&format!("o{n}b"), rb);
+                        (v(b), mb, sb)
                     }
-                    None => ops.push(each(
-                        dst,
-                        &format!(
-                            "{}[k] = {p}_q_sat16({p}_q_mbqm({}[k], {ma}, {sa}));",
-                            v(dst),
-                            v(a)
-                        ),
-                    )),
+                    None => Default::default(),
+                };
+                COp::GateSum {
+                    dst: v(dst),
+                    a: v(a),
+                    ma,
+                    sa,
+                    b: bv,
+                    mb,
+                    sb,
                 }
             }
-            Op::Pwl { table, src, dst } => ops.push(format!(
-                "{p}_pwl{table}_n({}, {}, {});",
-                v(src),
-                v(dst),
-                dst.len
-            )),
-            Op::MulQ15 { a, b, dst } => ops.push(each(
-                dst,
-                &format!(
-                    "{}[k] = {p}_q_sat16({p}_q_rdbpot((int32_t){}[k] * (int32_t){}[k], 15));",
-                    v(dst),
-                    v(a),
-                    v(b)
-                ),
-            )),
-            Op::AddSat { a, b, dst } => ops.push(each(
-                dst,
-                &format!(
-                    "{}[k] = {p}_q_sat16((int32_t){}[k] + (int32_t){}[k]);",
-                    v(dst),
-                    v(a),
-                    v(b)
-                ),
-            )),
-            Op::Blend { z, a, b, dst } => ops.push(each(
-                dst,
-                &format!(
-                    "{d}[k] = {p}_q_sat16((int32_t){a}[k] + {p}_q_rdbpot((int32_t){z}[k] * ((int32_t){b}[k] - (int32_t){a}[k]), 15));",
-                    d = v(dst),
-                    a = v(a),
-                    b = v(b),
-                    z = v(z)
-                ),
-            )),
-            Op::Relu { src, dst } => ops.push(each(
-                dst,
-                &format!("{}[k] = {s}[k] > 0 ? {s}[k] : 0;", v(dst), s = v(src)),
-            )),
+            Op::Pwl { table, src, dst } => COp::Pwl {
+                table: *table,
+                src: v(src),
+                dst: v(dst),
+            },
+            Op::MulQ15 { a, b, dst } => COp::MulQ15 {
+                dst: v(dst),
+                a: v(a),
+                b: v(b),
+            },
+            Op::AddSat { a, b, dst } => COp::AddSat {
+                dst: v(dst),
+                a: v(a),
+                b: v(b),
+            },
+            Op::Blend { z, a, b, dst } => COp::Blend {
+                dst: v(dst),
+                z: v(z),
+                a: v(a),
+                b: v(b),
+            },
+            Op::Relu { src, dst } => COp::Relu {
+                dst: v(dst),
+                src: v(src),
+            },
             Op::Widen {
                 src,
                 zero_point,
-                req,
+                req: r,
                 dst,
-            } => ops.push(each(
-                dst,
-                &format!(
-                    "{}[k] = {p}_q_sat16({p}_q_mbqm((int32_t){}[k] - {}, {}, {}));",
-                    v(dst),
-                    v(src),
-                    lit(*zero_point),
-                    lit(req.multiplier),
-                    req.shift.clamp(-31, 31)
-                ),
-            )),
+            } => COp::Widen {
+                dst: v(dst),
+                src: v(src),
+                zero_point: lit(*zero_point),
+                m: lit(r.multiplier),
+                s: r.shift.clamp(-31, 31).to_string(),
+            },
             Op::Narrow {
                 a,
                 b,
-                req,
+                req: r,
                 zero_point,
                 dst,
             } => {
-                let (m, s) = req_tables(&mut statics, p, id, &format!("o{n}a"), req);
-                let x = match b {
-                    Some(b) => format!("(int32_t){}[k] * (int32_t){}[k]", v(a), v(b)),
-                    None => format!("(int32_t){}[k]", v(a)),
-                };
-                ops.push(each(
-                    dst,
-                    &format!(
-                        "{}[k] = {p}_q_sat8({p}_q_sat32((int64_t){p}_q_mbqm({x}, {m}, {s}) + {}));",
-                        v(dst),
-                        lit(*zero_point)
-                    ),
-                ));
+                let (m, s) = req(&format!("o{n}a"), r);
+                COp::Narrow {
+                    dst: v(dst),
+                    a: v(a),
+                    b: b.map(|b| v(&b)).unwrap_or_default(),
+                    m,
+                    s,
+                    zero_point: lit(*zero_point),
+                }
             }
-            Op::Requant32 { src, req, dst } => {
-                let (m, s) = req_tables(&mut statics, p, id, &format!("o{n}a"), req);
-                ops.push(each(
-                    dst,
-                    &format!("{}[k] = {p}_q_mbqm({}[k], {m}, {s});", v(dst), v(src)),
-                ));
+            Op::Requant32 { src, req: r, dst } => {
+                let (m, s) = req(&format!("o{n}a"), r);
+                COp::Requant32 {
+                    dst: v(dst),
+                    src: v(src),
+                    m,
+                    s,
+                }
             }
             Op::LstmCell { .. } => {
                 return Err(GenError::Unsupported(format!(
@@ -296,35 +387,30 @@ pub(crate) fn cell_ctx(
                     layer.name
                 )))
             }
-        }
+        };
+        ops.push(OpCtx {
+            n,
+            desc: c_comment(&describe(op)),
+            len: op.writes().len,
+            op: c,
+        });
     }
-    body.push(if needs_rj {
-        "int32_t k, r, j;".to_string()
-    } else {
-        "int32_t k;".to_string()
-    });
-    body.extend(ops);
-    // `k` may be unused in a layer whose element-wise ops all went to array calls.
-    body.push("(void)k;".into());
     Ok(CellCtx {
         mats: cmats,
-        statics,
+        reqs,
         params: params.join(", "),
-        body,
+        locals,
+        needs_rj,
+        ops,
         uses_gate_pre,
     })
-}
-
-/// `for (k = 0; k < len; ++k) { stmt }`.
-fn each(dst: &View, stmt: &str) -> String {
-    format!("for (k = 0; k < {}; ++k) {{ {stmt} }}", dst.len)
 }
 
 /// The multiplier and shift of a requantizer list as C expressions indexed by `k`:
 /// literals when the list has one entry, else two `static const` tables (suffixes
 /// `{name}m`, `{name}s`).
 fn req_tables(
-    statics: &mut Vec<String>,
+    reqs: &mut Vec<ReqTable>,
     p: &str,
     id: &str,
     name: &str,
@@ -334,20 +420,17 @@ fn req_tables(
         return (lit(r.multiplier), r.shift.clamp(-31, 31).to_string());
     }
     let (m, s) = (format!("{p}_{id}_{name}m"), format!("{p}_{id}_{name}s"));
-    statics.push(format!(
-        "static const int32_t {m}[{}] = {{\n{}\n}};",
-        req.len(),
-        list(req.iter().map(|r| lit(r.multiplier)), "    ", PER_LINE_I32)
-    ));
-    statics.push(format!(
-        "static const int8_t {s}[{}] = {{\n{}\n}};",
-        req.len(),
-        list(
+    reqs.push(ReqTable {
+        m: m.clone(),
+        s: s.clone(),
+        len: req.len(),
+        muls: list(req.iter().map(|r| lit(r.multiplier)), "    ", PER_LINE_I32),
+        shifts: list(
             req.iter().map(|r| r.shift.clamp(-31, 31).to_string()),
             "    ",
-            16
-        )
-    ));
+            16,
+        ),
+    });
     (format!("{m}[k]"), format!("{s}[k]"))
 }
 
