@@ -54,11 +54,39 @@ struct ArrayCtx {
     values: String,
 }
 
+/// One layer as the template writes it: its step function (by `kind`) and its call in
+/// `NAME_step`.
 #[derive(Serialize)]
 struct LayerCtx {
     index: usize,
     comment: String,
-    code: String,
+    /// `embedding`, `lstm`, `gru`, `rnn_tanh`, `rnn_relu` or `linear`.
+    kind: &'static str,
+    id: String,
+    /// C expression of the float vector the layer reads in `NAME_step`.
+    input: String,
+    /// Input width.
+    i: usize,
+    /// Hidden width (recurrent layers) or output width (linear).
+    h: usize,
+    /// Hidden width padded to a multiple of 16 (recurrent layers).
+    hp: usize,
+    /// Rows of the (padded) weight matrices.
+    rows: usize,
+    /// Row blocks (SIMD) or rows (scalar) for `NAME_matvec`.
+    n: usize,
+    /// Embedding: rows of the table (the last row is zeros).
+    vocab: usize,
+    /// The model's last layer (a linear one writes `out`).
+    last: bool,
+}
+
+/// One member of `NAME_state_t`: `float name[len]; /* comment */`.
+#[derive(Serialize)]
+struct StateMember {
+    name: String,
+    len: usize,
+    comment: String,
 }
 
 #[derive(Serialize)]
@@ -111,8 +139,6 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
     let mut state_members = Vec::new();
     let mut state_bytes = 0usize;
     let token_input = matches!(p.input, F32Input::Tokens { .. });
-    let mut decls: Vec<String> = Vec::new();
-    let mut calls: Vec<String> = Vec::new();
     let mut current = "x".to_string();
     let mut push_array = |name: String, comment: String, v: Vec<f32>| -> Result<(), GenError> {
         if v.len() > i32::MAX as usize / 4 {
@@ -132,6 +158,20 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
     let nlayers = p.layers.len();
     for (index, (layer, id)) in p.layers.iter().zip(&ids).enumerate() {
         let comment = comment_safe(layer.name());
+        let mut l = LayerCtx {
+            index,
+            comment: String::new(),
+            kind: "",
+            id: id.clone(),
+            input: current.clone(),
+            i: 0,
+            h: 0,
+            hp: 0,
+            rows: 0,
+            n: 0,
+            vocab: 0,
+            last: index + 1 == nlayers,
+        };
         match layer {
             F32Layer::Embedding {
                 vocab_size,
@@ -149,15 +189,11 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
                     ),
                     t,
                 )?;
-                decls.push(format!(
-                    "const float *e{index} = {name}_{id}_table + ((token >= 0 && token < {vocab_size}) ? token : {vocab_size}) * {dim};"
-                ));
                 current = format!("e{index}");
-                layers.push(LayerCtx {
-                    index,
-                    comment: format!("embedding \"{comment}\" (a table lookup in {name}_step)"),
-                    code: String::new(),
-                });
+                l.kind = "embedding";
+                l.vocab = *vocab_size;
+                l.h = *dim;
+                l.comment = format!("embedding \"{comment}\" (a table lookup in {name}_step)");
             }
             F32Layer::Lstm {
                 input_size,
@@ -186,62 +222,25 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
                     format!("layer {index}: b_ih + b_hh, {rows} padded gate rows"),
                     layout(bias, 1, rows, 1, map),
                 )?;
-                let n = if simd { rows / br } else { rows };
-                let code = format!(
-                    "static void {name}_{id}_step(float *restrict h, float *restrict c, const float *restrict x)
-{{
-    float pre[{rows}] {pu}_ALIGN;
-    float a[{rows}] {pu}_ALIGN;
-    int32_t k;
-    for (k = 0; k < {rows}; ++k) {{
-        pre[k] = {name}_{id}_bias[k];
-    }}
-    {name}_matvec({name}_{id}_w_ih, x, {i}, {n}, pre);
-    {name}_matvec({name}_{id}_w_hh, h, {h}, {n}, pre);
-    /* Staged so that compilers vectorize each loop: clamp, rational, cell update. */
-    for (k = 0; k < {hp}; ++k) {{
-        a[k] = {name}_clamp9(0.5f * pre[k]);
-        a[{hp} + k] = {name}_clamp9(0.5f * pre[{hp} + k]);
-        a[{hp2} + k] = {name}_clamp9(pre[{hp2} + k]);
-        a[{hp3} + k] = {name}_clamp9(0.5f * pre[{hp3} + k]);
-    }}
-    for (k = 0; k < {rows}; ++k) {{
-        pre[k] = {name}_tanh_core(a[k]);
-    }}
-    for (k = 0; k < {hp}; ++k) {{
-        const float ig = 0.5f + 0.5f * pre[k];
-        const float fg = 0.5f + 0.5f * pre[{hp} + k];
-        const float cn = fg * c[k] + ig * pre[{hp2} + k];
-        c[k] = cn;
-        a[k] = {name}_clamp9(cn);
-    }}
-    for (k = 0; k < {hp}; ++k) {{
-        h[k] = (0.5f + 0.5f * pre[{hp3} + k]) * {name}_tanh_core(a[k]);
-    }}
-}}",
-                    hp2 = 2 * hp,
-                    hp3 = 3 * hp
-                );
-                layers.push(LayerCtx {
-                    index,
-                    comment: format!("LSTM \"{comment}\", {i} -> {h} (padded to {hp})"),
-                    code,
+                (l.kind, l.i, l.h, l.hp, l.rows) = ("lstm", i, h, hp, rows);
+                l.n = if simd { rows / br } else { rows };
+                l.comment = format!("LSTM \"{comment}\", {i} -> {h} (padded to {hp})");
+                state_members.push(StateMember {
+                    name: format!("{id}_h"),
+                    len: hp,
+                    comment: format!("layer {index}: hidden state"),
                 });
-                state_members.push(format!(
-                    "float {id}_h[{hp}]; /* layer {index}: hidden state */"
-                ));
-                state_members.push(format!(
-                    "float {id}_c[{hp}]; /* layer {index}: cell state */"
-                ));
+                state_members.push(StateMember {
+                    name: format!("{id}_c"),
+                    len: hp,
+                    comment: format!("layer {index}: cell state"),
+                });
                 state_bytes += 8 * hp;
                 lstm_states.push(LstmState {
                     id: id.clone(),
                     hp,
                     c: true,
                 });
-                calls.push(format!(
-                    "{name}_{id}_step(s->{id}_h, s->{id}_c, {current});"
-                ));
                 current = format!("s->{id}_h");
             }
             F32Layer::Recurrent {
@@ -270,8 +269,7 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
                     format!("layer {index}: W_hh, {rows} padded gate rows x {h}"),
                     layout(w_hh, h, rows, br, map),
                 )?;
-                let n = if simd { rows / br } else { rows };
-                let (kind, code) = match cell {
+                let kind = match cell {
                     Cell::Gru => {
                         push_array(
                             format!("{id}_b_ih"),
@@ -283,42 +281,8 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
                             format!("layer {index}: b_hh, {rows} padded gate rows"),
                             layout(bias_hh, 1, rows, 1, map),
                         )?;
-                        (
-                            "GRU",
-                            format!(
-                                "static void {name}_{id}_step(float *restrict h, const float *restrict x)
-{{
-    float px[{rows}] {pu}_ALIGN;
-    float ph[{rows}] {pu}_ALIGN;
-    float a[{rows}] {pu}_ALIGN;
-    int32_t k;
-    for (k = 0; k < {rows}; ++k) {{
-        px[k] = {name}_{id}_b_ih[k];
-        ph[k] = {name}_{id}_b_hh[k];
-    }}
-    {name}_matvec({name}_{id}_w_ih, x, {i}, {n}, px);
-    {name}_matvec({name}_{id}_w_hh, h, {h}, {n}, ph);
-    /* Staged so that compilers vectorize each loop: clamp and rational for r and z,
-     * then n's clamp, then n and h. */
-    for (k = 0; k < {hp2}; ++k) {{
-        a[k] = {name}_clamp9(0.5f * (px[k] + ph[k]));
-    }}
-    for (k = 0; k < {hp2}; ++k) {{
-        a[k] = {name}_tanh_core(a[k]);
-    }}
-    for (k = 0; k < {hp}; ++k) {{
-        const float r = 0.5f + 0.5f * a[k];
-        a[{hp2} + k] = {name}_clamp9(px[{hp2} + k] + r * ph[{hp2} + k]);
-    }}
-    for (k = 0; k < {hp}; ++k) {{
-        const float z = 0.5f + 0.5f * a[{hp} + k];
-        const float nk = {name}_tanh_core(a[{hp2} + k]);
-        h[k] = (1.0f - z) * nk + z * h[k];
-    }}
-}}",
-                                hp2 = 2 * hp
-                            ),
-                        )
+                        l.kind = "gru";
+                        "GRU"
                     }
                     Cell::Rnn(act) => {
                         push_array(
@@ -326,58 +290,33 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
                             format!("layer {index}: b_ih + b_hh, {rows} padded rows"),
                             layout(bias, 1, rows, 1, map),
                         )?;
-                        let update = match act {
-                            Nonlinearity::Tanh => format!(
-                                "for (k = 0; k < {hp}; ++k) {{
-        pre[k] = {name}_clamp9(pre[k]);
-    }}
-    for (k = 0; k < {hp}; ++k) {{
-        h[k] = {name}_tanh_core(pre[k]);
-    }}"
-                            ),
-                            Nonlinearity::Relu => format!(
-                                "for (k = 0; k < {hp}; ++k) {{
-        h[k] = pre[k] > 0.0f ? pre[k] : 0.0f;
-    }}"
-                            ),
-                        };
-                        (
-                            match act {
-                                Nonlinearity::Tanh => "RNN (tanh)",
-                                Nonlinearity::Relu => "RNN (relu)",
-                            },
-                            format!(
-                                "static void {name}_{id}_step(float *restrict h, const float *restrict x)
-{{
-    float pre[{rows}] {pu}_ALIGN;
-    int32_t k;
-    for (k = 0; k < {rows}; ++k) {{
-        pre[k] = {name}_{id}_bias[k];
-    }}
-    {name}_matvec({name}_{id}_w_ih, x, {i}, {n}, pre);
-    {name}_matvec({name}_{id}_w_hh, h, {h}, {n}, pre);
-    {update}
-}}"
-                            ),
-                        )
+                        match act {
+                            Nonlinearity::Tanh => {
+                                l.kind = "rnn_tanh";
+                                "RNN (tanh)"
+                            }
+                            Nonlinearity::Relu => {
+                                l.kind = "rnn_relu";
+                                "RNN (relu)"
+                            }
+                        }
                     }
                     Cell::Lstm => unreachable!("checked by F32Program::check"),
                 };
-                layers.push(LayerCtx {
-                    index,
-                    comment: format!("{kind} \"{comment}\", {i} -> {h} (padded to {hp})"),
-                    code,
+                (l.i, l.h, l.hp, l.rows) = (i, h, hp, rows);
+                l.n = if simd { rows / br } else { rows };
+                l.comment = format!("{kind} \"{comment}\", {i} -> {h} (padded to {hp})");
+                state_members.push(StateMember {
+                    name: format!("{id}_h"),
+                    len: hp,
+                    comment: format!("layer {index}: hidden state"),
                 });
-                state_members.push(format!(
-                    "float {id}_h[{hp}]; /* layer {index}: hidden state */"
-                ));
                 state_bytes += 4 * hp;
                 lstm_states.push(LstmState {
                     id: id.clone(),
                     hp,
                     c: false,
                 });
-                calls.push(format!("{name}_{id}_step(s->{id}_h, {current});"));
                 current = format!("s->{id}_h");
             }
             F32Layer::Linear {
@@ -397,46 +336,21 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
                 let mut b = bias.clone();
                 b.resize(rows_pad, 0.0);
                 push_array(format!("{id}_bias"), format!("layer {index}: bias"), b)?;
-                let n = if simd { rows_pad / br } else { o };
-                let code = format!(
-                    "static void {name}_{id}_step(const float *x, float *y)
-{{
-    float acc[{rows_pad}] {pu}_ALIGN;
-    int32_t k;
-    for (k = 0; k < {rows_pad}; ++k) {{
-        acc[k] = {name}_{id}_bias[k];
-    }}
-    {name}_matvec({name}_{id}_w, x, {i}, {n}, acc);
-    for (k = 0; k < {o}; ++k) {{
-        y[k] = acc[k];
-    }}
-}}"
-                );
-                layers.push(LayerCtx {
-                    index,
-                    comment: format!("linear \"{comment}\", {i} -> {o}"),
-                    code,
-                });
-                if index + 1 == nlayers {
-                    calls.push(format!("{name}_{id}_step({current}, out);"));
-                } else {
-                    decls.push(format!("float y{index}[{o}];"));
-                    calls.push(format!("{name}_{id}_step({current}, y{index});"));
+                (l.kind, l.i, l.h, l.rows) = ("linear", i, o, rows_pad);
+                l.n = if simd { rows_pad / br } else { o };
+                l.comment = format!("linear \"{comment}\", {i} -> {o}");
+                if !l.last {
                     current = format!("y{index}");
                 }
             }
         }
+        layers.push(l);
     }
     if !matches!(p.layers.last(), Some(F32Layer::Linear { .. })) {
         return Err(GenError::Unsupported(
             "the last layer must be a linear layer".into(),
         ));
     }
-    let mut step_body = decls;
-    if lstm_states.is_empty() {
-        step_body.push("(void)s;".into());
-    }
-    step_body.extend(calls);
     let (input_size, step_input_param, run_input_param, run_step_arg, step_doc, run_doc) =
         match p.input {
             F32Input::Tokens { vocab_size } => (
@@ -491,7 +405,6 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
     ctx.insert("lstm_states", &lstm_states);
     ctx.insert("arrays", &arrays);
     ctx.insert("layers", &layers);
-    ctx.insert("step_body", &step_body);
     ctx.insert("step_input_param", &step_input_param);
     ctx.insert("run_input_param", &run_input_param);
     ctx.insert("run_step_arg", &run_step_arg);
