@@ -662,11 +662,7 @@ pub fn runtime_dir() -> Result<std::path::PathBuf> {
 /// the int8 code detects its kernel at run time either way, the f32 code needs them for
 /// FMA and wide vectors.
 fn rust_target_features(target: Target) -> &'static str {
-    match target {
-        Target::Avx2 => "+avx2,+fma",
-        Target::Avx512Vnni => "+avx2,+fma,+avx512f,+avx512bw,+avx512vl,+avx512vnni",
-        _ => "",
-    }
+    target.info().rust_features
 }
 
 /// [`bench_target`] for the generated Rust: a scratch crate (the module, a timing

@@ -26,7 +26,7 @@ use super::float::{
     TANH_Q, TANH_U_SCALE,
 };
 use super::names::{comment_safe, sanitize, upper, NameTable};
-use super::{GenError, GenOptions, GeneratedFile, Target, GENERATOR};
+use super::{GenError, GenOptions, GeneratedFile, GENERATOR};
 use crate::spec::{Cell, Nonlinearity};
 use serde::Serialize;
 
@@ -121,16 +121,8 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
     let target = opts.target;
     let br = block_rows(target);
     let simd = br > 1;
-    let (isa, simd_cond) = match target {
-        Target::Scalar
-        | Target::CortexM0
-        | Target::CortexM4
-        | Target::CortexM7
-        | Target::CortexM55 => ("scalar", ""),
-        Target::Avx2 => ("avx2", "defined(__AVX2__) && defined(__FMA__)"),
-        Target::Avx512Vnni => ("avx512", "defined(__AVX512F__)"),
-        Target::Neon | Target::NeonDotprod => ("neon", "defined(__aarch64__)"),
-    };
+    let f32k = target.info().f32;
+    let (isa, simd_cond) = (f32k.family, f32k.c_simd_cond);
     let mut names = NameTable::default();
     let ids: Vec<String> = p.layers.iter().map(|l| names.unique(l.name())).collect();
     let mut arrays = Vec::new();

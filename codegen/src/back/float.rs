@@ -453,14 +453,7 @@ pub const HIDDEN_PAD: usize = 16;
 
 /// Rows per packed block of a target (4 vectors of f32); 1 = row-major (scalar).
 pub fn block_rows(target: Target) -> usize {
-    match target {
-        Target::Scalar | Target::CortexM0 | Target::CortexM4 | Target::CortexM7 => 1,
-        // Helium's f32 lanes are not used by the f32 counterpart: scalar code.
-        Target::CortexM55 => 1,
-        Target::Avx2 => 32,
-        Target::Avx512Vnni => 64,
-        Target::Neon | Target::NeonDotprod => 16,
-    }
+    target.info().f32.block_rows
 }
 
 /// A `[rows][cols]` row-major matrix as the kernels of `br` read it: row `pr` of the

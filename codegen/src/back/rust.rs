@@ -64,6 +64,7 @@
 mod ops;
 
 use super::names::{comment_safe, sanitize};
+use super::targets::PwlArray;
 use super::{GenError, GenOptions, GeneratedFile, Target, Unroll, GENERATOR};
 use crate::ir::*;
 use irnn_runtime::{saturate_i8, Requant};
@@ -427,10 +428,10 @@ fn array_forms(p: &Program, target: Target) -> Vec<Option<ArrayForm>> {
         .enumerate()
         .map(|(k, t)| {
             let idx = build(t).filter(|_| used.contains(&k))?;
-            match target {
-                Target::Avx512Vnni => register_form(t, &idx, 64).map(ArrayForm::Reg),
-                Target::Avx2 => gather_form(t, &idx).map(ArrayForm::Gather),
-                _ => None,
+            match target.info().pwl_array {
+                PwlArray::Registers => register_form(t, &idx, 64).map(ArrayForm::Reg),
+                PwlArray::Gather => gather_form(t, &idx).map(ArrayForm::Gather),
+                PwlArray::Scalar => None,
             }
         })
         .collect()

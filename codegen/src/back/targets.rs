@@ -81,6 +81,19 @@ pub enum Runner {
     },
 }
 
+/// The f32 counterpart's kernels on a target (`back::c_f32`, `back::rust_f32`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct F32Kernels {
+    /// The C kernel family of `templates/c/f32.c.tera`: `scalar`, `avx2`, `avx512` or
+    /// `neon`.
+    pub family: &'static str,
+    /// Rows per block of the packed f32 weights (1: row-major, plain dot products).
+    pub block_rows: usize,
+    /// C: the preprocessor condition under which the vector kernel compiles (`""`:
+    /// none).
+    pub c_simd_cond: &'static str,
+}
+
 /// One row of the target table.
 #[derive(Clone, Copy, Debug)]
 pub struct TargetInfo {
@@ -117,7 +130,24 @@ pub struct TargetInfo {
     pub lstm_tail: LstmTail,
     /// How the code runs in tests.
     pub runner: Runner,
+    /// The f32 counterpart's kernels.
+    pub f32: F32Kernels,
+    /// `rustc -C target-feature` for benchmarks of the generated Rust (the int8 code
+    /// detects its kernel at run time either way; the f32 code needs them for FMA and
+    /// wide vectors).
+    pub rust_features: &'static str,
 }
+
+const F32_SCALAR: F32Kernels = F32Kernels {
+    family: "scalar",
+    block_rows: 1,
+    c_simd_cond: "",
+};
+const F32_NEON: F32Kernels = F32Kernels {
+    family: "neon",
+    block_rows: 16,
+    c_simd_cond: "defined(__aarch64__)",
+};
 
 /// Every target, in command-line order.
 pub const TARGETS: [TargetInfo; 9] = [
@@ -136,6 +166,8 @@ pub const TARGETS: [TargetInfo; 9] = [
         req32: Req32::None,
         lstm_tail: LstmTail::Passes,
         runner: Runner::Native,
+        f32: F32_SCALAR,
+        rust_features: "",
     },
     TargetInfo {
         target: Target::Avx2,
@@ -152,6 +184,12 @@ pub const TARGETS: [TargetInfo; 9] = [
         req32: Req32::Abs,
         lstm_tail: LstmTail::Passes,
         runner: Runner::Native,
+        f32: F32Kernels {
+            family: "avx2",
+            block_rows: 32,
+            c_simd_cond: "defined(__AVX2__) && defined(__FMA__)",
+        },
+        rust_features: "+avx2,+fma",
     },
     TargetInfo {
         target: Target::Avx512Vnni,
@@ -175,6 +213,12 @@ pub const TARGETS: [TargetInfo; 9] = [
         req32: Req32::None,
         lstm_tail: LstmTail::Passes,
         runner: Runner::Native,
+        f32: F32Kernels {
+            family: "avx512",
+            block_rows: 64,
+            c_simd_cond: "defined(__AVX512F__)",
+        },
+        rust_features: "+avx2,+fma,+avx512f,+avx512bw,+avx512vl,+avx512vnni",
     },
     // Little-endian only: the kernels reinterpret int32 words of 4 input bytes as byte
     // vectors. neon-dotprod without the dot-product extension runs the NEON (smull)
@@ -194,6 +238,8 @@ pub const TARGETS: [TargetInfo; 9] = [
         req32: Req32::None,
         lstm_tail: LstmTail::Passes,
         runner: Runner::QemuAarch64,
+        f32: F32_NEON,
+        rust_features: "",
     },
     TargetInfo {
         target: Target::NeonDotprod,
@@ -210,6 +256,8 @@ pub const TARGETS: [TargetInfo; 9] = [
         req32: Req32::None,
         lstm_tail: LstmTail::Passes,
         runner: Runner::QemuAarch64,
+        f32: F32_NEON,
+        rust_features: "",
     },
     // Cortex-M: soft-float ABI where the core may lack an FPU, so the model object
     // links into any firmware. The generated Rust for these targets is the portable
@@ -232,6 +280,8 @@ pub const TARGETS: [TargetInfo; 9] = [
         runner: Runner::QemuSystemArm {
             machine: "mps2-an385",
         },
+        f32: F32_SCALAR,
+        rust_features: "",
     },
     TargetInfo {
         target: Target::CortexM4,
@@ -251,6 +301,8 @@ pub const TARGETS: [TargetInfo; 9] = [
         runner: Runner::QemuSystemArm {
             machine: "mps2-an386",
         },
+        f32: F32_SCALAR,
+        rust_features: "",
     },
     TargetInfo {
         target: Target::CortexM7,
@@ -270,6 +322,8 @@ pub const TARGETS: [TargetInfo; 9] = [
         runner: Runner::QemuSystemArm {
             machine: "mps2-an500",
         },
+        f32: F32_SCALAR,
+        rust_features: "",
     },
     // GCC's arm_mve.h needs the hard-float ABI (the vector registers are the FP
     // registers); the model object has no floating-point instruction all the same
@@ -291,6 +345,9 @@ pub const TARGETS: [TargetInfo; 9] = [
         runner: Runner::QemuSystemArm {
             machine: "mps3-an547",
         },
+        // Helium's f32 lanes are not used by the f32 counterpart: scalar code.
+        f32: F32_SCALAR,
+        rust_features: "",
     },
 ];
 
