@@ -8,7 +8,7 @@ use irnn_runtime::kernels::{
     add_sat_i16, blend_q15, gate_preactivation, lstm_cell_update, matvec_i8, mul_q15, relu_i16,
     requant_i16, requant_i8, widen_i8,
 };
-use irnn_runtime::simd::{Isa, Kernel, PackedMatrix};
+use irnn_runtime::simd::{GateReq, Isa, Kernel, PackedMatrix};
 use irnn_runtime::{saturate_i16, saturate_i8, Requant};
 
 /// Error for inputs the program cannot take.
@@ -121,6 +121,53 @@ impl Packed {
     }
 }
 
+/// Rows per requantizer block of [`GateBlocks`].
+const GATE_BLOCK: usize = 64;
+
+/// The requantizers of an [`Op::GateSum`] with two terms, in blocks of [`GATE_BLOCK`]
+/// rows for [`Kernel::gate_sums`] (whose vector forms the runtime tests against
+/// [`gate_preactivation`], row by row); rows past the last whole block are left to
+/// [`gate_preactivation`] itself.
+struct GateBlocks {
+    /// Per block, the requantizers of the first term (`a`).
+    x: Vec<GateReq<GATE_BLOCK>>,
+    /// Per block, the requantizers of the second term (`b`).
+    h: Vec<GateReq<GATE_BLOCK>>,
+}
+
+impl GateBlocks {
+    /// The blocks of `op` when it is a gate sum of two terms. No accumulator interval
+    /// is promised ([`GateReq::with_acc_range`]): the kernel checks every call, so the
+    /// interpreter's results never rest on the range analysis.
+    fn of(op: &Op) -> Option<GateBlocks> {
+        let Op::GateSum {
+            ra,
+            b: Some((_, rb)),
+            dst,
+            ..
+        } = op
+        else {
+            return None;
+        };
+        let blocks = |req: &[Requant]| {
+            (0..dst.len / GATE_BLOCK)
+                .map(|blk| {
+                    let (mut mul, mut shift) = ([0; GATE_BLOCK], [0; GATE_BLOCK]);
+                    for r in 0..GATE_BLOCK {
+                        let q = req_at(req, blk * GATE_BLOCK + r);
+                        (mul[r], shift[r]) = (q.multiplier, q.shift);
+                    }
+                    GateReq::new(&mul, &shift)
+                })
+                .collect()
+        };
+        Some(GateBlocks {
+            x: blocks(ra),
+            h: blocks(rb),
+        })
+    }
+}
+
 /// One layer's ops and buffers.
 struct LayerRun {
     layer: OpLayer,
@@ -132,6 +179,8 @@ struct LayerRun {
     xbuf: Vec<i8>,
     /// The lanes' accumulators of a product, one after another.
     accbuf: Vec<i32>,
+    /// Per op, its [`GateBlocks`] when a SIMD kernel runs the gate sums.
+    gates: Vec<Option<GateBlocks>>,
 }
 
 /// Requantizer `k` of a list that has one entry per element or one for all.
@@ -188,10 +237,19 @@ impl LayerRun {
                 })
             })
             .collect();
+        let gates = layer
+            .ops
+            .iter()
+            .map(|op| match kernel.isa() {
+                Isa::Portable => None,
+                _ => GateBlocks::of(op),
+            })
+            .collect();
         LayerRun {
             layer,
             lanes,
             packed,
+            gates,
             xbuf: Vec::new(),
             accbuf: Vec::new(),
         }
@@ -269,7 +327,9 @@ impl LayerRun {
                 continue;
             }
             for (stores, &token) in self.lanes.iter_mut().zip(tokens) {
-                run_op(op, stores, token, tables, luts, scratch);
+                if !run_op_direct(op, stores, luts, self.gates[n].as_ref(), kernel) {
+                    run_op(op, stores, token, tables, luts, scratch);
+                }
             }
         }
     }
@@ -303,6 +363,222 @@ fn store(stores: &mut [Store], dst: View, vals: &[i32]) {
         Store::I16(x) => x[r].iter_mut().zip(vals).for_each(|(d, &v)| *d = v as i16),
         Store::I32(x) => x[r].copy_from_slice(vals),
     }
+}
+
+/// `len` elements of `v`'s buffer from `v.start`, when it is an int8 buffer.
+fn i8_at(stores: &[Store], v: View, len: usize) -> Option<&[i8]> {
+    match &stores[v.buf] {
+        Store::I8(x) => x.get(v.start..v.start + len),
+        _ => None,
+    }
+}
+
+/// `len` elements of `v`'s buffer from `v.start`, when it is an int16 buffer.
+fn i16_at(stores: &[Store], v: View, len: usize) -> Option<&[i16]> {
+    match &stores[v.buf] {
+        Store::I16(x) => x.get(v.start..v.start + len),
+        _ => None,
+    }
+}
+
+/// `len` elements of `v`'s buffer from `v.start`, when it is an int32 buffer.
+fn i32_at(stores: &[Store], v: View, len: usize) -> Option<&[i32]> {
+    match &stores[v.buf] {
+        Store::I32(x) => x.get(v.start..v.start + len),
+        _ => None,
+    }
+}
+
+/// Runs the element-wise op `op` straight on one lane's typed buffers, with the same
+/// kernel calls as [`run_op`] but without its int32 copies; `false` (and nothing
+/// written) for an op this does not cover, which [`run_op`] then runs.
+///
+/// The destination's buffer is moved out of `stores` while the op runs, so a source in
+/// that buffer reads as missing (the empty placeholder) and the op is left to
+/// [`run_op`]: a destination never overlaps a source here, except where an op reads
+/// and writes the same elements one by one (the cell state of [`Op::LstmCell`], a
+/// [`Op::Pwl`] in place), which the arms below do explicitly.
+fn run_op_direct(
+    op: &Op,
+    stores: &mut [Store],
+    luts: &[Vec<i16>],
+    gates: Option<&GateBlocks>,
+    kernel: Kernel,
+) -> bool {
+    let dst = op.writes();
+    let placeholder = Store::I32(Vec::new());
+    let mut d = std::mem::replace(&mut stores[dst.buf], placeholder);
+    let done = direct(op, stores, &mut d, luts, gates, kernel).is_some();
+    stores[dst.buf] = d;
+    done
+}
+
+/// [`run_op_direct`] with the destination's buffer `d` moved out of `stores`.
+fn direct(
+    op: &Op,
+    stores: &[Store],
+    d: &mut Store,
+    luts: &[Vec<i16>],
+    gates: Option<&GateBlocks>,
+    kernel: Kernel,
+) -> Option<()> {
+    let dst = op.writes();
+    let n = dst.len;
+    let r = dst.start..dst.start + n;
+    match (op, d) {
+        (Op::GateSum { a, ra, b, .. }, Store::I16(d)) => {
+            let (x, out) = (i32_at(stores, *a, n)?, d.get_mut(r)?);
+            match b {
+                Some((b, rb)) => {
+                    let y = i32_at(stores, *b, n)?;
+                    let mut done = 0;
+                    if let Some(g) = gates {
+                        const B: usize = GATE_BLOCK;
+                        let rows = x.chunks_exact(B).zip(y.chunks_exact(B));
+                        let reqs = g.x.iter().zip(&g.h);
+                        for (((x, y), o), (rx, rh)) in rows.zip(out.chunks_exact_mut(B)).zip(reqs) {
+                            let block = "chunks of GATE_BLOCK rows";
+                            let (x, y) = (x.try_into().expect(block), y.try_into().expect(block));
+                            kernel.gate_sums(x, rx, y, rh, o.try_into().expect(block));
+                            done += B;
+                        }
+                    }
+                    for (k, o) in out.iter_mut().enumerate().skip(done) {
+                        *o = gate_preactivation(x[k], req_at(ra, k), y[k], req_at(rb, k));
+                    }
+                }
+                None => {
+                    for (k, o) in out.iter_mut().enumerate() {
+                        *o = requant_i16(x[k], req_at(ra, k));
+                    }
+                }
+            }
+        }
+        (Op::Pwl { table, src, .. }, Store::I16(d)) => {
+            let lut = luts.get(*table)?;
+            let at = |x: i16| lut[x as u16 as usize];
+            if src.buf == dst.buf {
+                // In place (the source is the destination itself), element by element.
+                if src.start != dst.start {
+                    return None;
+                }
+                d.get_mut(r)?.iter_mut().for_each(|x| *x = at(*x));
+            } else {
+                let (x, out) = (i16_at(stores, *src, n)?, d.get_mut(r)?);
+                out.iter_mut().zip(x).for_each(|(o, &x)| *o = at(x));
+            }
+        }
+        (Op::MulQ15 { a, b, .. }, Store::I16(d)) => {
+            let (a, b, out) = (
+                i16_at(stores, *a, n)?,
+                i16_at(stores, *b, n)?,
+                d.get_mut(r)?,
+            );
+            for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                *o = mul_q15(a, b);
+            }
+        }
+        (Op::AddSat { a, b, .. }, Store::I16(d)) => {
+            let (a, b, out) = (
+                i16_at(stores, *a, n)?,
+                i16_at(stores, *b, n)?,
+                d.get_mut(r)?,
+            );
+            for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                *o = add_sat_i16(a, b);
+            }
+        }
+        (Op::Blend { z, a, b, .. }, Store::I16(d)) => {
+            let z = i16_at(stores, *z, n)?;
+            let (a, b, out) = (
+                i16_at(stores, *a, n)?,
+                i16_at(stores, *b, n)?,
+                d.get_mut(r)?,
+            );
+            for (((o, &z), &a), &b) in out.iter_mut().zip(z).zip(a).zip(b) {
+                *o = blend_q15(z, a, b);
+            }
+        }
+        (Op::Relu { src, .. }, Store::I16(d)) => {
+            let (x, out) = (i16_at(stores, *src, n)?, d.get_mut(r)?);
+            out.iter_mut().zip(x).for_each(|(o, &x)| *o = relu_i16(x));
+        }
+        (
+            Op::Widen {
+                src,
+                zero_point,
+                req,
+                ..
+            },
+            Store::I16(d),
+        ) => {
+            let (x, out) = (i8_at(stores, *src, n)?, d.get_mut(r)?);
+            out.iter_mut()
+                .zip(x)
+                .for_each(|(o, &x)| *o = widen_i8(x, *zero_point, *req));
+        }
+        (
+            Op::Narrow {
+                a,
+                b,
+                req,
+                zero_point,
+                ..
+            },
+            Store::I8(d),
+        ) => {
+            let out = d.get_mut(r)?;
+            let zp = *zero_point;
+            match (b, i16_at(stores, *a, n), i32_at(stores, *a, n)) {
+                (Some(b), Some(x), _) => {
+                    let y = i16_at(stores, *b, n)?;
+                    for (k, o) in out.iter_mut().enumerate() {
+                        *o = requant_i8(x[k] as i32 * y[k] as i32, req_at(req, k), zp);
+                    }
+                }
+                (None, Some(x), _) => {
+                    for (k, o) in out.iter_mut().enumerate() {
+                        *o = requant_i8(x[k] as i32, req_at(req, k), zp);
+                    }
+                }
+                (None, None, Some(x)) => {
+                    for (k, o) in out.iter_mut().enumerate() {
+                        *o = requant_i8(x[k], req_at(req, k), zp);
+                    }
+                }
+                _ => return None,
+            }
+        }
+        (Op::Requant32 { src, req, .. }, Store::I32(d)) => {
+            let (x, out) = (i32_at(stores, *src, n)?, d.get_mut(r)?);
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = req_at(req, k).apply(x[k]);
+            }
+        }
+        (
+            Op::LstmCell {
+                i,
+                f,
+                g,
+                cell_frac_bits,
+                ..
+            },
+            Store::I16(c),
+        ) => {
+            // The cell state is read and written element by element, in place.
+            let (i, f, g) = (
+                i16_at(stores, *i, n)?,
+                i16_at(stores, *f, n)?,
+                i16_at(stores, *g, n)?,
+            );
+            let c = c.get_mut(r)?;
+            for (k, c) in c.iter_mut().enumerate() {
+                *c = lstm_cell_update(i[k], f[k], g[k], *c, *cell_frac_bits);
+            }
+        }
+        _ => return None,
+    }
+    Some(())
 }
 
 /// Runs the element-wise op `op` (any op but [`Op::MatVec`]) on one lane's buffers:
