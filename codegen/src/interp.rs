@@ -8,7 +8,7 @@ use irnn_runtime::kernels::{
     add_sat_i16, blend_q15, gate_preactivation, lstm_cell_update, matvec_i8, mul_q15, relu_i16,
     requant_i16, requant_i8, widen_i8,
 };
-use irnn_runtime::simd::{GateReq, Isa, Kernel, PackedMatrix};
+use irnn_runtime::simd::{GateReq, Isa, Kernel, PackedMatrix, RegFold, RegPwl};
 use irnn_runtime::{saturate_i16, saturate_i8, Requant};
 
 /// Error for inputs the program cannot take.
@@ -181,6 +181,8 @@ struct LayerRun {
     accbuf: Vec<i32>,
     /// Per op, its [`GateBlocks`] when a SIMD kernel runs the gate sums.
     gates: Vec<Option<GateBlocks>>,
+    /// The kernel of the products, the gate sums and the register-form tables.
+    kernel: Kernel,
 }
 
 /// Requantizer `k` of a list that has one entry per element or one for all.
@@ -250,6 +252,7 @@ impl LayerRun {
             lanes,
             packed,
             gates,
+            kernel,
             xbuf: Vec::new(),
             accbuf: Vec::new(),
         }
@@ -278,10 +281,10 @@ impl LayerRun {
         tokens: &[usize],
         tables: &[PwlTable],
         luts: &[Vec<i16>],
+        regs: &[Option<RegPwl>],
         scratch: &mut Scratch,
-        kernel: Kernel,
     ) {
-        let lanes = self.lanes.len();
+        let (lanes, kernel) = (self.lanes.len(), self.kernel);
         if let Some(i) = self.layer.input() {
             let width = inputs.len() / lanes.max(1);
             for (stores, x) in self.lanes.iter_mut().zip(inputs.chunks_exact(width.max(1))) {
@@ -327,7 +330,8 @@ impl LayerRun {
                 continue;
             }
             for (stores, &token) in self.lanes.iter_mut().zip(tokens) {
-                if !run_op_direct(op, stores, luts, self.gates[n].as_ref(), kernel) {
+                let fast = (luts, regs, self.gates[n].as_ref(), kernel);
+                if !run_op_direct(op, stores, fast) {
                     run_op(op, stores, token, tables, luts, scratch);
                 }
             }
@@ -365,6 +369,15 @@ fn store(stores: &mut [Store], dst: View, vals: &[i32]) {
     }
 }
 
+/// What the fast paths of [`run_op_direct`] use: the tables' lookup tables and
+/// register forms ([`Interpreter`]), the op's gate blocks and the kernel.
+type Fast<'a> = (
+    &'a [Vec<i16>],
+    &'a [Option<RegPwl>],
+    Option<&'a GateBlocks>,
+    Kernel,
+);
+
 /// `len` elements of `v`'s buffer from `v.start`, when it is an int8 buffer.
 fn i8_at(stores: &[Store], v: View, len: usize) -> Option<&[i8]> {
     match &stores[v.buf] {
@@ -398,30 +411,18 @@ fn i32_at(stores: &[Store], v: View, len: usize) -> Option<&[i32]> {
 /// [`run_op`]: a destination never overlaps a source here, except where an op reads
 /// and writes the same elements one by one (the cell state of [`Op::LstmCell`], a
 /// [`Op::Pwl`] in place), which the arms below do explicitly.
-fn run_op_direct(
-    op: &Op,
-    stores: &mut [Store],
-    luts: &[Vec<i16>],
-    gates: Option<&GateBlocks>,
-    kernel: Kernel,
-) -> bool {
+fn run_op_direct(op: &Op, stores: &mut [Store], fast: Fast<'_>) -> bool {
     let dst = op.writes();
     let placeholder = Store::I32(Vec::new());
     let mut d = std::mem::replace(&mut stores[dst.buf], placeholder);
-    let done = direct(op, stores, &mut d, luts, gates, kernel).is_some();
+    let done = direct(op, stores, &mut d, fast).is_some();
     stores[dst.buf] = d;
     done
 }
 
 /// [`run_op_direct`] with the destination's buffer `d` moved out of `stores`.
-fn direct(
-    op: &Op,
-    stores: &[Store],
-    d: &mut Store,
-    luts: &[Vec<i16>],
-    gates: Option<&GateBlocks>,
-    kernel: Kernel,
-) -> Option<()> {
+fn direct(op: &Op, stores: &[Store], d: &mut Store, fast: Fast<'_>) -> Option<()> {
+    let (luts, regs, gates, kernel) = fast;
     let dst = op.writes();
     let n = dst.len;
     let r = dst.start..dst.start + n;
@@ -456,16 +457,21 @@ fn direct(
         }
         (Op::Pwl { table, src, .. }, Store::I16(d)) => {
             let lut = luts.get(*table)?;
-            let at = |x: i16| lut[x as u16 as usize];
-            if src.buf == dst.buf {
+            let xs = if src.buf == dst.buf {
                 // In place (the source is the destination itself), element by element.
                 if src.start != dst.start {
                     return None;
                 }
-                d.get_mut(r)?.iter_mut().for_each(|x| *x = at(*x));
+                d.get_mut(r)?
             } else {
                 let (x, out) = (i16_at(stores, *src, n)?, d.get_mut(r)?);
-                out.iter_mut().zip(x).for_each(|(o, &x)| *o = at(x));
+                out.copy_from_slice(x);
+                out
+            };
+            let at = |x: i16| lut[x as u16 as usize];
+            match regs.get(*table) {
+                Some(Some(reg)) => kernel.pwl_i16(reg, xs, |x| at(x) as i32),
+                _ => xs.iter_mut().for_each(|x| *x = at(*x)),
             }
         }
         (Op::MulQ15 { a, b, .. }, Store::I16(d)) => {
@@ -726,10 +732,42 @@ fn run_op(
     store(stores, dst, out);
 }
 
+/// The register form of `t` for [`Kernel::pwl_i16`], as the Rust back end makes it for
+/// the AVX-512 VNNI target (`back::pwl_index::register_form` with 64 entries).
+fn reg_pwl(t: &PwlTable) -> Option<RegPwl> {
+    use crate::back::pwl_index::{build, register_form};
+    let r = register_form(t, &build(t)?, 64)?;
+    let mut probes = [[i32::MAX; 32]; 5];
+    for (p, (_, v)) in probes.iter_mut().zip(r.probes()) {
+        p.get_mut(..v.len())?.copy_from_slice(&v);
+    }
+    let fold = match t.symmetry {
+        TableSymmetry::None => RegFold::None,
+        TableSymmetry::Odd => RegFold::Odd,
+        TableSymmetry::Complement => RegFold::Complement(t.total),
+    };
+    Some(RegPwl::new(
+        *r.starts.get(32)?,
+        probes,
+        r.slopes.as_slice().try_into().ok()?,
+        r.intercepts.as_slice().try_into().ok()?,
+        t.frac_bits,
+        fold,
+        r.clamp.then_some((t.out_min, t.out_max)),
+    ))
+}
+
+/// Whether [`Kernel::pwl_i16`] with `r` gives `lut[x as u16]` (`sat16(Pwl::eval(x))`)
+/// for every int16 `x`.
+fn same_as_lut(kernel: Kernel, r: &RegPwl, lut: &[i16]) -> bool {
+    let mut xs: Vec<i16> = (0..=u16::MAX).map(|u| u as i16).collect();
+    kernel.pwl_i16(r, &mut xs, |x| lut[x as u16 as usize] as i32);
+    xs.iter().enumerate().all(|(u, &y)| lut.get(u) == Some(&y))
+}
+
 /// A stateful integer runner over one program.
 pub struct Interpreter<'p> {
     program: &'p Program,
-    kernel: Kernel,
     layers: Vec<LayerRun>,
     lanes: usize,
     /// The lanes' outputs one after another.
@@ -741,6 +779,10 @@ pub struct Interpreter<'p> {
     /// With a SIMD kernel: every table's `sat16(eval(x))` for all int16 `x` (indexed by
     /// `x as u16`), made by `Pwl::eval` itself, so a lookup is that evaluation.
     luts: Vec<Vec<i16>>,
+    /// With the AVX-512 VNNI kernel: per table, its register form for
+    /// [`Kernel::pwl_i16`] where it has one, kept only when it gives the lookup table's
+    /// value for every int16 input (checked on all 65 536 when the interpreter is made).
+    regs: Vec<Option<RegPwl>>,
 }
 
 impl<'p> Interpreter<'p> {
@@ -771,29 +813,36 @@ impl<'p> Interpreter<'p> {
             .iter()
             .map(|l| LayerRun::new(l.ops(), kernel, lanes))
             .collect();
+        let luts: Vec<Vec<i16>> = if kernel.isa() == Isa::Portable {
+            Vec::new()
+        } else {
+            program
+                .tables
+                .iter()
+                .map(|t| {
+                    let p = t.as_pwl();
+                    (0..=u16::MAX)
+                        .map(|u| saturate_i16(p.eval(u as i16 as i32)))
+                        .collect()
+                })
+                .collect()
+        };
+        let regs = match kernel.isa() {
+            Isa::Avx512Vnni => (program.tables.iter().zip(&luts))
+                .map(|(t, lut)| reg_pwl(t).filter(|r| same_as_lut(kernel, r, lut)))
+                .collect(),
+            _ => Vec::new(),
+        };
         let mut it = Interpreter {
             program,
-            kernel,
             layers,
             lanes,
             output: vec![0; lanes * program.output.size],
             input_buf: Vec::new(),
             tokens: Vec::new(),
             scratch: Scratch::default(),
-            luts: if kernel.isa() == Isa::Portable {
-                Vec::new()
-            } else {
-                program
-                    .tables
-                    .iter()
-                    .map(|t| {
-                        let p = t.as_pwl();
-                        (0..=u16::MAX)
-                            .map(|u| saturate_i16(p.eval(u as i16 as i32)))
-                            .collect()
-                    })
-                    .collect()
-            },
+            luts,
+            regs,
         };
         it.reset();
         it
@@ -868,8 +917,8 @@ impl<'p> Interpreter<'p> {
                 &self.tokens,
                 tables,
                 &self.luts,
+                &self.regs,
                 &mut self.scratch,
-                self.kernel,
             );
             let out = run.layer.output;
             prev.clear();
