@@ -8,7 +8,7 @@ use irnn_runtime::kernels::{
     add_sat_i16, blend_q15, gate_preactivation, lstm_cell_update, matvec_i8, mul_q15, relu_i16,
     requant_i16, requant_i8, widen_i8,
 };
-use irnn_runtime::simd::{Isa, Kernel, PackedMatrix};
+use irnn_runtime::simd::{GateReq, Isa, Kernel, PackedMatrix, RegFold, RegPwl};
 use irnn_runtime::{saturate_i16, saturate_i8, Requant};
 
 /// Error for inputs the program cannot take.
@@ -121,6 +121,53 @@ impl Packed {
     }
 }
 
+/// Rows per requantizer block of [`GateBlocks`].
+const GATE_BLOCK: usize = 64;
+
+/// The requantizers of an [`Op::GateSum`] with two terms, in blocks of [`GATE_BLOCK`]
+/// rows for [`Kernel::gate_sums`] (whose vector forms the runtime tests against
+/// [`gate_preactivation`], row by row); rows past the last whole block are left to
+/// [`gate_preactivation`] itself.
+struct GateBlocks {
+    /// Per block, the requantizers of the first term (`a`).
+    x: Vec<GateReq<GATE_BLOCK>>,
+    /// Per block, the requantizers of the second term (`b`).
+    h: Vec<GateReq<GATE_BLOCK>>,
+}
+
+impl GateBlocks {
+    /// The blocks of `op` when it is a gate sum of two terms. No accumulator interval
+    /// is promised ([`GateReq::with_acc_range`]): the kernel checks every call, so the
+    /// interpreter's results never rest on the range analysis.
+    fn of(op: &Op) -> Option<GateBlocks> {
+        let Op::GateSum {
+            ra,
+            b: Some((_, rb)),
+            dst,
+            ..
+        } = op
+        else {
+            return None;
+        };
+        let blocks = |req: &[Requant]| {
+            (0..dst.len / GATE_BLOCK)
+                .map(|blk| {
+                    let (mut mul, mut shift) = ([0; GATE_BLOCK], [0; GATE_BLOCK]);
+                    for r in 0..GATE_BLOCK {
+                        let q = req_at(req, blk * GATE_BLOCK + r);
+                        (mul[r], shift[r]) = (q.multiplier, q.shift);
+                    }
+                    GateReq::new(&mul, &shift)
+                })
+                .collect()
+        };
+        Some(GateBlocks {
+            x: blocks(ra),
+            h: blocks(rb),
+        })
+    }
+}
+
 /// One layer's ops and buffers.
 struct LayerRun {
     layer: OpLayer,
@@ -132,6 +179,10 @@ struct LayerRun {
     xbuf: Vec<i8>,
     /// The lanes' accumulators of a product, one after another.
     accbuf: Vec<i32>,
+    /// Per op, its [`GateBlocks`] when a SIMD kernel runs the gate sums.
+    gates: Vec<Option<GateBlocks>>,
+    /// The kernel of the products, the gate sums and the register-form tables.
+    kernel: Kernel,
 }
 
 /// Requantizer `k` of a list that has one entry per element or one for all.
@@ -188,10 +239,20 @@ impl LayerRun {
                 })
             })
             .collect();
+        let gates = layer
+            .ops
+            .iter()
+            .map(|op| match kernel.isa() {
+                Isa::Portable => None,
+                _ => GateBlocks::of(op),
+            })
+            .collect();
         LayerRun {
             layer,
             lanes,
             packed,
+            gates,
+            kernel,
             xbuf: Vec::new(),
             accbuf: Vec::new(),
         }
@@ -220,10 +281,10 @@ impl LayerRun {
         tokens: &[usize],
         tables: &[PwlTable],
         luts: &[Vec<i16>],
+        regs: &[Option<RegPwl>],
         scratch: &mut Scratch,
-        kernel: Kernel,
     ) {
-        let lanes = self.lanes.len();
+        let (lanes, kernel) = (self.lanes.len(), self.kernel);
         if let Some(i) = self.layer.input() {
             let width = inputs.len() / lanes.max(1);
             for (stores, x) in self.lanes.iter_mut().zip(inputs.chunks_exact(width.max(1))) {
@@ -269,7 +330,10 @@ impl LayerRun {
                 continue;
             }
             for (stores, &token) in self.lanes.iter_mut().zip(tokens) {
-                run_op(op, stores, token, tables, luts, scratch);
+                let fast = (luts, regs, self.gates[n].as_ref(), kernel);
+                if !run_op_direct(op, stores, fast) {
+                    run_op(op, stores, token, tables, luts, scratch);
+                }
             }
         }
     }
@@ -303,6 +367,224 @@ fn store(stores: &mut [Store], dst: View, vals: &[i32]) {
         Store::I16(x) => x[r].iter_mut().zip(vals).for_each(|(d, &v)| *d = v as i16),
         Store::I32(x) => x[r].copy_from_slice(vals),
     }
+}
+
+/// What the fast paths of [`run_op_direct`] use: the tables' lookup tables and
+/// register forms ([`Interpreter`]), the op's gate blocks and the kernel.
+type Fast<'a> = (
+    &'a [Vec<i16>],
+    &'a [Option<RegPwl>],
+    Option<&'a GateBlocks>,
+    Kernel,
+);
+
+/// `len` elements of `v`'s buffer from `v.start`, when it is an int8 buffer.
+fn i8_at(stores: &[Store], v: View, len: usize) -> Option<&[i8]> {
+    match &stores[v.buf] {
+        Store::I8(x) => x.get(v.start..v.start + len),
+        _ => None,
+    }
+}
+
+/// `len` elements of `v`'s buffer from `v.start`, when it is an int16 buffer.
+fn i16_at(stores: &[Store], v: View, len: usize) -> Option<&[i16]> {
+    match &stores[v.buf] {
+        Store::I16(x) => x.get(v.start..v.start + len),
+        _ => None,
+    }
+}
+
+/// `len` elements of `v`'s buffer from `v.start`, when it is an int32 buffer.
+fn i32_at(stores: &[Store], v: View, len: usize) -> Option<&[i32]> {
+    match &stores[v.buf] {
+        Store::I32(x) => x.get(v.start..v.start + len),
+        _ => None,
+    }
+}
+
+/// Runs the element-wise op `op` straight on one lane's typed buffers, with the same
+/// kernel calls as [`run_op`] but without its int32 copies; `false` (and nothing
+/// written) for an op this does not cover, which [`run_op`] then runs.
+///
+/// The destination's buffer is moved out of `stores` while the op runs, so a source in
+/// that buffer reads as missing (the empty placeholder) and the op is left to
+/// [`run_op`]: a destination never overlaps a source here, except where an op reads
+/// and writes the same elements one by one (the cell state of [`Op::LstmCell`], a
+/// [`Op::Pwl`] in place), which the arms below do explicitly.
+fn run_op_direct(op: &Op, stores: &mut [Store], fast: Fast<'_>) -> bool {
+    let dst = op.writes();
+    let placeholder = Store::I32(Vec::new());
+    let mut d = std::mem::replace(&mut stores[dst.buf], placeholder);
+    let done = direct(op, stores, &mut d, fast).is_some();
+    stores[dst.buf] = d;
+    done
+}
+
+/// [`run_op_direct`] with the destination's buffer `d` moved out of `stores`.
+fn direct(op: &Op, stores: &[Store], d: &mut Store, fast: Fast<'_>) -> Option<()> {
+    let (luts, regs, gates, kernel) = fast;
+    let dst = op.writes();
+    let n = dst.len;
+    let r = dst.start..dst.start + n;
+    match (op, d) {
+        (Op::GateSum { a, ra, b, .. }, Store::I16(d)) => {
+            let (x, out) = (i32_at(stores, *a, n)?, d.get_mut(r)?);
+            match b {
+                Some((b, rb)) => {
+                    let y = i32_at(stores, *b, n)?;
+                    let mut done = 0;
+                    if let Some(g) = gates {
+                        const B: usize = GATE_BLOCK;
+                        let rows = x.chunks_exact(B).zip(y.chunks_exact(B));
+                        let reqs = g.x.iter().zip(&g.h);
+                        for (((x, y), o), (rx, rh)) in rows.zip(out.chunks_exact_mut(B)).zip(reqs) {
+                            let block = "chunks of GATE_BLOCK rows";
+                            let (x, y) = (x.try_into().expect(block), y.try_into().expect(block));
+                            kernel.gate_sums(x, rx, y, rh, o.try_into().expect(block));
+                            done += B;
+                        }
+                    }
+                    for (k, o) in out.iter_mut().enumerate().skip(done) {
+                        *o = gate_preactivation(x[k], req_at(ra, k), y[k], req_at(rb, k));
+                    }
+                }
+                None => {
+                    for (k, o) in out.iter_mut().enumerate() {
+                        *o = requant_i16(x[k], req_at(ra, k));
+                    }
+                }
+            }
+        }
+        (Op::Pwl { table, src, .. }, Store::I16(d)) => {
+            let lut = luts.get(*table)?;
+            let xs = if src.buf == dst.buf {
+                // In place (the source is the destination itself), element by element.
+                if src.start != dst.start {
+                    return None;
+                }
+                d.get_mut(r)?
+            } else {
+                let (x, out) = (i16_at(stores, *src, n)?, d.get_mut(r)?);
+                out.copy_from_slice(x);
+                out
+            };
+            let at = |x: i16| lut[x as u16 as usize];
+            match regs.get(*table) {
+                Some(Some(reg)) => kernel.pwl_i16(reg, xs, |x| at(x) as i32),
+                _ => xs.iter_mut().for_each(|x| *x = at(*x)),
+            }
+        }
+        (Op::MulQ15 { a, b, .. }, Store::I16(d)) => {
+            let (a, b, out) = (
+                i16_at(stores, *a, n)?,
+                i16_at(stores, *b, n)?,
+                d.get_mut(r)?,
+            );
+            for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                *o = mul_q15(a, b);
+            }
+        }
+        (Op::AddSat { a, b, .. }, Store::I16(d)) => {
+            let (a, b, out) = (
+                i16_at(stores, *a, n)?,
+                i16_at(stores, *b, n)?,
+                d.get_mut(r)?,
+            );
+            for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                *o = add_sat_i16(a, b);
+            }
+        }
+        (Op::Blend { z, a, b, .. }, Store::I16(d)) => {
+            let z = i16_at(stores, *z, n)?;
+            let (a, b, out) = (
+                i16_at(stores, *a, n)?,
+                i16_at(stores, *b, n)?,
+                d.get_mut(r)?,
+            );
+            for (((o, &z), &a), &b) in out.iter_mut().zip(z).zip(a).zip(b) {
+                *o = blend_q15(z, a, b);
+            }
+        }
+        (Op::Relu { src, .. }, Store::I16(d)) => {
+            let (x, out) = (i16_at(stores, *src, n)?, d.get_mut(r)?);
+            out.iter_mut().zip(x).for_each(|(o, &x)| *o = relu_i16(x));
+        }
+        (
+            Op::Widen {
+                src,
+                zero_point,
+                req,
+                ..
+            },
+            Store::I16(d),
+        ) => {
+            let (x, out) = (i8_at(stores, *src, n)?, d.get_mut(r)?);
+            out.iter_mut()
+                .zip(x)
+                .for_each(|(o, &x)| *o = widen_i8(x, *zero_point, *req));
+        }
+        (
+            Op::Narrow {
+                a,
+                b,
+                req,
+                zero_point,
+                ..
+            },
+            Store::I8(d),
+        ) => {
+            let out = d.get_mut(r)?;
+            let zp = *zero_point;
+            match (b, i16_at(stores, *a, n), i32_at(stores, *a, n)) {
+                (Some(b), Some(x), _) => {
+                    let y = i16_at(stores, *b, n)?;
+                    for (k, o) in out.iter_mut().enumerate() {
+                        *o = requant_i8(x[k] as i32 * y[k] as i32, req_at(req, k), zp);
+                    }
+                }
+                (None, Some(x), _) => {
+                    for (k, o) in out.iter_mut().enumerate() {
+                        *o = requant_i8(x[k] as i32, req_at(req, k), zp);
+                    }
+                }
+                (None, None, Some(x)) => {
+                    for (k, o) in out.iter_mut().enumerate() {
+                        *o = requant_i8(x[k], req_at(req, k), zp);
+                    }
+                }
+                _ => return None,
+            }
+        }
+        (Op::Requant32 { src, req, .. }, Store::I32(d)) => {
+            let (x, out) = (i32_at(stores, *src, n)?, d.get_mut(r)?);
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = req_at(req, k).apply(x[k]);
+            }
+        }
+        (
+            Op::LstmCell {
+                i,
+                f,
+                g,
+                cell_frac_bits,
+                ..
+            },
+            Store::I16(c),
+        ) => {
+            // The cell state is read and written element by element, in place.
+            let (i, f, g) = (
+                i16_at(stores, *i, n)?,
+                i16_at(stores, *f, n)?,
+                i16_at(stores, *g, n)?,
+            );
+            let c = c.get_mut(r)?;
+            for (k, c) in c.iter_mut().enumerate() {
+                *c = lstm_cell_update(i[k], f[k], g[k], *c, *cell_frac_bits);
+            }
+        }
+        _ => return None,
+    }
+    Some(())
 }
 
 /// Runs the element-wise op `op` (any op but [`Op::MatVec`]) on one lane's buffers:
@@ -450,10 +732,42 @@ fn run_op(
     store(stores, dst, out);
 }
 
+/// The register form of `t` for [`Kernel::pwl_i16`], as the Rust back end makes it for
+/// the AVX-512 VNNI target (`back::pwl_index::register_form` with 64 entries).
+fn reg_pwl(t: &PwlTable) -> Option<RegPwl> {
+    use crate::back::pwl_index::{build, register_form};
+    let r = register_form(t, &build(t)?, 64)?;
+    let mut probes = [[i32::MAX; 32]; 5];
+    for (p, (_, v)) in probes.iter_mut().zip(r.probes()) {
+        p.get_mut(..v.len())?.copy_from_slice(&v);
+    }
+    let fold = match t.symmetry {
+        TableSymmetry::None => RegFold::None,
+        TableSymmetry::Odd => RegFold::Odd,
+        TableSymmetry::Complement => RegFold::Complement(t.total),
+    };
+    Some(RegPwl::new(
+        *r.starts.get(32)?,
+        probes,
+        r.slopes.as_slice().try_into().ok()?,
+        r.intercepts.as_slice().try_into().ok()?,
+        t.frac_bits,
+        fold,
+        r.clamp.then_some((t.out_min, t.out_max)),
+    ))
+}
+
+/// Whether [`Kernel::pwl_i16`] with `r` gives `lut[x as u16]` (`sat16(Pwl::eval(x))`)
+/// for every int16 `x`.
+fn same_as_lut(kernel: Kernel, r: &RegPwl, lut: &[i16]) -> bool {
+    let mut xs: Vec<i16> = (0..=u16::MAX).map(|u| u as i16).collect();
+    kernel.pwl_i16(r, &mut xs, |x| lut[x as u16 as usize] as i32);
+    xs.iter().enumerate().all(|(u, &y)| lut.get(u) == Some(&y))
+}
+
 /// A stateful integer runner over one program.
 pub struct Interpreter<'p> {
     program: &'p Program,
-    kernel: Kernel,
     layers: Vec<LayerRun>,
     lanes: usize,
     /// The lanes' outputs one after another.
@@ -465,6 +779,10 @@ pub struct Interpreter<'p> {
     /// With a SIMD kernel: every table's `sat16(eval(x))` for all int16 `x` (indexed by
     /// `x as u16`), made by `Pwl::eval` itself, so a lookup is that evaluation.
     luts: Vec<Vec<i16>>,
+    /// With the AVX-512 VNNI kernel: per table, its register form for
+    /// [`Kernel::pwl_i16`] where it has one, kept only when it gives the lookup table's
+    /// value for every int16 input (checked on all 65 536 when the interpreter is made).
+    regs: Vec<Option<RegPwl>>,
 }
 
 impl<'p> Interpreter<'p> {
@@ -495,29 +813,36 @@ impl<'p> Interpreter<'p> {
             .iter()
             .map(|l| LayerRun::new(l.ops(), kernel, lanes))
             .collect();
+        let luts: Vec<Vec<i16>> = if kernel.isa() == Isa::Portable {
+            Vec::new()
+        } else {
+            program
+                .tables
+                .iter()
+                .map(|t| {
+                    let p = t.as_pwl();
+                    (0..=u16::MAX)
+                        .map(|u| saturate_i16(p.eval(u as i16 as i32)))
+                        .collect()
+                })
+                .collect()
+        };
+        let regs = match kernel.isa() {
+            Isa::Avx512Vnni => (program.tables.iter().zip(&luts))
+                .map(|(t, lut)| reg_pwl(t).filter(|r| same_as_lut(kernel, r, lut)))
+                .collect(),
+            _ => Vec::new(),
+        };
         let mut it = Interpreter {
             program,
-            kernel,
             layers,
             lanes,
             output: vec![0; lanes * program.output.size],
             input_buf: Vec::new(),
             tokens: Vec::new(),
             scratch: Scratch::default(),
-            luts: if kernel.isa() == Isa::Portable {
-                Vec::new()
-            } else {
-                program
-                    .tables
-                    .iter()
-                    .map(|t| {
-                        let p = t.as_pwl();
-                        (0..=u16::MAX)
-                            .map(|u| saturate_i16(p.eval(u as i16 as i32)))
-                            .collect()
-                    })
-                    .collect()
-            },
+            luts,
+            regs,
         };
         it.reset();
         it
@@ -592,8 +917,8 @@ impl<'p> Interpreter<'p> {
                 &self.tokens,
                 tables,
                 &self.luts,
+                &self.regs,
                 &mut self.scratch,
-                self.kernel,
             );
             let out = run.layer.output;
             prev.clear();
