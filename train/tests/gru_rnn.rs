@@ -14,7 +14,6 @@ use irnn_train::*;
 use std::path::{Path, PathBuf};
 
 mod support;
-use support::opts;
 const V: usize = 8;
 
 /// Writes a spec with one PyTorch module per recurrent layer (`rnn{k}`, one layer each)
@@ -325,19 +324,7 @@ fn qat_training_lowers_the_loss_and_exports_what_it_simulates() {
     for (what, cells, hidden) in configs() {
         let dir = tempfile::tempdir().unwrap();
         let (spec, data) = setup(dir.path(), &cells, &hidden, 7);
-        let mut o = opts(dir.path(), &spec, &data, 40);
-        o.checkpoint = Some(dir.path().join("ck.safetensors"));
-        o.checkpoint_every = 0;
-        let mut losses = Vec::new();
-        let r = train(&o, &mut |p| {
-            if let Progress::Step { bits, qat, .. } = p {
-                assert!(*qat);
-                losses.push(*bits);
-            }
-        })
-        .unwrap();
-        let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
-        let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
+        let (o, r, first, last) = support::train_qat(dir.path(), &spec, &data, 40);
         eprintln!("{what}: loss {first:.3} → {last:.3} bits; {r:?}");
         assert!(last < first - 0.3, "{what}: loss {first} → {last}");
         assert!(r.top1_sim_vs_int.unwrap() >= 0.98, "{what}: {r:?}");

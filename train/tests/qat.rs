@@ -86,19 +86,7 @@ fn gradients_flow_through_fake_quant_and_pwl() {
 fn qat_loss_goes_down_and_export_reproduces_the_simulation() {
     let dir = tempfile::tempdir().unwrap();
     let (spec, data) = setup(dir.path());
-    let mut o = opts(dir.path(), &spec, &data, 60);
-    o.checkpoint = Some(dir.path().join("ck.safetensors"));
-    o.checkpoint_every = 0;
-    let mut losses = Vec::new();
-    let r = train(&o, &mut |p| {
-        if let Progress::Step { bits, qat, .. } = p {
-            assert!(*qat);
-            losses.push(*bits);
-        }
-    })
-    .unwrap();
-    let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
-    let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
+    let (o, r, first, last) = support::train_qat(dir.path(), &spec, &data, 60);
     assert!(last < first - 0.5, "loss {first} → {last}");
     assert!(r.valid_bits.unwrap() < first);
     // The exported integer graph reproduces the simulated QAT model.

@@ -3,7 +3,7 @@
 use irnn_codegen::tensors::TensorWriter;
 use irnn_train::data::Rng;
 use irnn_train::model::Params;
-use irnn_train::TrainOptions;
+use irnn_train::{train, Progress, TrainOptions, TrainReport};
 use std::path::{Path, PathBuf};
 
 /// Writes `spec` as `dir/tiny.json` and the float weights `p` as `dir/tiny.safetensors`
@@ -58,4 +58,29 @@ pub fn opts(dir: &Path, spec: &Path, data: &Path, steps: usize) -> TrainOptions 
     o.valid = Some(data.to_path_buf());
     o.valid_windows = 16;
     o
+}
+
+/// Trains `steps` QAT steps with [`opts`] and a checkpoint at the end
+/// (`dir/ck.safetensors`), checking every step is QAT; returns the report and the mean
+/// loss (bits) of the first and of the last five steps, with the options used.
+pub fn train_qat(
+    dir: &Path,
+    spec: &Path,
+    data: &Path,
+    steps: usize,
+) -> (TrainOptions, TrainReport, f64, f64) {
+    let mut o = opts(dir, spec, data, steps);
+    o.checkpoint = Some(dir.join("ck.safetensors"));
+    o.checkpoint_every = 0;
+    let mut losses = Vec::new();
+    let r = train(&o, &mut |p| {
+        if let Progress::Step { bits, qat, .. } = p {
+            assert!(*qat);
+            losses.push(*bits);
+        }
+    })
+    .unwrap();
+    let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
+    let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
+    (o, r, first, last)
 }
