@@ -81,16 +81,11 @@ struct LayerCtx {
     last: bool,
 }
 
-/// One member of `NAME_state_t`: `float name[len]; /* comment */`.
-#[derive(Serialize)]
-struct StateMember {
-    name: String,
-    len: usize,
-    comment: String,
-}
-
+/// The state of one recurrent layer: `float ID_h[hp]` (and `ID_c[hp]` for an LSTM) in
+/// `NAME_state_t`, zeroed by `NAME_reset`.
 #[derive(Serialize)]
 struct LstmState {
+    index: usize,
     id: String,
     hp: usize,
     /// Has a cell state (LSTM).
@@ -128,8 +123,6 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
     let mut arrays = Vec::new();
     let mut layers = Vec::new();
     let mut lstm_states = Vec::new();
-    let mut state_members = Vec::new();
-    let mut state_bytes = 0usize;
     let token_input = matches!(p.input, F32Input::Tokens { .. });
     let mut current = "x".to_string();
     let mut push_array = |name: String, comment: String, v: Vec<f32>| -> Result<(), GenError> {
@@ -217,18 +210,8 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
                 (l.kind, l.i, l.h, l.hp, l.rows) = ("lstm", i, h, hp, rows);
                 l.n = if simd { rows / br } else { rows };
                 l.comment = format!("LSTM \"{comment}\", {i} -> {h} (padded to {hp})");
-                state_members.push(StateMember {
-                    name: format!("{id}_h"),
-                    len: hp,
-                    comment: format!("layer {index}: hidden state"),
-                });
-                state_members.push(StateMember {
-                    name: format!("{id}_c"),
-                    len: hp,
-                    comment: format!("layer {index}: cell state"),
-                });
-                state_bytes += 8 * hp;
                 lstm_states.push(LstmState {
+                    index,
                     id: id.clone(),
                     hp,
                     c: true,
@@ -298,13 +281,8 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
                 (l.i, l.h, l.hp, l.rows) = (i, h, hp, rows);
                 l.n = if simd { rows / br } else { rows };
                 l.comment = format!("{kind} \"{comment}\", {i} -> {h} (padded to {hp})");
-                state_members.push(StateMember {
-                    name: format!("{id}_h"),
-                    len: hp,
-                    comment: format!("layer {index}: hidden state"),
-                });
-                state_bytes += 4 * hp;
                 lstm_states.push(LstmState {
+                    index,
                     id: id.clone(),
                     hp,
                     c: false,
@@ -392,8 +370,11 @@ pub fn write(p: &F32Program, opts: &GenOptions) -> Result<Vec<GeneratedFile>, Ge
     ctx.insert("token_input", &token_input);
     ctx.insert("input_size", &input_size);
     ctx.insert("output_size", &p.output_size);
+    let state_bytes: usize = lstm_states
+        .iter()
+        .map(|st| 4 * st.hp * if st.c { 2 } else { 1 })
+        .sum();
     ctx.insert("state_bytes", &state_bytes);
-    ctx.insert("state_members", &state_members);
     ctx.insert("lstm_states", &lstm_states);
     ctx.insert("arrays", &arrays);
     ctx.insert("layers", &layers);
