@@ -267,8 +267,6 @@ struct Ctx {
     /// Steps per chunk of the batched `NAME_run` (0: `NAME_run` loops over `NAME_step`,
     /// the scalar target, which has no packed layout).
     run_chunk: usize,
-    /// Bytes of `NAME_run`'s chunk buffers (without the `run_chunk` input pointers).
-    run_stack_bytes: usize,
     /// The batched `NAME_run`'s buffers (SIMD targets).
     run: Option<RunGlue>,
 }
@@ -318,7 +316,8 @@ struct RunGlue {
     xq_words: usize,
     /// int8 outputs of a layer for the next (`seq`; 0: none).
     seq_bytes: usize,
-    /// Bytes of the three buffers.
+    /// Bytes of the three buffers (`NAME_RUN_STACK_BYTES`, without the `run_chunk`
+    /// input pointers).
     stack_bytes: usize,
     /// Some chunk part loops over `k`.
     uses_k: bool,
@@ -1377,7 +1376,6 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
             embedding_vocab: run_embedding.map_or(0, |i: usize| glue[i].vocab),
         }
     });
-    let run_stack_bytes = run.as_ref().map_or(0, |r| r.stack_bytes);
     let tables: Vec<TableCtx> = program
         .used_tables()
         .into_iter()
@@ -1547,7 +1545,6 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         run_doc,
         glue,
         run_chunk: chunk,
-        run_stack_bytes,
         run,
     })
 }
