@@ -1034,6 +1034,8 @@ impl Gen<'_> {
     fn lstm(&mut self, i: usize, l: &LstmIr) -> Result<TokenStream, GenError> {
         let (isz, hsz) = (l.input_size, l.hidden_size);
         let rows = 4 * hsz;
+        // What the interval analysis proves about the gate sums (one plan for the layer).
+        let plan = super::lstm_gate_plan(l);
         let mut items = Vec::new();
         let names = [
             format_ident!("L{}_W_IH", i),
@@ -1067,7 +1069,6 @@ impl Gen<'_> {
             items.push(self.requant_statics(i, "REQ_X", &l.req_x, "the input accumulators"));
             items.push(self.requant_statics(i, "REQ_H", &l.req_h, "the recurrent accumulators"));
             if !full {
-                let plan = super::lstm_gate_plan(l);
                 for ((base, what), acc) in [("X", "input"), ("H", "recurrent")]
                     .into_iter()
                     .zip(plan.acc)
@@ -1135,7 +1136,7 @@ impl Gen<'_> {
         // `GateSumPlan::down`): the loop form uses the branch-free requantization of
         // NUMERICS.md ("Branch-free requantization"), which LLVM vectorizes; otherwise
         // the runtime's.
-        let fast = !full && super::lstm_gate_plan(l).down;
+        let fast = !full && plan.down;
         // The output requantizer in the same branch-free form (only with `fast`, which
         // defines `req_down`); on AVX2 in int32 (`|o · tanh c| <= 2^30`, so it fits).
         let out_req32 = fast && self.target == Target::Avx2;
