@@ -77,7 +77,7 @@ impl<const N: usize> GateReq<N> {
 
     /// Whether every accumulator is proven to be inside the vector forms' range.
     #[cfg(target_arch = "x86_64")]
-    fn proven_in_vector_range(&self) -> bool {
+    pub(super) fn proven_in_vector_range(&self) -> bool {
         let lim = VECTOR_ACC_LIMIT as i64;
         matches!(self.proven, Some((lo, hi)) if lo >= -lim && hi < lim)
     }

@@ -932,6 +932,21 @@ fn gate_sums_with_a_proven_interval() {
     ah[4] = (1 << 29) - 1;
     let inside = |r: &GateReq<GN>| r.clone().with_acc_range(-lim, lim - 1);
     let wide = |r: &GateReq<GN>| r.clone().with_acc_range(i32::MIN as i64, i32::MAX as i64);
+    // Which intervals let the vector forms skip their check.
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert!(inside(&rx).proven_in_vector_range());
+        assert!(!wide(&rx).proven_in_vector_range());
+        assert!(!rx.proven_in_vector_range(), "no interval: checked");
+        assert!(!rx
+            .clone()
+            .with_acc_range(-lim, lim)
+            .proven_in_vector_range());
+        assert!(!rx
+            .clone()
+            .with_acc_range(-lim - 1, 0)
+            .proven_in_vector_range());
+    }
     let mut kernels = simd_kernels();
     kernels.insert(0, Kernel::PORTABLE);
     for &k in &kernels {
