@@ -1435,6 +1435,12 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         .iter()
         .any(|l| matches!(l, LayerCtx::Lstm { out_down: None, .. }));
     let uses_sat8 = uses_sat8 || uses_lstm_out;
+    // `_q_cell` and the arithmetic-shift check it relies on.
+    let has_lstm = layers.iter().any(|l| match l {
+        LayerCtx::Lstm { .. } => true,
+        LayerCtx::Cell { cell, .. } => cell.uses_cell,
+        _ => false,
+    });
 
     let (input_size, vocab_size, input_zero_point, input_scale) = match program.input {
         InputIr::Tokens { vocab_size } => (
@@ -1522,7 +1528,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         state_members,
         lstm_states,
         cell_resets,
-        has_lstm: program.layers.iter().any(|l| matches!(l, LayerIr::Lstm(_))),
+        has_lstm,
         uses_sat16: program
             .layers
             .iter()

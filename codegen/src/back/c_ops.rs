@@ -48,6 +48,8 @@ pub(crate) struct CellCtx {
     pub ops: Vec<OpCtx>,
     /// Uses `_q_gate_pre` (a gate sum of two accumulators).
     pub uses_gate_pre: bool,
+    /// Uses `_q_cell` (an LSTM cell update).
+    pub uses_cell: bool,
 }
 
 /// A local array `ctype name[len];`.
@@ -167,6 +169,14 @@ enum COp {
         m: String,
         s: String,
     },
+    /// The LSTM cell update of `dst` in place (`_q_cell`, `shift = 30 − cell bits`).
+    LstmCell {
+        dst: String,
+        i: String,
+        f: String,
+        g: String,
+        shift: u32,
+    },
 }
 
 /// Names the C expression of a view: the buffer's name, offset by its start.
@@ -243,6 +253,7 @@ pub(crate) fn cell_ctx(
     }
     let mut reqs = Vec::new();
     let mut uses_gate_pre = false;
+    let mut uses_cell = false;
     let mut ops = Vec::new();
     let mut needs_rj = false;
     for (n, op) in layer.ops.iter().enumerate() {
@@ -381,11 +392,21 @@ pub(crate) fn cell_ctx(
                     s,
                 }
             }
-            Op::LstmCell { .. } => {
-                return Err(GenError::Unsupported(format!(
-                    "layer \"{}\": an LSTM cell update outside an LSTM layer",
-                    layer.name
-                )))
+            Op::LstmCell {
+                i,
+                f,
+                g,
+                c,
+                cell_frac_bits,
+            } => {
+                uses_cell = true;
+                COp::LstmCell {
+                    dst: v(c),
+                    i: v(i),
+                    f: v(f),
+                    g: v(g),
+                    shift: 30 - (*cell_frac_bits).min(15),
+                }
             }
         };
         ops.push(OpCtx {
@@ -403,6 +424,7 @@ pub(crate) fn cell_ctx(
         needs_rj,
         ops,
         uses_gate_pre,
+        uses_cell,
     })
 }
 

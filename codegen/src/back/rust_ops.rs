@@ -113,7 +113,7 @@ impl Gen<'_> {
                 }
             };
             body.push(match op {
-                Op::Lookup { .. } | Op::LstmCell { .. } => {
+                Op::Lookup { .. } => {
                     return Err(GenError::Layer {
                         layer: l.name.clone(),
                         message: format!("no per-op emitter for {op:?}")
@@ -214,6 +214,17 @@ impl Gen<'_> {
                     let re = self.req_expr(i, &format!("O{n}_A"), req, &mut items);
                     let sv = s(src);
                     each(quote!(#re.apply(#sv[k])))
+                }
+                Op::LstmCell {
+                    i: gi,
+                    f,
+                    g,
+                    c,
+                    cell_frac_bits,
+                } => {
+                    let (iv, fv, gv, cv) = (s(gi), s(f), s(g), s(c));
+                    let bits = lit(*cell_frac_bits as usize);
+                    each(quote!(::irnn_runtime::kernels::lstm_cell_update(#iv[k], #fv[k], #gv[k], #cv[k], #bits)))
                 }
             });
         }
