@@ -194,6 +194,7 @@ fn gen_c(program: &Program, target: Target, dir: &Path) {
             target,
             unroll: Unroll::None,
             precision: Default::default(),
+            fusion: Default::default(),
         },
     )
     .unwrap_or_else(|e| panic!("generating C for {} ({}): {e}", program.name, target.name()));
@@ -780,6 +781,7 @@ fn rust_builds_for_thumb_targets() {
             target: *target,
             unroll: Unroll::None,
             precision: irnn_codegen::back::Precision::Int8,
+            fusion: Default::default(),
         };
         let files = generate(&m.program, &opts).expect("generates Rust");
         assert!(

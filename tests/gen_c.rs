@@ -31,7 +31,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 use support::c_harness::{self, assert_same, build_harness, cc, prefix, write_files, Seq, STRICT};
-use support::{charlm_paths, features_paths, quantize_files, synth_model, Synth};
+use support::{charlm_paths, edit_lstm, features_paths, lstm, quantize_files, synth_model, Synth};
 
 const MODES: [Unroll; 3] = [Unroll::None, Unroll::Inner, Unroll::Full];
 
@@ -76,6 +76,7 @@ fn opts(unroll: Unroll) -> GenOptions {
         target: Target::Scalar,
         unroll,
         precision: Default::default(),
+        fusion: Default::default(),
     }
 }
 
@@ -182,8 +183,19 @@ fn random_seqs(program: &Program, seed: u64, lengths: &[usize]) -> Vec<Seq> {
 const LENGTHS: &[usize] = &[180, 0, 150, 170, 1];
 
 fn check_bit_exact(program: &Program, unroll: Unroll, cc_name: &str, extra: &[&str], seed: u64) {
-    let files = gen(program, unroll);
-    let harness = build_harness(&files, program, cc_name, extra);
+    check_files_bit_exact(program, &gen(program, unroll), unroll, cc_name, extra, seed);
+}
+
+/// [`check_bit_exact`] on given files (the C of `program`).
+fn check_files_bit_exact(
+    program: &Program,
+    files: &[GeneratedFile],
+    unroll: Unroll,
+    cc_name: &str,
+    extra: &[&str],
+    seed: u64,
+) {
+    let harness = build_harness(files, program, cc_name, extra);
     let seqs = random_seqs(program, seed, LENGTHS);
     let got = harness.run(&seqs, program.output.size);
     let want = expected(program, &seqs);
@@ -399,14 +411,12 @@ fn c_refuses_malformed_programs_without_panicking() {
     let base = &synth("tok_deep").model.program;
     let mut cases: Vec<(&str, Program)> = Vec::new();
     let mut p = base.clone();
-    if let LayerIr::Lstm(l) = &mut p.layers[1] {
+    edit_lstm(&mut p, 1, |l| {
         l.w_ih.pop();
-    }
+    });
     cases.push(("short w_ih", p));
     let mut p = base.clone();
-    if let LayerIr::Lstm(l) = &mut p.layers[1] {
-        l.gate_tables[2] = 999;
-    }
+    edit_lstm(&mut p, 1, |l| l.gate_tables[2] = 999);
     cases.push(("bad table index", p));
     let mut p = base.clone();
     p.layers.pop();
@@ -424,9 +434,7 @@ fn c_refuses_malformed_programs_without_panicking() {
     cases.push(("output size", p));
     let mut p = base.clone();
     let t = p.tables.len();
-    if let LayerIr::Lstm(l) = &mut p.layers[1] {
-        l.cell_table = t;
-    }
+    edit_lstm(&mut p, 1, |l| l.cell_table = t);
     p.tables.push(irnn_codegen::ir::PwlTable {
         starts: vec![],
         slopes: vec![],
@@ -610,10 +618,8 @@ fn c_matches_interpreter_on_unusual_numerics() {
     let mut p = base.clone();
     p.name = "unusual".into();
     let mut rng = Rng::new(77);
-    let LayerIr::Lstm(lstm) = &p.layers[0] else {
-        panic!("feat_small starts with an LSTM")
-    };
-    let h = lstm.hidden_size;
+    let lstm0 = lstm(&p, 0);
+    let h = lstm0.hidden_size;
     let mut req = |k: usize| -> Requant {
         match k % 6 {
             0 => Requant {
@@ -658,13 +664,10 @@ fn c_matches_interpreter_on_unusual_numerics() {
     }
     p.output.zero_point = 5;
     // Unusual tables: every table the LSTM uses gets one oddity.
-    let LayerIr::Lstm(lstm) = &p.layers[0] else {
-        unreachable!()
-    };
-    let used: Vec<usize> = lstm
+    let used: Vec<usize> = lstm0
         .gate_tables
         .iter()
-        .chain([&lstm.cell_table])
+        .chain([&lstm0.cell_table])
         .copied()
         .collect();
     for (k, &t) in used.iter().enumerate() {
@@ -685,6 +688,41 @@ fn c_matches_interpreter_on_unusual_numerics() {
         check_bit_exact(&p, unroll, "gcc", &[], 700);
     }
     check_bit_exact(&p, Unroll::Inner, "clang", SANITIZE, 701);
+}
+
+/// The LSTM models written op by op (`--fusion none`: no fused LSTM step) build
+/// strict and match the interpreter, also under the sanitizers.
+#[test]
+fn lstm_op_by_op_matches_interpreter() {
+    for (k, label) in ["tok_deep", "feat_small", "feat_tiny"]
+        .into_iter()
+        .enumerate()
+    {
+        let program = &synth(label).model.program;
+        let opts = GenOptions {
+            fusion: irnn_codegen::back::Fusion::None,
+            ..opts(Unroll::None)
+        };
+        let files = generate(program, &opts).expect("generates");
+        let c = &files[1].contents;
+        assert!(
+            c.contains("One step, op by op") && !c.contains("_w_ih"),
+            "{label}: not written op by op"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, src) = write_files(dir.path(), &files);
+        let obj = dir.path().join("model.o");
+        let (c_s, o_s) = (src.display().to_string(), obj.display().to_string());
+        for cc_name in ["gcc", "clang"] {
+            let mut args: Vec<&str> = STRICT.to_vec();
+            args.extend_from_slice(&["-O2", "-c", &c_s, "-o", &o_s]);
+            cc(cc_name, &args, &format!("{label} op by op"));
+        }
+        check_files_bit_exact(program, &files, Unroll::None, "gcc", &[], 750 + k as u64);
+        if k == 0 {
+            check_files_bit_exact(program, &files, Unroll::None, "clang", SANITIZE, 760);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ fn opts(lang: Lang, target: Target) -> GenOptions {
         target,
         unroll: Unroll::None,
         precision: Precision::F32,
+        fusion: Default::default(),
     }
 }
 
@@ -683,6 +684,7 @@ fn bench_times_int8_and_f32() {
             runs: 3,
             cc: "gcc".into(),
             lang: Lang::C,
+            fusion: Default::default(),
         },
     )
     .expect("bench runs");
@@ -705,6 +707,7 @@ fn bench_times_int8_and_f32() {
             runs: 3,
             cc: "gcc".into(),
             lang: Lang::C,
+            fusion: Default::default(),
         },
     )
     .unwrap_err();

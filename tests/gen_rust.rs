@@ -10,7 +10,9 @@
 
 mod support;
 
-use irnn_codegen::back::{generate, GenError, GenOptions, GeneratedFile, Lang, Target, Unroll};
+use irnn_codegen::back::{
+    generate, Fusion, GenError, GenOptions, GeneratedFile, Lang, Target, Unroll,
+};
 use irnn_codegen::interp::Interpreter;
 use irnn_codegen::ir::{InputIr, LayerIr, Program};
 use irnn_codegen::npy::{read_data, SeqData};
@@ -36,6 +38,7 @@ fn opts(unroll: Unroll) -> GenOptions {
         target: Target::Scalar,
         unroll,
         precision: Default::default(),
+        fusion: Default::default(),
     }
 }
 
@@ -44,8 +47,13 @@ fn gen_one(program: &Program, unroll: Unroll) -> GeneratedFile {
 }
 
 fn gen_for(program: &Program, unroll: Unroll, target: Target) -> GeneratedFile {
+    gen_fused(program, unroll, target, Fusion::Auto)
+}
+
+fn gen_fused(program: &Program, unroll: Unroll, target: Target, fusion: Fusion) -> GeneratedFile {
     let o = GenOptions {
         target,
+        fusion,
         ..opts(unroll)
     };
     let mut files = match generate(program, &o) {
@@ -388,7 +396,6 @@ fn hostile_copy(p: &Program) -> Program {
         let name = format!("{HOSTILE}{i} */ fn main() {{}} //");
         match layer {
             LayerIr::Embedding(e) => e.name = name,
-            LayerIr::Lstm(l) => l.name = name,
             LayerIr::Linear(l) => l.name = name,
             LayerIr::Cell(l) => l.name = name,
         }
@@ -500,7 +507,13 @@ fn build_harness() -> Harness {
     let started = std::time::Instant::now();
     let mut cases = BTreeMap::new();
     let mut add = |module: String, program: &Program, unroll: Unroll, inputs: &Inputs| {
-        let file = gen_one(program, unroll);
+        // `{model}_ops`: the LSTM op by op.
+        let fusion = if module.ends_with("_ops") {
+            Fusion::None
+        } else {
+            Fusion::Auto
+        };
+        let file = gen_fused(program, unroll, Target::Scalar, fusion);
         cases.insert(
             module,
             Case {
@@ -526,6 +539,9 @@ fn build_harness() -> Harness {
             );
             let long = random_inputs(&m.program, 1, 100_000, 2000 + i as u64);
             add(format!("{name}_long"), &m.program, Unroll::None, &long);
+        }
+        if OP_BY_OP.contains(name) {
+            add(format!("{name}_ops"), &m.program, Unroll::None, &inputs);
         }
         if *name == "tok13x7" {
             let hostile = hostile_copy(&m.program);
@@ -857,6 +873,25 @@ fn synthetic_models_run_bit_exact_in_every_unroll_mode() {
 
 const SYNTHETIC: [&str; 4] = ["tok13x7", "tok8x16l2", "feat13x7l2", "feat5x3"];
 
+/// LSTM models also generated with `Fusion::None`: every layer written op by op.
+const OP_BY_OP: [&str; 2] = ["tok8x16l2", "feat13x7l2"];
+
+/// The LSTM written op by op (`--fusion none`, no fused LSTM step) is bit-exact too.
+#[test]
+fn lstm_op_by_op_runs_bit_exact() {
+    let h = harness();
+    for name in OP_BY_OP {
+        let module = format!("{name}_ops");
+        let code = &h.cases[&module].file.contents;
+        assert!(
+            code.contains("lstm step, op by op") && !code.contains("one LSTM step"),
+            "{module}: not written op by op"
+        );
+        let outputs = h.check_bit_exact(&module);
+        assert!(outputs.iter().any(|&v| v != outputs[0]), "{module}");
+    }
+}
+
 /// Saturating and extreme inputs and a 100,000-step run, with overflow checks on (the
 /// checked harness): every output equals the interpreter's, for LSTM, GRU and RNN.
 #[test]
@@ -1141,12 +1176,7 @@ fn generated_code_has_no_float_unsafe_heap_or_std() {
 fn full_unroll_refuses_large_layers() {
     // 4 · 64 · (64 + 64) = 32768 LSTM weights > FULL_UNROLL_MAX_WEIGHTS.
     let m = synth_model("big", Some(5), 64, 64, 1, 5, 3);
-    let lstm = m
-        .program
-        .layers
-        .iter()
-        .find(|l| matches!(l, LayerIr::Lstm(_)))
-        .unwrap()
+    let lstm = m.program.layers[lstm_layers(&m.program)[0]]
         .name()
         .to_string();
     match generate(&m.program, &opts(Unroll::Full)) {
@@ -1172,9 +1202,9 @@ fn full_unroll_refuses_large_layers() {
 fn broken_programs_are_refused_not_miscompiled() {
     let m = synth_model("broken", None, 4, 3, 1, 2, 5);
     let mut p = m.program.clone();
-    if let Some(LayerIr::Lstm(l)) = p.layers.iter_mut().find(|l| matches!(l, LayerIr::Lstm(_))) {
+    edit_lstm(&mut p, lstm_layers(&m.program)[0], |l| {
         l.w_ih.pop();
-    }
+    });
     let err = generate(&p, &opts(Unroll::None)).unwrap_err().to_string();
     assert!(err.contains("w_ih has 47 elements; expected 48"), "{err}");
     let mut p = m.program.clone();
@@ -1202,6 +1232,10 @@ fn broken_programs_are_refused_not_miscompiled() {
 const X86_TARGETS: [Target; 2] = [Target::Avx2, Target::Avx512Vnni];
 const ARM_TARGETS: [Target; 2] = [Target::Neon, Target::NeonDotprod];
 
+/// SIMD shapes also generated with `Fusion::None` (module `{label}_ops_{target}`): the
+/// LSTM op by op on the packed kernels.
+const SIMD_OP_BY_OP: [&str; 2] = ["tok_mid", "feat_mid"];
+
 fn module_name(label: &str, target: Target) -> String {
     format!("{label}_{}", target.name().replace('-', "_"))
 }
@@ -1224,13 +1258,13 @@ fn charlm_case() -> (Program, Inputs) {
 fn with_min_weights(program: &Program) -> Program {
     let mut p = program.clone();
     p.name = format!("{}_min", p.name);
-    if let Some(LayerIr::Lstm(l)) = p.layers.iter_mut().find(|l| matches!(l, LayerIr::Lstm(_))) {
+    edit_lstm(&mut p, lstm_layers(program)[0], |l| {
         for (k, w) in l.w_hh.iter_mut().enumerate() {
             if k % 5 == 0 {
                 *w = -128;
             }
         }
-    }
+    });
     irnn_codegen::back::validate::check_program(&p, Unroll::None)
         .expect("the -128 model still passes the accumulator bound");
     p
@@ -1242,9 +1276,9 @@ fn with_min_weights(program: &Program) -> Program {
 fn with_upscaled_gate(program: &Program) -> Program {
     let mut p = program.clone();
     p.name = format!("{}_up", p.name);
-    if let Some(LayerIr::Lstm(l)) = p.layers.iter_mut().find(|l| matches!(l, LayerIr::Lstm(_))) {
+    edit_lstm(&mut p, lstm_layers(program)[0], |l| {
         l.req_h[3] = irnn_runtime::Requant::ONE;
-    }
+    });
     irnn_codegen::back::validate::check_program(&p, Unroll::None)
         .expect("the model with an upscaling gate requantizer still validates");
     p
@@ -1257,7 +1291,7 @@ fn simd_harness(
     profile: Profile,
 ) -> Harness {
     let started = std::time::Instant::now();
-    let mut programs: Vec<(String, Program, Inputs)> = Vec::new();
+    let mut programs: Vec<(String, Program, Inputs, Fusion)> = Vec::new();
     let mut models = Vec::new();
     for (k, &(label, vocab, input, hidden, layers, outputs, seed)) in SIMD_SHAPES.iter().enumerate()
     {
@@ -1268,32 +1302,43 @@ fn simd_harness(
                 "min128".into(),
                 with_min_weights(&m.program),
                 inputs.clone(),
+                Fusion::Auto,
             ));
             programs.push((
                 "upscale".into(),
                 with_upscaled_gate(&m.program),
                 inputs.clone(),
+                Fusion::Auto,
             ));
         }
-        programs.push((label.into(), m.program.clone(), inputs));
+        if SIMD_OP_BY_OP.contains(&label) {
+            let (label, program) = (format!("{label}_ops"), m.program.clone());
+            programs.push((label, program, inputs.clone(), Fusion::None));
+        }
+        programs.push((label.into(), m.program.clone(), inputs, Fusion::Auto));
         models.push(m);
     }
     for (k, s) in cell_models().into_iter().enumerate() {
         let inputs = random_inputs(&s.model.program, 4, 100, 3000 + k as u64);
-        programs.push((s.label.into(), s.model.program.clone(), inputs));
+        programs.push((
+            s.label.into(),
+            s.model.program.clone(),
+            inputs,
+            Fusion::Auto,
+        ));
         models.push(s.model);
     }
     let (charlm, inputs) = charlm_case();
-    programs.push(("charlm".into(), charlm, inputs));
+    programs.push(("charlm".into(), charlm, inputs, Fusion::Auto));
     let mut cases = BTreeMap::new();
     for &target in targets {
-        for (label, program, inputs) in &programs {
+        for (label, program, inputs, fusion) in &programs {
             cases.insert(
                 module_name(label, target),
                 Case {
                     program: program.clone(),
                     inputs: inputs.clone(),
-                    file: gen_for(program, Unroll::None, target),
+                    file: gen_fused(program, Unroll::None, target, *fusion),
                     target,
                 },
             );
@@ -1417,6 +1462,13 @@ fn check_simd(h: &Harness, targets: &[Target], expect_kernel: impl Fn(Target) ->
             Some(expect_kernel(case.target)),
             "{module}: kernel picked by Model::new"
         );
+        if module.contains("_ops_") {
+            let code = &case.file.contents;
+            assert!(
+                code.contains("lstm step, op by op") && !code.contains("one LSTM step"),
+                "{module}: not written op by op"
+            );
+        }
         h.check_bit_exact_with(module, None);
         h.check_bit_exact_with(module, Some("scalar"));
         // AVX2's layout picks AVX-VNNI where the CPU has it: the sign trick too.
@@ -1425,10 +1477,11 @@ fn check_simd(h: &Harness, targets: &[Target], expect_kernel: impl Fn(Target) ->
         }
         checked += 1;
     }
-    // Per target: the SIMD shapes, min128, upscale, the char LM and the GRU/RNN models.
+    // Per target: the SIMD shapes, min128, upscale, the char LM, the GRU/RNN models
+    // and the op-by-op LSTMs.
     assert_eq!(
         checked,
-        (SIMD_SHAPES.len() + 3 + cell_models_count()) * targets.len()
+        (SIMD_SHAPES.len() + 3 + cell_models_count() + SIMD_OP_BY_OP.len()) * targets.len()
     );
 }
 

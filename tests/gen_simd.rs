@@ -25,9 +25,9 @@
 mod support;
 
 use irnn_cli::bench::{target_flags, AVX_VNNI_FLAG};
-use irnn_codegen::back::{generate, GenOptions, GeneratedFile, Lang, Target, Unroll};
+use irnn_codegen::back::{generate, Fusion, GenOptions, GeneratedFile, Lang, Target, Unroll};
 use irnn_codegen::graph::Graph;
-use irnn_codegen::ir::{InputIr, LayerIr, Program};
+use irnn_codegen::ir::{InputIr, Program};
 use irnn_codegen::lower::lower;
 use irnn_codegen::npy::{read_data, SeqData};
 use irnn_codegen::synth::Rng;
@@ -87,6 +87,10 @@ fn charlm() -> Program {
 }
 
 fn gen(program: &Program, target: Target) -> Vec<GeneratedFile> {
+    gen_fused(program, target, Fusion::Auto)
+}
+
+fn gen_fused(program: &Program, target: Target, fusion: Fusion) -> Vec<GeneratedFile> {
     generate(
         program,
         &GenOptions {
@@ -94,6 +98,7 @@ fn gen(program: &Program, target: Target) -> Vec<GeneratedFile> {
             target,
             unroll: Unroll::None,
             precision: Default::default(),
+            fusion,
         },
     )
     .unwrap_or_else(|e| panic!("generating C for {} failed: {e}", target.name()))
@@ -269,6 +274,7 @@ fn simd_targets_take_rust_and_refuse_unrolling() {
                 target,
                 unroll: Unroll::Inner,
                 precision: Default::default(),
+                fusion: Default::default(),
             },
         );
         assert!(
@@ -286,6 +292,7 @@ fn simd_targets_take_rust_and_refuse_unrolling() {
                     target,
                     unroll: Unroll::None,
                     precision: Default::default(),
+                    fusion: Default::default(),
                 },
             );
             assert!(ok.is_ok(), "{lang:?} for {}: {:?}", target.name(), ok.err());
@@ -296,6 +303,7 @@ fn simd_targets_take_rust_and_refuse_unrolling() {
                     target,
                     unroll: Unroll::Full,
                     precision: Default::default(),
+                    fusion: Default::default(),
                 },
             );
             assert!(
@@ -459,21 +467,15 @@ fn simd_c_matches_interpreter_on_charlm() {
 /// valid in a graph) in W_hh of its first LSTM layer.
 fn with_minus_128_weights() -> Program {
     let mut program = synth_models()[1].model.program.clone();
-    let mut touched = 0;
-    for layer in &mut program.layers {
-        if let LayerIr::Lstm(l) = layer {
-            // Only in W_hh of the first LSTM layer: the other matrices keep SIMD.
-            if touched == 0 {
-                for (k, w) in l.w_hh.iter_mut().enumerate() {
-                    if k % 5 == 0 {
-                        *w = -128;
-                    }
-                }
-                touched += 1;
+    // Only in W_hh of the first LSTM layer: the other matrices keep SIMD.
+    let first = support::lstm_layers(&program)[0];
+    support::edit_lstm(&mut program, first, |l| {
+        for (k, w) in l.w_hh.iter_mut().enumerate() {
+            if k % 5 == 0 {
+                *w = -128;
             }
         }
-    }
-    assert_eq!(touched, 1);
+    });
     program
 }
 
@@ -532,6 +534,7 @@ fn bench_times_the_generated_rust() {
             runs: 3,
             cc: "gcc".into(),
             lang: Lang::Rust,
+            fusion: Default::default(),
         },
     )
     .expect("the Rust benchmark builds and runs");
@@ -573,6 +576,7 @@ fn bench_times_the_generated_rust() {
             runs: 3,
             cc: "gcc".into(),
             lang: Lang::Rust,
+            fusion: Default::default(),
         },
     );
     if !cpu_runs(Target::Neon) {
@@ -616,6 +620,7 @@ fn bench_times_every_target() {
             runs: 3,
             cc: "gcc".into(),
             lang: Lang::C,
+            fusion: Default::default(),
         },
     )
     .expect("bench runs");
@@ -745,6 +750,68 @@ fn neon_c_matches_interpreter_under_qemu() {
     }
 }
 
+/// The LSTM written op by op (`--fusion none`) on the packed kernels of every SIMD
+/// target: the two-layer synthetic LSTM natively on x86 (and with the fallback
+/// kernels), and under qemu on AArch64.
+#[test]
+fn lstm_op_by_op_c_matches_interpreter_on_simd_targets() {
+    let test = "lstm_op_by_op_c_matches_interpreter_on_simd_targets";
+    let program = &synth_models()[1].model.program;
+    let seqs = random_seqs(program, 40, LENGTHS);
+    let want = expected(program, &seqs);
+    let cross = cross_enabled(&format!("{test} (qemu part)"));
+    for target in TARGETS.into_iter().chain(ARM_TARGETS) {
+        let files = gen_fused(program, target, Fusion::None);
+        let c: String = files.iter().map(|f| f.contents.as_str()).collect();
+        assert!(
+            c.contains("One step, op by op") && !c.contains("_w_ih") && c.contains("_q_mv_simd("),
+            "{}: not op by op on the packed kernels",
+            target.name()
+        );
+        let gcc = Toolchain::native("gcc");
+        if target.is_arm() {
+            if cross {
+                let tc = Toolchain::AARCH64;
+                let flags = target_flags(target);
+                assert_runs_as(
+                    program,
+                    &files,
+                    target,
+                    &tc,
+                    flags,
+                    &seqs,
+                    &want,
+                    "op by op ",
+                );
+            }
+        } else {
+            assert_runs_as(
+                program,
+                &files,
+                target,
+                &gcc,
+                &[],
+                &seqs,
+                &want,
+                "op by op, fallback ",
+            );
+            if !skip_unless(target, test) {
+                let flags = target_flags(target);
+                assert_runs_as(
+                    program,
+                    &files,
+                    target,
+                    &gcc,
+                    flags,
+                    &seqs,
+                    &want,
+                    "op by op ",
+                );
+            }
+        }
+    }
+}
+
 /// The shipped char LM under qemu (its test data plus two random sequences, 506 steps),
 /// every AArch64 kernel, and the x86 fallback.
 #[test]
@@ -813,6 +880,7 @@ fn bench_runs_arm_targets_under_qemu() {
             runs: 3,
             cc: "gcc".into(),
             lang: Lang::C,
+            fusion: Default::default(),
         },
     )
     .expect("bench runs the ARM targets");
@@ -1088,7 +1156,7 @@ fn check_tables_exhaustively(
     let (_, c) = write_files(dir.path(), &gen(p, target));
     let stem = c.file_stem().unwrap().to_str().unwrap().to_string();
     let prefix = support::c_harness::prefix(p);
-    let tables: Vec<usize> = p.lstm_tables().into_iter().collect();
+    let tables: Vec<usize> = p.used_tables().into_iter().collect();
     // Every table here has at most 64 pieces, int32 piece arithmetic and at most one
     // start per bucket: each must take the AVX-512 register form, or the AVX2 gathers.
     let form = match target {
@@ -1467,14 +1535,9 @@ fn check_requant_form(p: &Program, target: Target, call: &str, needs_isa: bool) 
 #[test]
 fn avx2_keeps_64_bit_requantization_when_the_sum_may_overflow() {
     let mut p = charlm();
-    let l = p
-        .layers
-        .iter_mut()
-        .find_map(|l| match l {
-            LayerIr::Lstm(l) => Some(l),
-            _ => None,
-        })
-        .expect("an LSTM layer");
+    let first = support::lstm_layers(&p)[0];
+    let mut lstm = support::lstm(&p, first);
+    let l = &mut lstm;
     assert!(
         irnn_codegen::back::lstm_gate_plan(l).sum_i32,
         "the char LM's layers fit"
@@ -1513,6 +1576,7 @@ fn avx2_keeps_64_bit_requantization_when_the_sum_may_overflow() {
         shift: 0,
     };
     assert!(!irnn_codegen::back::lstm_gate_plan(l).sum_i32);
+    p.layers[first] = lstm.into();
     let src: String = gen(&p, Target::Avx2)
         .iter()
         .map(|f| f.contents.clone())

@@ -724,6 +724,7 @@ fn c_of_every_target_compiles_for_helper_named_layers() {
                         target,
                         unroll: Unroll::None,
                         precision,
+                        fusion: Default::default(),
                     };
                     let what = format!("{names:?} {target:?} {precision:?}");
                     let compiled = compile(&path, &opts).unwrap_or_else(|e| panic!("{what}: {e}"));

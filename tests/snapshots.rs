@@ -20,6 +20,7 @@ fn render_for(path: &std::path::Path, lang: Lang, target: Target, unroll: Unroll
             target,
             unroll,
             precision: Default::default(),
+            fusion: Default::default(),
         },
     )
     .expect("generates");

@@ -23,7 +23,7 @@
 
 use anyhow::{bail, Context, Result};
 use irnn_codegen::back::float::F32Program;
-use irnn_codegen::back::{generate, GenOptions, Lang, Precision, Target, Unroll};
+use irnn_codegen::back::{generate, Fusion, GenOptions, Lang, Precision, Target, Unroll};
 use irnn_codegen::ir::{InputIr, LayerIr, Program};
 use std::path::Path;
 use std::process::Command;
@@ -58,6 +58,8 @@ pub struct BenchOptions {
     /// Language of the timed code: the generated C (compiled with `cc`) or the
     /// generated Rust (a scratch crate built with cargo against irnn-runtime).
     pub lang: Lang,
+    /// Fusion of the int8 code (`Fusion::None` times the op-by-op code).
+    pub fusion: Fusion,
 }
 
 /// One row of the result table.
@@ -350,7 +352,14 @@ fn bench_target_with(
     if opts.lang == Lang::Rust {
         return bench_target_rust(program, f32_program, target, precision, opts);
     }
-    let (files, weight_bytes) = generate_timed(program, f32_program, target, precision, Lang::C)?;
+    let (files, weight_bytes) = generate_timed(
+        program,
+        f32_program,
+        target,
+        precision,
+        Lang::C,
+        opts.fusion,
+    )?;
     let dir = tempfile::tempdir().context("temporary directory")?;
     let mut c_file = None;
     for f in &files {
@@ -482,12 +491,14 @@ fn generate_timed(
     target: Target,
     precision: Precision,
     lang: Lang,
+    fusion: Fusion,
 ) -> Result<(Vec<irnn_codegen::back::GeneratedFile>, usize)> {
     let gen_opts = GenOptions {
         lang,
         target,
         unroll: Unroll::None,
         precision,
+        fusion,
     };
     Ok(match (precision, f32_program) {
         (Precision::Int8, _) => (generate(program, &gen_opts)?, weight_bytes(program, target)),
@@ -682,8 +693,14 @@ fn bench_target_rust(
         );
     }
     let runtime = runtime_dir()?;
-    let (files, weight_bytes) =
-        generate_timed(program, f32_program, target, precision, Lang::Rust)?;
+    let (files, weight_bytes) = generate_timed(
+        program,
+        f32_program,
+        target,
+        precision,
+        Lang::Rust,
+        opts.fusion,
+    )?;
     let module = files
         .iter()
         .find(|f| f.name.ends_with(".rs"))

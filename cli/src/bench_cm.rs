@@ -204,6 +204,7 @@ pub fn bench_target(program: &Program, target: Target) -> Result<CortexMRow> {
         target,
         unroll: Unroll::None,
         precision: Precision::Int8,
+        fusion: Default::default(),
     };
     let files = generate(program, &opts)?;
     let mut source = None;

@@ -112,6 +112,21 @@ impl From<PrecisionArg> for irnn_codegen::back::Precision {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum FusionArg {
+    Auto,
+    None,
+}
+
+impl From<FusionArg> for irnn_codegen::back::Fusion {
+    fn from(f: FusionArg) -> Self {
+        match f {
+            FusionArg::Auto => Self::Auto,
+            FusionArg::None => Self::None,
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum UnrollArg {
     None,
     Inner,
@@ -243,6 +258,10 @@ enum Command {
         /// the graph), the float counterpart for speed comparisons.
         #[arg(long, value_enum, default_value_t = PrecisionArg::Int8)]
         precision: PrecisionArg,
+        /// auto: fused kernels where a layer matches one (the LSTM step); none: every
+        /// recurrent layer op by op (the same results; plainer, slower code).
+        #[arg(long, value_enum, default_value_t = FusionArg::Auto)]
+        fusion: FusionArg,
         /// Output directory (created if missing).
         #[arg(short, long)]
         output: PathBuf,
@@ -311,6 +330,9 @@ enum Command {
         /// this CPU runs only).
         #[arg(long, value_enum, default_value_t = LangArg::C)]
         lang: LangArg,
+        /// Fusion of the int8 code, as for `irnn gen`: none times the op-by-op code.
+        #[arg(long, value_enum, default_value_t = FusionArg::Auto)]
+        fusion: FusionArg,
         /// Print the rows as one JSON object on stdout instead of the table.
         #[arg(long)]
         json: bool,
@@ -390,6 +412,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             target,
             unroll,
             precision,
+            fusion,
             output,
         } => {
             let opts = irnn_codegen::compile::CompileOptions {
@@ -401,6 +424,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
                     UnrollArg::Full => irnn_codegen::back::Unroll::Full,
                 },
                 precision: precision.into(),
+                fusion: fusion.into(),
             };
             cmd_gen(&model, &opts, &output)
         }
@@ -486,6 +510,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
             runs,
             precision,
             lang,
+            fusion,
             json,
         } => {
             let graph = Graph::load(&model)?;
@@ -526,6 +551,7 @@ pub fn run_cli(cli: Cli) -> Result<()> {
                 runs,
                 cc: crate::bench::default_cc(),
                 lang: lang.into(),
+                fusion: fusion.into(),
             };
             let compiler = match opts.lang {
                 irnn_codegen::back::Lang::C => {
@@ -1316,12 +1342,6 @@ pub fn sizes(p: &Program) -> Sizes {
             LayerIr::Embedding(e) => {
                 int_b += e.table.len();
                 float_b += 4 * e.table.len();
-            }
-            LayerIr::Lstm(l) => {
-                let rows = 4 * l.hidden_size;
-                int_b += l.w_ih.len() + l.w_hh.len() + 4 * 2 * rows + 5 * 2 * rows + 5;
-                float_b += 4 * (l.w_ih.len() + l.w_hh.len() + 2 * rows);
-                state += l.hidden_size * 3;
             }
             LayerIr::Linear(l) => {
                 int_b += l.weight.len() + 4 * l.out_size + 5 * l.out_size;

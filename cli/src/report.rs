@@ -403,6 +403,7 @@ pub fn target_sizes(program: &Program) -> Result<Vec<TargetSize>> {
                 target,
                 unroll: Unroll::None,
                 precision: Precision::Int8,
+                fusion: Default::default(),
             },
         )?;
         let run_stack_bytes = files

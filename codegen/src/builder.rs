@@ -135,6 +135,12 @@ impl Builder {
         self
     }
 
+    /// Fusion (default auto; `Fusion::None` writes every recurrent layer op by op).
+    pub fn fusion(&mut self, fusion: crate::back::Fusion) -> &mut Self {
+        self.options.fusion = fusion;
+        self
+    }
+
     /// All options at once ([`CompileOptions`], or the back ends'
     /// [`crate::back::GenOptions`]).
     pub fn options(&mut self, options: impl Into<CompileOptions>) -> &mut Self {

@@ -26,7 +26,7 @@
 //! `name` methods write it.
 
 use crate::back::{generate, generate_f32, GenError, GenOptions, GeneratedFile, Lang, Precision};
-use crate::back::{Target, Unroll};
+use crate::back::{Fusion, Target, Unroll};
 use crate::error::LoadError;
 use crate::graph::Graph;
 use crate::lower::{lower, LowerError};
@@ -46,6 +46,9 @@ pub struct CompileOptions {
     pub unroll: Unroll,
     /// The integer model (the product) or its f32 counterpart.
     pub precision: Precision,
+    /// Fused emitters where a layer matches their pattern, or every recurrent layer op
+    /// by op (`back::plan`).
+    pub fusion: Fusion,
 }
 
 impl Default for CompileOptions {
@@ -61,6 +64,7 @@ impl From<GenOptions> for CompileOptions {
             target: o.target,
             unroll: o.unroll,
             precision: o.precision,
+            fusion: o.fusion,
         }
     }
 }
@@ -72,6 +76,7 @@ impl From<&CompileOptions> for GenOptions {
             target: o.target,
             unroll: o.unroll,
             precision: o.precision,
+            fusion: o.fusion,
         }
     }
 }
@@ -103,6 +108,12 @@ impl CompileOptions {
     /// Sets the precision.
     pub fn precision(mut self, precision: Precision) -> Self {
         self.precision = precision;
+        self
+    }
+
+    /// Sets the fusion.
+    pub fn fusion(mut self, fusion: Fusion) -> Self {
+        self.fusion = fusion;
         self
     }
 
@@ -241,6 +252,13 @@ impl std::str::FromStr for Unroll {
             &[Unroll::None, Unroll::Inner, Unroll::Full],
             unroll_name,
         )
+    }
+}
+
+impl std::str::FromStr for Fusion {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, UnknownValue> {
+        parse_name("fusion", s, &[Fusion::Auto, Fusion::None], Fusion::name)
     }
 }
 

@@ -578,7 +578,7 @@ pub fn lower(graph: &Graph) -> Result<Program, LowerError> {
                     ctx.table(&gate_tables[3]),
                 ];
                 let cell_table = ctx.table(cell_table);
-                layers.push(LayerIr::Lstm(LstmIr {
+                layers.push(LayerIr::from(LstmIr {
                     name: name.clone(),
                     input_size: i_sz,
                     hidden_size: h_sz,
@@ -594,7 +594,6 @@ pub fn lower(graph: &Graph) -> Result<Program, LowerError> {
                     cell_frac_bits: *cell_frac_bits,
                     req_out,
                     h_zero_point: output.zero_point,
-                    x_zero_point: in_q.zero_point,
                 }));
             }
             GraphLayer::Gru {

@@ -17,7 +17,7 @@
 //! input that changes only the test sequences reuses the binary.
 
 use super::Bytes;
-use irnn_codegen::back::{self, GenOptions, Lang, Precision, Target, Unroll};
+use irnn_codegen::back::{self, Fusion, GenOptions, Lang, Precision, Target, Unroll};
 use irnn_codegen::graph::{write_graph, Graph};
 use irnn_codegen::interp::Interpreter;
 use irnn_codegen::ir::{InputIr, Program};
@@ -510,11 +510,22 @@ fn finish_run(build: Build, input_path: &Path, what: &str) -> Vec<i32> {
 }
 
 fn gen(program: &Program, lang: Lang, target: Target, unroll: Unroll) -> Vec<back::GeneratedFile> {
+    gen_fused(program, lang, target, unroll, Fusion::Auto)
+}
+
+fn gen_fused(
+    program: &Program,
+    lang: Lang,
+    target: Target,
+    unroll: Unroll,
+    fusion: Fusion,
+) -> Vec<back::GeneratedFile> {
     let opts = GenOptions {
         lang,
         target,
         unroll,
         precision: Precision::Int8,
+        fusion,
     };
     back::generate(program, &opts)
         .unwrap_or_else(|e| panic!("generation failed ({opts:?}) on a valid model: {e}"))
@@ -528,6 +539,7 @@ fn fits_full_unroll(program: &Program) -> bool {
         target: Target::Scalar,
         unroll: Unroll::Full,
         precision: Precision::Int8,
+        fusion: Default::default(),
     };
     match back::generate(program, &opts) {
         Ok(_) => true,
@@ -622,8 +634,18 @@ pub fn check(data: &[u8]) {
         start_build(&scalar, &program, Target::Scalar),
     ));
     if let Some(t) = case.simd {
-        let files = gen(&program, Lang::C, t, Unroll::None);
-        builds.push((format!("C {t:?}"), start_build(&files, &program, t)));
+        // Every recurrent layer op by op in one case of three (the scalar build's
+        // unrolling picks it).
+        let fusion = if unroll == Unroll::Inner {
+            Fusion::None
+        } else {
+            Fusion::Auto
+        };
+        let files = gen_fused(&program, Lang::C, t, Unroll::None, fusion);
+        builds.push((
+            format!("C {t:?} {fusion:?}"),
+            start_build(&files, &program, t),
+        ));
     }
 
     // Meanwhile: one other target (chosen by the input) must generate, in both
@@ -635,6 +657,7 @@ pub fn check(data: &[u8]) {
             target: case.other,
             unroll: Unroll::None,
             precision: Precision::F32,
+            fusion: Default::default(),
         };
         if let Err(e) = back::generate_f32(&graph, &opts) {
             panic!("f32 generation failed ({opts:?}): {e}");

@@ -26,7 +26,9 @@
 //!     portable kernel otherwise), as `irnn gen --target` writes;
 //!   - `precision = "int8" | "f32"` (default `"int8"`): `"f32"` is the float
 //!     counterpart of the same model (float features or token ids in, f32 logits out),
-//!     for comparisons on equal terms.
+//!     for comparisons on equal terms;
+//!   - `fusion = "auto" | "none"` (default `"auto"`): `"none"` writes every recurrent
+//!     layer op by op (same results, plainer and slower code).
 //!
 //!   `include_model!("m.irnn.json", target = "avx512vnni")`
 //! - The calling crate must depend on `irnn-runtime`; the generated code is `no_std`
@@ -52,7 +54,8 @@ struct Args {
 
 /// The options and their values, for error messages.
 const OPTIONS: &str = "`unroll = \"none\" | \"inner\" | \"full\"`, `target = \"scalar\" | \"avx2\" | \
-                       \"avx512vnni\" | \"neon\" | \"neon-dotprod\"`, `precision = \"int8\" | \"f32\"`";
+                       \"avx512vnni\" | \"neon\" | \"neon-dotprod\"`, `precision = \"int8\" | \"f32\"`, \
+                       `fusion = \"auto\" | \"none\"`";
 
 impl Parse for Args {
     fn parse(input: ParseStream) -> syn::Result<Self> {
@@ -73,6 +76,7 @@ impl Parse for Args {
                 "unroll" => options.unroll = v.parse().map_err(bad)?,
                 "target" => options.target = v.parse().map_err(bad)?,
                 "precision" => options.precision = v.parse().map_err(bad)?,
+                "fusion" => options.fusion = v.parse().map_err(bad)?,
                 other => {
                     return Err(syn::Error::new(
                         key.span(),

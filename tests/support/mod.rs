@@ -8,7 +8,7 @@ pub mod skip;
 
 use irnn_codegen::back::Target;
 use irnn_codegen::graph::{write_graph, Graph};
-use irnn_codegen::ir::Program;
+use irnn_codegen::ir::{LayerIr, LstmIr, Program};
 use irnn_codegen::lower::lower;
 use irnn_codegen::npy::read_data;
 use irnn_codegen::quantize::{quantize, QuantizeOptions};
@@ -22,6 +22,32 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("tests/ has a parent")
         .to_path_buf()
+}
+
+/// Indices of the LSTM layers of `p` (cells whose ops are the LSTM step).
+pub fn lstm_layers(p: &Program) -> Vec<usize> {
+    (0..p.layers.len())
+        .filter(|&i| match &p.layers[i] {
+            LayerIr::Cell(l) => LstmIr::from_ops(l, &p.tables).is_some(),
+            _ => false,
+        })
+        .collect()
+}
+
+/// The parameters of LSTM layer `i` of `p`, read back from its ops.
+pub fn lstm(p: &Program, i: usize) -> LstmIr {
+    match &p.layers[i] {
+        LayerIr::Cell(l) => LstmIr::from_ops(l, &p.tables),
+        _ => None,
+    }
+    .unwrap_or_else(|| panic!("layer {i} of {} is not an LSTM", p.name))
+}
+
+/// Edits the parameters of LSTM layer `i` of `p` and writes the layer back as ops.
+pub fn edit_lstm(p: &mut Program, i: usize, f: impl FnOnce(&mut LstmIr)) {
+    let mut l = lstm(p, i);
+    f(&mut l);
+    p.layers[i] = l.into();
 }
 
 /// Whether this CPU runs `target`'s SIMD code: `irnn bench`'s detection, checked

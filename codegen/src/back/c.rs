@@ -8,6 +8,9 @@
 //! libm, no floating point, no VLAs, no signed overflow and no right shift of a negative
 //! value (it runs clean under `-fsanitize=undefined`).
 //!
+//! Recurrent layers are written as the plan says ([`super::plan`]): the fused LSTM step
+//! (its forms in [`LstmCForms`]), or op by op ([`super::c_ops`]).
+//!
 //! The structure of the files lives in Tera templates under `templates/c/`; all numbers
 //! are formatted here, so the output is deterministic. Identifiers derived from the
 //! model come only from [`super::names`]; model text reaches comments only through
@@ -34,11 +37,12 @@
 //! at once (bit-identical to `p_step`; `-DP_RUN_STEPWISE` makes it a loop of `p_step`).
 
 use super::names::{comment_safe, sanitize, upper, NameTable};
+use super::plan::{LstmCForms, LstmPlan, Plan};
 use super::targets::CKernels;
 use super::GENERATOR;
 use super::{GenError, GenOptions, GeneratedFile, Target, Unroll};
 use crate::ir::{
-    EmbeddingIr, InputIr, LayerIr, LinearIr, LinearOutput, LstmIr, Program, PwlTable, TableSymmetry,
+    EmbeddingIr, InputIr, LayerIr, LinearIr, LinearOutput, Program, PwlTable, TableSymmetry,
 };
 use irnn_runtime::Requant;
 use serde::Serialize;
@@ -965,11 +969,12 @@ fn embedding_ctx(index: usize, id: String, e: &EmbeddingIr) -> LayerCtx {
 fn lstm_ctx(
     index: usize,
     id: String,
-    l: &LstmIr,
+    plan: &LstmPlan,
     p: &str,
     unroll: Unroll,
     target: Target,
 ) -> Result<LayerCtx, GenError> {
+    let l = &plan.ir;
     let (i_sz, h_sz) = (l.input_size, l.hidden_size);
     let rows = 4 * h_sz;
     let simd = target.c_packed();
@@ -998,14 +1003,16 @@ fn lstm_ctx(
     };
     let arr = |s: String| if full { String::new() } else { s };
     let pwl = |t: usize| format!("{p}_pwl{t}");
-    let plan = super::lstm_gate_plan(l);
-    let fast_req = plan.down;
+    let LstmCForms {
+        down: fast_req,
+        req32,
+        reqm,
+        reqr,
+        reqv,
+        out_down,
+        fused_tail: fused,
+    } = plan.c;
     let full_rows = if simd { Vec::new() } else { full_rows };
-    // The gate sums proven to fit int32: the int32 forms apply.
-    let sum32 = plan.sum_i32;
-    let req32 = sum32 && target.info().req32 == super::targets::Req32::Abs;
-    let reqm = sum32 && target.info().req32 == super::targets::Req32::Mac;
-    let reqr = reqm && plan.acc_doubles;
     let e2 = if reqr {
         list(
             l.req_x.iter().zip(&l.req_h).map(|(x, h)| {
@@ -1018,16 +1025,6 @@ fn lstm_ctx(
     } else {
         String::new()
     };
-    let reqv = sum32
-        && matches!(target, Target::Avx2 | Target::Avx512Vnni)
-        && super::down_shift(&l.req_out).is_some();
-    let out_down = super::down_shift(&l.req_out)
-        .filter(|_| fast_req)
-        .map(|e| (e, super::down_half(e)));
-    let fused = simd
-        && target.info().lstm_tail == super::targets::LstmTail::Fused
-        && out_down.is_some()
-        && !reqv;
     Ok(LayerCtx::Lstm {
         index,
         id,
@@ -1212,6 +1209,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
     let (mut acc_max, mut xq_max, mut seq_max) = (0usize, 0usize, 0usize);
     let mut run_embedding = None;
     let last = program.layers.len().saturating_sub(1);
+    let plan = Plan::new(program, opts);
     for (index, (layer, id)) in program.layers.iter().zip(&ids).enumerate() {
         let mut g = Glue {
             kind: "",
@@ -1226,15 +1224,16 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
             last: index == last,
             chunk: false,
         };
-        match layer {
-            LayerIr::Embedding(e) => {
+        match (layer, plan.lstm(index)) {
+            (LayerIr::Embedding(e), _) => {
                 g.kind = "embedding";
                 g.vocab = e.vocab_size;
                 current = "x".to_string();
                 run_embedding = Some(glue.len());
                 layers.push(embedding_ctx(index, id.clone(), e));
             }
-            LayerIr::Lstm(l) => {
+            (_, Some(lp)) => {
+                let l = &lp.ir;
                 g.kind = "lstm";
                 let h = l.hidden_size;
                 state_members.push(StateMember {
@@ -1262,7 +1261,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                 layers.push(lstm_ctx(
                     index,
                     id.clone(),
-                    l,
+                    lp,
                     &p,
                     opts.unroll,
                     opts.target,
@@ -1274,7 +1273,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                     g.chunk = true;
                 }
             }
-            LayerIr::Cell(l) => {
+            (LayerIr::Cell(l), None) => {
                 g.kind = "cell";
                 let out = l.output;
                 let out_buf = &l.buffers[out.buf];
@@ -1341,7 +1340,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                     cell,
                 });
             }
-            LayerIr::Linear(l) => {
+            (LayerIr::Linear(l), _) => {
                 g.kind = "linear";
                 if let LinearOutput::I8 { .. } = l.output {
                     uses_sat8 = true;
@@ -1529,10 +1528,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
         lstm_states,
         cell_resets,
         has_lstm,
-        uses_sat16: program
-            .layers
-            .iter()
-            .any(|l| matches!(l, LayerIr::Lstm(_) | LayerIr::Cell(_))),
+        uses_sat16: program.layers.iter().any(|l| matches!(l, LayerIr::Cell(_))),
         uses_gate_pre,
         uses_gate_pre_down,
         uses_req32,

@@ -1,5 +1,6 @@
-//! The C of the op-level IR ([`crate::ir::ops`]), for the layers the back end has no
-//! fused kernel for (GRU, Elman RNN): [`cell_ctx`] turns each op into its operands as
+//! The C of the op-level IR ([`crate::ir::ops`]), for the recurrent layers the plan
+//! writes op by op (`back::plan`: GRU, Elman RNN, any layer with `--fusion none`):
+//! [`cell_ctx`] turns each op into its operands as
 //! C expressions ([`OpCtx`]), and `templates/c/source.c.tera` writes one branch of C
 //! per op kind. Every target-dependent choice comes in from outside: the packed
 //! matrices of the SIMD targets (`back::pack`) and each table's array evaluator

@@ -88,6 +88,7 @@ pub fn report(program: &Program, target: Target) -> Result<MemoryReport, GenErro
         target,
         unroll: Unroll::None,
         precision: Precision::Int8,
+        fusion: super::Fusion::Auto,
     };
     let files = super::generate(program, &opts)?;
     let source = files
@@ -276,9 +277,9 @@ pub fn code_estimate(program: &Program, target: Target) -> usize {
     for l in &program.layers {
         bytes += match l {
             LayerIr::Embedding(_) => emb,
-            LayerIr::Lstm(_) => lstm,
             LayerIr::Linear(_) => 0,
             LayerIr::Cell(c) => match c.kind {
+                crate::ir::ops::CellKind::Lstm => lstm,
                 crate::ir::ops::CellKind::Gru => gru,
                 _ => rnn,
             },

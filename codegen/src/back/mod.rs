@@ -14,11 +14,14 @@ pub mod float;
 pub mod memory;
 pub mod names;
 pub mod pack;
+pub mod plan;
 pub mod pwl_index;
 pub mod rust;
 pub mod rust_f32;
 pub mod targets;
 pub mod validate;
+
+pub use plan::{lstm_gate_plan, Fusion};
 
 use crate::ir::ops::Op;
 use crate::ir::ranges::{Interval, Ranges};
@@ -103,17 +106,6 @@ pub fn gate_sum_plan(ranges: &Ranges, op: &Op) -> Option<GateSumPlan> {
                 .map_or(Interval { lo: 0, hi: 0 }, |(v, _)| hull(*v)),
         ],
     })
-}
-
-/// The plan of an LSTM layer's gate sums (its one [`Op::GateSum`]).
-pub fn lstm_gate_plan(l: &crate::ir::LstmIr) -> GateSumPlan {
-    let layer = l.ops();
-    let ranges = layer.ranges();
-    layer
-        .ops
-        .iter()
-        .find_map(|op| gate_sum_plan(&ranges, op))
-        .expect("an LSTM step has a gate sum")
 }
 
 /// The rounding constant `2^(e−1)` of [`down_shift`]'s form (0 for `e = 0`).
@@ -252,6 +244,8 @@ pub struct GenOptions {
     pub unroll: Unroll,
     /// Integer model or its f32 counterpart.
     pub precision: Precision,
+    /// Whether recurrent layers may be written by fused emitters ([`plan`]).
+    pub fusion: Fusion,
 }
 
 impl Default for GenOptions {
@@ -261,6 +255,7 @@ impl Default for GenOptions {
             target: Target::Scalar,
             unroll: Unroll::None,
             precision: Precision::Int8,
+            fusion: Fusion::Auto,
         }
     }
 }

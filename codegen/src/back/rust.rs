@@ -14,7 +14,8 @@
 //! the runtime's primitives (`gate_preactivation`, `lstm_cell_update`, `lstm_output`,
 //! `Pwl::eval`, `multiply_by_quantized_multiplier`, the saturating casts); only the
 //! loops around them are specialized here, with every size a constant. The result is
-//! bit-identical to [`crate::interp::Interpreter`].
+//! bit-identical to [`crate::interp::Interpreter`]. Recurrent layers are written as the
+//! plan says ([`super::plan`]): the fused LSTM step, or op by op (`rust_ops.rs`).
 //!
 //! # SIMD targets
 //!
@@ -64,6 +65,7 @@
 mod ops;
 
 use super::names::{comment_safe, sanitize};
+use super::plan::{LstmPlan, LstmRustForms, Plan};
 use super::targets::PwlArray;
 use super::{GenError, GenOptions, GeneratedFile, Target, Unroll, GENERATOR};
 use crate::ir::*;
@@ -84,6 +86,7 @@ pub(crate) fn write(program: &Program, opts: &GenOptions) -> Result<Vec<Generate
         target: opts.target,
         blobs: Blobs::new(program),
         forms: array_forms(program, opts.target),
+        plan: Plan::new(program, opts),
     };
     let tokens = gen.file()?;
     let file = syn::parse2::<syn::File>(tokens).map_err(|e| GenError::RustSyntax(e.to_string()))?;
@@ -356,6 +359,8 @@ struct Gen<'p> {
     /// Whole-array form of each table (by index) on the VNNI and AVX2 targets,
     /// computed once.
     forms: Vec<Option<ArrayForm>>,
+    /// How each layer is written.
+    plan: Plan,
 }
 
 /// How a SIMD target evaluates a table on whole arrays (NUMERICS.md, "PWL lookup in
@@ -607,11 +612,12 @@ impl Gen<'_> {
         let mut items = vec![self.constants()];
         items.push(self.tables());
         for (i, layer) in p.layers.iter().enumerate() {
-            items.push(match layer {
-                LayerIr::Embedding(e) => self.embedding_data(i, e),
-                LayerIr::Lstm(l) => self.lstm(i, l)?,
-                LayerIr::Linear(l) => self.linear(i, l)?,
-                LayerIr::Cell(l) => self.cell(i, l)?,
+            let lstm = self.plan.lstm(i).cloned();
+            items.push(match (layer, lstm) {
+                (_, Some(lp)) => self.lstm(i, &lp)?,
+                (LayerIr::Embedding(e), None) => self.embedding_data(i, e),
+                (LayerIr::Linear(l), None) => self.linear(i, l)?,
+                (LayerIr::Cell(l), None) => self.cell(i, l)?,
             });
         }
         items.push(self.model());
@@ -1031,11 +1037,12 @@ impl Gen<'_> {
         }
     }
 
-    fn lstm(&mut self, i: usize, l: &LstmIr) -> Result<TokenStream, GenError> {
+    fn lstm(&mut self, i: usize, lp: &LstmPlan) -> Result<TokenStream, GenError> {
+        let l = &lp.ir;
         let (isz, hsz) = (l.input_size, l.hidden_size);
         let rows = 4 * hsz;
-        // What the interval analysis proves about the gate sums (one plan for the layer).
-        let plan = super::lstm_gate_plan(l);
+        // What the interval analysis proves about the gate sums.
+        let plan = &lp.gates;
         let mut items = Vec::new();
         let names = [
             format_ident!("L{}_W_IH", i),
@@ -1132,15 +1139,16 @@ impl Gen<'_> {
             &format!("one LSTM step, input {isz}, hidden {hsz}; updates `h` and `c` in place"),
         );
 
-        // Every gate requantizer with −31 <= shift <= 0 (what the quantizer produces;
-        // `GateSumPlan::down`): the loop form uses the branch-free requantization of
-        // NUMERICS.md ("Branch-free requantization"), which LLVM vectorizes; otherwise
-        // the runtime's.
-        let fast = !full && plan.down;
-        // The output requantizer in the same branch-free form (only with `fast`, which
-        // defines `req_down`); on AVX2 in int32 (`|o · tanh c| <= 2^30`, so it fits).
-        let out_req32 = fast && self.target == Target::Avx2;
-        let out_down = super::down_shift(&l.req_out).filter(|_| fast).map(|_| {
+        // The plan's forms (`LstmRustForms`): the loop form's branch-free gate
+        // requantization (`req_down`, which LLVM vectorizes) where every gate requantizer
+        // has it, otherwise the runtime's; the output requantizer in the same form,
+        // on AVX2 in int32.
+        let LstmRustForms {
+            down: fast,
+            out_req32,
+            out_down,
+        } = lp.rust;
+        let out_down = out_down.then(|| {
             (
                 int(l.req_out.multiplier as i64),
                 int(l.req_out.shift as i64),
@@ -1521,12 +1529,12 @@ impl Gen<'_> {
             .layers
             .iter()
             .enumerate()
-            .map(|(i, layer)| match layer {
-                LayerIr::Embedding(e) => e.dim,
-                LayerIr::Lstm(l) => 16 * l.hidden_size + l.hidden_size,
-                LayerIr::Linear(l) if !self.is_last(i) => l.out_size,
-                LayerIr::Linear(_) => 0,
-                LayerIr::Cell(l) => l.output_size(),
+            .map(|(i, layer)| match (layer, self.plan.lstm(i)) {
+                (_, Some(l)) => 16 * l.ir.hidden_size + l.ir.hidden_size,
+                (LayerIr::Embedding(e), _) => e.dim,
+                (LayerIr::Linear(l), _) if !self.is_last(i) => l.out_size,
+                (LayerIr::Linear(_), _) => 0,
+                (LayerIr::Cell(l), _) => l.output_size(),
             })
             .sum::<usize>()
             * super::c::RUN_CHUNK
@@ -1654,8 +1662,8 @@ impl Gen<'_> {
         let ka = self.kernel_arg();
         for (i, layer) in p.layers.iter().enumerate() {
             let cs = src.chunk_expr();
-            match layer {
-                LayerIr::Embedding(e) => {
+            match (layer, self.plan.lstm(i)) {
+                (LayerIr::Embedding(e), _) => {
                     let table = format_ident!("L{}_EMBEDDING", i);
                     let dl = lit(e.dim);
                     let zp = int(saturate_i8(e.zero_point) as i64);
@@ -1686,7 +1694,8 @@ impl Gen<'_> {
                     });
                     src = Src::Embedded;
                 }
-                LayerIr::Lstm(l) => {
+                (_, Some(lp)) => {
+                    let l = &lp.ir;
                     let (h, c) = (format_ident!("l{}_h", i), format_ident!("l{}_c", i));
                     let hl = lit(l.hidden_size);
                     let zp = int(saturate_i8(l.h_zero_point) as i64);
@@ -1725,7 +1734,7 @@ impl Gen<'_> {
                     });
                     src = Src::Hidden(i);
                 }
-                LayerIr::Cell(l) => {
+                (LayerIr::Cell(l), None) => {
                     let mut args = Vec::new();
                     for b in &l.buffers {
                         match b.role {
@@ -1776,7 +1785,7 @@ impl Gen<'_> {
                     });
                     src = Src::Hidden(i);
                 }
-                LayerIr::Linear(l) => {
+                (LayerIr::Linear(l), _) => {
                     let f = format_ident!("l{}_linear", i);
                     let x = src.expr();
                     if self.is_last(i) {

@@ -1,6 +1,7 @@
 //! Rust emitters for the op-level IR ([`crate::ir::ops`]): one arm per op, each
-//! calling the `irnn_runtime::kernels` function that defines the op, for the layers
-//! the back end has no fused kernel for (GRU, Elman RNN). The target's choices come
+//! calling the `irnn_runtime::kernels` function that defines the op, for the recurrent
+//! layers the plan writes op by op (`back::plan`: GRU, Elman RNN, any layer with
+//! `--fusion none`). The target's choices come
 //! from [`Gen`]: packed matrices and the runtime's matrix kernels on SIMD targets,
 //! each table's whole-array form where the target has one.
 

@@ -158,30 +158,20 @@ pub fn check_program(program: &Program, unroll: Unroll) -> Result<(), GenError> 
                 width = Some(e.dim);
                 0
             }
-            LayerIr::Lstm(l) => {
-                needs_width(width, l.input_size)?;
-                check_dim(name, "input_size", l.input_size)?;
-                check_dim(name, "hidden_size", l.hidden_size)?;
-                let rows = 4 * l.hidden_size;
-                check_len(name, "w_ih", l.w_ih.len(), rows.checked_mul(l.input_size))?;
-                check_len(name, "w_hh", l.w_hh.len(), rows.checked_mul(l.hidden_size))?;
-                check_len(name, "bias_x", l.bias_x.len(), Some(rows))?;
-                check_len(name, "bias_h", l.bias_h.len(), Some(rows))?;
-                check_len(name, "req_x", l.req_x.len(), Some(rows))?;
-                check_len(name, "req_h", l.req_h.len(), Some(rows))?;
-                for t in l.gate_tables.iter().chain([&l.cell_table]) {
-                    check_table(program, name, *t)?;
-                }
-                check_accumulators(name, "w_ih", &l.bias_x, &l.w_ih, l.input_size)?;
-                check_accumulators(name, "w_hh", &l.bias_h, &l.w_hh, l.hidden_size)?;
-                width = Some(l.hidden_size);
-                l.w_ih.len() + l.w_hh.len()
-            }
             LayerIr::Cell(l) => {
                 let input = l.input().map(|b| l.buffers[b].len).ok_or_else(|| {
                     layer_error(name, "a recurrent layer without an input buffer")
                 })?;
                 needs_width(width, input)?;
+                for m in &l.mats {
+                    check_len(name, &m.name, m.w.len(), m.rows.checked_mul(m.cols))?;
+                    check_len(
+                        name,
+                        &format!("{} bias", m.name),
+                        m.bias.len(),
+                        Some(m.rows),
+                    )?;
+                }
                 l.validate().map_err(|e| layer_error(name, e))?;
                 for b in &l.buffers {
                     check_dim(name, &b.name, b.len)?;

@@ -65,31 +65,24 @@ pub struct OutputIr {
 pub enum LayerIr {
     /// Token id → int8 vector lookup.
     Embedding(EmbeddingIr),
-    /// One direction of one LSTM layer.
-    Lstm(LstmIr),
     /// Fully connected layer.
     Linear(LinearIr),
-    /// A recurrent cell given by its ops only (GRU, Elman RNN): the interpreter and
-    /// the back ends' per-op emitters run it.
+    /// A recurrent cell (LSTM, GRU, Elman RNN) given by its ops: the interpreter runs
+    /// them; the back ends write them op by op, or a fused step where the plan
+    /// recognizes one (`back::plan`).
     Cell(OpLayer),
 }
 
-impl Program {
-    /// Indices of the PWL tables the LSTM layers use (gates and cell), ascending.
-    pub fn lstm_tables(&self) -> std::collections::BTreeSet<usize> {
-        self.layers
-            .iter()
-            .filter_map(|l| match l {
-                LayerIr::Lstm(l) => Some(l.gate_tables.iter().copied().chain([l.cell_table])),
-                _ => None,
-            })
-            .flatten()
-            .collect()
+impl From<LstmIr> for LayerIr {
+    fn from(l: LstmIr) -> Self {
+        LayerIr::Cell(l.ops())
     }
+}
 
+impl Program {
     /// Indices of the PWL tables any layer's ops use, ascending.
     pub fn used_tables(&self) -> std::collections::BTreeSet<usize> {
-        let mut used = self.lstm_tables();
+        let mut used = std::collections::BTreeSet::new();
         for l in &self.layers {
             if let LayerIr::Cell(c) = l {
                 used.extend(c.ops.iter().filter_map(|op| match op {
@@ -107,7 +100,6 @@ impl LayerIr {
     pub fn name(&self) -> &str {
         match self {
             LayerIr::Embedding(l) => &l.name,
-            LayerIr::Lstm(l) => &l.name,
             LayerIr::Linear(l) => &l.name,
             LayerIr::Cell(l) => &l.name,
         }
@@ -117,7 +109,6 @@ impl LayerIr {
     pub fn output_size(&self) -> usize {
         match self {
             LayerIr::Embedding(l) => l.dim,
-            LayerIr::Lstm(l) => l.hidden_size,
             LayerIr::Linear(l) => l.out_size,
             LayerIr::Cell(l) => l.output_size(),
         }
@@ -127,7 +118,6 @@ impl LayerIr {
     pub fn macs(&self) -> usize {
         match self {
             LayerIr::Embedding(_) => 0,
-            LayerIr::Lstm(l) => 4 * l.hidden_size * (l.input_size + l.hidden_size),
             LayerIr::Linear(l) => l.out_size * l.in_size,
             LayerIr::Cell(l) => l.macs(),
         }
@@ -137,10 +127,6 @@ impl LayerIr {
     pub fn matrices(&self) -> Vec<(usize, usize)> {
         match self {
             LayerIr::Embedding(_) => vec![],
-            LayerIr::Lstm(l) => vec![
-                (4 * l.hidden_size, l.input_size),
-                (4 * l.hidden_size, l.hidden_size),
-            ],
             LayerIr::Linear(l) => vec![(l.out_size, l.in_size)],
             LayerIr::Cell(l) => l.mats.iter().map(|m| (m.rows, m.cols)).collect(),
         }
@@ -150,7 +136,6 @@ impl LayerIr {
     pub fn summary(&self) -> String {
         match self {
             LayerIr::Embedding(e) => format!("embedding {}x{}", e.vocab_size, e.dim),
-            LayerIr::Lstm(l) => format!("lstm {}->{}", l.input_size, l.hidden_size),
             LayerIr::Linear(l) => format!("linear {}->{}", l.in_size, l.out_size),
             LayerIr::Cell(l) => format!(
                 "{} {}->{}",
@@ -182,7 +167,6 @@ impl LayerIr {
                     output: out,
                 }
             }
-            LayerIr::Lstm(l) => l.ops(),
             LayerIr::Linear(l) => {
                 let mut b = LayerBuilder::default();
                 let x = b.buffer("x", Dtype::I8, l.in_size, Role::Input);
@@ -229,6 +213,7 @@ impl LayerIr {
 impl LstmIr {
     /// The LSTM step as ops: both matrix products, the gate pre-activations, one PWL
     /// per gate, the cell update, tanh of the cell and the int8 output `o · tanh c`.
+    /// [`LstmIr::from_ops`] is its inverse.
     pub fn ops(&self) -> OpLayer {
         let (i_sz, h) = (self.input_size, self.hidden_size);
         let mut b = LayerBuilder::default();
@@ -297,6 +282,69 @@ impl LstmIr {
             output: hs,
         }
     }
+
+    /// The LSTM whose step is exactly `layer` ([`LstmIr::ops`] of the result equals
+    /// `layer`), or `None`: the pattern the fused LSTM emitters implement, read back
+    /// from the ops. `tables` are the program's (the gates' input grids; every table
+    /// the layer uses must be there).
+    pub fn from_ops(layer: &OpLayer, tables: &[PwlTable]) -> Option<LstmIr> {
+        let [mx, mh] = &layer.mats[..] else {
+            return None;
+        };
+        let (req_x, req_h) = layer.ops.iter().find_map(|op| match op {
+            Op::GateSum {
+                ra,
+                b: Some((_, rb)),
+                ..
+            } => Some((ra.clone(), rb.clone())),
+            _ => None,
+        })?;
+        let pwl: Vec<usize> = layer
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Pwl { table, .. } => Some(*table),
+                _ => None,
+            })
+            .collect();
+        let &[ti, tf, tg, to, tc] = &pwl[..] else {
+            return None;
+        };
+        let cell_frac_bits = layer.ops.iter().find_map(|op| match op {
+            Op::LstmCell { cell_frac_bits, .. } => Some(*cell_frac_bits),
+            _ => None,
+        })?;
+        let (req_out, h_zero_point) = layer.ops.iter().find_map(|op| match op {
+            Op::Narrow {
+                req, zero_point, ..
+            } if req.len() == 1 => Some((req[0], *zero_point)),
+            _ => None,
+        })?;
+        let gate_tables = [ti, tf, tg, to];
+        let mut gate_frac_bits = [0; 4];
+        for (bits, t) in gate_frac_bits.iter_mut().zip(gate_tables) {
+            *bits = tables.get(t)?.input_frac_bits;
+        }
+        tables.get(tc)?;
+        let l = LstmIr {
+            name: layer.name.clone(),
+            input_size: mx.cols,
+            hidden_size: mh.cols,
+            w_ih: mx.w.clone(),
+            w_hh: mh.w.clone(),
+            bias_x: mx.bias.clone(),
+            bias_h: mh.bias.clone(),
+            req_x,
+            req_h,
+            gate_tables,
+            gate_frac_bits,
+            cell_table: tc,
+            cell_frac_bits,
+            req_out,
+            h_zero_point,
+        };
+        (mh.rows == 4 * mh.cols && l.ops() == *layer).then_some(l)
+    }
 }
 
 /// Embedding lookup producing int8 vectors.
@@ -314,7 +362,9 @@ pub struct EmbeddingIr {
     pub zero_point: i32,
 }
 
-/// One integer LSTM layer; see `irnn_runtime::kernels::lstm_step` for its semantics.
+/// The parameters of one integer LSTM layer, as the lowering builds them and the fused
+/// LSTM emitters read them: [`LstmIr::ops`] is the layer ([`LayerIr::Cell`]) and its
+/// semantics (also `irnn_runtime::kernels::lstm_step`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LstmIr {
     /// Layer name.
@@ -347,8 +397,6 @@ pub struct LstmIr {
     pub req_out: Requant,
     /// Zero point of the hidden state (and of the layer output).
     pub h_zero_point: i32,
-    /// Zero point of the layer input (already folded into `bias_x`; informational).
-    pub x_zero_point: i32,
 }
 
 /// A fully connected layer.
