@@ -309,6 +309,9 @@ struct Glue {
     last: bool,
     /// Has a part in the batched `NAME_run`.
     chunk: bool,
+    /// Cell: its input projection runs per chunk (`{p}_{id}_chunk`); otherwise its
+    /// steps run one by one.
+    proj: bool,
 }
 
 /// The chunk buffers of the batched `NAME_run`.
@@ -616,7 +619,7 @@ enum LayerCtx {
 /// to a multiple of 4, laid out as `[blocks][groups][br][4]` so that one 4-byte group
 /// of `br` rows is one `br·4`-byte vector load, multiplied by one broadcast 4-byte group
 /// of the input vector.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 pub(crate) struct MatCtx {
     /// The packed int8 values.
     pub(crate) data: String,
@@ -1223,6 +1226,7 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
             buf: String::new(),
             last: index == last,
             chunk: false,
+            proj: false,
         };
         match (layer, plan.lstm(index)) {
             (LayerIr::Embedding(e), _) => {
@@ -1318,13 +1322,20 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
                         }
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                let cell = super::c_ops::cell_ctx(&p, &pu, id, l, mats)?;
+                let cell = super::c_ops::cell_ctx(&p, &pu, id, l, mats, plan.chunk_op(index))?;
                 uses_sat8 = true;
                 if batched {
-                    // One step at a time; the chunk's outputs go through a buffer of
-                    // their own, since `seq` still holds inputs of later steps.
+                    // With a projection per chunk, `{p}_{id}_chunk` reads every input
+                    // before it writes an output (as the LSTM's); otherwise one step at
+                    // a time, the outputs through a buffer of their own, since `seq`
+                    // still holds inputs of later steps.
                     seq_max = seq_max.max(out.len);
                     g.chunk = true;
+                    if let Some(pj) = &cell.proj {
+                        acc_max = acc_max.max(pj.mat.rows_pad);
+                        xq_max = xq_max.max(pj.mat.groups);
+                        g.proj = true;
+                    }
                 }
                 current = g.out_member.clone();
                 layers.push(LayerCtx::Cell {
@@ -1369,7 +1380,9 @@ fn build_context(program: &Program, opts: &GenOptions) -> Result<Ctx, GenError> 
             seq_bytes: chunk * seq_max,
             stack_bytes: 4 * chunk * acc_max + 4 * xq_words + chunk * seq_max,
             uses_k: glue.iter().any(|g| {
-                g.chunk && (g.kind == "cell" || (g.kind == "linear" && g.last && !g.buf.is_empty()))
+                g.chunk
+                    && ((g.kind == "cell" && !g.proj)
+                        || (g.kind == "linear" && g.last && !g.buf.is_empty()))
             }),
             embedding_id: run_embedding.map_or(String::new(), |i: usize| glue[i].id.clone()),
             embedding_vocab: run_embedding.map_or(0, |i: usize| glue[i].vocab),

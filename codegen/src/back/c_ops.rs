@@ -51,6 +51,35 @@ pub(crate) struct CellCtx {
     pub uses_gate_pre: bool,
     /// Uses `_q_cell` (an LSTM cell update).
     pub uses_cell: bool,
+    /// The input projection run per chunk in sequence mode (`Plan::chunk_op`): the
+    /// ops (without it) then form `{p}_{id}_cell(rec_params)`, and `{p}_{id}_step` /
+    /// `{p}_{id}_chunk` compute the projection for one step / a chunk and call it.
+    pub proj: Option<ProjCtx>,
+    /// Parameters of `{p}_{id}_cell` with `proj`: the state buffers, then the
+    /// projection's accumulators.
+    pub rec_params: String,
+}
+
+/// The input projection of a cell in sequence mode.
+#[derive(Serialize)]
+pub(crate) struct ProjCtx {
+    /// The accumulator buffer's name (a parameter of `{p}_{id}_cell`).
+    acc: String,
+    /// Weights and bias identifier suffixes (`{p}_{id}_{w}`).
+    w: String,
+    b: String,
+    /// The packed matrix.
+    pub(crate) mat: MatCtx,
+    /// Input width.
+    cols: usize,
+    /// The input buffer's name.
+    x: String,
+    /// The output (state) buffer's name and width.
+    out: String,
+    out_len: usize,
+    /// The state buffers' names, each followed by `, ` (the leading arguments of
+    /// `{p}_{id}_cell`).
+    states: String,
 }
 
 /// A local array `ctype name[len];`.
@@ -197,7 +226,17 @@ pub(crate) fn cell_ctx(
     id: &str,
     layer: &OpLayer,
     mats: Vec<Option<MatCtx>>,
+    chunk: Option<usize>,
 ) -> Result<CellCtx, GenError> {
+    // The projection run per chunk: its accumulators come in as a parameter.
+    let proj_op = chunk.and_then(|k| match layer.ops.get(k) {
+        Some(Op::MatVec { mat, x, acc }) => mats
+            .get(*mat)
+            .cloned()
+            .flatten()
+            .map(|pk| (k, *mat, *x, *acc, pk)),
+        _ => None,
+    });
     let mut cmats = Vec::new();
     for (k, (m, packed)) in layer.mats.iter().zip(mats).enumerate() {
         cmats.push(CellMat {
@@ -219,11 +258,30 @@ pub(crate) fn cell_ctx(
         });
     }
     let mut params = Vec::new();
+    let mut states = String::new();
     for b in &layer.buffers {
         if let Role::State { .. } = b.role {
             params.push(format!("{} *{}", b.dtype.c_type(), b.name));
+            states.push_str(&format!("{}, ", b.name));
         }
     }
+    let mut rec_params = params.clone();
+    let proj = proj_op.clone().map(|(_, mat, x, acc, pk)| {
+        let acc_name = layer.buffers[acc.buf].name.clone();
+        rec_params.push(format!("const int32_t *{acc_name}"));
+        let out = &layer.buffers[layer.output.buf];
+        ProjCtx {
+            acc: acc_name,
+            w: format!("m{mat}w"),
+            b: format!("m{mat}b"),
+            mat: pk,
+            cols: x.len,
+            x: layer.buffers[x.buf].name.clone(),
+            out: out.name.clone(),
+            out_len: layer.output.len,
+            states: states.clone(),
+        }
+    });
     for b in &layer.buffers {
         if b.role == Role::Input {
             params.push(format!("const int8_t *{}", b.name));
@@ -232,7 +290,7 @@ pub(crate) fn cell_ctx(
     let mut locals = Vec::new();
     // Scratch buffers; accumulators of packed matrices are padded to whole blocks.
     for (i, b) in layer.buffers.iter().enumerate() {
-        if b.role != Role::Temp {
+        if b.role != Role::Temp || proj_op.as_ref().is_some_and(|p| p.3.buf == i) {
             continue;
         }
         let pad = layer
@@ -258,6 +316,9 @@ pub(crate) fn cell_ctx(
     let mut ops = Vec::new();
     let mut needs_rj = false;
     for (n, op) in layer.ops.iter().enumerate() {
+        if proj_op.as_ref().is_some_and(|p| p.0 == n) {
+            continue;
+        }
         let v = |x: &View| at(layer, *x);
         let mut req = |name: &str, r: &[Requant]| req_tables(&mut reqs, p, id, name, r);
         let c = match op {
@@ -426,6 +487,8 @@ pub(crate) fn cell_ctx(
         ops,
         uses_gate_pre,
         uses_cell,
+        proj,
+        rec_params: rec_params.join(", "),
     })
 }
 

@@ -10,6 +10,7 @@
 
 use super::targets::{LstmTail, Req32};
 use super::{down_half, down_shift, gate_sum_plan, GateSumPlan, GenOptions, Target, Unroll};
+use crate::ir::ops::{Op, OpLayer, Role};
 use crate::ir::{LayerIr, LstmIr, Program};
 
 /// Whether the back ends may write an op pattern with a fused emitter.
@@ -38,7 +39,12 @@ pub enum LayerPlan {
     /// An embedding or a linear layer: its own emitter.
     Direct,
     /// A recurrent layer, op by op.
-    Ops,
+    Ops {
+        /// In sequence mode, the index of the op that runs for a whole chunk of steps
+        /// before the recurrence ([`chunk_projection`]); `None` where the target has no
+        /// sequence mode (portable kernels) or the layer has no such op.
+        chunk: Option<usize>,
+    },
     /// An LSTM step, by the fused LSTM emitters.
     Lstm(Box<LstmPlan>),
 }
@@ -117,12 +123,22 @@ impl Plan {
                     };
                     match lstm {
                         Some(ir) => LayerPlan::Lstm(Box::new(LstmPlan::new(ir, opts))),
-                        None => LayerPlan::Ops,
+                        None => LayerPlan::Ops {
+                            chunk: sequence_mode(opts).then(|| chunk_projection(l)).flatten(),
+                        },
                     }
                 }
             })
             .collect();
         Plan { layers }
+    }
+
+    /// The op that layer `i`, written op by op, runs for a whole chunk in sequence mode.
+    pub fn chunk_op(&self, i: usize) -> Option<usize> {
+        match self.layers.get(i) {
+            Some(LayerPlan::Ops { chunk }) => *chunk,
+            _ => None,
+        }
     }
 
     /// The fused LSTM plan of layer `i`, if it has one.
@@ -167,6 +183,42 @@ impl LstmPlan {
     }
 }
 
+/// Whether the generated code has a sequence mode (`NAME_run` / `Model::run` over chunks
+/// of steps): the targets with packed kernels in the chosen language.
+fn sequence_mode(opts: &GenOptions) -> bool {
+    match opts.lang {
+        super::Lang::C => opts.target.c_packed(),
+        super::Lang::Rust => opts.target.rust_packed(),
+    }
+}
+
+/// The op a cell written op by op runs for a whole chunk of steps, ahead of the
+/// recurrence: the first `MatVec` that [`OpLayer::hoistable`] allows (it reads nothing
+/// that depends on state), reading the whole layer input, which no other op reads, and
+/// writing a whole scratch buffer that no other op writes (the input projection
+/// `W_ih · x` of every cell). The
+/// chunk computes it for all steps with the batched matrix kernel, then runs the other
+/// ops step by step on each step's accumulators: the same values as the step.
+pub fn chunk_projection(l: &OpLayer) -> Option<usize> {
+    let input = l.input()?;
+    let hoistable = l.hoistable();
+    l.ops.iter().enumerate().find_map(|(k, op)| match op {
+        Op::MatVec { x, acc, .. }
+            if hoistable[k]
+                && *x == l.whole(input)
+                && *acc == l.whole(acc.buf)
+                && l.buffers[acc.buf].role == Role::Temp
+                && l.ops.iter().enumerate().all(|(j, o)| {
+                    j == k
+                        || (o.writes().buf != acc.buf && o.reads().iter().all(|v| v.buf != input))
+                }) =>
+        {
+            Some(k)
+        }
+        _ => None,
+    })
+}
+
 /// The plan of an LSTM layer's gate sums (its one gate-sum op).
 pub fn lstm_gate_plan(l: &LstmIr) -> GateSumPlan {
     let layer = l.ops();
@@ -181,7 +233,6 @@ pub fn lstm_gate_plan(l: &LstmIr) -> GateSumPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::ops::Op;
     use crate::ir::{Activation, PwlTable, TableSymmetry};
     use irnn_runtime::Requant;
 
@@ -294,7 +345,15 @@ mod tests {
                     ..opts
                 },
             );
-            assert_eq!(none.layers, vec![LayerPlan::Ops]);
+            // The input projection (op 0) runs per chunk where the Rust (the default
+            // language) has sequence mode.
+            let chunk = target.rust_packed().then_some(0);
+            assert_eq!(
+                none.layers,
+                vec![LayerPlan::Ops { chunk }],
+                "{}",
+                target.name()
+            );
         }
     }
 }

@@ -617,7 +617,7 @@ impl Gen<'_> {
                 (_, Some(lp)) => self.lstm(i, &lp)?,
                 (LayerIr::Embedding(e), None) => self.embedding_data(i, e),
                 (LayerIr::Linear(l), None) => self.linear(i, l)?,
-                (LayerIr::Cell(l), None) => self.cell(i, l)?,
+                (LayerIr::Cell(l), None) => self.cell(i, l, self.plan.chunk_op(i))?,
             });
         }
         items.push(self.model());
@@ -1772,17 +1772,46 @@ impl Gen<'_> {
                         format_ident!("hs{}", i),
                         lit(l.output_size()),
                     );
-                    let chunk_args: Vec<TokenStream> = args
-                        .iter()
-                        .map(|a| a.clone().unwrap_or_else(|| quote!(x)))
-                        .collect();
-                    chunk.push(quote! {
-                        let mut #hs = [[0i8; #hl]; RUN_CHUNK];
-                        for (x, h) in #cs[..len].iter().zip(&mut #hs) {
-                            #f(kernel, #(#chunk_args),*);
-                            *h = self.#h;
+                    match self.plan.chunk_op(i).map(|k| &l.ops[k]) {
+                        // The input projection of the whole chunk first (`l{i}_rec` runs
+                        // the rest), as the LSTM's.
+                        Some(crate::ir::ops::Op::MatVec { mat, acc, .. }) => {
+                            let (rec, pm, rl) = (
+                                format_ident!("l{}_rec", i),
+                                format_ident!("L{}_M{}_MAT", i, mat),
+                                lit(acc.len),
+                            );
+                            let states = args.iter().flatten();
+                            chunk.push(quote! {
+                                let mut #hs = [[0i8; #hl]; RUN_CHUNK];
+                                {
+                                    let mut acc = [[0i32; #rl]; RUN_CHUNK];
+                                    kernel.matvec_seq(
+                                        &#pm,
+                                        #cs[..len].as_flattened(),
+                                        acc[..len].as_flattened_mut(),
+                                    );
+                                    for (a, h) in acc[..len].iter().zip(&mut #hs) {
+                                        #rec(kernel, #(#states,)* a);
+                                        *h = self.#h;
+                                    }
+                                }
+                            });
                         }
-                    });
+                        _ => {
+                            let chunk_args: Vec<TokenStream> = args
+                                .iter()
+                                .map(|a| a.clone().unwrap_or_else(|| quote!(x)))
+                                .collect();
+                            chunk.push(quote! {
+                                let mut #hs = [[0i8; #hl]; RUN_CHUNK];
+                                for (x, h) in #cs[..len].iter().zip(&mut #hs) {
+                                    #f(kernel, #(#chunk_args),*);
+                                    *h = self.#h;
+                                }
+                            });
+                        }
+                    }
                     src = Src::Hidden(i);
                 }
                 (LayerIr::Linear(l), _) => {

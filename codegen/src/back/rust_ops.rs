@@ -40,8 +40,16 @@ impl Gen<'_> {
         quote!(Requant { multiplier: #m[k], shift: #s[k] })
     }
 
-    /// The statics and the step function `l{i}_cell` of an op-level layer.
-    pub(super) fn cell(&mut self, i: usize, l: &OpLayer) -> Result<TokenStream, GenError> {
+    /// The statics and the step function `l{i}_cell` of an op-level layer. With
+    /// `chunk` (the plan's input projection for sequence mode, on a SIMD target), the
+    /// ops after it are `l{i}_rec`, which takes the projection's accumulators, and
+    /// `l{i}_cell` computes the projection and calls it.
+    pub(super) fn cell(
+        &mut self,
+        i: usize,
+        l: &OpLayer,
+        chunk: Option<usize>,
+    ) -> Result<TokenStream, GenError> {
         let out = &l.buffers[l.output.buf];
         if !matches!(out.role, Role::State { .. }) || out.name != "h" || l.output.start != 0 {
             return Err(GenError::Layer {
@@ -79,7 +87,14 @@ impl Gen<'_> {
             }
             mats.push((w, b, mat));
         }
+        // The projection run per chunk: (op index, matrix, input, accumulators).
+        let proj = chunk.filter(|_| self.simd()).and_then(|k| match &l.ops[k] {
+            Op::MatVec { mat, x, acc } => Some((k, *mat, *x, *acc)),
+            _ => None,
+        });
         let mut params = Vec::new();
+        let mut rec_params = Vec::new();
+        let mut state_args = Vec::new();
         for b in &l.buffers {
             let (name, ty, len) = (
                 format_ident!("{}", b.name),
@@ -87,13 +102,45 @@ impl Gen<'_> {
                 lit(b.len),
             );
             match b.role {
-                Role::State { .. } => params.push(quote!(#name: &mut [#ty; #len])),
+                Role::State { .. } => {
+                    params.push(quote!(#name: &mut [#ty; #len]));
+                    rec_params.push(quote!(#name: &mut [#ty; #len]));
+                    state_args.push(quote!(#name));
+                }
                 Role::Input => params.push(quote!(#name: &[i8; #len])),
                 Role::Temp => {}
             }
         }
         let mut body = Vec::new();
-        for b in l.buffers.iter().filter(|b| b.role == Role::Temp) {
+        let mut wrapper = None;
+        if let Some((_, mat, x, acc)) = proj {
+            let (name, len) = (format_ident!("{}", l.buffers[acc.buf].name), lit(acc.len));
+            rec_params.push(quote!(#name: &[i32; #len]));
+            let pm = &mats[mat].2;
+            let (xs, accs) = (slice(l, x), slice(l, acc));
+            let (f, rec) = (format_ident!("l{}_cell", i), format_ident!("l{}_rec", i));
+            let (kparam, inline) = (self.kernel_param(), self.layer_inline());
+            let fdoc = self.layer_doc(
+                i,
+                &format!(
+                    "{} step: the input projection, then `l{i}_rec`",
+                    l.kind.as_str()
+                ),
+            );
+            wrapper = Some(quote! {
+                #fdoc
+                #inline
+                fn #f(#kparam #(#params),*) {
+                    let mut #name = [0i32; #len];
+                    kernel.matvec(&#pm, &#xs, &mut #accs);
+                    #rec(kernel, #(#state_args,)* &#name);
+                }
+            });
+        }
+        for (k, b) in l.buffers.iter().enumerate() {
+            if b.role != Role::Temp || proj.is_some_and(|p| p.3.buf == k) {
+                continue;
+            }
             let (name, len) = (format_ident!("{}", b.name), lit(b.len));
             let zero = match b.dtype {
                 Dtype::I8 => Literal::i8_suffixed(0),
@@ -103,6 +150,9 @@ impl Gen<'_> {
             body.push(quote!(let mut #name = [#zero; #len];));
         }
         for (n, op) in l.ops.iter().enumerate() {
+            if proj.is_some_and(|p| p.0 == n) {
+                continue;
+            }
             let s = |v: &View| slice(l, *v);
             let len = lit(op.writes().len);
             let d = s(&op.writes());
@@ -232,13 +282,21 @@ impl Gen<'_> {
         let fdoc = self.layer_doc(
             i,
             &format!(
-                "{} step, op by op ({} ops, {} MACs)",
+                "{} step, op by op ({} ops, {} MACs){}",
                 l.kind.as_str(),
                 l.ops.len(),
-                l.macs()
+                l.macs(),
+                if proj.is_some() {
+                    ", after its input projection"
+                } else {
+                    ""
+                }
             ),
         );
-        let f = format_ident!("l{}_cell", i);
+        let (f, params) = match proj {
+            Some(_) => (format_ident!("l{}_rec", i), rec_params),
+            None => (format_ident!("l{}_cell", i), params),
+        };
         let kparam = self.kernel_param();
         let inline = self.layer_inline();
         items.push(quote! {
@@ -254,6 +312,7 @@ impl Gen<'_> {
                 #(#body)*
             }
         });
+        items.extend(wrapper);
         Ok(quote!(#(#items)*))
     }
 }
