@@ -3,10 +3,12 @@
 //!
 //! Every recurrent layer is a list of ops ([`crate::ir::ops`]). A back end writes it
 //! op by op, one emitter per op, unless the plan recognizes a pattern it has a fused
-//! emitter for: today the LSTM step ([`LstmIr::from_ops`]), whose fused emitters keep
-//! the gates, the cell and the output in registers and pick arithmetic forms that the
-//! interval analysis proves exact ([`LstmPlan`]). [`Fusion::None`] turns fusion off,
-//! which gives the plain op-by-op code (the same results, bit for bit).
+//! emitter for: today the LSTM step ([`LstmIr::from_ops`]), whose fused emitters
+//! write the gates, the cell update and the output in fewer passes and pick arithmetic
+//! forms that the interval analysis proves exact ([`LstmPlan`]). [`Fusion::None`]
+//! turns fusion off, which gives the plain op-by-op code (the same results, bit for
+//! bit). For a layer written op by op, the plan also names the op that sequence mode
+//! runs for a whole chunk ([`chunk_projection`]).
 
 use super::targets::{LstmTail, Req32};
 use super::{down_half, down_shift, gate_sum_plan, GateSumPlan, GenOptions, Target, Unroll};
