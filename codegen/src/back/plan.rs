@@ -124,7 +124,7 @@ impl Plan {
                         Fusion::None => None,
                     };
                     match lstm {
-                        Some(ir) => LayerPlan::Lstm(Box::new(LstmPlan::new(ir, opts))),
+                        Some(ir) => LayerPlan::Lstm(Box::new(LstmPlan::new(ir, l, opts))),
                         None => LayerPlan::Ops {
                             chunk: sequence_mode(opts).then(|| chunk_projection(l)).flatten(),
                         },
@@ -153,8 +153,9 @@ impl Plan {
 }
 
 impl LstmPlan {
-    fn new(ir: LstmIr, opts: &GenOptions) -> LstmPlan {
-        let gates = lstm_gate_plan(&ir);
+    /// The plan of `ir`, whose ops are `layer`.
+    fn new(ir: LstmIr, layer: &OpLayer, opts: &GenOptions) -> LstmPlan {
+        let gates = gate_plan(layer);
         let target = opts.target;
         let info = target.info();
         let sum32 = gates.sum_i32;
@@ -223,7 +224,11 @@ pub fn chunk_projection(l: &OpLayer) -> Option<usize> {
 
 /// The plan of an LSTM layer's gate sums (its one gate-sum op).
 pub fn lstm_gate_plan(l: &LstmIr) -> GateSumPlan {
-    let layer = l.ops();
+    gate_plan(&l.ops())
+}
+
+/// The plan of the first gate-sum op of an LSTM step's ops.
+fn gate_plan(layer: &OpLayer) -> GateSumPlan {
     let ranges = layer.ranges();
     layer
         .ops
