@@ -606,6 +606,37 @@ fn table_eval(k: usize, t: &PwlTable) -> TokenStream {
     }
 }
 
+/// Sequence mode of one recurrent layer: the input projections of the chunk's `len`
+/// steps (`rows` accumulators each, from the inputs `xs` by `Kernel::matvec_seq` on
+/// `mat`), then `step` per step with its accumulators `a`, the hidden state `self.h`
+/// (`hidden` codes) collected into `hs{i}`, the next layer's inputs.
+fn projected_chunk(
+    i: usize,
+    mat: &Ident,
+    rows: usize,
+    xs: &TokenStream,
+    step: TokenStream,
+    h: &Ident,
+    hidden: usize,
+) -> TokenStream {
+    let (hs, hl, rl) = (format_ident!("hs{}", i), lit(hidden), lit(rows));
+    quote! {
+        let mut #hs = [[0i8; #hl]; RUN_CHUNK];
+        {
+            let mut acc = [[0i32; #rl]; RUN_CHUNK];
+            kernel.matvec_seq(
+                &#mat,
+                #xs[..len].as_flattened(),
+                acc[..len].as_flattened_mut(),
+            );
+            for (a, h) in acc[..len].iter().zip(&mut #hs) {
+                #step
+                *h = self.#h;
+            }
+        }
+    }
+}
+
 impl Gen<'_> {
     fn file(&mut self) -> Result<TokenStream, GenError> {
         let p = self.p;
@@ -1711,27 +1742,16 @@ impl Gen<'_> {
                     let f = format_ident!("l{}_lstm", i);
                     let x = src.expr();
                     steps.push(quote!(#f(#ka #x, &mut self.#h, &mut self.#c);));
-                    let (fc, mat, hs) = (
-                        format_ident!("l{}_cell", i),
-                        format_ident!("L{}_MAT_X", i),
-                        format_ident!("hs{}", i),
-                    );
-                    let rl = lit(4 * l.hidden_size);
-                    chunk.push(quote! {
-                        let mut #hs = [[0i8; #hl]; RUN_CHUNK];
-                        {
-                            let mut acc = [[0i32; #rl]; RUN_CHUNK];
-                            kernel.matvec_seq(
-                                &#mat,
-                                #cs[..len].as_flattened(),
-                                acc[..len].as_flattened_mut(),
-                            );
-                            for (a, h) in acc[..len].iter().zip(&mut #hs) {
-                                #fc(kernel, a, &mut self.#h, &mut self.#c);
-                                *h = self.#h;
-                            }
-                        }
-                    });
+                    let fc = format_ident!("l{}_cell", i);
+                    chunk.push(projected_chunk(
+                        i,
+                        &format_ident!("L{}_MAT_X", i),
+                        4 * l.hidden_size,
+                        &cs,
+                        quote!(#fc(kernel, a, &mut self.#h, &mut self.#c);),
+                        &h,
+                        l.hidden_size,
+                    ));
                     src = Src::Hidden(i);
                 }
                 (LayerIr::Cell(l), None) => {
@@ -1776,27 +1796,17 @@ impl Gen<'_> {
                         // The input projection of the whole chunk first (`l{i}_rec` runs
                         // the rest), as the LSTM's.
                         Some(crate::ir::ops::Op::MatVec { mat, acc, .. }) => {
-                            let (rec, pm, rl) = (
-                                format_ident!("l{}_rec", i),
-                                format_ident!("L{}_M{}_MAT", i, mat),
-                                lit(acc.len),
-                            );
+                            let rec = format_ident!("l{}_rec", i);
                             let states = args.iter().flatten();
-                            chunk.push(quote! {
-                                let mut #hs = [[0i8; #hl]; RUN_CHUNK];
-                                {
-                                    let mut acc = [[0i32; #rl]; RUN_CHUNK];
-                                    kernel.matvec_seq(
-                                        &#pm,
-                                        #cs[..len].as_flattened(),
-                                        acc[..len].as_flattened_mut(),
-                                    );
-                                    for (a, h) in acc[..len].iter().zip(&mut #hs) {
-                                        #rec(kernel, #(#states,)* a);
-                                        *h = self.#h;
-                                    }
-                                }
-                            });
+                            chunk.push(projected_chunk(
+                                i,
+                                &format_ident!("L{}_M{}_MAT", i, mat),
+                                acc.len,
+                                &cs,
+                                quote!(#rec(kernel, #(#states,)* a);),
+                                &h,
+                                l.output_size(),
+                            ));
                         }
                         _ => {
                             let chunk_args: Vec<TokenStream> = args
