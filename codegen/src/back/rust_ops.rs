@@ -87,8 +87,9 @@ impl Gen<'_> {
             }
             mats.push((w, b, mat));
         }
-        // The projection run per chunk: (op index, matrix, input, accumulators).
-        let proj = chunk.filter(|_| self.simd()).and_then(|k| match &l.ops[k] {
+        // The projection run per chunk: (op index, matrix, input, accumulators). The
+        // plan names one only where the target has sequence mode (packed kernels).
+        let proj = chunk.and_then(|k| match &l.ops[k] {
             Op::MatVec { mat, x, acc } => Some((k, *mat, *x, *acc)),
             _ => None,
         });
