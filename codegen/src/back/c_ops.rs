@@ -80,6 +80,8 @@ pub(crate) struct ProjCtx {
     /// The state buffers' names, each followed by `, ` (the leading arguments of
     /// `{p}_{id}_cell`).
     states: String,
+    /// Parameters of `{p}_{id}_chunk`: the state buffers, then the chunk's inputs.
+    chunk_params: String,
 }
 
 /// A local array `ctype name[len];`.
@@ -266,6 +268,8 @@ pub(crate) fn cell_ctx(
         }
     }
     let mut rec_params = params.clone();
+    let mut chunk_params = params.clone();
+    chunk_params.push("const int8_t *const *xs".to_string());
     let proj = proj_op.clone().map(|(_, mat, x, acc, pk)| {
         let acc_name = layer.buffers[acc.buf].name.clone();
         rec_params.push(format!("const int32_t *{acc_name}"));
@@ -280,6 +284,7 @@ pub(crate) fn cell_ctx(
             out: out.name.clone(),
             out_len: layer.output.len,
             states: states.clone(),
+            chunk_params: chunk_params.join(", "),
         }
     });
     for b in &layer.buffers {
