@@ -768,46 +768,19 @@ fn lstm_op_by_op_c_matches_interpreter_on_simd_targets() {
             "{}: not op by op on the packed kernels",
             target.name()
         );
-        let gcc = Toolchain::native("gcc");
-        if target.is_arm() {
-            if cross {
-                let tc = Toolchain::AARCH64;
-                let flags = target_flags(target);
-                assert_runs_as(
-                    program,
-                    &files,
-                    target,
-                    &tc,
-                    flags,
-                    &seqs,
-                    &want,
-                    "op by op ",
-                );
-            }
+        // (toolchain, flags, what) of each build that runs here.
+        let runs: Vec<(Toolchain, &[&str], &str)> = if target.is_arm() {
+            let qemu = (Toolchain::AARCH64, target_flags(target), "op by op ");
+            cross.then_some(qemu).into_iter().collect()
         } else {
-            assert_runs_as(
-                program,
-                &files,
-                target,
-                &gcc,
-                &[],
-                &seqs,
-                &want,
-                "op by op, fallback ",
-            );
+            let mut runs = vec![(Toolchain::native("gcc"), &[][..], "op by op, fallback ")];
             if !skip_unless(target, test) {
-                let flags = target_flags(target);
-                assert_runs_as(
-                    program,
-                    &files,
-                    target,
-                    &gcc,
-                    flags,
-                    &seqs,
-                    &want,
-                    "op by op ",
-                );
+                runs.push((Toolchain::native("gcc"), target_flags(target), "op by op "));
             }
+            runs
+        };
+        for (tc, flags, what) in runs {
+            assert_runs_as(program, &files, target, &tc, flags, &seqs, &want, what);
         }
     }
 }
