@@ -215,20 +215,25 @@ fn check_files_bit_exact(
 // Tier 1: builds
 // ---------------------------------------------------------------------------------
 
+/// `files` compile with gcc and clang under [`STRICT`] at -O2; `what` labels a failure.
+fn builds_strict(files: &[GeneratedFile], what: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, c) = write_files(dir.path(), files);
+    let obj = dir.path().join("model.o");
+    let (c_s, o_s) = (c.display().to_string(), obj.display().to_string());
+    for cc_name in ["gcc", "clang"] {
+        let mut args: Vec<&str> = STRICT.to_vec();
+        args.extend_from_slice(&["-O2", "-c", &c_s, "-o", &o_s]);
+        cc(cc_name, &args, what);
+    }
+}
+
 #[test]
 fn c_builds_with_gcc_and_clang() {
     for s in synth_models() {
         for unroll in MODES {
             let files = gen(&s.model.program, unroll);
-            let dir = tempfile::tempdir().expect("tempdir");
-            let (_, c) = write_files(dir.path(), &files);
-            let obj = dir.path().join("model.o");
-            let (c_s, o_s) = (c.display().to_string(), obj.display().to_string());
-            for cc_name in ["gcc", "clang"] {
-                let mut args: Vec<&str> = STRICT.to_vec();
-                args.extend_from_slice(&["-O2", "-c", &c_s, "-o", &o_s]);
-                cc(cc_name, &args, &format!("{} ({unroll:?})", s.label));
-            }
+            builds_strict(&files, &format!("{} ({unroll:?})", s.label));
         }
     }
 }
@@ -709,15 +714,7 @@ fn lstm_op_by_op_matches_interpreter() {
             c.contains("One step, op by op") && !c.contains("_w_ih"),
             "{label}: not written op by op"
         );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (_, src) = write_files(dir.path(), &files);
-        let obj = dir.path().join("model.o");
-        let (c_s, o_s) = (src.display().to_string(), obj.display().to_string());
-        for cc_name in ["gcc", "clang"] {
-            let mut args: Vec<&str> = STRICT.to_vec();
-            args.extend_from_slice(&["-O2", "-c", &c_s, "-o", &o_s]);
-            cc(cc_name, &args, &format!("{label} op by op"));
-        }
+        builds_strict(&files, &format!("{label} op by op"));
         check_files_bit_exact(program, &files, Unroll::None, "gcc", &[], 750 + k as u64);
         if k == 0 {
             check_files_bit_exact(program, &files, Unroll::None, "clang", SANITIZE, 760);
