@@ -506,29 +506,30 @@ fn harness() -> &'static Harness {
 fn build_harness() -> Harness {
     let started = std::time::Instant::now();
     let mut cases = BTreeMap::new();
-    let mut add = |module: String, program: &Program, unroll: Unroll, inputs: &Inputs| {
-        // `{model}_ops`: the LSTM op by op.
-        let fusion = if module.ends_with("_ops") {
-            Fusion::None
-        } else {
-            Fusion::Auto
+    let mut add =
+        |module: String, program: &Program, unroll: Unroll, inputs: &Inputs, fusion: Fusion| {
+            let file = gen_fused(program, unroll, Target::Scalar, fusion);
+            cases.insert(
+                module,
+                Case {
+                    program: program.clone(),
+                    inputs: inputs.clone(),
+                    file,
+                    target: Target::Scalar,
+                },
+            );
         };
-        let file = gen_fused(program, unroll, Target::Scalar, fusion);
-        cases.insert(
-            module,
-            Case {
-                program: program.clone(),
-                inputs: inputs.clone(),
-                file,
-                target: Target::Scalar,
-            },
-        );
-    };
     let models = synthetic_models();
     for (i, (name, m)) in models.iter().enumerate() {
         let inputs = random_inputs(&m.program, 4, 100, 1000 + i as u64);
         for u in MODES {
-            add(format!("{name}_{}", mode_name(u)), &m.program, u, &inputs);
+            add(
+                format!("{name}_{}", mode_name(u)),
+                &m.program,
+                u,
+                &inputs,
+                Fusion::Auto,
+            );
         }
         if EXTREME.contains(name) {
             add(
@@ -536,24 +537,50 @@ fn build_harness() -> Harness {
                 &m.program,
                 Unroll::None,
                 &extreme_inputs(&m.program),
+                Fusion::Auto,
             );
             let long = random_inputs(&m.program, 1, 100_000, 2000 + i as u64);
-            add(format!("{name}_long"), &m.program, Unroll::None, &long);
+            add(
+                format!("{name}_long"),
+                &m.program,
+                Unroll::None,
+                &long,
+                Fusion::Auto,
+            );
         }
         if OP_BY_OP.contains(name) {
-            add(format!("{name}_ops"), &m.program, Unroll::None, &inputs);
+            // The LSTM op by op.
+            add(
+                format!("{name}_ops"),
+                &m.program,
+                Unroll::None,
+                &inputs,
+                Fusion::None,
+            );
         }
         if *name == "tok13x7" {
             let hostile = hostile_copy(&m.program);
             for u in MODES {
-                add(format!("hostile_{}", mode_name(u)), &hostile, u, &inputs);
+                add(
+                    format!("hostile_{}", mode_name(u)),
+                    &hostile,
+                    u,
+                    &inputs,
+                    Fusion::Auto,
+                );
             }
         }
     }
     let real_dir = tempfile::tempdir().expect("tempdir");
     for (name, program, inputs) in real_models(real_dir.path()) {
         for u in [Unroll::None, Unroll::Inner] {
-            add(format!("{name}_{}", mode_name(u)), &program, u, &inputs);
+            add(
+                format!("{name}_{}", mode_name(u)),
+                &program,
+                u,
+                &inputs,
+                Fusion::Auto,
+            );
         }
     }
     let models = models.into_iter().map(|(_, m)| m).collect();
